@@ -1,0 +1,195 @@
+// Package scheduling decides where a pod that asks for sysctls may run and how its
+// host-namespace settings clash with those sysctls. It is pure: it imports only
+// k8s.io/api, k8s.io/apimachinery and k8s.io/component-helpers, and it never does I/O.
+//
+// The one entry point is Plan. Everything the webhook, the plan command and the tests do
+// goes through it, so the offline answer and the admission answer are the same.
+package scheduling
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Annotation and label keys the project reads and writes.
+const (
+	// AnnotationPrefix is the prefix of every namespace and pod annotation we read.
+	AnnotationPrefix = "sysctl-placement.io/"
+	// AnnotationEnabled on a namespace opts it in when set to "true".
+	AnnotationEnabled = AnnotationPrefix + "enabled"
+	// AnnotationHostIPC on a namespace overrides policy.hostIPC.
+	AnnotationHostIPC = AnnotationPrefix + "host-ipc"
+	// AnnotationHostNetwork on a namespace overrides policy.hostNetwork.
+	AnnotationHostNetwork = AnnotationPrefix + "host-network"
+	// AnnotationHostUsers on a namespace overrides policy.hostUsers.
+	AnnotationHostUsers = AnnotationPrefix + "host-users"
+	// AnnotationUnplaceable on a namespace overrides policy.unplaceable.
+	AnnotationUnplaceable = AnnotationPrefix + "unplaceable"
+	// AnnotationPools on a namespace restricts the pools its pods may use ("a,b").
+	AnnotationPools = AnnotationPrefix + "pools"
+	// AnnotationSkip on a pod set to "true" opts that one pod out.
+	AnnotationSkip = AnnotationPrefix + "skip"
+	// AnnotationPlacement on a pod holds the audit record (JSON) of what was changed.
+	AnnotationPlacement = AnnotationPrefix + "placement"
+	// LabelPlaced marks pods the webhook changed, so a controller can watch only those.
+	LabelPlaced = AnnotationPrefix + "placed"
+)
+
+// ClashMode says how a clash between a host namespace and namespaced sysctls is resolved.
+type ClashMode string
+
+const (
+	// ClashStrip sets the host-namespace field to false.
+	ClashStrip ClashMode = "strip"
+	// ClashDropSysctls removes the clashing sysctls and keeps the host namespace.
+	ClashDropSysctls ClashMode = "drop-sysctls"
+	// ClashFlag changes nothing; it warns and audits (and, for User clashes, denies).
+	ClashFlag ClashMode = "flag"
+)
+
+// UnplaceablePolicy says what happens to a pod no pool can run.
+type UnplaceablePolicy string
+
+const (
+	// UnplaceableDeny makes the validating webhook reject the pod with an explanation.
+	UnplaceableDeny UnplaceablePolicy = "deny"
+	// UnplaceableWarn admits the pod unchanged with a warning.
+	UnplaceableWarn UnplaceablePolicy = "warn"
+)
+
+// PlacementConfig is the admin-owned configuration file
+// (apiVersion sysctl-placement.io/v1alpha1, kind PlacementConfig).
+type PlacementConfig struct {
+	metav1.TypeMeta `json:",inline"`
+	Pools           []Pool     `json:"pools,omitempty"`
+	Policy          Policy     `json:"policy,omitempty"`
+	Discovery       *Discovery `json:"discovery,omitempty"`
+}
+
+// Pool is a set of nodes picked by a label selector, with what their kubelets allow.
+type Pool struct {
+	Name                 string            `json:"name"`
+	NodeSelector         map[string]string `json:"nodeSelector"`
+	Taints               []corev1.Taint    `json:"taints,omitempty"`
+	AllowedUnsafeSysctls []string          `json:"allowedUnsafeSysctls,omitempty"`
+	// KubeletVersion and KernelVersion decide which built-in safe sysctls the kubelet
+	// allows. Empty means the newest kubelet on a modern kernel.
+	KubeletVersion string `json:"kubeletVersion,omitempty"`
+	KernelVersion  string `json:"kernelVersion,omitempty"`
+	// Priority breaks ties: among candidates, only those with the highest priority are used.
+	Priority int32 `json:"priority,omitempty"`
+	// NamespaceSelector limits which namespaces (by label) may use this pool. Empty: all.
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+}
+
+// Policy holds the cluster-wide defaults; namespace annotations may override them.
+type Policy struct {
+	HostIPC     ClashMode         `json:"hostIPC,omitempty"`
+	HostNetwork ClashMode         `json:"hostNetwork,omitempty"`
+	HostUsers   ClashMode         `json:"hostUsers,omitempty"`
+	Unplaceable UnplaceablePolicy `json:"unplaceable,omitempty"`
+}
+
+// Discovery configures reading pools from live Nodes.
+type Discovery struct {
+	PoolLabel     string `json:"poolLabel"`
+	AllowlistFrom string `json:"allowlistFrom,omitempty"`
+}
+
+// Namespace is what Plan needs to know of the pod's namespace: its labels (for pool
+// namespaceSelectors) and its sysctl-placement.io/* annotations.
+type Namespace struct {
+	Name        string
+	Labels      map[string]string
+	Annotations map[string]string
+}
+
+// Input is everything Plan decides from.
+type Input struct {
+	// Pod is the pod (or, for workloads, a pod built from the template's metadata and
+	// spec). Plan never modifies it.
+	Pod       *corev1.Pod
+	Namespace Namespace
+	// Config holds the pools and the policy; it must have passed Validate (Compile).
+	Config *Compiled
+	// Template is true for workload pod templates: only host-namespace clashes are
+	// resolved, nothing is placed.
+	Template bool
+}
+
+// Outcome is the short answer of a Decision.
+type Outcome string
+
+const (
+	// OutcomeSkipped: nothing to do (namespace not opted in, skip annotation, no
+	// sysctls, nodeName set). Reason says which.
+	OutcomeSkipped Outcome = "Skipped"
+	// OutcomeUnchanged: planned, nothing to change (already placed, safe-only sysctls,
+	// template without clashes).
+	OutcomeUnchanged Outcome = "Unchanged"
+	// OutcomeChanged: Changes holds what to apply.
+	OutcomeChanged Outcome = "Changed"
+	// OutcomeUnplaceable: no pool can run the pod. Allowed says whether policy lets it in.
+	OutcomeUnplaceable Outcome = "Unplaceable"
+	// OutcomeConflict: a flagged clash that must be denied (User namespace under flag).
+	OutcomeConflict Outcome = "Conflict"
+)
+
+// Decision is the result of Plan.
+type Decision struct {
+	Outcome Outcome
+	// Reason is a short machine-friendly reason (e.g. "NamespaceNotEnabled", "NoSysctls").
+	Reason string
+	// Allowed is false only when the validating webhook must reject the pod.
+	Allowed bool
+	// Message explains a denial: each sysctl, and per pool why it was excluded.
+	Message string
+	// Warnings are short user-facing lines (≤120 characters, prefixed "sysctl-placement: ").
+	Warnings []string
+	// Changes is what the mutating webhook applies (empty unless Outcome is Changed,
+	// though clash resolutions may be present together with Unplaceable).
+	Changes Changes
+	// Audit is the record written to the pod annotation and the Events.
+	Audit Audit
+}
+
+// Changes lists only additions and the host-namespace flips; Plan never removes or
+// rewrites a user's selector, affinity or toleration.
+type Changes struct {
+	// NodeSelector entries to add to spec.nodeSelector.
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// AffinityTerms, when set, must be ANDed into the pod's required node affinity: the
+	// result is the cross product of the existing terms and these terms (each pair
+	// merged), or these terms when the pod has none. Usually a single term.
+	AffinityTerms []corev1.NodeSelectorTerm `json:"affinityTerms,omitempty"`
+	// Tolerations to append to spec.tolerations.
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+	// HostIPC, HostNetwork, HostUsers: non-nil means set the field to this value.
+	HostIPC     *bool `json:"hostIPC,omitempty"`
+	HostNetwork *bool `json:"hostNetwork,omitempty"`
+	HostUsers   *bool `json:"hostUsers,omitempty"`
+	// DroppedSysctls are removed from spec.securityContext.sysctls (names as written).
+	DroppedSysctls []string `json:"droppedSysctls,omitempty"`
+}
+
+// Audit is the JSON record in the sysctl-placement.io/placement annotation.
+type Audit struct {
+	Pools          []string                  `json:"pools,omitempty"`
+	NodeSelector   map[string]string         `json:"nodeSelector,omitempty"`
+	AffinityTerms  []corev1.NodeSelectorTerm `json:"affinityTerms,omitempty"`
+	Tolerations    []corev1.Toleration       `json:"tolerations,omitempty"`
+	HostNamespaces []HostNamespaceChange     `json:"hostNamespaces,omitempty"`
+	DroppedSysctls []string                  `json:"droppedSysctls,omitempty"`
+	Flagged        []HostNamespaceChange     `json:"flagged,omitempty"`
+	Reason         string                    `json:"reason,omitempty"`
+}
+
+// HostNamespaceChange records one clash and how it was resolved.
+type HostNamespaceChange struct {
+	// Field is "hostIPC", "hostNetwork" or "hostUsers".
+	Field string `json:"field"`
+	// Mode is the clash mode that applied.
+	Mode ClashMode `json:"mode"`
+	// Sysctls are the clashing sysctls.
+	Sysctls []string `json:"sysctls"`
+}
