@@ -1,0 +1,295 @@
+package scheduling
+
+// This file reads and checks the admin's PlacementConfig. Validation collects every
+// problem with its field path, so an admin editing the ConfigMap fixes all of them in
+// one round instead of one per reload.
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/component-helpers/node/util/sysctl"
+	"sigs.k8s.io/yaml"
+)
+
+const (
+	// ConfigAPIVersion is the only apiVersion ParseConfig accepts.
+	ConfigAPIVersion = "sysctl-placement.io/v1alpha1"
+	// ConfigKind is the only kind ParseConfig accepts.
+	ConfigKind = "PlacementConfig"
+)
+
+// Discovery allowlist sources.
+const (
+	// AllowlistFromConfigz reads allowedUnsafeSysctls from each kubelet's /configz.
+	AllowlistFromConfigz = "configz"
+	// AllowlistFromAnnotation reads the allowlist from a node annotation written at
+	// provisioning.
+	AllowlistFromAnnotation = "annotation"
+)
+
+var (
+	clashModes         = []ClashMode{ClashStrip, ClashDropSysctls, ClashFlag}
+	unplaceablePolices = []UnplaceablePolicy{UnplaceableDeny, UnplaceableWarn}
+	allowlistSources   = []string{AllowlistFromConfigz, AllowlistFromAnnotation}
+	taintEffects       = []corev1.TaintEffect{corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute}
+)
+
+// sysctlPatternRE is the shape the kubelet accepts for --allowed-unsafe-sysctls
+// entries: dot- or slash-separated lowercase segments, optionally ending in '*'.
+var sysctlPatternRE = regexp.MustCompile(`^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[./])*([a-z0-9][-_a-z0-9]*)?\*?$`)
+
+// sysctlMaxLength is the longest sysctl name the API server accepts.
+const sysctlMaxLength = 253
+
+// ParseConfig decodes a PlacementConfig from YAML or JSON. Unknown fields are errors,
+// because a misspelt field silently ignored is a pool that silently never matches.
+// It checks apiVersion and kind; the rest is checked by Validate (or Compile).
+func ParseConfig(data []byte) (*PlacementConfig, error) {
+	var c PlacementConfig
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return nil, fmt.Errorf("could not read placement config: %w", err)
+	}
+	var errs field.ErrorList
+	if c.APIVersion != ConfigAPIVersion {
+		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), c.APIVersion, []string{ConfigAPIVersion}))
+	}
+	if c.Kind != ConfigKind {
+		errs = append(errs, field.NotSupported(field.NewPath("kind"), c.Kind, []string{ConfigKind}))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("invalid placement config: %w", errs.ToAggregate())
+	}
+	return &c, nil
+}
+
+// Default fills the policy defaults of DESIGN.md: hostIPC strip (an IPC sysctl is the
+// point of the pod, hostIPC is usually incidental), hostNetwork flag (stripping it
+// would change the pod's networking), hostUsers flag, unplaceable deny (a pod no
+// kubelet admits loops forever in its ReplicaSet).
+func (c *PlacementConfig) Default() {
+	if c.Policy.HostIPC == "" {
+		c.Policy.HostIPC = ClashStrip
+	}
+	if c.Policy.HostNetwork == "" {
+		c.Policy.HostNetwork = ClashFlag
+	}
+	if c.Policy.HostUsers == "" {
+		c.Policy.HostUsers = ClashFlag
+	}
+	if c.Policy.Unplaceable == "" {
+		c.Policy.Unplaceable = UnplaceableDeny
+	}
+	if c.Discovery != nil && c.Discovery.AllowlistFrom == "" {
+		c.Discovery.AllowlistFrom = AllowlistFromConfigz
+	}
+}
+
+// Validate reports every problem of the configuration with its field path. It expects
+// Default to have run; empty policy fields are reported as unsupported values.
+func (c *PlacementConfig) Validate() field.ErrorList {
+	var errs field.ErrorList
+	if c.APIVersion != "" && c.APIVersion != ConfigAPIVersion {
+		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), c.APIVersion, []string{ConfigAPIVersion}))
+	}
+	if c.Kind != "" && c.Kind != ConfigKind {
+		errs = append(errs, field.NotSupported(field.NewPath("kind"), c.Kind, []string{ConfigKind}))
+	}
+	if len(c.Pools) == 0 && c.Discovery == nil {
+		errs = append(errs, field.Required(field.NewPath("pools"), "list at least one pool, or set discovery to read pools from nodes"))
+	}
+	errs = append(errs, validatePools(c.Pools, field.NewPath("pools"))...)
+	errs = append(errs, c.Policy.validate(field.NewPath("policy"))...)
+	if c.Discovery != nil {
+		errs = append(errs, c.Discovery.validate(field.NewPath("discovery"))...)
+	}
+	return errs
+}
+
+func validatePools(pools []Pool, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	names := make(map[string]bool, len(pools))
+	selectors := make(map[string]string, len(pools))
+	for i := range pools {
+		p := &pools[i]
+		pp := path.Index(i)
+		errs = append(errs, p.validate(pp)...)
+		if p.Name != "" {
+			if names[p.Name] {
+				errs = append(errs, field.Duplicate(pp.Child("name"), p.Name))
+			}
+			names[p.Name] = true
+		}
+		if len(p.NodeSelector) > 0 {
+			key := selectorString(p.NodeSelector)
+			if other, ok := selectors[key]; ok {
+				errs = append(errs, field.Invalid(pp.Child("nodeSelector"), key,
+					fmt.Sprintf("pool %s has the same selector; merge the two pools or tell their nodes apart with another label", other)))
+			} else {
+				selectors[key] = p.Name
+			}
+		}
+	}
+	return errs
+}
+
+func (p *Pool) validate(path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if p.Name == "" {
+		errs = append(errs, field.Required(path.Child("name"), "name the pool; namespaces list pools by name"))
+	} else {
+		for _, msg := range validation.IsDNS1123Subdomain(p.Name) {
+			errs = append(errs, field.Invalid(path.Child("name"), p.Name, msg))
+		}
+	}
+	if len(p.NodeSelector) == 0 {
+		errs = append(errs, field.Required(path.Child("nodeSelector"), "give at least one node label; an empty selector would match every node"))
+	} else {
+		errs = append(errs, metav1validation.ValidateLabels(p.NodeSelector, path.Child("nodeSelector"))...)
+	}
+	for j, t := range p.Taints {
+		errs = append(errs, validateTaint(t, path.Child("taints").Index(j))...)
+	}
+	for j, s := range p.AllowedUnsafeSysctls {
+		errs = append(errs, validateSysctlPattern(s, path.Child("allowedUnsafeSysctls").Index(j))...)
+	}
+	if _, err := parseKubeletVersion(p.KubeletVersion); err != nil {
+		errs = append(errs, field.Invalid(path.Child("kubeletVersion"), p.KubeletVersion, err.Error()))
+	}
+	if _, err := parseKernelVersion(p.KernelVersion); err != nil {
+		errs = append(errs, field.Invalid(path.Child("kernelVersion"), p.KernelVersion, err.Error()))
+	}
+	if p.NamespaceSelector != nil {
+		errs = append(errs, metav1validation.ValidateLabelSelector(p.NamespaceSelector, metav1validation.LabelSelectorValidationOptions{}, path.Child("namespaceSelector"))...)
+	}
+	return errs
+}
+
+func validateTaint(t corev1.Taint, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if t.Key == "" {
+		errs = append(errs, field.Required(path.Child("key"), "a taint needs a key"))
+	} else {
+		for _, msg := range validation.IsQualifiedName(t.Key) {
+			errs = append(errs, field.Invalid(path.Child("key"), t.Key, msg))
+		}
+	}
+	for _, msg := range validation.IsValidLabelValue(t.Value) {
+		errs = append(errs, field.Invalid(path.Child("value"), t.Value, msg))
+	}
+	if !sets.New(taintEffects...).Has(t.Effect) {
+		errs = append(errs, field.NotSupported(path.Child("effect"), t.Effect, taintEffects))
+	}
+	return errs
+}
+
+// validateSysctlPattern applies the kubelet's own rules for allowedUnsafeSysctls
+// (pkg/kubelet/sysctl NewAllowlist): the kubelet refuses to start with a pattern whose
+// namespace is unknown, so such a pool can never exist.
+func validateSysctlPattern(s string, path *field.Path) field.ErrorList {
+	switch {
+	case s == "":
+		return field.ErrorList{field.Required(path, "write a sysctl name or a prefix ending in '*'")}
+	case len(s) > sysctlMaxLength:
+		return field.ErrorList{field.TooLong(path, s, sysctlMaxLength)}
+	case strings.Contains(strings.TrimSuffix(s, "*"), "*"):
+		return field.ErrorList{field.Invalid(path, s, "'*' is only allowed at the end, as in kernel.shm*")}
+	case !sysctlPatternRE.MatchString(s):
+		return field.ErrorList{field.Invalid(path, s, "must be lowercase sysctl segments separated by '.' or '/', optionally ending in '*'")}
+	}
+	ns, _, prefixed := sysctl.GetNamespace(s)
+	if ns == sysctl.UnknownNamespace {
+		if prefixed && strings.HasSuffix(s, "*") {
+			return field.ErrorList{field.Invalid(path, s, "matches no namespaced sysctl; no kubelet can allow it")}
+		}
+		return field.ErrorList{field.Invalid(path, s, "not a namespaced sysctl; no kubelet can allow it")}
+	}
+	return nil
+}
+
+func (p Policy) validate(path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for _, m := range []struct {
+		name string
+		mode ClashMode
+	}{{"hostIPC", p.HostIPC}, {"hostNetwork", p.HostNetwork}, {"hostUsers", p.HostUsers}} {
+		if !validClashMode(m.mode) {
+			errs = append(errs, field.NotSupported(path.Child(m.name), m.mode, clashModes))
+		}
+	}
+	if !validUnplaceable(p.Unplaceable) {
+		errs = append(errs, field.NotSupported(path.Child("unplaceable"), p.Unplaceable, unplaceablePolices))
+	}
+	return errs
+}
+
+func (d *Discovery) validate(path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if d.PoolLabel == "" {
+		errs = append(errs, field.Required(path.Child("poolLabel"), "name the node label that groups nodes into pools, e.g. cloud.google.com/gke-nodepool"))
+	} else {
+		for _, msg := range validation.IsQualifiedName(d.PoolLabel) {
+			errs = append(errs, field.Invalid(path.Child("poolLabel"), d.PoolLabel, msg))
+		}
+	}
+	if d.AllowlistFrom != AllowlistFromConfigz && d.AllowlistFrom != AllowlistFromAnnotation {
+		errs = append(errs, field.NotSupported(path.Child("allowlistFrom"), d.AllowlistFrom, allowlistSources))
+	}
+	return errs
+}
+
+func validClashMode(m ClashMode) bool {
+	return m == ClashStrip || m == ClashDropSysctls || m == ClashFlag
+}
+
+func validUnplaceable(u UnplaceablePolicy) bool {
+	return u == UnplaceableDeny || u == UnplaceableWarn
+}
+
+// DeepCopy returns a copy that shares no memory with c, so Compile can default and keep
+// a config without the caller's later edits leaking into a running webhook.
+func (c *PlacementConfig) DeepCopy() *PlacementConfig {
+	if c == nil {
+		return nil
+	}
+	out := *c
+	out.Pools = copyPools(c.Pools)
+	if c.Discovery != nil {
+		d := *c.Discovery
+		out.Discovery = &d
+	}
+	return &out
+}
+
+func copyPools(pools []Pool) []Pool {
+	if pools == nil {
+		return nil
+	}
+	out := make([]Pool, len(pools))
+	for i, p := range pools {
+		out[i] = p
+		if p.NodeSelector != nil {
+			out[i].NodeSelector = make(map[string]string, len(p.NodeSelector))
+			for k, v := range p.NodeSelector {
+				out[i].NodeSelector[k] = v
+			}
+		}
+		if p.Taints != nil {
+			out[i].Taints = make([]corev1.Taint, len(p.Taints))
+			for j := range p.Taints {
+				p.Taints[j].DeepCopyInto(&out[i].Taints[j])
+			}
+		}
+		if p.AllowedUnsafeSysctls != nil {
+			out[i].AllowedUnsafeSysctls = append([]string(nil), p.AllowedUnsafeSysctls...)
+		}
+		out[i].NamespaceSelector = p.NamespaceSelector.DeepCopy()
+	}
+	return out
+}
