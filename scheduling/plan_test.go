@@ -71,15 +71,15 @@ func TestPlan(t *testing.T) {
 			pools:    []string{"ipc-tuned"},
 		},
 		"hostIPC with an IPC sysctl under drop-sysctls drops the sysctl": {
-			pod: newPod(sysctls("kernel.shmmax"), hostIPC),
-			ns:  enabledNS("team-a", nil, AnnotationHostIPC, "drop-sysctls"),
+			pod:     newPod(sysctls("kernel.shmmax"), hostIPC),
+			ns:      enabledNS("team-a", nil, AnnotationHostIPC, "drop-sysctls"),
 			outcome: OutcomeChanged, reason: ReasonAllSysctlsDropped,
 			changes:  Changes{DroppedSysctls: []string{"kernel.shmmax"}},
 			warnings: []string{"dropped kernel.shmmax: not settable with hostIPC"},
 		},
 		"hostIPC under flag warns that the API server rejects it and still places": {
-			pod: newPod(sysctls("kernel.shmmax"), hostIPC),
-			ns:  enabledNS("team-a", nil, AnnotationHostIPC, "flag"),
+			pod:     newPod(sysctls("kernel.shmmax"), hostIPC),
+			ns:      enabledNS("team-a", nil, AnnotationHostIPC, "flag"),
 			outcome: OutcomeChanged, reason: ReasonPlaced,
 			changes: Changes{
 				NodeSelector: map[string]string{gkePool: "ipc-tuned"},
@@ -97,8 +97,8 @@ func TestPlan(t *testing.T) {
 			warnings: []string{"hostNetwork with net.core.somaxconn is rejected by the API server"},
 		},
 		"hostNetwork under strip is set to false": {
-			pod: newPod(sysctls("net.ipv4.ip_local_port_range"), hostNetwork),
-			ns:  enabledNS("team-a", nil, AnnotationHostNetwork, "strip"),
+			pod:     newPod(sysctls("net.ipv4.ip_local_port_range"), hostNetwork),
+			ns:      enabledNS("team-a", nil, AnnotationHostNetwork, "strip"),
 			outcome: OutcomeChanged, reason: ReasonSafeSysctlsOnly,
 			changes:  Changes{HostNetwork: &f},
 			warnings: []string{"set hostNetwork to false"},
@@ -115,20 +115,20 @@ func TestPlan(t *testing.T) {
 			changes: Changes{NodeSelector: map[string]string{"node.example.com/userns": "true"}},
 		},
 		"a user sysctl under strip gets hostUsers false": {
-			pod: newPod(sysctls("user.max_user_namespaces")),
-			ns:  enabledNS("team-a", nil, AnnotationHostUsers, "strip"),
+			pod:     newPod(sysctls("user.max_user_namespaces")),
+			ns:      enabledNS("team-a", nil, AnnotationHostUsers, "strip"),
 			outcome: OutcomeChanged, reason: ReasonPlaced,
 			changes: Changes{HostUsers: &f, NodeSelector: map[string]string{"node.example.com/userns": "true"}},
 		},
 		"stripping hostUsers is refused while hostPID is on": {
-			pod: newPod(sysctls("user.max_user_namespaces"), func(p *corev1.Pod) { p.Spec.HostPID = true }),
-			ns:  enabledNS("team-a", nil, AnnotationHostUsers, "strip"),
+			pod:     newPod(sysctls("user.max_user_namespaces"), func(p *corev1.Pod) { p.Spec.HostPID = true }),
+			ns:      enabledNS("team-a", nil, AnnotationHostUsers, "strip"),
 			outcome: OutcomeConflict, reason: ReasonHostUsersConflict, denied: true,
 			message: []string{"hostUsers: false is not allowed together with hostNetwork, hostIPC or hostPID"},
 		},
 		"an invalid host-ipc annotation keeps the policy and warns": {
-			pod: newPod(sysctls("kernel.sem"), hostIPC),
-			ns:  enabledNS("team-a", nil, AnnotationHostIPC, "remove"),
+			pod:     newPod(sysctls("kernel.sem"), hostIPC),
+			ns:      enabledNS("team-a", nil, AnnotationHostIPC, "remove"),
 			outcome: OutcomeChanged, reason: ReasonPlaced,
 			changes: Changes{
 				HostIPC:      &f,
