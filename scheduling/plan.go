@@ -6,6 +6,7 @@ package scheduling
 // applies the Decision (ApplyTo shows how).
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -99,6 +100,9 @@ type planner struct {
 	// affinityMatchesNothing is true when the pod's required node affinity has no
 	// non-empty term: the scheduler places such a pod nowhere.
 	affinityMatchesNothing bool
+	// poolList is the namespace's sysctl-placement.io/pools annotation, looked up once.
+	poolList    string
+	hasPoolList bool
 }
 
 // parsedTerm is one required nodeSelectorTerm, reduced to its label requirements.
@@ -144,6 +148,7 @@ func Plan(in Input) Decision {
 		return p.finishUnchangedOrChanged(ReasonSafeSysctlsOnly)
 	}
 	p.parseAffinity()
+	p.poolList, p.hasPoolList = in.Namespace.Annotations[AnnotationPools]
 	var candBuf [16]int
 	cands := p.candidates(candBuf[:0])
 	if len(cands) == 0 {
@@ -374,7 +379,7 @@ func (p *planner) candidates(out []int) []int {
 func (p *planner) exclude(i int, fast bool) exclusion {
 	pool := &p.c.pools[i]
 	var ex exclusion
-	if v, ok := p.in.Namespace.Annotations[AnnotationPools]; ok && !listContains(v, pool.name) {
+	if p.hasPoolList && !listContains(p.poolList, pool.name) {
 		ex |= excludedByAnnotation
 		if fast {
 			return ex
@@ -586,13 +591,30 @@ func (p *planner) place(cands []int) {
 	} else {
 		ch.AffinityTerms = p.affinityFor(chosen)
 	}
+	// added indexes the exact tolerations added so far once there are many, so that
+	// hundreds of chosen pools stay linear; a few are checked by the scheduler's rules.
+	var added map[taintKey]struct{}
 	for _, i := range chosen {
 		pool := &p.c.pools[i]
 		for ti := range pool.taints {
 			t := &pool.taints[ti]
-			if schedcorev1.TolerationsTolerateTaint(noLog, spec.Tolerations, t, true) ||
-				schedcorev1.TolerationsTolerateTaint(noLog, ch.Tolerations, t, true) {
+			if schedcorev1.TolerationsTolerateTaint(noLog, spec.Tolerations, t, true) {
 				continue
+			}
+			k := taintKey{t.Key, t.Value, t.Effect}
+			if added != nil {
+				if _, ok := added[k]; ok {
+					continue
+				}
+				added[k] = struct{}{}
+			} else if schedcorev1.TolerationsTolerateTaint(noLog, ch.Tolerations, t, true) {
+				continue
+			} else if len(ch.Tolerations) >= 8 {
+				added = make(map[taintKey]struct{}, len(chosen))
+				for _, x := range ch.Tolerations {
+					added[taintKey{x.Key, x.Value, x.Effect}] = struct{}{}
+				}
+				added[k] = struct{}{}
 			}
 			ch.Tolerations = append(ch.Tolerations, corev1.Toleration{
 				Key: t.Key, Operator: corev1.TolerationOpEqual, Value: t.Value, Effect: t.Effect,
@@ -622,6 +644,12 @@ func (p *planner) place(cands []int) {
 	}
 	sb.WriteString(listShort(placed, maxWarningLen-len(WarningPrefix)-sb.Len()))
 	p.warn(sb.String())
+}
+
+// taintKey identifies an exact toleration added for a taint.
+type taintKey struct {
+	key, value string
+	effect     corev1.TaintEffect
 }
 
 // highestPriority keeps the candidates with the highest priority, in config order.
@@ -661,7 +689,7 @@ func (p *planner) affinityFor(chosen []int) []corev1.NodeSelectorTerm {
 		for k, i := range chosen {
 			values[k] = pools[i].selector[0].value
 		}
-		sortStrings(values)
+		slices.Sort(values)
 		return []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
 			Key: key, Operator: corev1.NodeSelectorOpIn, Values: values,
 		}}}}
@@ -872,14 +900,4 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// sortStrings is an insertion sort: value lists are short and this avoids sort's
-// interface allocation on the hot path.
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }
