@@ -79,13 +79,13 @@ type hostClash struct {
 	field      string
 	ns         sysctl.Namespace
 	annotation string
-	label      string // how a warning names the host namespace
+	label      string // how a warning names the host namespace setting
 }
 
 var hostClashes = [3]hostClash{
 	{field: "hostIPC", ns: sysctl.IPCNamespace, annotation: AnnotationHostIPC, label: "hostIPC"},
 	{field: "hostNetwork", ns: sysctl.NetNamespace, annotation: AnnotationHostNetwork, label: "hostNetwork"},
-	{field: "hostUsers", ns: sysctl.UserNamespace, annotation: AnnotationHostUsers, label: "the host user namespace"},
+	{field: "hostUsers", ns: sysctl.UserNamespace, annotation: AnnotationHostUsers, label: "hostUsers"},
 }
 
 // planner carries one Plan call's state between the steps.
@@ -262,7 +262,7 @@ func (p *planner) resolveClashes(m effectiveModes) (deny bool) {
 				p.d.Changes.HostUsers = &f
 			}
 			p.d.Audit.HostNamespaces = append(p.d.Audit.HostNamespaces, rec)
-			p.warn("set " + hc.field + " to false: " + listShort(names, 50) + " need the pod's own namespace")
+			p.warn("set " + hc.field + ": false, required by " + listShort(names, 70))
 		case ClashDropSysctls:
 			for j := range p.sysctls {
 				if p.sysctls[j].ns == hc.ns {

@@ -67,7 +67,7 @@ func TestPlan(t *testing.T) {
 				NodeSelector: map[string]string{gkePool: "ipc-tuned"},
 				Tolerations:  []corev1.Toleration{tolIPC},
 			},
-			warnings: []string{"set hostIPC to false: kernel.shmmax", "placed on pool ipc-tuned for kernel.shmmax"},
+			warnings: []string{"set hostIPC: false, required by kernel.shmmax", "placed on pool ipc-tuned for kernel.shmmax"},
 			pools:    []string{"ipc-tuned"},
 		},
 		"hostIPC with an IPC sysctl under drop-sysctls drops the sysctl": {
@@ -101,12 +101,12 @@ func TestPlan(t *testing.T) {
 			ns:      enabledNS("team-a", nil, AnnotationHostNetwork, "strip"),
 			outcome: OutcomeChanged, reason: ReasonSafeSysctlsOnly,
 			changes:  Changes{HostNetwork: &f},
-			warnings: []string{"set hostNetwork to false"},
+			warnings: []string{"set hostNetwork: false, required by net.ipv4.ip_local_port_range"},
 		},
 		"a user sysctl in the host user namespace is denied under flag": {
 			pod: newPod(sysctls("user.max_user_namespaces")), ns: teamA,
 			outcome: OutcomeConflict, reason: ReasonHostUsersConflict, denied: true,
-			warnings: []string{"the host user namespace with user.max_user_namespaces fails on the node"},
+			warnings: []string{"hostUsers with user.max_user_namespaces fails on the node; set hostUsers: false or drop the sysctl"},
 			message:  []string{"conflict: pod.spec.hostUsers = unset", "user.max_user_namespaces", "set spec.hostUsers: false"},
 		},
 		"a user sysctl with hostUsers false is placed": {
