@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	stdlog "log"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+	kwhprometheus "github.com/slok/kubewebhook/v2/pkg/metrics/prometheus"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/sysctl-placement/sysctl-placement/certs"
+	"github.com/sysctl-placement/sysctl-placement/webhook"
+)
+
+// serveOptions are the flags of `serve`.
+type serveOptions struct {
+	configFile    string
+	certFile      string
+	keyFile       string
+	clientCAFile  string
+	listen        string
+	metricsListen string
+	kubeconfig    string
+	development   bool
+	profiling     bool
+	shutdownGrace time.Duration
+	resync        time.Duration
+}
+
+func (o *serveOptions) validate() error {
+	switch {
+	case o.configFile == "":
+		return usageError("--config is required: the PlacementConfig file (see deploy/examples/placement-config.yaml)")
+	case o.certFile == "" || o.keyFile == "":
+		return usageError("--tls-cert-file and --tls-private-key-file are required: the API server only calls webhooks over HTTPS")
+	case o.listen == "" || o.metricsListen == "":
+		return usageError("--listen and --metrics-listen must not be empty")
+	case o.shutdownGrace <= 0:
+		return usageError("--shutdown-grace must be positive")
+	}
+	return nil
+}
+
+func newLogger(development bool, out io.Writer) *logrus.Logger {
+	l := logrus.New()
+	l.Out = out
+	if development {
+		l.Formatter = &logrus.TextFormatter{FullTimestamp: true}
+		l.Level = logrus.DebugLevel
+	} else {
+		l.Formatter = &logrus.JSONFormatter{}
+	}
+	return l
+}
+
+func runServe(ctx context.Context, args []string, stderr io.Writer) error {
+	o := serveOptions{}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.configFile, "config", "", "PlacementConfig file; reloaded when it changes (required)")
+	fs.StringVar(&o.certFile, "tls-cert-file", "", "PEM serving certificate; reloaded when it changes (required)")
+	fs.StringVar(&o.keyFile, "tls-private-key-file", "", "PEM private key of --tls-cert-file (required)")
+	fs.StringVar(&o.clientCAFile, "client-ca-file", "", "if set, require a client certificate signed by this CA (the API server's, see docs)")
+	fs.StringVar(&o.listen, "listen", ":8443", "HTTPS address of /mutate and /validate")
+	fs.StringVar(&o.metricsListen, "metrics-listen", ":8080", "plain HTTP address of /healthz, /readyz and /metrics")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; in-cluster config when empty")
+	fs.BoolVar(&o.development, "development", false, "human-readable text logs at debug level instead of JSON")
+	fs.BoolVar(&o.profiling, "profiling", false, "serve pprof under /debug/pprof/ on the metrics address")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 20*time.Second, "how long in-flight requests may take after SIGTERM")
+	fs.DurationVar(&o.resync, "resync", 10*time.Minute, "informer resync period")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return exitError{code: 1}
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	logger := newLogger(o.development, stderr)
+	log := logger.WithField("version", Version)
+	return serve(ctx, o, log)
+}
+
+func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := webhook.NewMetrics(registry)
+
+	store := webhook.NewConfigStore(nil)
+	configWatcher, err := webhook.NewConfigWatcher(o.configFile, store, metrics, log)
+	if err != nil {
+		return err
+	}
+
+	restConfig, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("could not load the kubeconfig (set --kubeconfig, or run in a pod): %w", err)
+	}
+	restConfig.UserAgent = "sysctl-placement/" + Version
+	metaClient, err := metadata.NewForConfig(restConfig)
+	if err != nil {
+		return fmt.Errorf("could not build a Kubernetes client: %w", err)
+	}
+	namespaces := webhook.NewNamespaceCache(metaClient, o.resync)
+
+	reloader, err := certs.NewReloader(certs.ReloaderConfig{CertFile: o.certFile, KeyFile: o.keyFile, Logger: log})
+	if err != nil {
+		return err
+	}
+	tlsConfig, err := certs.ServerTLSConfig(reloader, o.clientCAFile)
+	if err != nil {
+		return err
+	}
+
+	whCfg := webhook.Config{Config: store, Namespaces: namespaces, Metrics: metrics, Logger: log}
+	mutator, err := webhook.NewMutator(whCfg)
+	if err != nil {
+		return err
+	}
+	validator, err := webhook.NewValidator(whCfg)
+	if err != nil {
+		return err
+	}
+	recorder, err := kwhprometheus.NewRecorder(kwhprometheus.RecorderConfig{Registry: registry})
+	if err != nil {
+		return fmt.Errorf("could not register webhook metrics: %w", err)
+	}
+	mutateHandler, err := webhook.NewHandler(webhook.HandlerConfig{Webhook: mutator, Recorder: recorder, Logger: log})
+	if err != nil {
+		return err
+	}
+	validateHandler, err := webhook.NewHandler(webhook.HandlerConfig{Webhook: validator, Recorder: recorder, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	admissionMux := http.NewServeMux()
+	admissionMux.Handle("/mutate", mutateHandler)
+	admissionMux.Handle("/validate", validateHandler)
+	admission := &http.Server{
+		Handler:           admissionMux,
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          newServerErrorLog(log),
+	}
+
+	ready := func() error {
+		if store.Current() == nil {
+			return errors.New("no valid config loaded")
+		}
+		if !namespaces.HasSynced() {
+			return errors.New("the namespace cache has not synced")
+		}
+		return nil
+	}
+	opsMux := http.NewServeMux()
+	opsMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	opsMux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	opsMux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
+	if o.profiling {
+		opsMux.HandleFunc("/debug/pprof/", pprof.Index)
+		opsMux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		opsMux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		opsMux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		opsMux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	ops := &http.Server{Handler: opsMux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: newServerErrorLog(log)}
+
+	admissionListener, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("could not listen on --listen %s: %w", o.listen, err)
+	}
+	opsListener, err := net.Listen("tcp", o.metricsListen)
+	if err != nil {
+		admissionListener.Close()
+		return fmt.Errorf("could not listen on --metrics-listen %s: %w", o.metricsListen, err)
+	}
+	log.WithFields(logrus.Fields{"listen": admissionListener.Addr().String(), "metricsListen": opsListener.Addr().String()}).Info("serving")
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	goRun := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	namespaces.Start(ctx)
+	goRun("config watcher", func() error { return configWatcher.Run(ctx) })
+	goRun("certificate reloader", func() error { return reloader.Run(ctx) })
+	goRun("metrics server", func() error { return ignoreClosed(ops.Serve(opsListener)) })
+	goRun("webhook server", func() error { return ignoreClosed(admission.ServeTLS(admissionListener, "", "")) })
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: finishing in-flight requests")
+	case runErr = <-errs:
+		log.WithError(runErr).Error("shutting down")
+	}
+	shutdownCtx, stop := context.WithTimeout(context.Background(), o.shutdownGrace)
+	defer stop()
+	// Stop taking admissions first; in-flight requests finish within the grace period.
+	if err := admission.Shutdown(shutdownCtx); err != nil {
+		log.WithError(err).Warn("in-flight admissions did not finish within the grace period")
+	}
+	_ = ops.Shutdown(shutdownCtx)
+	cancel()
+	wg.Wait()
+	return runErr
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// newServerErrorLog routes net/http's own messages (mostly TLS handshake errors from
+// probes and scanners) to debug level, so they cannot flood the log.
+func newServerErrorLog(log *logrus.Entry) *stdlog.Logger {
+	return stdlog.New(log.WriterLevel(logrus.DebugLevel), "", 0)
+}

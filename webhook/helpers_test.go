@@ -1,0 +1,182 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/sysctl-placement/sysctl-placement/deploy"
+	"github.com/sysctl-placement/sysctl-placement/scheduling"
+)
+
+// testEnv is the example config (deploy/examples/placement-config.yaml: pools ipc,
+// net, general) and two namespaces: "team" opted in, "other" not.
+type testEnv struct {
+	mutate   http.Handler
+	validate http.Handler
+	metrics  *Metrics
+}
+
+func newTestEnv(t testing.TB, nsAnnotations map[string]string) testEnv {
+	t.Helper()
+	compiled, err := CompileConfig(deploy.ExampleConfig)
+	if err != nil {
+		t.Fatalf("example config: %v", err)
+	}
+	ann := map[string]string{scheduling.AnnotationEnabled: "true"}
+	for k, v := range nsAnnotations {
+		ann[k] = v
+	}
+	cfg := Config{
+		Config: NewConfigStore(compiled),
+		Namespaces: StaticNamespaces{
+			"team":  {Name: "team", Annotations: ann},
+			"other": {Name: "other"},
+		},
+	}
+	m, err := NewMutator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewValidator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mh, err := NewHandler(HandlerConfig{Webhook: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vh, err := NewHandler(HandlerConfig{Webhook: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testEnv{mutate: mh, validate: vh}
+}
+
+// reviewOptions vary the AdmissionReview around the object.
+type reviewOptions struct {
+	namespace string
+	kind      metav1.GroupVersionKind
+	operation admissionv1.Operation
+	dryRun    bool
+}
+
+func podKind() metav1.GroupVersionKind { return metav1.GroupVersionKind{Version: "v1", Kind: "Pod"} }
+
+// reviewJSON wraps object (JSON) in an admission.k8s.io/v1 AdmissionReview.
+func reviewJSON(t testing.TB, object string, o reviewOptions) []byte {
+	t.Helper()
+	if o.namespace == "" {
+		o.namespace = "team"
+	}
+	if o.kind.Kind == "" {
+		o.kind = podKind()
+	}
+	if o.operation == "" {
+		o.operation = admissionv1.Create
+	}
+	ar := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:       "0d2c6b5e-6b58-4f5c-9a4e-3b1f0a7e1c11",
+			Kind:      o.kind,
+			Resource:  metav1.GroupVersionResource{Version: o.kind.Version, Resource: "pods"},
+			Namespace: o.namespace,
+			Operation: o.operation,
+			DryRun:    &o.dryRun,
+			Object:    runtime.RawExtension{Raw: []byte(object)},
+		},
+	}
+	b, err := json.Marshal(ar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// post sends body to h as the API server does and returns the recorder.
+func post(h http.Handler, body []byte) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "/mutate", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// response decodes an AdmissionReview response, failing on anything but 200.
+func response(t testing.TB, rec *httptest.ResponseRecorder) *admissionv1.AdmissionResponse {
+	t.Helper()
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d, want 200: %s", rec.Code, rec.Body.String())
+	}
+	var ar admissionv1.AdmissionReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &ar); err != nil {
+		t.Fatalf("response is not an AdmissionReview: %v: %s", err, rec.Body.String())
+	}
+	if ar.Response == nil {
+		t.Fatalf("AdmissionReview has no response: %s", rec.Body.String())
+	}
+	return ar.Response
+}
+
+// patchOps decodes a response's JSON patch.
+func patchOps(t testing.TB, resp *admissionv1.AdmissionResponse) []operation {
+	t.Helper()
+	if len(resp.Patch) == 0 {
+		return nil
+	}
+	var ops []operation
+	if err := json.Unmarshal(resp.Patch, &ops); err != nil {
+		t.Fatalf("patch is not a JSON patch: %v: %s", err, resp.Patch)
+	}
+	return ops
+}
+
+// applyPatch applies resp's patch to object as the API server does.
+func applyPatch(t testing.TB, object string, resp *admissionv1.AdmissionResponse) map[string]any {
+	t.Helper()
+	out := []byte(object)
+	if len(resp.Patch) > 0 {
+		p, err := jsonpatch.DecodePatch(resp.Patch)
+		if err != nil {
+			t.Fatalf("patch does not decode: %v", err)
+		}
+		out, err = p.Apply(out)
+		if err != nil {
+			t.Fatalf("patch does not apply: %v: %s", err, resp.Patch)
+		}
+	}
+	var m map[string]any
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// dig walks a decoded JSON document by keys and indexes.
+func dig(doc any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := doc.(map[string]any)
+			if !ok {
+				return nil
+			}
+			doc = m[k]
+		case int:
+			s, ok := doc.([]any)
+			if !ok || k >= len(s) {
+				return nil
+			}
+			doc = s[k]
+		}
+	}
+	return doc
+}

@@ -1,0 +1,76 @@
+package webhook
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sysctl-placement/sysctl-placement/scheduling"
+)
+
+// Metrics counts what the webhook did. Label values are bounded: pool names come from
+// the admin's configuration, fields and modes from fixed sets.
+type Metrics struct {
+	placements    *prometheus.CounterVec
+	hostNamespace *prometheus.CounterVec
+	denials       *prometheus.CounterVec
+	configReloads *prometheus.CounterVec
+}
+
+// NewMetrics registers the counters on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		placements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sysctl_placement_placements_total",
+			Help: "Pods placed on a pool (a pod placed on several candidate pools counts once per pool).",
+		}, []string{"pool"}),
+		hostNamespace: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sysctl_placement_host_namespace_clashes_total",
+			Help: "Host-namespace clashes with namespaced sysctls, by field (hostIPC, hostNetwork, hostUsers) and how they were resolved (strip, drop-sysctls, flag).",
+		}, []string{"field", "mode"}),
+		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sysctl_placement_denials_total",
+			Help: "Objects the validating webhook rejected, by outcome (Unplaceable, Conflict).",
+		}, []string{"outcome"}),
+		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sysctl_placement_config_reloads_total",
+			Help: "Configuration file loads, by result (success, invalid).",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(m.placements, m.hostNamespace, m.denials, m.configReloads)
+	return m
+}
+
+func (m *Metrics) observeMutation(d *scheduling.Decision) {
+	if m == nil {
+		return
+	}
+	if d.Outcome == scheduling.OutcomeChanged {
+		for _, p := range d.Audit.Pools {
+			m.placements.WithLabelValues(p).Inc()
+		}
+	}
+	for _, c := range d.Audit.HostNamespaces {
+		m.hostNamespace.WithLabelValues(c.Field, string(c.Mode)).Inc()
+	}
+	for _, c := range d.Audit.Flagged {
+		m.hostNamespace.WithLabelValues(c.Field, string(c.Mode)).Inc()
+	}
+}
+
+func (m *Metrics) observeDenial(d *scheduling.Decision) {
+	if m == nil {
+		return
+	}
+	m.denials.WithLabelValues(string(d.Outcome)).Inc()
+}
+
+// ObserveConfigReload counts one configuration load.
+func (m *Metrics) ObserveConfigReload(ok bool) {
+	if m == nil {
+		return
+	}
+	result := "success"
+	if !ok {
+		result = "invalid"
+	}
+	m.configReloads.WithLabelValues(result).Inc()
+}

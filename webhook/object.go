@@ -1,0 +1,106 @@
+package webhook
+
+import (
+	"encoding/json"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// admittedObject is the pod, or the pod template of a workload, that an admission
+// request carries, with where its parts sit in the JSON document.
+type admittedObject struct {
+	kind     string
+	name     string
+	template bool
+	paths    podPaths
+	pod      *corev1.Pod
+}
+
+// objectEnvelope decodes every kind we handle in one pass: a Pod's spec fills the
+// embedded PodSpec; a workload's spec fills Template or JobTemplate; a PodTemplate
+// fills the top-level Template.
+type objectEnvelope struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        metav1.ObjectMeta `json:"metadata"`
+	Spec            struct {
+		corev1.PodSpec `json:",inline"`
+		Template       *corev1.PodTemplateSpec `json:"template"`
+		JobTemplate    *struct {
+			Spec struct {
+				Template *corev1.PodTemplateSpec `json:"template"`
+			} `json:"spec"`
+		} `json:"jobTemplate"`
+	} `json:"spec"`
+	Template *corev1.PodTemplateSpec `json:"template"`
+}
+
+// errUnhandledKind marks objects that are not pods or pod-owning workloads; they are
+// admitted unchanged.
+type errUnhandledKind struct{ kind string }
+
+func (e errUnhandledKind) Error() string {
+	return fmt.Sprintf("sysctl-placement does not handle objects of kind %q; admitted unchanged (check the webhook configuration's rules)", e.kind)
+}
+
+// decodeObject decodes raw (the request's object) of the given kind (from the
+// request; the object's own apiVersion/kind wins when present).
+func decodeObject(raw []byte, kind metav1.GroupVersionKind) (admittedObject, error) {
+	if len(raw) == 0 {
+		return admittedObject{}, fmt.Errorf("the admission request has no object")
+	}
+	var env objectEnvelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return admittedObject{}, fmt.Errorf("could not decode the admitted %s: %w", kind.Kind, err)
+	}
+	group, kindName := kind.Group, kind.Kind
+	if env.Kind != "" {
+		gv, err := parseGroup(env.APIVersion)
+		if err != nil {
+			return admittedObject{}, err
+		}
+		group, kindName = gv, env.Kind
+	}
+	obj := admittedObject{kind: kindName, name: env.Metadata.Name}
+	if obj.name == "" {
+		obj.name = env.Metadata.GenerateName
+	}
+	var template *corev1.PodTemplateSpec
+	switch {
+	case group == "" && kindName == "Pod":
+		obj.paths = podObjectPaths
+		obj.pod = &corev1.Pod{ObjectMeta: env.Metadata, Spec: env.Spec.PodSpec}
+		return obj, nil
+	case group == "apps" && (kindName == "Deployment" || kindName == "StatefulSet" || kindName == "DaemonSet" || kindName == "ReplicaSet"),
+		group == "batch" && kindName == "Job",
+		group == "" && kindName == "ReplicationController":
+		obj.paths, template = templateObjectPaths, env.Spec.Template
+	case group == "batch" && kindName == "CronJob":
+		obj.paths = cronJobObjectPaths
+		if env.Spec.JobTemplate != nil {
+			template = env.Spec.JobTemplate.Spec.Template
+		}
+	case group == "" && kindName == "PodTemplate":
+		obj.paths, template = podTemplatePaths, env.Template
+	default:
+		return admittedObject{}, errUnhandledKind{kind: kindName}
+	}
+	obj.template = true
+	if template == nil {
+		// A ReplicationController may omit its template; nothing to resolve.
+		template = &corev1.PodTemplateSpec{}
+	}
+	obj.pod = &corev1.Pod{ObjectMeta: template.ObjectMeta, Spec: template.Spec}
+	return obj, nil
+}
+
+// parseGroup returns the group of an apiVersion ("apps/v1" → "apps", "v1" → "").
+func parseGroup(apiVersion string) (string, error) {
+	gv, err := schema.ParseGroupVersion(apiVersion)
+	if err != nil {
+		return "", fmt.Errorf("could not decode the admitted object: %w", err)
+	}
+	return gv.Group, nil
+}

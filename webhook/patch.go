@@ -1,0 +1,209 @@
+package webhook
+
+import (
+	"encoding/json"
+	"sort"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/sysctl-placement/sysctl-placement/scheduling"
+)
+
+// operation is one RFC 6902 JSON patch operation. Value is an interface so that
+// `false` is written (omitempty only drops a nil interface).
+type operation struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+}
+
+// podPaths says where a pod spec and its metadata sit inside the admitted object:
+// "/spec" and "/metadata" for a Pod, "/spec/template/spec" for a Deployment, and so on.
+type podPaths struct {
+	spec     string
+	metadata string
+}
+
+var (
+	podObjectPaths      = podPaths{spec: "/spec", metadata: "/metadata"}
+	templateObjectPaths = podPaths{spec: "/spec/template/spec", metadata: "/spec/template/metadata"}
+	cronJobObjectPaths  = podPaths{spec: "/spec/jobTemplate/spec/template/spec", metadata: "/spec/jobTemplate/spec/template/metadata"}
+	podTemplatePaths    = podPaths{spec: "/template/spec", metadata: "/template/metadata"}
+)
+
+// patchBuilder writes operations that touch only the paths a decision owns. It works
+// from the typed object only to know which parents exist; it never replaces a parent
+// that exists, so fields this build's k8s.io/api does not know survive untouched.
+type patchBuilder struct {
+	ops []operation
+}
+
+func (b *patchBuilder) add(path string, value any) {
+	b.ops = append(b.ops, operation{Op: "add", Path: path, Value: value})
+}
+
+func (b *patchBuilder) remove(path string) {
+	b.ops = append(b.ops, operation{Op: "remove", Path: path})
+}
+
+// marshal returns nil when there is nothing to patch, which kubewebhook and the API
+// server read as "no change".
+func (b *patchBuilder) marshal() ([]byte, error) {
+	if len(b.ops) == 0 {
+		return nil, nil
+	}
+	return json.Marshal(b.ops)
+}
+
+// pointerEscape escapes a map key for a JSON pointer (RFC 6901).
+func pointerEscape(key string) string {
+	if !strings.ContainsAny(key, "~/") {
+		return key
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(key, "~", "~0"), "/", "~1")
+}
+
+// addSpecChanges appends the operations for ch against spec, located at paths.spec.
+func (b *patchBuilder) addSpecChanges(paths podPaths, spec *corev1.PodSpec, ch scheduling.Changes) {
+	b.dropSysctls(paths.spec, spec, ch.DroppedSysctls)
+	if ch.HostIPC != nil {
+		b.add(paths.spec+"/hostIPC", *ch.HostIPC)
+	}
+	if ch.HostNetwork != nil {
+		b.add(paths.spec+"/hostNetwork", *ch.HostNetwork)
+	}
+	if ch.HostUsers != nil {
+		b.add(paths.spec+"/hostUsers", *ch.HostUsers)
+	}
+	b.addNodeSelector(paths.spec, spec, ch.NodeSelector)
+	b.addAffinityTerms(paths.spec, spec, ch.AffinityTerms)
+	b.addTolerations(paths.spec, spec, ch.Tolerations)
+}
+
+// dropSysctls removes the named sysctls, highest index first so earlier indexes stay valid.
+func (b *patchBuilder) dropSysctls(specPath string, spec *corev1.PodSpec, names []string) {
+	if len(names) == 0 || spec.SecurityContext == nil {
+		return
+	}
+	drop := make(map[string]bool, len(names))
+	for _, n := range names {
+		drop[n] = true
+	}
+	sysctls := spec.SecurityContext.Sysctls
+	for i := len(sysctls) - 1; i >= 0; i-- {
+		if drop[sysctls[i].Name] {
+			b.remove(specPath + "/securityContext/sysctls/" + strconv.Itoa(i))
+		}
+	}
+}
+
+func (b *patchBuilder) addNodeSelector(specPath string, spec *corev1.PodSpec, entries map[string]string) {
+	if len(entries) == 0 {
+		return
+	}
+	if spec.NodeSelector == nil {
+		b.add(specPath+"/nodeSelector", entries)
+		return
+	}
+	for _, k := range sortedKeys(entries) {
+		b.add(specPath+"/nodeSelector/"+pointerEscape(k), entries[k])
+	}
+}
+
+// addAffinityTerms ANDs terms into every existing required nodeSelectorTerm. Terms are
+// ORed by the scheduler, so appending a term would widen the pod's placement.
+func (b *patchBuilder) addAffinityTerms(specPath string, spec *corev1.PodSpec, terms []corev1.NodeSelectorTerm) {
+	if len(terms) == 0 {
+		return
+	}
+	required := &corev1.NodeSelector{NodeSelectorTerms: terms}
+	aff := spec.Affinity
+	switch {
+	case aff == nil:
+		b.add(specPath+"/affinity", &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: required}})
+		return
+	case aff.NodeAffinity == nil:
+		b.add(specPath+"/affinity/nodeAffinity", &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: required})
+		return
+	case aff.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil:
+		b.add(specPath+"/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution", required)
+		return
+	}
+	termsPath := specPath + "/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms"
+	existing := aff.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+	if len(existing) == 0 {
+		b.add(termsPath, terms)
+		return
+	}
+	if len(terms) == 1 {
+		// The common case: extend each existing term in place, leaving everything else
+		// in it (matchFields, fields unknown to this build) as it is.
+		for i := range existing {
+			exprPath := termsPath + "/" + strconv.Itoa(i) + "/matchExpressions"
+			if existing[i].MatchExpressions == nil {
+				b.add(exprPath, terms[0].MatchExpressions)
+				continue
+			}
+			for _, req := range terms[0].MatchExpressions {
+				b.add(exprPath+"/-", req)
+			}
+		}
+		return
+	}
+	// Several pool terms: (e1 ∨ e2) ∧ (p1 ∨ p2) = (e1∧p1) ∨ (e1∧p2) ∨ (e2∧p1) ∨ (e2∧p2).
+	// The list is rewritten as the cross product; it is the only way to AND an OR.
+	b.add(termsPath, andTerms(existing, terms))
+}
+
+func (b *patchBuilder) addTolerations(specPath string, spec *corev1.PodSpec, tolerations []corev1.Toleration) {
+	if len(tolerations) == 0 {
+		return
+	}
+	if spec.Tolerations == nil {
+		b.add(specPath+"/tolerations", tolerations)
+		return
+	}
+	for i := range tolerations {
+		b.add(specPath+"/tolerations/-", tolerations[i])
+	}
+}
+
+// addMetadataEntries sets entries in metadata.<field> (annotations or labels) without
+// touching the other entries.
+func (b *patchBuilder) addMetadataEntries(metadataPath, field string, existing map[string]string, entries map[string]string) {
+	if len(entries) == 0 {
+		return
+	}
+	if existing == nil {
+		b.add(metadataPath+"/"+field, entries)
+		return
+	}
+	for _, k := range sortedKeys(entries) {
+		b.add(metadataPath+"/"+field+"/"+pointerEscape(k), entries[k])
+	}
+}
+
+// andTerms returns the cross product of two ORed term lists, each pair merged.
+func andTerms(left, right []corev1.NodeSelectorTerm) []corev1.NodeSelectorTerm {
+	out := make([]corev1.NodeSelectorTerm, 0, len(left)*len(right))
+	for _, l := range left {
+		for _, r := range right {
+			t := *l.DeepCopy()
+			t.MatchExpressions = append(t.MatchExpressions, r.MatchExpressions...)
+			t.MatchFields = append(t.MatchFields, r.MatchFields...)
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,222 @@
+// Package webhook adapts the placement engine (package scheduling) to Kubernetes
+// admission through github.com/slok/kubewebhook/v2. It is the only package that knows
+// kubewebhook: it decodes the admitted object, calls scheduling.Plan, and turns the
+// decision into a JSON patch, warnings, an audit annotation or a denial.
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/sirupsen/logrus"
+	"github.com/slok/kubewebhook/v2/pkg/model"
+	kwhwebhook "github.com/slok/kubewebhook/v2/pkg/webhook"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sysctl-placement/sysctl-placement/scheduling"
+)
+
+// Config holds what both webhooks need.
+type Config struct {
+	// Config is the placement configuration in force (required).
+	Config ConfigSource
+	// Namespaces gives namespace labels and annotations from memory (required).
+	Namespaces NamespaceSource
+	// Metrics counts decisions; nil counts nothing.
+	Metrics *Metrics
+	// Logger gets one line per admission; nil logs nothing.
+	Logger logrus.FieldLogger
+}
+
+func (c *Config) defaults() error {
+	if c.Config == nil {
+		return errors.New("a configuration source is required")
+	}
+	if c.Namespaces == nil {
+		return errors.New("a namespace source is required")
+	}
+	if c.Logger == nil {
+		l := logrus.New()
+		l.Out = nopWriter{}
+		c.Logger = l
+	}
+	return nil
+}
+
+type nopWriter struct{}
+
+func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// planner holds the steps both webhooks share: decode, look up the namespace, plan.
+type planner struct {
+	cfg Config
+}
+
+// plan decides for one admission review. A nil decision with a nil error means the
+// object is not ours to judge (another kind, a delete); it is admitted unchanged.
+func (p planner) plan(ar model.AdmissionReview) (*admittedObject, *scheduling.Decision, error) {
+	if ar.Operation != model.OperationCreate && ar.Operation != model.OperationUpdate {
+		return nil, nil, nil
+	}
+	gvk := metav1.GroupVersionKind{}
+	if ar.RequestGVK != nil {
+		gvk = *ar.RequestGVK
+	}
+	obj, err := decodeObject(ar.NewObjectRaw, gvk)
+	if err != nil {
+		var unhandled errUnhandledKind
+		if errors.As(err, &unhandled) {
+			p.cfg.Logger.WithFields(logrus.Fields{"uid": ar.ID, "namespace": ar.Namespace, "kind": unhandled.kind}).Warn(err.Error())
+			return nil, nil, nil
+		}
+		return nil, nil, err
+	}
+	// Pods are placed when they are created; their placement fields are immutable after.
+	if !obj.template && ar.Operation != model.OperationCreate {
+		return nil, nil, nil
+	}
+	compiled := p.cfg.Config.Current()
+	if compiled == nil {
+		return nil, nil, errors.New("no valid placement configuration is loaded; fix the --config file")
+	}
+	ns, _ := p.cfg.Namespaces.Namespace(ar.Namespace)
+	d := scheduling.Plan(scheduling.Input{Pod: obj.pod, Namespace: ns, Config: compiled, Template: obj.template})
+	return &obj, &d, nil
+}
+
+func (p planner) log(kind string, ar model.AdmissionReview, obj *admittedObject, d *scheduling.Decision) {
+	fields := logrus.Fields{
+		"webhook":   kind,
+		"uid":       ar.ID,
+		"namespace": ar.Namespace,
+		"dryRun":    ar.DryRun,
+	}
+	if obj != nil {
+		fields["kind"] = obj.kind
+		fields["name"] = obj.name
+	}
+	if d != nil {
+		fields["outcome"] = d.Outcome
+		fields["reason"] = d.Reason
+		fields["allowed"] = d.Allowed
+		if len(d.Audit.Pools) > 0 {
+			fields["pools"] = d.Audit.Pools
+		}
+	}
+	p.cfg.Logger.WithFields(fields).Info("admission reviewed")
+}
+
+// Mutator is the mutating webhook: it applies the decision as a JSON patch that touches
+// only the paths the decision owns.
+type Mutator struct {
+	planner
+}
+
+// NewMutator builds the mutating webhook.
+func NewMutator(cfg Config) (*Mutator, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, fmt.Errorf("invalid mutator configuration: %w", err)
+	}
+	return &Mutator{planner{cfg: cfg}}, nil
+}
+
+var _ kwhwebhook.Webhook = (*Mutator)(nil)
+
+// ID implements kubewebhook's Webhook.
+func (m *Mutator) ID() string { return "sysctl-placement-mutate" }
+
+// Kind implements kubewebhook's Webhook.
+func (m *Mutator) Kind() model.WebhookKind { return model.WebhookKindMutating }
+
+// Review implements kubewebhook's Webhook.
+func (m *Mutator) Review(_ context.Context, ar model.AdmissionReview) (model.AdmissionResponse, error) {
+	obj, d, err := m.plan(ar)
+	if err != nil {
+		// The mutating webhook cannot deny with a message; the validating webhook
+		// denies the same object with this error. Admit unchanged and say so.
+		m.cfg.Logger.WithFields(logrus.Fields{"uid": ar.ID, "namespace": ar.Namespace}).WithError(err).Error("could not plan placement")
+		return &model.MutatingAdmissionResponse{Warnings: []string{warningPrefix + "could not plan placement: " + truncate(err.Error(), 80)}}, nil
+	}
+	m.log("mutate", ar, obj, d)
+	if d == nil {
+		return &model.MutatingAdmissionResponse{}, nil
+	}
+	patch, err := mutationPatch(obj, d)
+	if err != nil {
+		return nil, fmt.Errorf("could not plan placement: %w", err)
+	}
+	if !ar.DryRun {
+		m.cfg.Metrics.observeMutation(d)
+	}
+	return &model.MutatingAdmissionResponse{JSONPatchPatch: patch, Warnings: d.Warnings}, nil
+}
+
+const warningPrefix = "sysctl-placement: "
+
+// mutationPatch turns a decision into JSON patch operations on the admitted object.
+func mutationPatch(obj *admittedObject, d *scheduling.Decision) ([]byte, error) {
+	var b patchBuilder
+	b.addSpecChanges(obj.paths, &obj.pod.Spec, d.Changes)
+	if len(b.ops) > 0 && !obj.template {
+		audit, err := json.Marshal(d.Audit)
+		if err != nil {
+			return nil, fmt.Errorf("could not encode the audit record: %w", err)
+		}
+		b.addMetadataEntries(obj.paths.metadata, "annotations", obj.pod.Annotations,
+			map[string]string{scheduling.AnnotationPlacement: string(audit)})
+		b.addMetadataEntries(obj.paths.metadata, "labels", obj.pod.Labels,
+			map[string]string{scheduling.LabelPlaced: "true"})
+	}
+	return b.marshal()
+}
+
+// Validator is the validating webhook: it judges the final object (after every
+// mutation) and rejects what still cannot run, with the engine's explanation.
+type Validator struct {
+	planner
+}
+
+// NewValidator builds the validating webhook.
+func NewValidator(cfg Config) (*Validator, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, fmt.Errorf("invalid validator configuration: %w", err)
+	}
+	return &Validator{planner{cfg: cfg}}, nil
+}
+
+var _ kwhwebhook.Webhook = (*Validator)(nil)
+
+// ID implements kubewebhook's Webhook.
+func (v *Validator) ID() string { return "sysctl-placement-validate" }
+
+// Kind implements kubewebhook's Webhook.
+func (v *Validator) Kind() model.WebhookKind { return model.WebhookKindValidating }
+
+// Review implements kubewebhook's Webhook.
+func (v *Validator) Review(_ context.Context, ar model.AdmissionReview) (model.AdmissionResponse, error) {
+	obj, d, err := v.plan(ar)
+	if err != nil {
+		v.cfg.Logger.WithFields(logrus.Fields{"uid": ar.ID, "namespace": ar.Namespace}).WithError(err).Error("could not plan placement")
+		return &model.ValidatingAdmissionResponse{Allowed: false, Message: "sysctl-placement: could not plan placement: " + err.Error()}, nil
+	}
+	v.log("validate", ar, obj, d)
+	if d == nil || d.Allowed {
+		// Warnings were already given by the mutating webhook; repeating them here
+		// would show every line twice.
+		return &model.ValidatingAdmissionResponse{Allowed: true}, nil
+	}
+	if !ar.DryRun {
+		v.cfg.Metrics.observeDenial(d)
+	}
+	return &model.ValidatingAdmissionResponse{Allowed: false, Message: d.Message}, nil
+}
+
+// truncate shortens s to at most n bytes (warnings must stay short).
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
