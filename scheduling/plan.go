@@ -568,10 +568,22 @@ func impliesPool(nodeSelector map[string]string, reqs []corev1.NodeSelectorRequi
 	return true
 }
 
-// place is step 6.
+// place is step 6. Candidates the pod's own nodeSelector already selects (it lacks
+// only their tolerations) are preferred to any priority: the author chose them.
 func (p *planner) place(cands []int) {
-	chosen := highestPriority(cands, p.c.pools)
 	spec := &p.pod.Spec
+	if len(spec.NodeSelector) > 0 {
+		var selected []int
+		for _, i := range cands {
+			if impliesPool(spec.NodeSelector, nil, &p.c.pools[i]) {
+				selected = append(selected, i)
+			}
+		}
+		if len(selected) > 0 {
+			cands = selected
+		}
+	}
+	chosen := highestPriority(cands, p.c.pools)
 	ch := &p.d.Changes
 	names := make([]string, len(chosen))
 	for k, i := range chosen {
