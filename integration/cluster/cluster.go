@@ -1,0 +1,330 @@
+// Package cluster starts a real Kubernetes control plane for end-to-end tests and
+// demos: etcd and kube-apiserver through controller-runtime's envtest, then
+// kube-controller-manager and kube-scheduler as child processes, all built from the
+// Kubernetes Go modules by `go tool task control-plane` into integration/bin.
+//
+// There are no real kubelets. AddPool creates Node objects and runs a simulated
+// kubelet per pool that admits or rejects the pods bound to its nodes with the
+// kubelet's own sysctl admission code (see kubelet.go).
+//
+// A typical test:
+//
+//	c := cluster.StartForTest(t, cluster.Options{})
+//	for _, pool := range cluster.DefaultPools() {
+//		c.AddPool(ctx, pool)
+//	}
+//	c.Client.AppsV1().Deployments(ns).Create(ctx, deployment, metav1.CreateOptions{})
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// BinDirEnv names the environment variable that overrides where the control-plane
+// binaries are looked for (default: integration/bin next to this package).
+const BinDirEnv = "SYSCTL_PLACEMENT_CONTROL_PLANE_BIN"
+
+// requiredBinaries are the executables Start needs in the binary directory; envtest
+// insists on kubectl being there too.
+var requiredBinaries = []string{"etcd", "kube-apiserver", "kubectl", "kube-controller-manager", "kube-scheduler"}
+
+// controllers are the kube-controller-manager controllers the tests rely on:
+// workloads turn into Pods (Deployment → ReplicaSet → Pod, StatefulSet, DaemonSet,
+// Job, CronJob), owners' deletion cascades (garbage collector), and namespaces can
+// be deleted. The node lifecycle controller is deliberately off: there are no real
+// kubelets to post heartbeats, and the simulated nodes simply stay Ready. The
+// ServiceAccount admission plugin is disabled by envtest, so Pods need no service
+// account and the token controller (and its key) is not needed either.
+var controllers = []string{
+	"deployment-controller",
+	"replicaset-controller",
+	"statefulset-controller",
+	"daemonset-controller",
+	"job-controller",
+	"cronjob-controller",
+	"garbage-collector-controller",
+	"namespace-controller",
+	"serviceaccount-controller",
+}
+
+// ErrBinariesMissing is returned by Start when the control plane has not been built.
+var ErrBinariesMissing = errors.New("control-plane binaries are missing: run `go tool task control-plane` in the repository root")
+
+// Options configure Start. The zero value starts a default cluster.
+type Options struct {
+	// BinDir holds etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+	// kubectl. Default: $SYSCTL_PLACEMENT_CONTROL_PLANE_BIN, else integration/bin.
+	BinDir string
+
+	// WorkDir receives the kubeconfig and each component's log. Default: a new
+	// temporary directory, removed by Stop.
+	WorkDir string
+
+	// APIServerFlags are extra kube-apiserver flags, without the leading dashes,
+	// each replacing envtest's value for that flag, e.g.
+	// {"admission-control-config-file": {path}}.
+	APIServerFlags map[string][]string
+
+	// ControllerManagerFlags and SchedulerFlags are extra flags for those
+	// components, e.g. "--v=4".
+	ControllerManagerFlags []string
+	// SchedulerFlags are extra kube-scheduler flags, e.g. "--v=4".
+	SchedulerFlags []string
+
+	// StartTimeout bounds the start of each component. Default: one minute.
+	StartTimeout time.Duration
+}
+
+// Cluster is a running control plane. Its fields are ready to use once Start returns.
+type Cluster struct {
+	// Config connects to the API server as an admin (group system:masters).
+	Config *rest.Config
+	// Client is a typed client made from Config.
+	Client kubernetes.Interface
+	// Kubeconfig is the path of a kubeconfig file for Config, for kubectl and for
+	// processes under test.
+	Kubeconfig string
+	// URL is the API server's address, e.g. https://127.0.0.1:38017.
+	URL string
+	// WorkDir holds the kubeconfig files and the components' logs.
+	WorkDir string
+	// BinDir is where the control-plane binaries were taken from.
+	BinDir string
+
+	env        *envtest.Environment
+	ownWorkDir bool
+	components []*component
+
+	mu       sync.Mutex
+	stopped  bool
+	kubelets []*kubelet
+}
+
+// Start starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler and
+// returns when the scheduler and the controller manager serve requests. The caller
+// must call Stop; tests should prefer StartForTest.
+func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
+	opts.defaults()
+	if err := checkBinaries(opts.BinDir); err != nil {
+		return nil, err
+	}
+
+	c = &Cluster{BinDir: opts.BinDir, WorkDir: opts.WorkDir}
+	if c.WorkDir == "" {
+		if c.WorkDir, err = os.MkdirTemp("", "sysctl-placement-cluster-"); err != nil {
+			return nil, err
+		}
+		c.ownWorkDir = true
+	} else if err := os.MkdirAll(c.WorkDir, 0o755); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			c.Stop()
+		}
+	}()
+
+	if err := c.startAPIServer(opts); err != nil {
+		return c, err
+	}
+	controlKubeconfig, err := c.writeKubeconfig("control-plane", "system:masters")
+	if err != nil {
+		return c, err
+	}
+	c.components = append(c.components,
+		newComponent(c, "kube-controller-manager", append([]string{
+			"--kubeconfig=" + controlKubeconfig,
+			"--leader-elect=false",
+			"--secure-port=0",
+			"--controllers=" + strings.Join(controllers, ","),
+			"--use-service-account-credentials=false",
+		}, opts.ControllerManagerFlags...)),
+		newComponent(c, "kube-scheduler", append([]string{
+			"--kubeconfig=" + controlKubeconfig,
+			"--leader-elect=false",
+			"--secure-port=0",
+		}, opts.SchedulerFlags...)),
+	)
+	for _, comp := range c.components {
+		if err := comp.start(); err != nil {
+			return c, err
+		}
+	}
+	if err := c.waitForComponents(ctx, opts.StartTimeout); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func (o *Options) defaults() {
+	if o.BinDir == "" {
+		o.BinDir = os.Getenv(BinDirEnv)
+	}
+	if o.BinDir == "" {
+		o.BinDir = defaultBinDir()
+	}
+	if o.StartTimeout == 0 {
+		o.StartTimeout = time.Minute
+	}
+}
+
+// defaultBinDir is integration/bin, found from this source file so that tests in
+// any package and `go run` from any directory agree on it.
+func defaultBinDir() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return filepath.Join("integration", "bin")
+	}
+	return filepath.Join(filepath.Dir(file), "..", "bin")
+}
+
+func checkBinaries(dir string) error {
+	var missing []string
+	for _, name := range requiredBinaries {
+		if info, err := os.Stat(filepath.Join(dir, name)); err != nil || info.IsDir() {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w (%s not found in %s)", ErrBinariesMissing, strings.Join(missing, ", "), dir)
+	}
+	return nil
+}
+
+func (c *Cluster) startAPIServer(opts Options) error {
+	etcdLog, err := c.logFile("etcd")
+	if err != nil {
+		return err
+	}
+	apiLog, err := c.logFile("kube-apiserver")
+	if err != nil {
+		return err
+	}
+	c.env = &envtest.Environment{
+		BinaryAssetsDirectory:    opts.BinDir,
+		ControlPlaneStartTimeout: opts.StartTimeout,
+		ControlPlaneStopTimeout:  30 * time.Second,
+	}
+	c.env.ControlPlane.Etcd = &envtest.Etcd{Out: etcdLog, Err: etcdLog}
+	apiServer := c.env.ControlPlane.GetAPIServer()
+	apiServer.Out, apiServer.Err = apiLog, apiLog
+	for flag, values := range opts.APIServerFlags {
+		apiServer.Configure().Set(flag, values...)
+	}
+
+	cfg, err := c.env.Start()
+	if err != nil {
+		return fmt.Errorf("could not start etcd and kube-apiserver (logs in %s): %w", c.WorkDir, err)
+	}
+	c.Config = cfg
+	c.URL = cfg.Host
+	if c.Client, err = kubernetes.NewForConfig(cfg); err != nil {
+		return err
+	}
+	c.Kubeconfig = filepath.Join(c.WorkDir, "kubeconfig")
+	return os.WriteFile(c.Kubeconfig, c.env.KubeConfig, 0o600)
+}
+
+// writeKubeconfig provisions a user with client certificates and writes a
+// kubeconfig for it.
+func (c *Cluster) writeKubeconfig(user string, groups ...string) (string, error) {
+	u, err := c.env.AddUser(envtest.User{Name: user, Groups: groups}, nil)
+	if err != nil {
+		return "", fmt.Errorf("could not provision user %s: %w", user, err)
+	}
+	data, err := u.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(c.WorkDir, user+".kubeconfig")
+	return path, os.WriteFile(path, data, 0o600)
+}
+
+// waitForComponents waits until the controller manager runs its controllers — its
+// serviceaccount controller has created the default ServiceAccount — while checking
+// that neither child exited. The scheduler serves no port (--secure-port=0); pods
+// created before it has synced wait in its queue, so it only has to be running.
+func (c *Cluster) waitForComponents(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		for _, comp := range c.components {
+			if exited, err := comp.exited(); exited {
+				return false, fmt.Errorf("%s exited during start-up: %v\n%s", comp.name, err, comp.logTail(20))
+			}
+		}
+		_, err := c.Client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("control plane did not become ready within %s (logs in %s): %w", timeout, c.WorkDir, err)
+	}
+	return nil
+}
+
+// Stop stops the simulated kubelets, the scheduler, the controller manager, the API
+// server and etcd, and removes the work directory if Start created it. It is safe to
+// call more than once.
+func (c *Cluster) Stop() error {
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return nil
+	}
+	c.stopped = true
+	kubelets := c.kubelets
+	c.mu.Unlock()
+
+	for _, k := range kubelets {
+		k.stop()
+	}
+	var errs []error
+	for i := len(c.components) - 1; i >= 0; i-- {
+		errs = append(errs, c.components[i].stop())
+	}
+	if c.env != nil {
+		errs = append(errs, c.env.Stop())
+	}
+	if c.ownWorkDir {
+		errs = append(errs, os.RemoveAll(c.WorkDir))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Cluster) logFile(name string) (*os.File, error) {
+	return os.OpenFile(filepath.Join(c.WorkDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+}
+
+// WaitForPod watches the pods of a namespace until one matches, and returns it. The
+// description completes "a pod that …" in the error returned when ctx ends first, so
+// give ctx a deadline.
+func (c *Cluster) WaitForPod(ctx context.Context, namespace, description string, match func(*corev1.Pod) bool) (*corev1.Pod, error) {
+	lw := cache.NewListWatchFromClient(c.Client.CoreV1().RESTClient(), "pods", namespace, fields.Everything())
+	event, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(e watch.Event) (bool, error) {
+		pod, ok := e.Object.(*corev1.Pod)
+		return ok && e.Type != watch.Deleted && match(pod), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("waiting for a pod in namespace %s that %s: %w", namespace, description, err)
+	}
+	return event.Object.(*corev1.Pod), nil
+}

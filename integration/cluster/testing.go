@@ -1,0 +1,40 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// StartForTest starts a cluster for one test and stops it when the test ends. When
+// the control plane has not been built the test fails — it is not skipped — with the
+// command that builds it, so a missing build step never passes as green. When the
+// test fails, the tail of each component's log is logged.
+func StartForTest(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.WorkDir == "" {
+		opts.WorkDir = t.TempDir()
+	}
+	started := time.Now()
+	c, err := Start(context.Background(), opts)
+	if errors.Is(err, ErrBinariesMissing) {
+		t.Fatalf("%v\nthe integration tests need a real control plane; build it with: go tool task control-plane", err)
+	}
+	if err != nil {
+		t.Fatalf("could not start the cluster: %v", err)
+	}
+	t.Logf("control plane up in %s at %s (kubeconfig %s)", time.Since(started).Round(time.Millisecond), c.URL, c.Kubeconfig)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+				t.Logf("last lines of %s.log:\n%s", name, tail(filepath.Join(c.WorkDir, name+".log"), 15))
+			}
+		}
+		if err := c.Stop(); err != nil {
+			t.Errorf("stopping the cluster: %v", err)
+		}
+	})
+	return c
+}
