@@ -32,6 +32,22 @@ func FuzzPlan(f *testing.F) {
 		}
 		f.Add(data, uint16(i*37), c.Template)
 	}
+	// Shapes the golden pods lack: empty and field-only terms, odd operators, many terms.
+	for _, pod := range []*corev1.Pod{
+		newPod(sysctls("kernel.sem", "net.core.somaxconn"), requiredTerms(corev1.NodeSelectorTerm{}, term(req(gkePool, corev1.NodeSelectorOpExists)))),
+		newPod(sysctls("net.core.somaxconn"), requiredTerms(term(req(gkePool, corev1.NodeSelectorOpDoesNotExist)), term(req("zone", corev1.NodeSelectorOpGt, "3")))),
+		newPod(sysctls("kernel.sem"), requiredTerms()),
+		newPod(sysctls("kernel.sem"), nodeSelector("workload", "db"), requiredTerms(term(req("disk", corev1.NodeSelectorOpIn, "nvme", "ssd")))),
+		newPod(sysctls("user.max_user_namespaces", "kernel.shmmax"), hostIPC, hostNetwork, hostUsers(true)),
+	} {
+		data, err := json.Marshal(pod)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, s := range []uint16{0, 0x5ff, 0x2aa} {
+			f.Add(data, s, false)
+		}
+	}
 	f.Fuzz(func(t *testing.T, podJSON []byte, settings uint16, template bool) {
 		var pod corev1.Pod
 		if err := json.Unmarshal(podJSON, &pod); err != nil {

@@ -251,6 +251,50 @@ func TestPlan(t *testing.T) {
 			outcome: OutcomeUnchanged, reason: ReasonAlreadyPlaced, pools: []string{"net-tuned", "net-wide"},
 		},
 
+		"an empty required term selects nothing and is kept apart": {
+			pod: newPod(sysctls("kernel.sem"), requiredTerms(corev1.NodeSelectorTerm{}, term(req("zone", corev1.NodeSelectorOpIn, "a")))), ns: teamA,
+			outcome: OutcomeChanged, reason: ReasonPlaced,
+			changes: Changes{
+				NodeSelector: map[string]string{gkePool: "ipc-tuned"},
+				Tolerations:  []corev1.Toleration{tolIPC},
+			},
+		},
+		"a required affinity without terms matches no node and is unplaceable": {
+			pod: newPod(sysctls("kernel.sem"), requiredTerms()), ns: teamA,
+			outcome: OutcomeUnplaceable, reason: ReasonUnplaceable, denied: true,
+			message: []string{"required node affinity has no non-empty nodeSelectorTerm", "pool ipc-tuned: pod required node affinity excludes pool selector"},
+		},
+		"a pool the pod already selects is kept over a higher-priority one": {
+			pod:     newPod(sysctls("kernel.sem"), nodeSelector("workload", "db", "disk", "nvme")),
+			ns:      enabledNS("data", map[string]string{"team": "data"}, AnnotationPools, "db,net-tuned,ipc-tuned"),
+			outcome: OutcomeChanged, reason: ReasonPlaced,
+			changes: Changes{Tolerations: []corev1.Toleration{tolDB}},
+			pools:   []string{"db"},
+		},
+		"a sysctl listed twice is placed once": {
+			pod: newPod(sysctls("kernel.sem", "kernel/sem")), ns: teamA,
+			outcome: OutcomeChanged, reason: ReasonPlaced,
+			changes: Changes{
+				NodeSelector: map[string]string{gkePool: "ipc-tuned"},
+				Tolerations:  []corev1.Toleration{tolIPC},
+			},
+		},
+		"an Exists toleration for the taint key is enough": {
+			pod: newPod(sysctls("net.core.somaxconn"), tolerations(corev1.Toleration{Key: "dedicated", Operator: corev1.TolerationOpExists})), ns: teamA,
+			outcome: OutcomeChanged, reason: ReasonPlaced,
+			changes: Changes{
+				AffinityTerms: []corev1.NodeSelectorTerm{term(req(gkePool, corev1.NodeSelectorOpIn, "net-tuned", "net-wide"))},
+			},
+		},
+		"a toleration for another effect does not count": {
+			pod: newPod(sysctls("kernel.sem"), tolerations(tol("dedicated", "ipc", corev1.TaintEffectNoExecute))), ns: teamA,
+			outcome: OutcomeChanged, reason: ReasonPlaced,
+			changes: Changes{
+				NodeSelector: map[string]string{gkePool: "ipc-tuned"},
+				Tolerations:  []corev1.Toleration{tolIPC},
+			},
+		},
+
 		// Step 5: unplaceable.
 		"a sysctl no pool allows is denied with a reason per pool": {
 			pod: newPod(sysctls("kernel.sem", "net.core.somaxconn")), ns: teamA,
