@@ -149,6 +149,9 @@ func Plan(in Input) Decision {
 	}
 	p.parseAffinity()
 	p.poolList, p.hasPoolList = in.Namespace.Annotations[AnnotationPools]
+	if p.hasPoolList {
+		p.warnUnknownPools()
+	}
 	var candBuf [16]int
 	cands := p.candidates(candBuf[:0])
 	if len(cands) == 0 {
@@ -349,6 +352,20 @@ func (p *planner) parseAffinity() {
 			}
 		}
 		p.affinity[i].reqs = reqs
+	}
+}
+
+// warnUnknownPools warns about names in the namespace's pools annotation that no pool
+// has: a typo there silently narrows the namespace to fewer pools.
+func (p *planner) warnUnknownPools() {
+	list := p.poolList
+	for list != "" {
+		var item string
+		item, list, _ = strings.Cut(list, ",")
+		item = strings.TrimSpace(item)
+		if _, ok := p.c.byName[item]; item != "" && !ok {
+			p.warn("namespace annotation " + AnnotationPools + " names unknown pool " + quoteShort(item))
+		}
 	}
 }
 
@@ -810,7 +827,7 @@ func (p *planner) explain(sb *strings.Builder, i int) {
 // finishUnchangedOrChanged ends a plan that placed nothing: Changed only when step 2
 // resolved a clash.
 func (p *planner) finishUnchangedOrChanged(reason string) Decision {
-	if p.d.Changes.isEmpty() {
+	if p.d.Changes.IsEmpty() {
 		return p.finish(OutcomeUnchanged, reason)
 	}
 	return p.finish(OutcomeChanged, reason)
@@ -823,14 +840,12 @@ func (p *planner) finish(o Outcome, reason string) Decision {
 	return p.d
 }
 
-// isEmpty reports whether applying the changes would change nothing.
-func (c *Changes) isEmpty() bool {
+// IsEmpty reports whether applying the changes would change nothing; the webhook
+// sends no patch then.
+func (c Changes) IsEmpty() bool {
 	return len(c.NodeSelector) == 0 && len(c.AffinityTerms) == 0 && len(c.Tolerations) == 0 &&
 		c.HostIPC == nil && c.HostNetwork == nil && c.HostUsers == nil && len(c.DroppedSysctls) == 0
 }
-
-// IsEmpty reports whether the changes change nothing; the webhook skips patching then.
-func (c Changes) IsEmpty() bool { return c.isEmpty() }
 
 // warn adds a short user-facing warning, prefixed and clipped to maxWarningLen.
 func (p *planner) warn(msg string) {

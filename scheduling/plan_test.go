@@ -189,12 +189,13 @@ func TestPlan(t *testing.T) {
 			pools: []string{"ipc-tuned", "db"},
 		},
 		"the pools annotation narrows the candidates": {
-			pod: newPod(sysctls("kernel.sem")), ns: enabledNS("data", map[string]string{"team": "data"}, AnnotationPools, "db, net-tuned"),
+			pod: newPod(sysctls("kernel.sem")), ns: enabledNS("data", map[string]string{"team": "data"}, AnnotationPools, "db, net-tuned,gpu"),
 			outcome: OutcomeChanged, reason: ReasonPlaced,
 			changes: Changes{
 				NodeSelector: map[string]string{"workload": "db", "disk": "nvme"},
 				Tolerations:  []corev1.Toleration{tolDB},
 			},
+			warnings: []string{`namespace annotation sysctl-placement.io/pools names unknown pool "gpu"`},
 		},
 		"the pools annotation cannot widen past a namespaceSelector": {
 			pod: newPod(sysctls("kernel.sem")), ns: enabledNS("team-x", nil, AnnotationPools, "db"),
