@@ -28,6 +28,23 @@ type Compiled struct {
 	// every pool (the newest kubelet) allow: a pod asking only for those needs no
 	// placement.
 	everywhereSafe uint64
+
+	// The pool bitsets below answer "which pools allow sysctl s" with one map lookup
+	// and a few word operations, instead of a lookup per pool: bit i of word i/64 is
+	// pool i.
+	words int
+	// safePools[b] holds the pools whose kubelet allows safe sysctl b.
+	safePools [len(safeSysctlTable)][]uint64
+	// exactPools maps a normalised sysctl name to the pools listing it exactly.
+	exactPools map[string][]uint64
+	// prefixPools holds each distinct prefix pattern with the pools listing it.
+	prefixPools []prefixPools
+}
+
+// prefixPools is one distinct allowedUnsafeSysctls prefix (the pattern without '*').
+type prefixPools struct {
+	prefix string
+	pools  []uint64
 }
 
 // selectorEntry is one label of a pool's node selector.
@@ -95,6 +112,12 @@ func compile(cfg *PlacementConfig) (*Compiled, error) {
 		byName: make(map[string]int, len(cfg.Pools)),
 	}
 	out.everywhereSafe = newestSafeMask
+	out.words = (len(cfg.Pools) + 63) / 64
+	out.exactPools = map[string][]uint64{}
+	for b := range out.safePools {
+		out.safePools[b] = make([]uint64, out.words)
+	}
+	prefixAt := map[string]int{}
 	for i := range cfg.Pools {
 		p := &cfg.Pools[i]
 		cp, err := compilePool(p)
@@ -110,6 +133,29 @@ func compile(cfg *PlacementConfig) (*Compiled, error) {
 			}
 		}
 		out.everywhereSafe &= allowed
+		word, bit := i/64, uint64(1)<<(uint(i)%64)
+		for b := range safeSysctlTable {
+			if cp.safe&(1<<uint(b)) != 0 {
+				out.safePools[b][word] |= bit
+			}
+		}
+		for name := range cp.exact {
+			set := out.exactPools[name]
+			if set == nil {
+				set = make([]uint64, out.words)
+				out.exactPools[name] = set
+			}
+			set[word] |= bit
+		}
+		for _, prefix := range cp.prefixes {
+			k, ok := prefixAt[prefix]
+			if !ok {
+				k = len(out.prefixPools)
+				prefixAt[prefix] = k
+				out.prefixPools = append(out.prefixPools, prefixPools{prefix: prefix, pools: make([]uint64, out.words)})
+			}
+			out.prefixPools[k].pools[word] |= bit
+		}
 	}
 	return out, nil
 }

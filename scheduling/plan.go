@@ -6,6 +6,7 @@ package scheduling
 // applies the Decision (ApplyTo shows how).
 
 import (
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -381,18 +382,69 @@ const (
 )
 
 // candidates is step 3: the pools this namespace may use, compatible with the pod's
-// own constraints, that allow every remaining sysctl.
+// own constraints, that allow every remaining sysctl. The sysctl condition is computed
+// for all pools at once on the precomputed bitsets; the other checks run only on the
+// pools that pass it.
 func (p *planner) candidates(out []int) []int {
-	for i := range p.c.pools {
-		if p.exclude(i, true) == 0 {
-			out = append(out, i)
+	c := p.c
+	var buf [4]uint64
+	var allowed []uint64
+	if c.words <= len(buf) {
+		allowed = buf[:c.words]
+	} else {
+		allowed = make([]uint64, c.words)
+	}
+	for w := range allowed {
+		allowed[w] = ^uint64(0)
+	}
+	var matchBuf [8]int
+	for _, s := range p.sysctls {
+		if s.dropped {
+			continue
+		}
+		if s.ns == sysctl.UnknownNamespace {
+			return out // the kubelet allows no sysctl it does not know to be namespaced
+		}
+		exact := c.exactPools[s.name]
+		var safe []uint64
+		if s.safe {
+			safe = c.safePools[s.safeBit]
+		}
+		matched := matchBuf[:0]
+		for k := range c.prefixPools {
+			if strings.HasPrefix(s.name, c.prefixPools[k].prefix) {
+				matched = append(matched, k)
+			}
+		}
+		for w := range allowed {
+			var v uint64
+			if exact != nil {
+				v |= exact[w]
+			}
+			if safe != nil {
+				v |= safe[w]
+			}
+			for _, k := range matched {
+				v |= c.prefixPools[k].pools[w]
+			}
+			allowed[w] &= v
+		}
+	}
+	for w, set := range allowed {
+		for set != 0 {
+			i := w*64 + bits.TrailingZeros64(set)
+			set &= set - 1
+			if p.exclude(i, true) == 0 {
+				out = append(out, i)
+			}
 		}
 	}
 	return out
 }
 
-// exclude checks pool i. With fast set it stops at the first failed check; otherwise it
-// collects every reason, for the denial message.
+// exclude checks pool i. With fast set it stops at the first failed check and skips the
+// sysctl check (candidates did it on bitsets); otherwise it collects every reason, for
+// the denial message.
 func (p *planner) exclude(i int, fast bool) exclusion {
 	pool := &p.c.pools[i]
 	var ex exclusion
@@ -419,6 +471,9 @@ func (p *planner) exclude(i int, fast bool) exclusion {
 		if fast {
 			return ex
 		}
+	}
+	if fast {
+		return ex
 	}
 	for _, s := range p.sysctls {
 		if !s.dropped && !(s.ns != sysctl.UnknownNamespace && pool.allows(s.name, s.safeBit, s.safe)) {
