@@ -42,6 +42,7 @@ Usage:
   sysctl-placement serve [flags]     run the mutating and validating admission webhook
   sysctl-placement plan [flags] -f FILE|-
                                      show offline what the webhook would do to manifests
+  sysctl-placement certs [flags]     create or renew the TLS Secret and set the webhooks' caBundle
   sysctl-placement version           print the version
 
 Run "sysctl-placement <command> -h" for a command's flags.
@@ -66,6 +67,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = runServe(ctx, args[1:], stderr)
 	case "plan":
 		err = runPlan(args[1:], stdin, stdout, stderr)
+	case "certs":
+		err = runCerts(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, Version)
 	case "help", "-h", "--help":
