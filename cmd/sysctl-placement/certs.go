@@ -44,6 +44,9 @@ const (
 	keyTLSCert   = corev1.TLSCertKey
 	keyTLSKey    = corev1.TLSPrivateKeyKey
 	caCommonName = "sysctl-placement-ca"
+
+	// certManagerCertificateAnnotation marks a Secret that cert-manager writes.
+	certManagerCertificateAnnotation = "cert-manager.io/certificate-name"
 )
 
 // certsOptions are the flags of `certs`.
@@ -170,6 +173,9 @@ func (o *certsOptions) ensureCluster(ctx context.Context, client kubernetes.Inte
 		return fmt.Errorf("could not read Secret %s: %w", ref, err)
 	case current.Type != corev1.SecretTypeTLS:
 		return fmt.Errorf("the Secret %s has type %s, not %s; delete it or pass another --secret", ref, current.Type, corev1.SecretTypeTLS)
+	case current.Annotations[certManagerCertificateAnnotation] != "":
+		// Two owners would replace each other's CA and break caBundle in turn.
+		return fmt.Errorf("the Secret %s is managed by cert-manager (Certificate %s); leave it to cert-manager (deploy/overlays/cert-manager) or pass another --secret", ref, current.Annotations[certManagerCertificateAnnotation])
 	}
 	var data map[string][]byte
 	if current != nil {

@@ -320,6 +320,20 @@ func TestASecretOfAnotherTypeIsLeftAloneWithAHint(t *testing.T) {
 	}
 }
 
+func TestASecretManagedByCertManagerIsLeftToIt(t *testing.T) {
+	managed := seededSecret(t, newCA(t, 87600*time.Hour), "sysctl-placement", 8760*time.Hour)
+	delete(managed.Data, "ca.key") // cert-manager keeps the CA key elsewhere
+	managed.Annotations = map[string]string{"cert-manager.io/certificate-name": "sysctl-placement-serving"}
+	client := fake.NewClientset(append(webhookConfigurations(), managed)...)
+	_, err := certsRun(t, client)
+	if err == nil || !strings.Contains(err.Error(), "cert-manager") {
+		t.Fatalf("err = %v; want a refusal naming cert-manager", err)
+	}
+	if got := writes(client); len(got) != 0 {
+		t.Errorf("wrote %q; want nothing", got)
+	}
+}
+
 func TestAMissingWebhookConfigurationIsReportedWithWhatToDo(t *testing.T) {
 	client := fake.NewClientset()
 	_, err := certsRun(t, client)
