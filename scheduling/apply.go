@@ -74,14 +74,24 @@ func andAffinity(spec *corev1.PodSpec, terms []corev1.NodeSelectorTerm) {
 		}
 		return
 	}
-	merged := make([]corev1.NodeSelectorTerm, 0, len(req.NodeSelectorTerms)*len(terms))
-	for _, existing := range req.NodeSelectorTerms {
-		if len(existing.MatchExpressions) == 0 && len(existing.MatchFields) == 0 {
-			merged = append(merged, existing)
+	req.NodeSelectorTerms = AndTerms(req.NodeSelectorTerms, terms)
+}
+
+// AndTerms returns existing AND terms, as required nodeSelectorTerms (which are ORed):
+// the cross product, each pair merged, requirements already present not repeated.
+// An empty existing term selects no node and is kept as it is, once; terms for
+// every other existing term come in the order of existing, so with a single added
+// term the result lines up index by index with existing (the webhook relies on this
+// to patch each term in place).
+func AndTerms(existing, terms []corev1.NodeSelectorTerm) []corev1.NodeSelectorTerm {
+	merged := make([]corev1.NodeSelectorTerm, 0, len(existing)*len(terms))
+	for _, e := range existing {
+		if len(e.MatchExpressions) == 0 && len(e.MatchFields) == 0 {
+			merged = append(merged, *e.DeepCopy())
 			continue
 		}
 		for _, add := range terms {
-			m := *existing.DeepCopy()
+			m := *e.DeepCopy()
 			for _, r := range add.MatchExpressions {
 				if !hasRequirement(m.MatchExpressions, r) {
 					m.MatchExpressions = append(m.MatchExpressions, *r.DeepCopy())
@@ -95,7 +105,7 @@ func andAffinity(spec *corev1.PodSpec, terms []corev1.NodeSelectorTerm) {
 			merged = append(merged, m)
 		}
 	}
-	req.NodeSelectorTerms = merged
+	return merged
 }
 
 func hasRequirement(reqs []corev1.NodeSelectorRequirement, r corev1.NodeSelectorRequirement) bool {

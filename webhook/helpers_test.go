@@ -34,6 +34,12 @@ func newTestEnv(t testing.TB, nsAnnotations map[string]string) testEnv {
 	for k, v := range nsAnnotations {
 		ann[k] = v
 	}
+	return newTestEnvWithConfig(t, compiled, ann)
+}
+
+// newTestEnvWithConfig serves compiled with namespace "team" annotated ann.
+func newTestEnvWithConfig(t testing.TB, compiled *scheduling.Compiled, ann map[string]string) testEnv {
+	t.Helper()
 	cfg := Config{
 		Config: NewConfigStore(compiled),
 		Namespaces: StaticNamespaces{

@@ -137,24 +137,36 @@ func (b *patchBuilder) addAffinityTerms(specPath string, spec *corev1.PodSpec, t
 		b.add(termsPath, terms)
 		return
 	}
-	if len(terms) == 1 {
-		// The common case: extend each existing term in place, leaving everything else
-		// in it (matchFields, fields unknown to this build) as it is.
-		for i := range existing {
-			exprPath := termsPath + "/" + strconv.Itoa(i) + "/matchExpressions"
-			if existing[i].MatchExpressions == nil {
-				b.add(exprPath, terms[0].MatchExpressions)
-				continue
-			}
-			for _, req := range terms[0].MatchExpressions {
-				b.add(exprPath+"/-", req)
-			}
-		}
+	merged := scheduling.AndTerms(existing, terms)
+	if len(terms) > 1 {
+		// (e1 ∨ e2) ∧ (p1 ∨ p2) = (e1∧p1) ∨ (e1∧p2) ∨ (e2∧p1) ∨ (e2∧p2): the list is
+		// rewritten as the cross product; it is the only way to AND an OR.
+		b.add(termsPath, merged)
 		return
 	}
-	// Several pool terms: (e1 ∨ e2) ∧ (p1 ∨ p2) = (e1∧p1) ∨ (e1∧p2) ∨ (e2∧p1) ∨ (e2∧p2).
-	// The list is rewritten as the cross product; it is the only way to AND an OR.
-	b.add(termsPath, andTerms(existing, terms))
+	// The common case, one added term: merged[i] is existing[i] with requirements
+	// appended, so each term is extended in place and everything else in it (fields
+	// unknown to this build included) stays as it is.
+	for i := range existing {
+		termPath := termsPath + "/" + strconv.Itoa(i)
+		b.appendRequirements(termPath+"/matchExpressions", existing[i].MatchExpressions, merged[i].MatchExpressions)
+		b.appendRequirements(termPath+"/matchFields", existing[i].MatchFields, merged[i].MatchFields)
+	}
+}
+
+// appendRequirements adds the requirements of after beyond those of before.
+func (b *patchBuilder) appendRequirements(path string, before, after []corev1.NodeSelectorRequirement) {
+	added := after[len(before):]
+	if len(added) == 0 {
+		return
+	}
+	if before == nil {
+		b.add(path, added)
+		return
+	}
+	for _, r := range added {
+		b.add(path+"/-", r)
+	}
 }
 
 func (b *patchBuilder) addTolerations(specPath string, spec *corev1.PodSpec, tolerations []corev1.Toleration) {
@@ -183,20 +195,6 @@ func (b *patchBuilder) addMetadataEntries(metadataPath, field string, existing m
 	for _, k := range sortedKeys(entries) {
 		b.add(metadataPath+"/"+field+"/"+pointerEscape(k), entries[k])
 	}
-}
-
-// andTerms returns the cross product of two ORed term lists, each pair merged.
-func andTerms(left, right []corev1.NodeSelectorTerm) []corev1.NodeSelectorTerm {
-	out := make([]corev1.NodeSelectorTerm, 0, len(left)*len(right))
-	for _, l := range left {
-		for _, r := range right {
-			t := *l.DeepCopy()
-			t.MatchExpressions = append(t.MatchExpressions, r.MatchExpressions...)
-			t.MatchFields = append(t.MatchFields, r.MatchFields...)
-			out = append(out, t)
-		}
-	}
-	return out
 }
 
 func sortedKeys(m map[string]string) []string {

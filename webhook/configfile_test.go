@@ -1,0 +1,153 @@
+package webhook
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+)
+
+const oneIPCPool = `apiVersion: sysctl-placement.io/v1alpha1
+kind: PlacementConfig
+pools:
+  - name: ipc
+    nodeSelector: {pool: ipc}
+    allowedUnsafeSysctls: ["kernel.shm*"]
+`
+
+const twoPools = oneIPCPool + `  - name: net
+    nodeSelector: {pool: net}
+    allowedUnsafeSysctls: ["net.core.somaxconn"]
+`
+
+const invalidConfig = `apiVersion: sysctl-placement.io/v1alpha1
+kind: PlacementConfig
+pools:
+  - name: broken
+    nodeSelector: {}
+    allowedUnsafeSysctls: ["kernel.panic"]
+`
+
+// configMapVolume writes files the way the kubelet updates a ConfigMap volume: a new
+// timestamped directory, then an atomic rename of the ..data symlink.
+type configMapVolume struct {
+	dir string
+	gen int
+}
+
+func newConfigMapVolume(t *testing.T, content string) *configMapVolume {
+	t.Helper()
+	v := &configMapVolume{dir: t.TempDir()}
+	v.update(t, content)
+	if err := os.Symlink(filepath.Join("..data", "config.yaml"), v.path()); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func (v *configMapVolume) path() string { return filepath.Join(v.dir, "config.yaml") }
+
+func (v *configMapVolume) update(t *testing.T, content string) {
+	t.Helper()
+	v.gen++
+	ts := filepath.Join(v.dir, "..2026_11_26_"+strings.Repeat("x", v.gen))
+	if err := os.Mkdir(ts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ts, "config.yaml"), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(v.dir, "..data_tmp")
+	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(v.dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not a wait for an event
+	}
+}
+
+func poolNames(s *ConfigStore) []string {
+	var names []string
+	for _, p := range s.Current().Pools() {
+		names = append(names, p.Name)
+	}
+	return names
+}
+
+func TestAChangedConfigTakesEffectAndAnInvalidOneIsRefused(t *testing.T) {
+	vol := newConfigMapVolume(t, oneIPCPool)
+	reg := prometheus.NewRegistry()
+	metrics := NewMetrics(reg)
+	logger, logs := logtest.NewNullLogger()
+	store := NewConfigStore(nil)
+	w, err := NewConfigWatcher(vol.path(), store, metrics, logger)
+	if err != nil {
+		t.Fatalf("the initial valid config was refused: %v", err)
+	}
+	if got := poolNames(store); len(got) != 1 {
+		t.Fatalf("pools after start = %v, want [ipc]", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+
+	vol.update(t, twoPools)
+	eventually(t, "the changed config is in force", func() bool { return len(poolNames(store)) == 2 })
+
+	vol.update(t, invalidConfig)
+	eventually(t, "the invalid config is counted", func() bool {
+		return testutil.ToFloat64(metrics.configReloads.WithLabelValues("invalid")) == 1
+	})
+	if got := poolNames(store); len(got) != 2 {
+		t.Errorf("after an invalid change the last good config must stay: pools = %v", got)
+	}
+	var refused *logrus.Entry
+	for _, e := range logs.AllEntries() {
+		if e.Level == logrus.ErrorLevel {
+			refused = e
+		}
+	}
+	if refused == nil {
+		t.Fatal("the refused config was not logged as an error")
+	}
+	logged := refused.Message + " " + refused.Data[logrus.ErrorKey].(error).Error()
+	for _, want := range []string{"pools[0].nodeSelector", "pools[0].allowedUnsafeSysctls[0]", "kernel.panic"} {
+		if !strings.Contains(logged, want) {
+			t.Errorf("the log line %q does not name %q", logged, want)
+		}
+	}
+	if got := testutil.ToFloat64(metrics.configReloads.WithLabelValues("success")); got != 2 {
+		t.Errorf("successful loads = %v, want 2 (start and the valid change)", got)
+	}
+}
+
+func TestAWebhookDoesNotStartWithAnInvalidConfig(t *testing.T) {
+	vol := newConfigMapVolume(t, invalidConfig)
+	_, err := NewConfigWatcher(vol.path(), NewConfigStore(nil), nil, logrus.New())
+	if err == nil || !strings.Contains(err.Error(), "pools[0].nodeSelector") {
+		t.Fatalf("want an error naming the invalid field, got %v", err)
+	}
+}

@@ -1,0 +1,227 @@
+package webhook
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sysctl-placement/sysctl-placement/scheduling"
+)
+
+// The engine's golden pods (scheduling/testdata) double as the webhook's: for each,
+// the JSON patch the webhook sends, applied to the raw pod the way the API server
+// does, must give exactly the pod that scheduling.ApplyTo gives on the typed pod.
+
+const goldenDir = "../scheduling/testdata/golden"
+
+type goldenInput struct {
+	Namespace struct {
+		Name        string            `json:"name"`
+		Labels      map[string]string `json:"labels,omitempty"`
+		Annotations map[string]string `json:"annotations,omitempty"`
+	} `json:"namespace"`
+	Template bool            `json:"template,omitempty"`
+	Pod      json.RawMessage `json:"pod"`
+}
+
+func goldenConfig(t testing.TB) *scheduling.Compiled {
+	t.Helper()
+	data, err := os.ReadFile("../scheduling/testdata/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := CompileConfig(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func readGoldenInputs(t testing.TB) map[string]goldenInput {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(goldenDir, "*.input.yaml"))
+	if err != nil || len(paths) < 20 {
+		t.Fatalf("want the engine's golden inputs in %s, found %d (%v)", goldenDir, len(paths), err)
+	}
+	inputs := map[string]goldenInput{}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j, err := yaml.YAMLToJSON(data)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		var in goldenInput
+		if err := json.Unmarshal(j, &in); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		inputs[strings.TrimSuffix(filepath.Base(p), ".input.yaml")] = in
+	}
+	return inputs
+}
+
+// asPodObject turns a golden pod (or pod template) into the JSON of a Pod or a
+// Deployment, as the API server would send it.
+func asPodObject(in goldenInput) (object string, kind metav1.GroupVersionKind) {
+	if in.Template {
+		return `{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": ` + string(in.Pod) + `}}`,
+			metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
+	}
+	return string(in.Pod), podKind()
+}
+
+// checkPatchMatchesApplyTo sends object through the mutating handler and compares the
+// patched object's pod spec with ApplyTo of the engine's own decision.
+func checkPatchMatchesApplyTo(t *testing.T, compiled *scheduling.Compiled, ns scheduling.Namespace, object string, kind metav1.GroupVersionKind) {
+	t.Helper()
+	cfg := Config{Config: NewConfigStore(compiled), Namespaces: StaticNamespaces{ns.Name: ns}}
+	m, err := NewMutator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewHandler(HandlerConfig{Webhook: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := post(h, reviewJSON(t, object, reviewOptions{namespace: ns.Name, kind: kind}))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+	}
+	resp := response(t, rec)
+
+	obj, err := decodeObject([]byte(object), kind)
+	if err != nil {
+		if len(resp.Patch) != 0 {
+			t.Fatalf("an undecodable object was patched: %s", resp.Patch)
+		}
+		return
+	}
+	want := obj.pod.DeepCopy()
+	d := scheduling.Plan(scheduling.Input{Pod: obj.pod, Namespace: ns, Config: compiled, Template: obj.template})
+	scheduling.ApplyTo(&want.Spec, d.Changes)
+
+	patched := []byte(object)
+	if len(resp.Patch) > 0 {
+		p, err := jsonpatch.DecodePatch(resp.Patch)
+		if err != nil {
+			t.Fatalf("the patch does not decode: %v", err)
+		}
+		if patched, err = p.Apply(patched); err != nil {
+			t.Fatalf("the patch does not apply to the object: %v\npatch: %s", err, resp.Patch)
+		}
+	}
+	got, err := decodeObject(patched, kind)
+	if err != nil {
+		t.Fatalf("the patched object does not decode: %v", err)
+	}
+	if !apiequality.Semantic.DeepEqual(normalise(got.pod.Spec), normalise(want.Spec)) {
+		gotJSON, _ := json.Marshal(got.pod.Spec)
+		wantJSON, _ := json.Marshal(want.Spec)
+		t.Fatalf("patched spec differs from ApplyTo:\npatch %s\ngot  %s\nwant %s", resp.Patch, gotJSON, wantJSON)
+	}
+	if !obj.template && !d.Changes.IsEmpty() {
+		if got.pod.Annotations[scheduling.AnnotationPlacement] == "" || got.pod.Labels[scheduling.LabelPlaced] != "true" {
+			t.Errorf("a changed pod must carry the placement annotation and label, got %v %v", got.pod.Annotations, got.pod.Labels)
+		}
+	}
+}
+
+// normalise treats an empty list or map like an absent one: JSON patches and typed
+// code legitimately differ there and the API server does not tell them apart.
+func normalise(spec corev1.PodSpec) corev1.PodSpec {
+	b, _ := json.Marshal(spec)
+	var out corev1.PodSpec
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+func TestThePatchOfEveryGoldenPodGivesTheSamePodAsApplyTo(t *testing.T) {
+	compiled := goldenConfig(t)
+	for name, in := range readGoldenInputs(t) {
+		t.Run(name, func(t *testing.T) {
+			ns := scheduling.Namespace{Name: in.Namespace.Name, Labels: in.Namespace.Labels, Annotations: in.Namespace.Annotations}
+			object, kind := asPodObject(in)
+			checkPatchMatchesApplyTo(t, compiled, ns, object, kind)
+		})
+	}
+}
+
+func TestSeveralCandidatePoolsAreANDedIntoEveryExistingTerm(t *testing.T) {
+	pod := `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "zonal"},
+	  "spec": {
+	    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+	      {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}], "futureTermField": 1},
+	      {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["b"]}]}]}}},
+	    "securityContext": {"sysctls": [{"name": "net.core.somaxconn", "value": "4096"}]},
+	    "containers": [{"name": "c", "image": "i"}]}}`
+	env := newTestEnvWithConfig(t, goldenConfig(t), map[string]string{scheduling.AnnotationEnabled: "true"})
+	resp := response(t, post(env.mutate, reviewJSON(t, pod, reviewOptions{})))
+	out := applyPatch(t, pod, resp)
+	terms, _ := dig(out, "spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms").([]any)
+	if len(terms) != 2 {
+		t.Fatalf("want the pod's two terms, each narrowed, got %d: %v", len(terms), terms)
+	}
+	for i, term := range terms {
+		exprs, _ := dig(term, "matchExpressions").([]any)
+		if len(exprs) < 2 || dig(exprs[len(exprs)-1], "key") != "cloud.google.com/gke-nodepool" {
+			t.Errorf("term %d was not ANDed with the pool requirement: %v", i, term)
+		}
+	}
+	if dig(terms[0], "futureTermField") == nil {
+		t.Error("an unknown field inside a term was lost")
+	}
+}
+
+// FuzzMutatePatchMatchesApplyTo: for any pod JSON, the handler answers 200 and its
+// patch applies cleanly and means exactly what ApplyTo means.
+func FuzzMutatePatchMatchesApplyTo(f *testing.F) {
+	for _, in := range readGoldenInputs(f) {
+		if !in.Template {
+			f.Add([]byte(in.Pod), in.Namespace.Annotations[scheduling.AnnotationHostIPC])
+		}
+	}
+	f.Add([]byte(postgresPod), "drop-sysctls")
+	f.Add([]byte(`{"apiVersion":"v1","kind":"Pod","spec":{"securityContext":{"sysctls":null}}}`), "")
+	compiled := goldenConfig(f)
+	f.Fuzz(func(t *testing.T, pod []byte, hostIPCMode string) {
+		if !json.Valid(pod) {
+			return
+		}
+		ns := scheduling.Namespace{Name: "team", Annotations: map[string]string{
+			scheduling.AnnotationEnabled: "true",
+			scheduling.AnnotationHostIPC: hostIPCMode,
+		}}
+		checkPatchMatchesApplyTo(t, compiled, ns, string(pod), podKind())
+	})
+}
+
+// FuzzHandler: whatever the body, the handler answers without panicking, with a 2xx
+// for AdmissionReviews and a 4xx otherwise, never a 5xx.
+func FuzzHandler(f *testing.F) {
+	f.Add(reviewJSON(f, postgresPod, reviewOptions{}))
+	f.Add(reviewJSON(f, hostIPCDeployment, reviewOptions{kind: metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}}))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":{"kind":"Pod"}}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"x","kind":{"kind":"Pod","version":"v1"},"operation":"CREATE","object":null}}`))
+	f.Add([]byte(`[]`))
+	env := newTestEnv(f, nil)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, h := range []http.Handler{env.mutate, env.validate} {
+			rec := post(h, body)
+			if rec.Code >= 500 {
+				t.Fatalf("status %d for body %q: %s", rec.Code, body, rec.Body.String())
+			}
+		}
+	})
+}
