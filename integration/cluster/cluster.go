@@ -122,33 +122,36 @@ type Cluster struct {
 // Start starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler and
 // returns when the scheduler and the controller manager serve requests. The caller
 // must call Stop; tests should prefer StartForTest.
-func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	opts.defaults()
 	if err := checkBinaries(opts.BinDir); err != nil {
 		return nil, err
 	}
-
-	c = &Cluster{BinDir: opts.BinDir, WorkDir: opts.WorkDir}
-	if c.WorkDir == "" {
-		if c.WorkDir, err = os.MkdirTemp("", "sysctl-placement-cluster-"); err != nil {
-			return nil, err
-		}
-		c.ownWorkDir = true
-	} else if err := os.MkdirAll(c.WorkDir, 0o755); err != nil {
+	c := &Cluster{BinDir: opts.BinDir, WorkDir: opts.WorkDir}
+	if err := c.start(ctx, opts); err != nil {
+		c.Stop()
 		return nil, err
 	}
-	defer func() {
+	return c, nil
+}
+
+func (c *Cluster) start(ctx context.Context, opts Options) error {
+	if c.WorkDir == "" {
+		dir, err := os.MkdirTemp("", "sysctl-placement-cluster-")
 		if err != nil {
-			c.Stop()
+			return err
 		}
-	}()
+		c.WorkDir, c.ownWorkDir = dir, true
+	} else if err := os.MkdirAll(c.WorkDir, 0o755); err != nil {
+		return err
+	}
 
 	if err := c.startAPIServer(opts); err != nil {
-		return c, err
+		return err
 	}
 	controlKubeconfig, err := c.writeKubeconfig("control-plane", "system:masters")
 	if err != nil {
-		return c, err
+		return err
 	}
 	c.components = append(c.components,
 		newComponent(c, "kube-controller-manager", append([]string{
@@ -166,13 +169,10 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	)
 	for _, comp := range c.components {
 		if err := comp.start(); err != nil {
-			return c, err
+			return err
 		}
 	}
-	if err := c.waitForComponents(ctx, opts.StartTimeout); err != nil {
-		return c, err
-	}
-	return c, nil
+	return c.waitForComponents(ctx, opts.StartTimeout)
 }
 
 func (o *Options) defaults() {
