@@ -37,14 +37,15 @@ func runPlan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", "", "PlacementConfig file (default: the embedded example config)")
-	file := fs.String("f", "", "manifest file with one or more Pods or workloads (YAML or JSON); - for stdin")
+	var files stringList
+	fs.Var(&files, "f", "manifest file with one or more Pods or workloads (YAML or JSON), repeatable; - for stdin")
 	output := fs.String("o", "yaml", "output: yaml (the resulting objects; a summary on stderr) or json (one result per line)")
 	var annotations stringList
 	fs.Var(&annotations, "namespace-annotation", "an annotation of the pod's namespace, KEY=VALUE (repeatable); without sysctl-placement.io/enabled the namespace counts as opted in")
 	var labels stringList
 	fs.Var(&labels, "namespace-label", "a label of the pod's namespace, KEY=VALUE (repeatable), for pools with a namespaceSelector")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: sysctl-placement plan [--config FILE] [--namespace-annotation KEY=VALUE]... [-o yaml|json] -f FILE|-")
+		fmt.Fprintln(stderr, "Usage: sysctl-placement plan [--config FILE] [--namespace-annotation KEY=VALUE]... [-o yaml|json] -f FILE|-...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -56,7 +57,7 @@ func runPlan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usageError("unexpected argument %q: give the manifest with -f", fs.Arg(0))
 	}
-	if *file == "" {
+	if len(files) == 0 {
 		return usageError("no manifest given: use -f FILE, or -f - to read standard input")
 	}
 	if *output != "yaml" && *output != "json" {
@@ -77,21 +78,13 @@ func runPlan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 	}
 
-	var in io.Reader = stdin
-	if *file != "-" {
-		f, err := os.Open(*file)
+	var docs []json.RawMessage
+	for _, file := range files {
+		fileDocs, err := readManifest(file, stdin)
 		if err != nil {
-			return exitError{code: 1, err: fmt.Errorf("could not read the manifest: %w", err)}
+			return exitError{code: 1, err: err}
 		}
-		defer f.Close()
-		in = f
-	}
-	docs, err := readDocuments(in)
-	if err != nil {
-		return exitError{code: 1, err: fmt.Errorf("could not read the manifest %s: %w", *file, err)}
-	}
-	if len(docs) == 0 {
-		return exitError{code: 1, err: fmt.Errorf("the manifest %s holds no objects", *file)}
+		docs = append(docs, fileDocs...)
 	}
 
 	planner, err := newOfflinePlanner(compiled, ns)
@@ -149,6 +142,27 @@ func loadConfig(path string) (*scheduling.Compiled, error) {
 		return nil, fmt.Errorf("invalid config %s: %w", source, err)
 	}
 	return compiled, nil
+}
+
+// readManifest reads the documents of one -f argument.
+func readManifest(file string, stdin io.Reader) ([]json.RawMessage, error) {
+	in := stdin
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, fmt.Errorf("could not read the manifest: %w", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	docs, err := readDocuments(in)
+	if err != nil {
+		return nil, fmt.Errorf("could not read the manifest %s: %w", file, err)
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("the manifest %s holds no objects", file)
+	}
+	return docs, nil
 }
 
 // readDocuments splits a YAML or JSON stream into JSON documents, skipping empty ones.
