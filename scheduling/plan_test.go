@@ -46,6 +46,14 @@ func TestPlan(t *testing.T) {
 			pod: newPod(sysctls("kernel.sem")), ns: Namespace{Name: "x", Annotations: map[string]string{AnnotationEnabled: "yes"}},
 			outcome: OutcomeSkipped, reason: ReasonNamespaceNotEnabled,
 		},
+		"a namespace labelled enabled=true has opted in as if annotated": {
+			pod: newPod(sysctls("kernel.sem")), ns: Namespace{Name: "x", Labels: map[string]string{LabelEnabled: "true"}},
+			outcome: OutcomeChanged, reason: ReasonPlaced, pools: []string{"ipc-tuned"},
+			changes: Changes{
+				NodeSelector: map[string]string{"cloud.google.com/gke-nodepool": "ipc-tuned"},
+				Tolerations:  []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "ipc", Effect: corev1.TaintEffectNoSchedule}},
+			},
+		},
 		"a pod with the skip annotation is skipped": {
 			pod: newPod(sysctls("kernel.sem"), podAnnotation(AnnotationSkip, "true")), ns: teamA,
 			outcome: OutcomeSkipped, reason: ReasonPodOptedOut,

@@ -17,6 +17,10 @@ const (
 	AnnotationPrefix = "sysctl-placement.io/"
 	// AnnotationEnabled on a namespace opts it in when set to "true".
 	AnnotationEnabled = AnnotationPrefix + "enabled"
+	// LabelEnabled on a namespace opts it in too. The shipped webhook configurations
+	// select namespaces by this label, so the API server only calls the webhook for
+	// namespaces that opted in, and a webhook outage cannot affect any other.
+	LabelEnabled = AnnotationEnabled
 	// AnnotationHostIPC on a namespace overrides policy.hostIPC.
 	AnnotationHostIPC = AnnotationPrefix + "host-ipc"
 	// AnnotationHostNetwork on a namespace overrides policy.hostNetwork.
