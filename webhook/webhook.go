@@ -28,6 +28,9 @@ type Config struct {
 	Metrics *Metrics
 	// Logger gets one line per admission; nil logs nothing.
 	Logger logrus.FieldLogger
+	// Workloads hears about denied controller-owned pods and changed workload
+	// templates, for Events on the workload (see WorkloadObserver); nil tells no one.
+	Workloads WorkloadObserver
 }
 
 func (c *Config) defaults() error {
@@ -150,6 +153,7 @@ func (m *Mutator) Review(_ context.Context, ar model.AdmissionReview) (model.Adm
 	if !ar.DryRun {
 		m.cfg.Metrics.observeMutation(d)
 	}
+	m.observeTemplateChange(ar, obj, d, patch)
 	return &model.MutatingAdmissionResponse{JSONPatchPatch: patch, Warnings: d.Warnings}, nil
 }
 
@@ -210,6 +214,7 @@ func (v *Validator) Review(_ context.Context, ar model.AdmissionReview) (model.A
 	if !ar.DryRun {
 		v.cfg.Metrics.observeDenial(d)
 	}
+	v.observeDenial(ar, obj, d)
 	return &model.ValidatingAdmissionResponse{Allowed: false, Message: d.Message}, nil
 }
 
