@@ -48,11 +48,16 @@ func (b *patchBuilder) remove(path string) {
 	b.ops = append(b.ops, operation{Op: "remove", Path: path})
 }
 
-// marshal returns nil when there is nothing to patch, which kubewebhook and the API
-// server read as "no change".
+// emptyPatch is the answer when nothing changes. kubewebhook always sets patchType on
+// a mutating response, and the API server refuses a patchType without a patch
+// ("webhook returned response.patchType but not response.patch"), so "no change" is
+// an empty JSON patch, never a missing one.
+var emptyPatch = []byte("[]")
+
+// marshal returns the operations as a JSON patch, or emptyPatch.
 func (b *patchBuilder) marshal() ([]byte, error) {
 	if len(b.ops) == 0 {
-		return nil, nil
+		return emptyPatch, nil
 	}
 	return json.Marshal(b.ops)
 }

@@ -140,11 +140,11 @@ func (m *Mutator) Review(_ context.Context, ar model.AdmissionReview) (model.Adm
 		// The mutating webhook cannot deny with a message; the validating webhook
 		// denies the same object with this error. Admit unchanged and say so.
 		m.cfg.Logger.WithFields(logrus.Fields{"uid": ar.ID, "namespace": ar.Namespace}).WithError(err).Error("could not plan placement")
-		return &model.MutatingAdmissionResponse{Warnings: []string{warningPrefix + "could not plan placement: " + truncate(err.Error(), 80)}}, nil
+		return &model.MutatingAdmissionResponse{JSONPatchPatch: emptyPatch, Warnings: []string{warningPrefix + "could not plan placement: " + truncate(err.Error(), 80)}}, nil
 	}
 	m.log("mutate", ar, obj, d)
 	if d == nil {
-		return &model.MutatingAdmissionResponse{}, nil
+		return &model.MutatingAdmissionResponse{JSONPatchPatch: emptyPatch}, nil
 	}
 	patch, err := mutationPatch(obj, d)
 	if err != nil {

@@ -107,7 +107,7 @@ func TestMutateNeverRemovesFieldsThisBuildDoesNotKnow(t *testing.T) {
 func TestMutateLeavesNamespacesThatHaveNotOptedInAlone(t *testing.T) {
 	env := newTestEnv(t, nil)
 	resp := response(t, post(env.mutate, reviewJSON(t, postgresPod, reviewOptions{namespace: "other"})))
-	if len(resp.Patch) != 0 || len(resp.Warnings) != 0 {
+	if len(patchOps(t, resp)) != 0 || len(resp.Warnings) != 0 {
 		t.Fatalf("namespace without %s got patch %s warnings %v", scheduling.AnnotationEnabled, resp.Patch, resp.Warnings)
 	}
 }
@@ -173,7 +173,7 @@ func TestValidateAdmitsAPlacedPod(t *testing.T) {
 		t.Fatalf("the placed pod was denied: %+v", vresp.Result)
 	}
 	again := response(t, post(env.mutate, reviewJSON(t, string(placed), reviewOptions{})))
-	if len(again.Patch) != 0 {
+	if len(patchOps(t, again)) != 0 {
 		t.Fatalf("reinvocation on the placed pod patched again: %s", again.Patch)
 	}
 }
@@ -251,7 +251,7 @@ func TestMutateAdmitsObjectsOfOtherKindsUnchanged(t *testing.T) {
 	env := newTestEnv(t, nil)
 	cm := `{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "b"}}`
 	resp := response(t, post(env.mutate, reviewJSON(t, cm, reviewOptions{kind: metav1.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}})))
-	if !resp.Allowed || len(resp.Patch) != 0 {
+	if !resp.Allowed || len(patchOps(t, resp)) != 0 {
 		t.Fatalf("a ConfigMap must be admitted unchanged, got allowed=%v patch=%s", resp.Allowed, resp.Patch)
 	}
 }
@@ -259,7 +259,7 @@ func TestMutateAdmitsObjectsOfOtherKindsUnchanged(t *testing.T) {
 func TestMutateAdmitsPodUpdatesUnchanged(t *testing.T) {
 	env := newTestEnv(t, nil)
 	resp := response(t, post(env.mutate, reviewJSON(t, postgresPod, reviewOptions{operation: admissionv1.Update})))
-	if len(resp.Patch) != 0 {
+	if len(patchOps(t, resp)) != 0 {
 		t.Fatalf("pod placement fields are immutable after creation; got patch %s", resp.Patch)
 	}
 }
@@ -301,11 +301,28 @@ func TestAMalformedObjectIsDeniedByTheValidatorAndNeverCrashes(t *testing.T) {
 	env := newTestEnv(t, nil)
 	broken := `{"apiVersion": "v1", "kind": "Pod", "spec": {"securityContext": {"sysctls": "not-a-list"}}}`
 	mresp := response(t, post(env.mutate, reviewJSON(t, broken, reviewOptions{})))
-	if len(mresp.Patch) != 0 || len(mresp.Warnings) == 0 {
+	if len(patchOps(t, mresp)) != 0 || len(mresp.Warnings) == 0 {
 		t.Errorf("mutator: want no patch and a warning, got patch %s warnings %v", mresp.Patch, mresp.Warnings)
 	}
 	vresp := response(t, post(env.validate, reviewJSON(t, broken, reviewOptions{})))
 	if vresp.Allowed || !strings.Contains(vresp.Result.Message, "could not decode") {
 		t.Errorf("validator: want a denial explaining the decode error, got %+v", vresp.Result)
+	}
+}
+
+func TestAResponseWithoutChangesCarriesAnEmptyPatchNotAMissingOne(t *testing.T) {
+	// The API server refuses "response.patchType but not response.patch", and
+	// kubewebhook always sets patchType on a mutating response.
+	env := newTestEnv(t, nil)
+	for name, body := range map[string][]byte{
+		"a namespace that has not opted in": reviewJSON(t, postgresPod, reviewOptions{namespace: "other"}),
+		"an unplaceable pod":                reviewJSON(t, unplaceablePod, reviewOptions{}),
+		"a pod update":                      reviewJSON(t, postgresPod, reviewOptions{operation: admissionv1.Update}),
+		"a malformed pod":                   reviewJSON(t, `{"apiVersion": "v1", "kind": "Pod", "spec": 1}`, reviewOptions{}),
+	} {
+		resp := response(t, post(env.mutate, body))
+		if resp.PatchType != nil && string(resp.Patch) != "[]" {
+			t.Errorf("%s: patchType %v with patch %q, want the empty patch []", name, *resp.PatchType, resp.Patch)
+		}
 	}
 }
