@@ -1,0 +1,171 @@
+package perf
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+)
+
+func TestPercentiles(t *testing.T) {
+	tests := map[string]struct {
+		samples []time.Duration
+		want    Latencies
+	}{
+		"no samples give zeros": {nil, Latencies{}},
+		"one sample is every percentile": {
+			[]time.Duration{5}, Latencies{P50: 5, P90: 5, P99: 5, Max: 5},
+		},
+		"a hundred samples use the nearest rank": {
+			seq(100), Latencies{P50: 50, P90: 90, P99: 99, Max: 100},
+		},
+		"a thousand shuffled samples are sorted first": {
+			reverse(seq(1000)), Latencies{P50: 500, P90: 900, P99: 990, Max: 1000},
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := Percentiles(tt.samples); got != tt.want {
+				t.Errorf("Percentiles = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func seq(n int) []time.Duration {
+	s := make([]time.Duration, n)
+	for i := range s {
+		s[i] = time.Duration(i + 1)
+	}
+	return s
+}
+
+func reverse(s []time.Duration) []time.Duration {
+	for i, j := 0, len(s)-1; i < j; i, j = i+1, j-1 {
+		s[i], s[j] = s[j], s[i]
+	}
+	return s
+}
+
+func TestSummarize(t *testing.T) {
+	tests := map[string]struct {
+		xs   []float64
+		want Summary
+	}{
+		"nothing gives the zero summary":      {nil, Summary{}},
+		"an odd count takes the middle value": {[]float64{3, 1, 2}, Summary{Min: 1, Median: 2, Max: 3, N: 3}},
+		"an even count averages the middle":   {[]float64{4, 1, 3, 2}, Summary{Min: 1, Median: 2.5, Max: 4, N: 4}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := Summarize(tt.xs); got != tt.want {
+				t.Errorf("Summarize(%v) = %+v, want %+v", tt.xs, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	status := []byte("Name:\tsysctl-placeme\nVmPeak:\t 1300000 kB\nVmHWM:\t   40960 kB\nVmRSS:\t   30720 kB\nThreads:\t9\n")
+	s, err := parseStatus(status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.RSS != 30<<20 || s.HWM != 40<<20 {
+		t.Errorf("RSS %d HWM %d, want 30 MiB and 40 MiB", s.RSS, s.HWM)
+	}
+	if _, err := parseStatus([]byte("Name:\tkthreadd\n")); err == nil {
+		t.Error("a status without VmRSS (a kernel thread) must be an error")
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// The command name holds a space and a parenthesis; utime 250 and stime 50 ticks.
+	stat := []byte("4242 (odd) name) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 100 1000000 7000 18446744073709551615")
+	cpu, err := parseStatCPU(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu != 3*time.Second {
+		t.Errorf("CPU = %s, want 3s (300 ticks at USER_HZ 100)", cpu)
+	}
+}
+
+func TestReadProcOfThisProcess(t *testing.T) {
+	s, err := ReadProc(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.RSS == 0 || s.HWM < s.RSS {
+		t.Errorf("RSS %d, HWM %d: want a positive RSS at most HWM", s.RSS, s.HWM)
+	}
+}
+
+func TestFloorAnswersEveryReviewWithItsUIDAndTheFixedPatch(t *testing.T) {
+	reviews, err := CreateReviews("perf", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(reviews[0].Body, reviews[1].Body) || reviews[0].UID == reviews[1].UID {
+		t.Fatal("each review must have its own UID")
+	}
+	h := FloorHandler()
+	for _, r := range reviews {
+		req := httptest.NewRequest(http.MethodPost, "/mutate", bytes.NewReader(r.Body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+		var out admissionv1.AdmissionReview
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+			t.Fatal(err)
+		}
+		if out.Response == nil || out.Response.UID != r.UID || !out.Response.Allowed || !bytes.Equal(out.Response.Patch, FloorPatch) {
+			t.Errorf("response %+v, want uid %s allowed with the fixed patch", out.Response, r.UID)
+		}
+		var ops []map[string]any
+		if err := json.Unmarshal(out.Response.Patch, &ops); err != nil || len(ops) != 4 {
+			t.Errorf("the fixed patch is not four JSON patch operations: %v", err)
+		}
+	}
+}
+
+func TestLoaderRefusesNonLoopbackTargets(t *testing.T) {
+	reviews, err := CreateReviews("perf", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Scenario{Name: "closed-8", Mode: Closed, Clients: 8, Duration: time.Second, MaxRequests: 10}
+	for _, url := range []string{"https://10.0.0.1:8443/mutate", "https://example.com/mutate", "http://127.0.0.1:8443/mutate"} {
+		if _, err := NewLoader(s, Target{Name: "x", URL: url}, reviews); err == nil {
+			t.Errorf("NewLoader accepted %s; only https on 127.0.0.1 or ::1 may be loaded", url)
+		}
+	}
+}
+
+func TestScenarioValidateRejectsUnboundedRuns(t *testing.T) {
+	ok := Scenario{Name: "s", Mode: Open, Clients: 64, Rate: 1000, Duration: time.Second, MaxRequests: 1000}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("a bounded open loop is rejected: %v", err)
+	}
+	for name, mutate := range map[string]func(*Scenario){
+		"no duration":      func(s *Scenario) { s.Duration = 0 },
+		"no request limit": func(s *Scenario) { s.MaxRequests = 0 },
+		"no rate":          func(s *Scenario) { s.Rate = 0 },
+		"no clients":       func(s *Scenario) { s.Clients = 0 },
+		"unknown mode":     func(s *Scenario) { s.Mode = "burst" },
+	} {
+		s := ok
+		mutate(&s)
+		if err := s.Validate(); err == nil {
+			t.Errorf("%s: Validate accepted %+v", name, s)
+		}
+	}
+}
