@@ -118,6 +118,8 @@ type LoadResult struct {
 	ResponseBytes int `json:"responseBytes"`
 	// Process is the target process's CPU time and memory during the run.
 	Process ProcessDelta `json:"process"`
+	// LoadAverage is the machine's one-minute load average at the end of the run.
+	LoadAverage float64 `json:"loadAverage"`
 }
 
 // ErrorKind is one kind of error and an example of it.

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -69,6 +70,7 @@ type options struct {
 	keep       bool
 	repo       string
 	settle     time.Duration
+	profileDir string
 }
 
 func main() {
@@ -83,6 +85,7 @@ func main() {
 	flag.BoolVar(&o.floorOnly, "floor-only", false, "measure only the floor (no control plane, no serve)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, certificates, kubeconfig)")
 	flag.StringVar(&o.repo, "repo", defaultRepo(), "root of the main module (builds cmd/sysctl-placement, reads deploy/examples)")
+	flag.StringVar(&o.profileDir, "profile", "", "if set, start serve with --profiling and save a CPU profile of its first run of each scenario in this directory")
 	flag.DurationVar(&o.settle, "settle", 2*time.Second, "wait after a server is ready before reading its idle memory")
 	flag.Parse()
 	if err := o.validate(); err != nil {
@@ -151,6 +154,8 @@ func defaultRepo() string {
 type server struct {
 	proc   *perf.Process
 	target perf.Target
+	// pprof is serve's /debug/pprof/profile URL when it runs with --profiling.
+	pprof string
 }
 
 func run(ctx context.Context, o options) (err error) {
@@ -257,7 +262,11 @@ func run(ctx context.Context, o options) (err error) {
 				order = []*server{targets[1], targets[0]}
 			}
 			for _, t := range order {
-				res, err := measure(ctx, s, t, reviews)
+				var profile string
+				if rep == 1 && t.pprof != "" {
+					profile = filepath.Join(o.profileDir, "serve-"+s.Name+".pprof")
+				}
+				res, err := measure(ctx, s, t, reviews, profile)
 				if err != nil {
 					return err
 				}
@@ -323,7 +332,7 @@ func startServe(ctx context.Context, o options, bin, work, tlsDir, kubeconfig st
 		"--tls-cert-file", filepath.Join(tlsDir, "tls.crt"),
 		"--tls-private-key-file", filepath.Join(tlsDir, "tls.key"),
 		"--listen", addr, "--metrics-listen", metricsAddr,
-		"--kubeconfig", kubeconfig, "--shutdown-grace", "5s"})
+		"--kubeconfig", kubeconfig, "--shutdown-grace", "5s", fmt.Sprintf("--profiling=%t", o.profileDir != "")})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -332,12 +341,17 @@ func startServe(ctx context.Context, o options, bin, work, tlsDir, kubeconfig st
 		proc.Stop(5 * time.Second)
 		return nil, 0, err
 	}
-	return &server{proc: proc, target: perf.Target{Name: "serve", URL: "https://" + addr + "/mutate?timeout=10s", RootCAs: roots, ExpectPatch: true}}, took, nil
+	srv := &server{proc: proc, target: perf.Target{Name: "serve", URL: "https://" + addr + "/mutate?timeout=10s", RootCAs: roots, ExpectPatch: true}}
+	if o.profileDir != "" {
+		srv.pprof = "http://" + metricsAddr + "/debug/pprof/profile"
+	}
+	return srv, took, nil
 }
 
 // measure runs one scenario against one target: warm-up, then the measured part with
-// the target's /proc watched.
-func measure(ctx context.Context, s perf.Scenario, t *server, reviews []perf.Review) (perf.LoadResult, error) {
+// the target's /proc watched and, when profile is set, a CPU profile of the target
+// saved there.
+func measure(ctx context.Context, s perf.Scenario, t *server, reviews []perf.Review, profile string) (perf.LoadResult, error) {
 	l, err := perf.NewLoader(s, t.target, reviews)
 	if err != nil {
 		return perf.LoadResult{}, err
@@ -350,14 +364,53 @@ func measure(ctx context.Context, s perf.Scenario, t *server, reviews []perf.Rev
 	if err != nil {
 		return perf.LoadResult{}, err
 	}
+	var profiled sync.WaitGroup
+	if profile != "" {
+		profiled.Go(func() {
+			if err := saveProfile(ctx, t.pprof, max(1, int(s.Duration.Seconds())-1), profile); err != nil {
+				fmt.Fprintln(os.Stderr, "load: no CPU profile:", err)
+			}
+		})
+	}
 	res, err := l.Measure(ctx)
+	profiled.Wait()
 	if err != nil {
 		return perf.LoadResult{}, err
 	}
 	if res.Process, err = stop(res.Requests - res.Errors); err != nil {
 		return perf.LoadResult{}, err
 	}
+	res.LoadAverage, _ = perf.LoadAverage()
 	return res, nil
+}
+
+// saveProfile fetches a CPU profile of seconds from a pprof endpoint into path.
+func saveProfile(ctx context.Context, url string, seconds int, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s?seconds=%d", url, seconds), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	fmt.Println("CPU profile of serve saved to", path)
+	return f.Close()
 }
 
 // namespacesRun creates o.namespaces namespaces, reads the running serve's memory,
@@ -401,7 +454,7 @@ func namespacesRun(ctx context.Context, o options, c *cluster.Cluster, running *
 			fresh.proc.Stop(5 * time.Second)
 			return nil, err
 		}
-		start.Load, err = measure(ctx, load, fresh, reviews)
+		start.Load, err = measure(ctx, load, fresh, reviews, "")
 		fresh.proc.Stop(10 * time.Second)
 		if err != nil {
 			return nil, err
@@ -466,10 +519,10 @@ feed:
 }
 
 func printResult(rep int, r perf.LoadResult) {
-	fmt.Printf("#%d %-13s %-5s %8.0f req/s  p50 %-9s p90 %-9s p99 %-9s max %-9s errors %d/%d  %s conns %d  CPU %.3f s/1000  RSS peak %s\n",
+	fmt.Printf("#%d %-13s %-5s %8.0f req/s  p50 %-9s p90 %-9s p99 %-9s max %-9s errors %d/%d  %s conns %d  CPU %.3f s/1000  RSS peak %s  load avg %.1f\n",
 		rep, r.Scenario, r.Target, r.Throughput, r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond),
 		r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond), r.Errors, r.Requests, r.Protocol, r.Connections,
-		r.Process.CPUPer1000, mib(r.Process.PeakRSS))
+		r.Process.CPUPer1000, mib(r.Process.PeakRSS), r.LoadAverage)
 	for k, e := range r.ErrorKinds {
 		fmt.Printf("    %d × %s (e.g. %s)\n", e.Count, k, e.Example)
 	}

@@ -180,8 +180,10 @@ func render(m machine, benches []*benchmark, load *perf.Results) string {
 	p("so single runs are noisy: read the medians, and the serve/floor ratios measured in the same run.\n\n")
 
 	p("## Machine\n\n")
-	p("| nproc | CPU | Go | commit | measured |\n|---|---|---|---|---|\n")
-	p("| %d | %s | %s | %s | %s |\n\n", m.nproc, m.cpu, m.goVersion, m.commit, m.date)
+	p("| nproc | CPU | Go | commit | measured | 1-min load average at the end of each load run |\n|---|---|---|---|---|---|\n")
+	p("| %d | %s | %s | %s | %s | %s |\n\n", m.nproc, m.cpu, m.goVersion, m.commit, m.date,
+		triple(field(load.Runs, func(r perf.Run) float64 { return r.LoadAverage }), func(v float64) string { return fmt.Sprintf("%.1f", v) }))
+	p("A load average above %d means other work shared the CPUs with the measurement.\n\n", m.nproc)
 
 	p("## Targets\n\n")
 	p("| target | measured (median) | met |\n|---|---|---|\n")
