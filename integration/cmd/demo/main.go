@@ -1,0 +1,291 @@
+// Command demo is `go tool task demo`: a local control plane with three node pools,
+// the real sysctl-placement webhook, and the unchanged example workloads of
+// deploy/examples applied to a namespace that opted in. It prints where each pod went
+// and why, leaves a kubeconfig to explore with kubectl, and stops on Ctrl-C.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
+)
+
+// The keys the webhook reads and writes (package scheduling of the main module; this
+// module does not import it, so that the control plane's dependency versions stay
+// exactly those of Kubernetes v1.37.2).
+const (
+	labelEnabled        = "sysctl-placement.io/enabled"
+	labelPlaced         = "sysctl-placement.io/placed"
+	annotationPlacement = "sysctl-placement.io/placement"
+)
+
+// audit is the part of the placement annotation the report shows.
+type audit struct {
+	Pools          []string                  `json:"pools"`
+	NodeSelector   map[string]string         `json:"nodeSelector"`
+	AffinityTerms  []corev1.NodeSelectorTerm `json:"affinityTerms"`
+	Tolerations    []corev1.Toleration       `json:"tolerations"`
+	HostNamespaces []struct {
+		Field string `json:"field"`
+		Mode  string `json:"mode"`
+	} `json:"hostNamespaces"`
+	DroppedSysctls []string `json:"droppedSysctls"`
+}
+
+// demoNamespace is the namespace that opts in.
+const demoNamespace = "demo"
+
+// examples are the workloads applied unchanged, in order, and how many pods each
+// should end up with Running.
+var examples = []struct {
+	file string
+	pods int
+}{
+	{"postgres-deployment.yaml", 2},
+	{"redis-deployment.yaml", 2},
+	{"shm-hostipc-deployment.yaml", 1},
+}
+
+func main() {
+	workDir := flag.String("work-dir", filepath.Join(cluster.RepoRoot(), "integration", ".demo"), "where the kubeconfig and component logs go")
+	exit := flag.Bool("exit", false, "stop after the report instead of waiting for Ctrl-C")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Stdout, *workDir, !*exit); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts everything, applies the examples and prints the report to out. With
+// keepRunning it then waits until ctx ends.
+func run(ctx context.Context, out io.Writer, workDir string, keepRunning bool) error {
+	if err := os.RemoveAll(workDir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(workDir, 0o755); err != nil {
+		return err
+	}
+	step := func(format string, args ...any) { fmt.Fprintf(out, "==> "+format+"\n", args...) }
+
+	step("starting etcd, kube-apiserver, kube-controller-manager and kube-scheduler")
+	c, err := cluster.Start(ctx, cluster.Options{WorkDir: workDir})
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+
+	setupCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	step("adding node pools with simulated kubelets (the kubelet's own sysctl admission code)")
+	pools, err := c.AddPools(setupCtx, cluster.DefaultPools()...)
+	if err != nil {
+		return err
+	}
+	for _, p := range pools {
+		allowed := "only the safe sysctls"
+		if len(p.Spec.AllowedUnsafeSysctls) > 0 {
+			allowed = "safe + " + strings.Join(p.Spec.AllowedUnsafeSysctls, ", ")
+		}
+		fmt.Fprintf(out, "    pool %-8s %d nodes, taints %s, kubelets allow %s\n", p.Spec.Name, len(p.NodeNames), taintsString(p.Spec.Taints), allowed)
+	}
+
+	step("starting sysctl-placement serve and registering the shipped webhook configurations")
+	if _, err := c.Client.CoreV1().Namespaces().Create(setupCtx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "sysctl-placement"}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	wh, err := c.StartWebhook(setupCtx, cluster.WebhookOptions{})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = wh.Terminate(30 * time.Second) }()
+	if err := c.RegisterWebhook(setupCtx, wh); err != nil {
+		return err
+	}
+
+	step("opting namespace %q in: kubectl label namespace %s sysctl-placement.io/enabled=true", demoNamespace, demoNamespace)
+	if _, err := c.Client.CoreV1().Namespaces().Create(setupCtx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: demoNamespace, Labels: map[string]string{labelEnabled: "true"},
+	}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+
+	want := 0
+	for _, ex := range examples {
+		path := filepath.Join(cluster.RepoRoot(), "deploy", "examples", ex.file)
+		step("kubectl apply -f deploy/examples/%s (unchanged)", ex.file)
+		kubectl := exec.CommandContext(setupCtx, filepath.Join(c.BinDir, "kubectl"), "--kubeconfig", c.Kubeconfig, "apply", "-n", demoNamespace, "-f", path)
+		output, err := kubectl.CombinedOutput()
+		fmt.Fprint(out, indent(string(output)))
+		if err != nil {
+			return fmt.Errorf("kubectl apply %s: %w", ex.file, err)
+		}
+		want += ex.pods
+	}
+
+	step("waiting for %d pods to be scheduled and admitted by their kubelets", want)
+	pods, err := waitForPods(setupCtx, c, want)
+	if err != nil {
+		return err
+	}
+	report(setupCtx, out, c, pods)
+
+	fmt.Fprintf(out, "\nExplore it with kubectl:\n  export KUBECONFIG=%s\n  %s get pods -n %s -o wide\n  %s get events -n %s\n  %s get pod -n %s -l %s=true -o jsonpath='{..sysctl-placement\\.io/placement}'\n",
+		c.Kubeconfig, filepath.Join(c.BinDir, "kubectl"), demoNamespace, filepath.Join(c.BinDir, "kubectl"), demoNamespace,
+		filepath.Join(c.BinDir, "kubectl"), demoNamespace, labelPlaced)
+	fmt.Fprintf(out, "The webhook's log: %s; the components' logs are in %s.\n", wh.LogFile, workDir)
+	if !keepRunning {
+		return nil
+	}
+	fmt.Fprintln(out, "\nPress Ctrl-C to stop the cluster.")
+	<-ctx.Done()
+	fmt.Fprintln(out, "stopping")
+	return nil
+}
+
+// waitForPods waits until n pods of the demo namespace run, and fails fast on a pod
+// a kubelet rejected.
+func waitForPods(ctx context.Context, c *cluster.Cluster, n int) ([]corev1.Pod, error) {
+	var pods []corev1.Pod
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		list, err := c.Client.CoreV1().Pods(demoNamespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		pods = list.Items
+		running := 0
+		for _, p := range pods {
+			if p.Status.Reason == "SysctlForbidden" {
+				return false, fmt.Errorf("pod %s was rejected by its kubelet: %s", p.Name, p.Status.Message)
+			}
+			if p.Status.Phase == corev1.PodRunning {
+				running++
+			}
+		}
+		return running >= n, nil
+	})
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
+	return pods, err
+}
+
+// report prints each pod, its pool, what the webhook changed and why.
+func report(ctx context.Context, out io.Writer, c *cluster.Cluster, pods []corev1.Pod) {
+	fmt.Fprintln(out, "\nWhere each pod runs, and what sysctl-placement did:")
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POD\tSYSCTLS\tNODE\tPOOL\tPHASE\tADDED BY THE WEBHOOK")
+	for _, p := range pods {
+		pool := ""
+		if node, err := c.Client.CoreV1().Nodes().Get(ctx, p.Spec.NodeName, metav1.GetOptions{}); err == nil {
+			pool = node.Labels[cluster.PoolLabel]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, sysctlNames(p), p.Spec.NodeName, pool, p.Status.Phase, auditSummary(p))
+	}
+	_ = tw.Flush()
+
+	fmt.Fprintln(out, "\nThe audit annotation sysctl-placement.io/placement of each pod:")
+	for _, p := range pods {
+		if a := p.Annotations[annotationPlacement]; a != "" {
+			fmt.Fprintf(out, "  %s: %s\n", p.Name, a)
+		}
+	}
+	// The audit controller records Events once the pods exist; give it a moment.
+	var lines []string
+	_ = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
+		events, err := c.Client.EventsV1().Events(demoNamespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		lines = lines[:0]
+		for _, e := range events.Items {
+			if strings.HasPrefix(e.ReportingController, "sysctl-placement") {
+				lines = append(lines, fmt.Sprintf("  %s %s %s/%s: %s", e.Type, e.Reason, e.Regarding.Kind, e.Regarding.Name, e.Note))
+			}
+		}
+		return len(lines) >= len(pods), nil
+	})
+	fmt.Fprintln(out, "\nEvents recorded by sysctl-placement (kubectl get events -n demo):")
+	if len(lines) == 0 {
+		fmt.Fprintln(out, "  (none yet)")
+	}
+	sort.Strings(lines)
+	for _, l := range lines {
+		fmt.Fprintln(out, l)
+	}
+}
+
+func sysctlNames(p corev1.Pod) string {
+	if p.Spec.SecurityContext == nil {
+		return "-"
+	}
+	var names []string
+	for _, s := range p.Spec.SecurityContext.Sysctls {
+		names = append(names, s.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+// auditSummary reads the placement annotation back into a line.
+func auditSummary(p corev1.Pod) string {
+	raw := p.Annotations[annotationPlacement]
+	if raw == "" {
+		return "nothing"
+	}
+	var a audit
+	if err := json.Unmarshal([]byte(raw), &a); err != nil {
+		return "unreadable audit: " + err.Error()
+	}
+	var parts []string
+	for k, v := range a.NodeSelector {
+		parts = append(parts, "nodeSelector "+k+"="+v)
+	}
+	if len(a.AffinityTerms) > 0 {
+		parts = append(parts, fmt.Sprintf("affinity for pools %s", strings.Join(a.Pools, ",")))
+	}
+	for _, t := range a.Tolerations {
+		parts = append(parts, fmt.Sprintf("toleration %s=%s:%s", t.Key, t.Value, t.Effect))
+	}
+	for _, h := range a.HostNamespaces {
+		parts = append(parts, fmt.Sprintf("%s %s", h.Field, h.Mode))
+	}
+	if len(a.DroppedSysctls) > 0 {
+		parts = append(parts, "dropped "+strings.Join(a.DroppedSysctls, ","))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func taintsString(taints []corev1.Taint) string {
+	if len(taints) == 0 {
+		return "none"
+	}
+	var s []string
+	for _, t := range taints {
+		s = append(s, fmt.Sprintf("%s=%s:%s", t.Key, t.Value, t.Effect))
+	}
+	return strings.Join(s, ",")
+}
+
+func indent(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return ""
+	}
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ") + "\n"
+}
