@@ -104,6 +104,8 @@ type planner struct {
 	// poolList is the namespace's sysctl-placement.io/pools annotation, looked up once.
 	poolList    string
 	hasPoolList bool
+	// tolerations is the namespace's tolerationsWhitelist, parsed on first use.
+	tolerations tolerationsWhitelist
 }
 
 // parsedTerm is one required nodeSelectorTerm, reduced to its label requirements.
@@ -378,6 +380,7 @@ const (
 	excludedByNamespaceSelector
 	excludedByNodeSelector
 	excludedByAffinity
+	excludedByTolerationsWhitelist
 	excludedBySysctls
 )
 
@@ -468,6 +471,12 @@ func (p *planner) exclude(i int, fast bool) exclusion {
 	}
 	if !p.affinityAllows(pool) {
 		ex |= excludedByAffinity
+		if fast {
+			return ex
+		}
+	}
+	if _, outside := p.taintOutsideWhitelist(pool); outside {
+		ex |= excludedByTolerationsWhitelist
 		if fast {
 			return ex
 		}
@@ -862,6 +871,11 @@ func (p *planner) explain(sb *strings.Builder, i int) {
 		start()
 		sb.WriteString("pod required node affinity excludes pool selector ")
 		sb.WriteString(pool.selectorString)
+	}
+	if ex&excludedByTolerationsWhitelist != 0 {
+		t, _ := p.taintOutsideWhitelist(pool)
+		start()
+		sb.WriteString(p.explainWhitelist(t))
 	}
 	if ex&excludedBySysctls != 0 {
 		start()

@@ -39,7 +39,9 @@ func NewNamespaceCache(client metadata.Interface, resync time.Duration) *Namespa
 	return &NamespaceCache{informer: informer, factory: factory}
 }
 
-// trimNamespace keeps what Plan reads: name, labels and our own annotations.
+// trimNamespace keeps what Plan reads: name, labels, our own annotations and the
+// PodTolerationRestriction plugin's tolerationsWhitelist (Plan never adds a toleration
+// outside it).
 func trimNamespace(obj any) (any, error) {
 	m, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
@@ -50,7 +52,7 @@ func trimNamespace(obj any) (any, error) {
 	trimmed.ResourceVersion = m.ResourceVersion
 	trimmed.Labels = m.Labels
 	for k, v := range m.Annotations {
-		if strings.HasPrefix(k, scheduling.AnnotationPrefix) {
+		if strings.HasPrefix(k, scheduling.AnnotationPrefix) || k == scheduling.AnnotationTolerationsWhitelist {
 			if trimmed.Annotations == nil {
 				trimmed.Annotations = map[string]string{}
 			}
