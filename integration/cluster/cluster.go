@@ -36,7 +36,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // BinDirEnv names the environment variable that overrides where the control-plane
@@ -65,6 +67,8 @@ var controllers = []string{
 	"namespace-controller",
 	"serviceaccount-controller",
 }
+
+var setControllerRuntimeLogger sync.Once
 
 // ErrBinariesMissing is returned by Start when the control plane has not been built.
 var ErrBinariesMissing = errors.New("control-plane binaries are missing: run `go tool task control-plane` in the repository root")
@@ -123,6 +127,9 @@ type Cluster struct {
 // returns when the scheduler and the controller manager serve requests. The caller
 // must call Stop; tests should prefer StartForTest.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	// envtest logs through controller-runtime, which complains with a stack trace
+	// when no logger was set; send its messages where Kubernetes' own go: klog.
+	setControllerRuntimeLogger.Do(func() { ctrllog.SetLogger(klog.NewKlogr()) })
 	opts.defaults()
 	if err := checkBinaries(opts.BinDir); err != nil {
 		return nil, err
