@@ -20,7 +20,7 @@ func StartForTest(t testing.TB, opts Options) *Cluster {
 	started := time.Now()
 	c, err := Start(context.Background(), opts)
 	if errors.Is(err, ErrBinariesMissing) {
-		t.Fatalf("%v\nthe integration tests need a real control plane; build it with: go tool task control-plane", err)
+		t.Fatalf("the integration tests need a real control plane: %v", err)
 	}
 	if err != nil {
 		t.Fatalf("could not start the cluster: %v", err)
