@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,11 @@ type serveOptions struct {
 	development   bool
 	profiling     bool
 	shutdownGrace time.Duration
+	// shutdownDelay is the drain phase after SIGTERM: /readyz answers 503 and every
+	// admission response asks the client to reconnect, while the listener stays open,
+	// so that load balancers (Service endpoints) move new connections to other replicas
+	// before this one stops accepting.
+	shutdownDelay time.Duration
 	resync        time.Duration
 }
 
@@ -50,6 +56,8 @@ func (o *serveOptions) validate() error {
 		return usageError("--listen and --metrics-listen must not be empty")
 	case o.shutdownGrace <= 0:
 		return usageError("--shutdown-grace must be positive")
+	case o.shutdownDelay < 0:
+		return usageError("--shutdown-delay must not be negative")
 	}
 	return nil
 }
@@ -80,6 +88,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&o.development, "development", false, "human-readable text logs at debug level instead of JSON")
 	fs.BoolVar(&o.profiling, "profiling", false, "serve pprof under /debug/pprof/ on the metrics address")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 20*time.Second, "how long in-flight requests may take after SIGTERM")
+	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, how long /readyz answers 503 and connections are closed after each response before the listener closes (lets Service endpoints drop this replica)")
 	fs.DurationVar(&o.resync, "resync", 10*time.Minute, "informer resync period")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -154,8 +163,10 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 	admissionMux := http.NewServeMux()
 	admissionMux.Handle("/mutate", mutateHandler)
 	admissionMux.Handle("/validate", validateHandler)
+	// draining is set after SIGTERM; see --shutdown-delay.
+	var draining atomic.Bool
 	admission := &http.Server{
-		Handler:           admissionMux,
+		Handler:           closeWhenDraining(&draining, admissionMux),
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
@@ -166,6 +177,9 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 	}
 
 	ready := func() error {
+		if draining.Load() {
+			return errors.New("shutting down")
+		}
 		if store.Current() == nil {
 			return errors.New("no valid config loaded")
 		}
@@ -228,6 +242,9 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 	case runErr = <-errs:
 		log.WithError(runErr).Error("shutting down")
 	}
+	if runErr == nil && o.shutdownDelay > 0 {
+		drain(&draining, o.shutdownDelay, errs, log)
+	}
 	shutdownCtx, stop := context.WithTimeout(context.Background(), o.shutdownGrace)
 	defer stop()
 	// Stop taking admissions first; in-flight requests finish within the grace period.
@@ -238,6 +255,34 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 	cancel()
 	wg.Wait()
 	return runErr
+}
+
+// drain is the phase between SIGTERM and closing the listener: /readyz fails so the
+// replica leaves the load balancer's endpoints, while requests still arriving (sent
+// before the endpoints changed) are answered, each with Connection: close so the client
+// reconnects through the load balancer. Idle connections are left alone until
+// Shutdown: closing them now could race with a request the client is sending on one.
+func drain(draining *atomic.Bool, delay time.Duration, errs <-chan error, log *logrus.Entry) {
+	draining.Store(true)
+	log.WithField("shutdownDelay", delay.String()).Info("draining: /readyz answers 503 until the listener closes")
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case err := <-errs:
+		log.WithError(err).Error("a server failed while draining")
+	}
+}
+
+// closeWhenDraining asks the client to close the connection after the response once
+// draining is set; net/http then closes it after writing the response.
+func closeWhenDraining(draining *atomic.Bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func ignoreClosed(err error) error {
