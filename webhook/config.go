@@ -11,6 +11,13 @@ type ConfigSource interface {
 	Current() *scheduling.Compiled
 }
 
+// ConfigSink receives each valid configuration the ConfigWatcher loads. A ConfigStore
+// is one; with discovery, a combiner that merges the static pools with the discovered
+// ones (package webhook/discovery) sits between the watcher and the store.
+type ConfigSink interface {
+	Set(c *scheduling.Compiled)
+}
+
 // ConfigStore holds the configuration in force; a reload swaps it atomically so a
 // request sees either the old or the new configuration, never a mix.
 type ConfigStore struct {

@@ -42,7 +42,7 @@ func CompileConfig(data []byte) (*scheduling.Compiled, error) {
 // refused with its field errors in the log and a metric, and the last good one stays.
 type ConfigWatcher struct {
 	path     string
-	store    *ConfigStore
+	store    ConfigSink
 	metrics  *Metrics
 	logger   logrus.FieldLogger
 	interval time.Duration
@@ -50,8 +50,9 @@ type ConfigWatcher struct {
 }
 
 // NewConfigWatcher loads path into store (failing when it is invalid: a webhook must
-// not start without a good config) and returns a watcher for Run.
-func NewConfigWatcher(path string, store *ConfigStore, metrics *Metrics, logger logrus.FieldLogger) (*ConfigWatcher, error) {
+// not start without a good config) and returns a watcher for Run. store is usually a
+// *ConfigStore, or a discovery combiner in front of one.
+func NewConfigWatcher(path string, store ConfigSink, metrics *Metrics, logger logrus.FieldLogger) (*ConfigWatcher, error) {
 	compiled, data, err := LoadConfigFile(path)
 	metrics.ObserveConfigReload(err == nil)
 	if err != nil {

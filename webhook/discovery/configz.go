@@ -1,0 +1,119 @@
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/transport"
+)
+
+// ConfigzProber reads a kubelet's allowedUnsafeSysctls from its /configz endpoint, the
+// way `kubectl get --raw /api/v1/nodes/N/proxy/configz` would, but directly: HTTPS to
+// the node's InternalIP and kubelet port, authenticated with the webhook's own
+// credentials (the service account token). The kubelet authorizes the request with a
+// SubjectAccessReview for nodes/configz (get), so the webhook needs no nodes/proxy.
+type ConfigzProber struct {
+	client *http.Client
+}
+
+// ProberConfig configures NewConfigzProber.
+type ProberConfig struct {
+	// Rest supplies the credentials: BearerToken or BearerTokenFile (re-read as it
+	// rotates), or a client certificate. Its API server CA is the default kubelet CA.
+	Rest *rest.Config
+	// CAFile verifies the kubelets' serving certificates. Empty: the cluster CA of Rest
+	// (right for kubelets with serverTLSBootstrap, whose certificates the cluster signs).
+	CAFile string
+	// Insecure skips verification, for kubelets with self-signed serving certificates
+	// (the kubelet default). The token is still sent, so use it only on trusted node
+	// networks.
+	Insecure bool
+	// Timeout bounds one probe. Default 5s.
+	Timeout time.Duration
+}
+
+// NewConfigzProber builds a prober.
+func NewConfigzProber(cfg ProberConfig) (*ConfigzProber, error) {
+	if cfg.Rest == nil {
+		return nil, fmt.Errorf("configz prober: a rest config with credentials is required")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	tc := &transport.Config{
+		BearerToken:     cfg.Rest.BearerToken,
+		BearerTokenFile: cfg.Rest.BearerTokenFile,
+		UserAgent:       cfg.Rest.UserAgent,
+		TLS: transport.TLSConfig{
+			CertFile: cfg.Rest.CertFile, KeyFile: cfg.Rest.KeyFile,
+			CertData: cfg.Rest.CertData, KeyData: cfg.Rest.KeyData,
+		},
+	}
+	switch {
+	case cfg.Insecure:
+		tc.TLS.Insecure = true
+	case cfg.CAFile != "":
+		tc.TLS.CAFile = cfg.CAFile
+	default:
+		tc.TLS.CAFile, tc.TLS.CAData = cfg.Rest.CAFile, cfg.Rest.CAData
+	}
+	rt, err := transport.New(tc)
+	if err != nil {
+		return nil, fmt.Errorf("could not build the kubelet client (check --kubelet-ca-file): %w", err)
+	}
+	return &ConfigzProber{client: &http.Client{Transport: rt, Timeout: cfg.Timeout}}, nil
+}
+
+// configz is the part of the kubelet's /configz answer discovery reads.
+type configz struct {
+	KubeletConfig *struct {
+		AllowedUnsafeSysctls []string `json:"allowedUnsafeSysctls"`
+	} `json:"kubeletconfig"`
+}
+
+// Probe reads the node's kubelet allowlist.
+func (p *ConfigzProber) Probe(ctx context.Context, node *corev1.Node) ([]string, error) {
+	ip, port := internalIP(node), node.Status.DaemonEndpoints.KubeletEndpoint.Port
+	if ip == "" || port == 0 {
+		return nil, fmt.Errorf("the node reports no InternalIP or kubelet port (status.daemonEndpoints)")
+	}
+	url := "https://" + net.JoinHostPort(ip, strconv.Itoa(int(port))) + "/configz"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("could not reach the kubelet at %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", url, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		return nil, fmt.Errorf("the kubelet at %s refused our token (401): check the service account token", url)
+	case resp.StatusCode == http.StatusForbidden:
+		return nil, fmt.Errorf("the kubelet at %s forbids /configz (403): grant get on nodes/configz (deploy/base/rbac.yaml)", url)
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("the kubelet at %s answered %s", url, resp.Status)
+	}
+	var cz configz
+	if err := json.Unmarshal(body, &cz); err != nil {
+		return nil, fmt.Errorf("the kubelet at %s sent no configz JSON: %w", url, err)
+	}
+	if cz.KubeletConfig == nil {
+		return nil, fmt.Errorf("the kubelet at %s sent configz without kubeletconfig", url)
+	}
+	return cz.KubeletConfig.AllowedUnsafeSysctls, nil
+}

@@ -1,0 +1,208 @@
+package discovery
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/sysctl-placement/sysctl-placement/scheduling"
+)
+
+// Merge puts the config file's pools first and adds the discovered pools that do not
+// collide with them: a config pool wins for its name and for its selector (an admin
+// pins what discovery would guess), and config pools keep serving pools scaled to zero.
+// Config pools selecting no node are reported. The result is in placement order.
+func Merge(static []scheduling.Pool, discovered []PoolStatus, nodes []*corev1.Node) []PoolStatus {
+	out := make([]PoolStatus, 0, len(static)+len(discovered))
+	names := map[string]bool{}
+	selectors := map[string]string{}
+	for _, p := range static {
+		st := PoolStatus{Pool: p, Source: SourceConfig}
+		sel := labels.SelectorFromSet(p.NodeSelector)
+		for _, n := range nodes {
+			if sel.Matches(labels.Set(n.Labels)) {
+				st.Nodes++
+			}
+		}
+		if st.Nodes == 0 {
+			st.Problems = append(st.Problems, Problem{ProblemNoMatchingNodes, fmt.Sprintf("nodeSelector %s matches no node; fine for a pool scaled to zero, otherwise check the labels", sel)})
+		}
+		names[p.Name] = true
+		selectors[sel.String()] = p.Name
+		out = append(out, st)
+	}
+	for _, d := range discovered {
+		sel := labels.SelectorFromSet(d.Pool.NodeSelector).String()
+		switch {
+		case names[d.Pool.Name]:
+			d.Problems = append(d.Problems, Problem{ProblemOverriddenByConfig, fmt.Sprintf("the config pool %s is used instead", d.Pool.Name)})
+		case selectors[sel] != "":
+			d.Problems = append(d.Problems, Problem{ProblemOverriddenByConfig, fmt.Sprintf("the config pool %s has the same selector and is used instead", selectors[sel])})
+		}
+		sortProblems(d.Problems)
+		out = append(out, d)
+	}
+	return out
+}
+
+// Usable reports whether placement uses the pool: discovered pools overridden by the
+// config, or invalid, are shown but not used.
+func (s *PoolStatus) Usable() bool {
+	for _, p := range s.Problems {
+		if p.Kind == ProblemOverriddenByConfig || p.Kind == ProblemInvalidPool {
+			return false
+		}
+	}
+	return true
+}
+
+// PlacementPools returns the pools placement uses, in order.
+func PlacementPools(statuses []PoolStatus) []scheduling.Pool {
+	var out []scheduling.Pool
+	for i := range statuses {
+		if statuses[i].Usable() {
+			out = append(out, statuses[i].Pool)
+		}
+	}
+	return out
+}
+
+// Compile builds the placement table from the merged pools under the config's policy.
+// A discovered pool the scheduling package refuses is dropped (and reported in the
+// returned statuses) rather than taking every other pool down with it.
+func Compile(static *scheduling.Compiled, statuses []PoolStatus) (*scheduling.Compiled, []PoolStatus, error) {
+	compiled, err := scheduling.CompilePools(static.Policy(), PlacementPools(statuses))
+	if err == nil {
+		return compiled, statuses, nil
+	}
+	for i := range statuses {
+		if statuses[i].Source == SourceConfig || !statuses[i].Usable() {
+			continue
+		}
+		if _, perr := scheduling.CompilePools(static.Policy(), []scheduling.Pool{statuses[i].Pool}); perr != nil {
+			statuses[i].Problems = append(statuses[i].Problems, Problem{ProblemInvalidPool, perr.Error()})
+			sortProblems(statuses[i].Problems)
+		}
+	}
+	compiled, err = scheduling.CompilePools(static.Policy(), PlacementPools(statuses))
+	if err != nil {
+		return nil, statuses, fmt.Errorf("could not build the pool table from config and discovered pools: %w", err)
+	}
+	return compiled, statuses, nil
+}
+
+// Sink receives the merged placement table; webhook.ConfigStore is one.
+type Sink interface {
+	Set(c *scheduling.Compiled)
+}
+
+// Combiner sits between the ConfigWatcher and the ConfigStore: it receives each valid
+// static config (Set) and each discovery result (SetDiscovered), merges them and puts
+// the result in force. Without discovery it passes the static config through as is.
+type Combiner struct {
+	sink    Sink
+	logger  logrus.FieldLogger
+	metrics *Metrics
+
+	mu         sync.Mutex
+	static     *scheduling.Compiled
+	discovered []PoolStatus
+	nodes      []*corev1.Node
+	haveNodes  bool
+	report     []PoolStatus
+	// logged holds the problems already logged, so each is logged once when it appears.
+	logged map[string]bool
+}
+
+// NewCombiner returns a Combiner that publishes to sink. metrics may be nil.
+func NewCombiner(sink Sink, metrics *Metrics, logger logrus.FieldLogger) *Combiner {
+	if logger == nil {
+		l := logrus.New()
+		l.Out = discard{}
+		logger = l
+	}
+	return &Combiner{sink: sink, logger: logger, metrics: metrics}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// Set takes a newly loaded static config (it implements webhook.ConfigSink).
+func (c *Combiner) Set(static *scheduling.Compiled) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.static != nil && static != nil {
+		old, cur := c.static.Config().Discovery, static.Config().Discovery
+		if (old == nil) != (cur == nil) || (old != nil && *old != *cur) {
+			c.logger.Warn("the discovery section of the config changed; restart the webhook for it to take effect")
+		}
+	}
+	c.static = static
+	c.publishLocked()
+}
+
+// SetDiscovered takes a new discovery result and the nodes it was made from.
+func (c *Combiner) SetDiscovered(pools []PoolStatus, nodes []*corev1.Node) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.discovered, c.nodes, c.haveNodes = pools, nodes, true
+	c.publishLocked()
+}
+
+// Static returns the static config in force, or nil.
+func (c *Combiner) Static() *scheduling.Compiled {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.static
+}
+
+// Report returns the pools as the webhook sees them, with their problems.
+func (c *Combiner) Report() []PoolStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.report
+}
+
+func (c *Combiner) publishLocked() {
+	if c.static == nil {
+		return
+	}
+	if !c.haveNodes {
+		// Before discovery's first result (or without discovery) the static config is
+		// in force unchanged; readiness waits for discovery when it is configured.
+		c.report = Merge(c.static.Pools(), nil, nil)
+		for i := range c.report {
+			c.report[i].Problems = nil // node counts are unknown, not zero
+		}
+		c.sink.Set(c.static)
+		return
+	}
+	merged := Merge(c.static.Pools(), c.discovered, c.nodes)
+	compiled, merged, err := Compile(c.static, merged)
+	c.report = merged
+	c.metrics.observeReport(merged)
+	c.logProblemsLocked(merged)
+	if err != nil {
+		c.logger.WithError(err).Error("kept the previous pool table")
+		return
+	}
+	c.sink.Set(compiled)
+}
+
+func (c *Combiner) logProblemsLocked(report []PoolStatus) {
+	seen := map[string]bool{}
+	for i := range report {
+		for _, p := range report[i].Problems {
+			key := report[i].Pool.Name + "\x00" + string(p.Kind) + "\x00" + p.Detail
+			seen[key] = true
+			if !c.logged[key] {
+				c.logger.WithFields(logrus.Fields{"pool": report[i].Pool.Name, "problem": p.Kind}).Warn(p.Detail)
+			}
+		}
+	}
+	c.logged = seen
+}

@@ -1,0 +1,81 @@
+package discovery
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics tell how discovery is doing. Label values are bounded: sources, problem kinds
+// and probe results are fixed sets.
+type Metrics struct {
+	pools    *prometheus.GaugeVec
+	problems *prometheus.GaugeVec
+	nodes    prometheus.Gauge
+	probes   *prometheus.CounterVec
+}
+
+// NewMetrics registers discovery's metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		pools: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sysctl_placement_discovery_pools",
+			Help: "Pools in the placement table, by source (config, configz, annotation); discovered pools overridden by the config are not counted.",
+		}, []string{"source"}),
+		problems: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sysctl_placement_discovery_problems",
+			Help: "Current pool problems by kind (NodesDisagree, KubeletUnreachable, PartialTaint, InvalidPattern, InvalidVersion, NoMatchingNodes, OverriddenByConfig, InvalidPool); see `sysctl-placement pools`.",
+		}, []string{"kind"}),
+		nodes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sysctl_placement_discovery_nodes",
+			Help: "Nodes in the discovery cache.",
+		}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sysctl_placement_discovery_configz_probes_total",
+			Help: "Reads of kubelets' /configz, by result (success, failure).",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(m.pools, m.problems, m.nodes, m.probes)
+	return m
+}
+
+func (m *Metrics) observeReport(report []PoolStatus) {
+	if m == nil {
+		return
+	}
+	pools := map[Source]int{SourceConfig: 0, SourceConfigz: 0, SourceAnnotation: 0}
+	problems := map[ProblemKind]int{}
+	for _, k := range ProblemKinds {
+		problems[k] = 0
+	}
+	for i := range report {
+		if report[i].Usable() {
+			pools[report[i].Source]++
+		}
+		for _, p := range report[i].Problems {
+			problems[p.Kind]++
+		}
+	}
+	for s, n := range pools {
+		m.pools.WithLabelValues(string(s)).Set(float64(n))
+	}
+	for k, n := range problems {
+		m.problems.WithLabelValues(string(k)).Set(float64(n))
+	}
+}
+
+func (m *Metrics) observeProbe(err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.probes.WithLabelValues("failure").Inc()
+		return
+	}
+	m.probes.WithLabelValues("success").Inc()
+}
+
+func (m *Metrics) observeNodes(n int) {
+	if m == nil {
+		return
+	}
+	m.nodes.Set(float64(n))
+}
