@@ -368,6 +368,10 @@ func targets(benches []*benchmark, load *perf.Results) []target {
 				errs += r.Errors
 			}
 			t.measured = fmt.Sprintf("%s, %d errors", fmtMs(p99.Median), errs)
+			if floor := runsOf(load, s.Name, "floor"); len(floor) > 0 {
+				// The floor's tail in the same runs shows how much of it is the machine.
+				t.measured += fmt.Sprintf(" (floor in the same runs: %s)", fmtMs(durField(floor, func(r perf.Run) time.Duration { return r.P99 }).Median))
+			}
 			t.verdict = verdict(time.Duration(p99.Median) <= maxOpenP99 && errs == 0)
 		}
 		ts = append(ts, t)
