@@ -1,0 +1,233 @@
+package auditevents
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/slok/kubewebhook/v2/pkg/model"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/events"
+
+	"github.com/sysctl-placement/sysctl-placement/deploy"
+	"github.com/sysctl-placement/sysctl-placement/scheduling"
+	"github.com/sysctl-placement/sysctl-placement/webhook"
+)
+
+// fakeClock is a settable clock for the recorder's interval.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Step(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// deniedPodJSON is a pod of ReplicaSet owner that no pool of the example config can run.
+func deniedPodJSON(owner string) string {
+	return fmt.Sprintf(`{
+	  "apiVersion": "v1", "kind": "Pod",
+	  "metadata": {"generateName": "%[1]s-", "ownerReferences": [
+	    {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "%[1]s", "uid": "uid-%[1]s", "controller": true}]},
+	  "spec": {
+	    "securityContext": {"sysctls": [{"name": "kernel.msgmax", "value": "1"}, {"name": "net.core.somaxconn", "value": "1"}]},
+	    "containers": [{"name": "c", "image": "i"}]
+	  }
+	}`, owner)
+}
+
+func denialReview(owner string, dryRun bool) model.AdmissionReview {
+	return model.AdmissionReview{
+		ID: "1", Namespace: "team", Operation: model.OperationCreate, DryRun: dryRun,
+		RequestGVK:   &metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		NewObjectRaw: []byte(deniedPodJSON(owner)),
+	}
+}
+
+// validatorWith builds the validating webhook on the example config, telling r.
+func validatorWith(t *testing.T, r *Recorder) *webhook.Validator {
+	t.Helper()
+	compiled, err := webhook.CompileConfig(deploy.ExampleConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := webhook.NewValidator(webhook.Config{
+		Config:     webhook.NewConfigStore(compiled),
+		Namespaces: webhook.StaticNamespaces{"team": {Name: "team", Annotations: map[string]string{scheduling.AnnotationEnabled: "true"}}},
+		Workloads:  r,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func runRecorder(t *testing.T, r *Recorder) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func TestAdmissionReturnsWhileTheEventsAPIBlocksForever(t *testing.T) {
+	sink := &blockingSink{release: make(chan struct{})}
+	m := NewMetrics(prometheus.NewRegistry())
+	r, err := NewRecorder(RecorderConfig{Sink: sink, Identity: "replica-a", QueueSize: 4, WriteTimeout: time.Hour, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runRecorder(t, r)
+	v := validatorWith(t, r)
+
+	const owners = 50
+	admitted := make(chan error, 1)
+	go func() {
+		for i := range owners {
+			resp, err := v.Review(context.Background(), denialReview(fmt.Sprintf("web-%d", i), false))
+			if err != nil {
+				admitted <- err
+				return
+			}
+			if resp.(*model.ValidatingAdmissionResponse).Allowed {
+				admitted <- fmt.Errorf("pod of web-%d was admitted, want denied", i)
+				return
+			}
+		}
+		admitted <- nil
+	}()
+	select {
+	case err := <-admitted:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the validating webhook did not return while the Events API blocked")
+	}
+	// One Event is stuck in the sink, QueueSize wait, the rest were dropped and counted.
+	eventually(t, "the writer is stuck in the sink", func() bool { return sink.callCount() == 1 })
+	dropped := testutil.ToFloat64(m.dropped.WithLabelValues(DropQueueFull))
+	if dropped < owners-1-4 {
+		t.Fatalf("dropped{queue_full} = %v, want at least %d", dropped, owners-1-4)
+	}
+	close(sink.release)
+	eventually(t, "the queued Events are written once the API answers", func() bool {
+		return testutil.ToFloat64(m.recorded.WithLabelValues(ReasonSysctlUnplaceable))+dropped == owners
+	})
+}
+
+func TestARetryingReplicaSetIsReportedOncePerInterval(t *testing.T) {
+	client := fake.NewClientset()
+	clock := &fakeClock{now: time.Date(2026, 11, 27, 10, 0, 30, 0, time.UTC)}
+	m := NewMetrics(prometheus.NewRegistry())
+	r, err := NewRecorder(RecorderConfig{Sink: &events.EventSinkImpl{Interface: client.EventsV1()}, Identity: "replica-a", Metrics: m, now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runRecorder(t, r)
+	v := validatorWith(t, r)
+	deny := func(n int) {
+		for range n {
+			if _, err := v.Review(context.Background(), denialReview("web-7d9f", false)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	deny(30)
+	eventually(t, "the first denial is recorded", func() bool { return len(listEvents(t, client)) == 1 })
+	clock.Step(9 * time.Minute)
+	deny(30)
+	clock.Step(2 * time.Minute) // past the 10-minute interval
+	deny(1)
+	eventually(t, "the denial after the interval is recorded", func() bool { return len(listEvents(t, client)) == 2 })
+	if got := testutil.ToFloat64(m.skipped.WithLabelValues(SkipRepeated)); got != 29+30 {
+		t.Errorf("skipped{repeated} = %v, want 59", got)
+	}
+	for _, e := range listEvents(t, client) {
+		want := corev1.ObjectReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7d9f", UID: "uid-web-7d9f", Namespace: "team"}
+		if e.Regarding != want || e.Reason != ReasonSysctlUnplaceable || e.Type != corev1.EventTypeWarning {
+			t.Errorf("Event regards %+v with %s %s, want a SysctlUnplaceable Warning on %+v", e.Regarding, e.Type, e.Reason, want)
+		}
+		if !strings.Contains(e.Note, "kernel.msgmax") || len(e.Note) > MaxNoteLength {
+			t.Errorf("note %q must give the denial's reasons within %d bytes", e.Note, MaxNoteLength)
+		}
+	}
+}
+
+func TestReplicasDenyingTheSameWorkloadInOneIntervalRecordOneEvent(t *testing.T) {
+	client := fake.NewClientset()
+	clock := &fakeClock{now: time.Date(2026, 11, 27, 10, 0, 30, 0, time.UTC)}
+	var metrics []*Metrics
+	for _, id := range []string{"replica-a", "replica-b"} {
+		m := NewMetrics(prometheus.NewRegistry())
+		metrics = append(metrics, m)
+		r, err := NewRecorder(RecorderConfig{Sink: &events.EventSinkImpl{Interface: client.EventsV1()}, Identity: id, Metrics: m, now: clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runRecorder(t, r)
+		r.PodDenied(webhook.DeniedPod{Namespace: "team", PodName: "web-",
+			Owner:   metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web", UID: types.UID("uid-web")},
+			Outcome: scheduling.OutcomeUnplaceable, Message: "no pool allows kernel.msgmax"})
+	}
+	eventually(t, "both replicas have written", func() bool {
+		var n float64
+		for _, m := range metrics {
+			n += testutil.ToFloat64(m.recorded.WithLabelValues(ReasonSysctlUnplaceable)) + testutil.ToFloat64(m.skipped.WithLabelValues(SkipAlreadyRecorded))
+		}
+		return n == 2
+	})
+	if evs := listEvents(t, client); len(evs) != 1 {
+		t.Fatalf("%d Events, want one shared by both replicas", len(evs))
+	}
+}
+
+func TestADryRunDenialRecordsNothing(t *testing.T) {
+	client := fake.NewClientset()
+	r, err := NewRecorder(RecorderConfig{Sink: &events.EventSinkImpl{Interface: client.EventsV1()}, Identity: "replica-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := validatorWith(t, r)
+	if _, err := v.Review(context.Background(), denialReview("web", true)); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing runs the queue: anything offered would still sit in it.
+	if n := len(r.queue); n != 0 {
+		t.Fatalf("a dry-run denial queued %d Events, want none", n)
+	}
+}
+
+func TestATemplateChangedOnUpdateIsRecordedOnTheWorkload(t *testing.T) {
+	client := fake.NewClientset()
+	r, err := NewRecorder(RecorderConfig{Sink: &events.EventSinkImpl{Interface: client.EventsV1()}, Identity: "replica-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runRecorder(t, r)
+	r.TemplateChanged(webhook.ChangedTemplate{Namespace: "team", APIVersion: "apps/v1", Kind: "Deployment", Name: "shm-cache", UID: "uid-shm",
+		Audit: scheduling.Audit{HostNamespaces: []scheduling.HostNamespaceChange{{Field: "hostIPC", Mode: scheduling.ClashStrip, Sysctls: []string{"kernel.shmmax"}}}}})
+	eventually(t, "the Event is recorded", func() bool { return len(listEvents(t, client)) == 1 })
+	e := listEvents(t, client)[0]
+	if e.Regarding.Kind != "Deployment" || e.Regarding.UID != "uid-shm" || e.Reason != ReasonHostNamespaceStripped || !strings.HasPrefix(e.Note, "pod template: set hostIPC: false") {
+		t.Fatalf("Event = %+v", e)
+	}
+}
