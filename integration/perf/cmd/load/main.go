@@ -332,7 +332,9 @@ func startServe(ctx context.Context, o options, bin, work, tlsDir, kubeconfig st
 		"--tls-cert-file", filepath.Join(tlsDir, "tls.crt"),
 		"--tls-private-key-file", filepath.Join(tlsDir, "tls.key"),
 		"--listen", addr, "--metrics-listen", metricsAddr,
-		"--kubeconfig", kubeconfig, "--shutdown-grace", "5s", fmt.Sprintf("--profiling=%t", o.profileDir != "")})
+		// No drain phase on stop: nothing balances load across these processes.
+		"--kubeconfig", kubeconfig, "--shutdown-grace", "5s", "--shutdown-delay", "0s",
+		fmt.Sprintf("--profiling=%t", o.profileDir != "")})
 	if err != nil {
 		return nil, 0, err
 	}
