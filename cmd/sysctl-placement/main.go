@@ -3,6 +3,7 @@
 //
 //	sysctl-placement serve   the HTTPS mutating and validating webhook
 //	sysctl-placement plan    what the webhook would do to a manifest, offline
+//	sysctl-placement pools   the pools a live cluster has, as the webhook sees them
 //
 // This package only wires: flags, validation, signals. The decision lives in
 // package scheduling, the admission adapter in package webhook.
@@ -42,6 +43,8 @@ Usage:
   sysctl-placement serve [flags]     run the mutating and validating admission webhook
   sysctl-placement plan [flags] -f FILE|-
                                      show offline what the webhook would do to manifests
+  sysctl-placement pools [--kubeconfig FILE] [--config FILE] [-o table|yaml|json]
+                                     show the pools of a live cluster as the webhook sees them
   sysctl-placement certs [flags]     create or renew the TLS Secret and set the webhooks' caBundle
   sysctl-placement version           print the version
 
@@ -67,6 +70,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = runServe(ctx, args[1:], stderr)
 	case "plan":
 		err = runPlan(args[1:], stdin, stdout, stderr)
+	case "pools":
+		err = runPools(ctx, args[1:], stdout, stderr)
 	case "certs":
 		err = runCerts(ctx, args[1:], stdout, stderr)
 	case "version", "--version":

@@ -24,6 +24,7 @@ import (
 
 	"github.com/sysctl-placement/sysctl-placement/certs"
 	"github.com/sysctl-placement/sysctl-placement/webhook"
+	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
 )
 
 // serveOptions are the flags of `serve`.
@@ -44,6 +45,10 @@ type serveOptions struct {
 	// before this one stops accepting.
 	shutdownDelay time.Duration
 	resync        time.Duration
+	// events configures the audit Events (see auditevents.go).
+	events auditEventsOptions
+	// discovery says how to reach kubelets when the config has a discovery section.
+	discovery discoveryOptions
 }
 
 func (o *serveOptions) validate() error {
@@ -59,7 +64,7 @@ func (o *serveOptions) validate() error {
 	case o.shutdownDelay < 0:
 		return usageError("--shutdown-delay must not be negative")
 	}
-	return nil
+	return o.discovery.validate()
 }
 
 func newLogger(development bool, out io.Writer) *logrus.Logger {
@@ -90,6 +95,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 20*time.Second, "how long in-flight requests may take after SIGTERM")
 	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, how long /readyz answers 503 and connections are closed after each response before the listener closes (lets Service endpoints drop this replica)")
 	fs.DurationVar(&o.resync, "resync", 10*time.Minute, "informer resync period")
+	o.events.addFlags(fs)
+	o.discovery.addFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -97,6 +104,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return exitError{code: 1}
 	}
 	if err := o.validate(); err != nil {
+		return err
+	}
+	if err := o.events.validate(); err != nil {
 		return err
 	}
 	logger := newLogger(o.development, stderr)
@@ -113,7 +123,11 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 	metrics := webhook.NewMetrics(registry)
 
 	store := webhook.NewConfigStore(nil)
-	configWatcher, err := webhook.NewConfigWatcher(o.configFile, store, metrics, log)
+	// The combiner merges the config file's pools with the discovered ones; without a
+	// discovery section it passes the config through.
+	discoveryMetrics := discovery.NewMetrics(registry)
+	combiner := discovery.NewCombiner(store, discoveryMetrics, log)
+	configWatcher, err := webhook.NewConfigWatcher(o.configFile, combiner, metrics, log)
 	if err != nil {
 		return err
 	}
@@ -128,6 +142,14 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 		return fmt.Errorf("could not build a Kubernetes client: %w", err)
 	}
 	namespaces := webhook.NewNamespaceCache(metaClient, o.resync)
+	audit, err := newAuditEvents(o.events, restConfig, registry, log)
+	if err != nil {
+		return err
+	}
+	discoverer, err := o.discovery.newDiscoverer(combiner.Static().Config().Discovery, restConfig, combiner, discoveryMetrics, log)
+	if err != nil {
+		return err
+	}
 
 	reloader, err := certs.NewReloader(certs.ReloaderConfig{CertFile: o.certFile, KeyFile: o.keyFile, Logger: log})
 	if err != nil {
@@ -138,7 +160,7 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 		return err
 	}
 
-	whCfg := webhook.Config{Config: store, Namespaces: namespaces, Metrics: metrics, Logger: log}
+	whCfg := webhook.Config{Config: store, Namespaces: namespaces, Metrics: metrics, Logger: log, Workloads: audit.recorder}
 	mutator, err := webhook.NewMutator(whCfg)
 	if err != nil {
 		return err
@@ -186,6 +208,9 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 		if !namespaces.HasSynced() {
 			return errors.New("the namespace cache has not synced")
 		}
+		if discoverer != nil && !discoverer.FirstPassDone() {
+			return errors.New("pool discovery has not finished its first pass")
+		}
 		return nil
 	}
 	opsMux := http.NewServeMux()
@@ -219,7 +244,8 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 	log.WithFields(logrus.Fields{"listen": admissionListener.Addr().String(), "metricsListen": opsListener.Addr().String()}).Info("serving")
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	// Room for an error from every goroutine, so none blocks after the first.
+	errs := make(chan error, 8)
 	goRun := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -231,6 +257,10 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 	}
 	namespaces.Start(ctx)
 	goRun("config watcher", func() error { return configWatcher.Run(ctx) })
+	if discoverer != nil {
+		goRun("pool discovery", func() error { return discoverer.Run(ctx) })
+	}
+	goRun("audit events", func() error { return audit.Run(ctx) })
 	goRun("certificate reloader", func() error { return reloader.Run(ctx) })
 	goRun("metrics server", func() error { return ignoreClosed(ops.Serve(opsListener)) })
 	goRun("webhook server", func() error { return ignoreClosed(admission.ServeTLS(admissionListener, "", "")) })

@@ -143,9 +143,9 @@ func TestGroup(t *testing.T) {
 
 func TestIntersect(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		a, b    []string
-		want    []string
+		name string
+		a, b []string
+		want []string
 	}{
 		{"equal lists stay", []string{"kernel.sem", "kernel.shm*"}, []string{"kernel.sem", "kernel.shm*"}, []string{"kernel.sem", "kernel.shm*"}},
 		{"a prefix and a name under it give the name", []string{"kernel.shm*"}, []string{"kernel.shmmax"}, []string{"kernel.shmmax"}},
