@@ -1,6 +1,8 @@
 package discovery
 
 import (
+	"sync"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
 )
@@ -19,7 +21,10 @@ func TrimNode(obj any) (any, error) {
 	t.Name = n.Name
 	t.UID = n.UID
 	t.ResourceVersion = n.ResourceVersion
-	t.Labels = n.Labels
+	t.Labels = make(map[string]string, len(n.Labels))
+	for k, v := range n.Labels {
+		t.Labels[labelStrings.intern(k)] = labelStrings.intern(v)
+	}
 	if v, ok := n.Annotations[AnnotationAllowedUnsafeSysctls]; ok {
 		t.Annotations = map[string]string{AnnotationAllowedUnsafeSysctls: v}
 	}
@@ -115,4 +120,31 @@ func equalTaints(a, b []corev1.Taint) bool {
 		}
 	}
 	return true
+}
+
+// labelStrings interns node label keys and values: thousands of nodes repeat the same
+// few hundred (zone, instance type, pool, OS), and the decoder allocates each anew.
+var labelStrings = &interner{max: 1 << 16}
+
+// interner is a bounded string interner; once full it stops adding, so label values
+// unique to each node (hostnames) cannot grow it without limit.
+type interner struct {
+	mu      sync.Mutex
+	strings map[string]string
+	max     int
+}
+
+func (i *interner) intern(s string) string {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if v, ok := i.strings[s]; ok {
+		return v
+	}
+	if i.strings == nil {
+		i.strings = map[string]string{}
+	}
+	if len(i.strings) < i.max {
+		i.strings[s] = s
+	}
+	return s
 }
