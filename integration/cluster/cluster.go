@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -121,6 +122,9 @@ type Cluster struct {
 	mu       sync.Mutex
 	stopped  bool
 	kubelets []*kubelet
+	// stoppedAPIServer is the command line of the API server StopAPIServer stopped,
+	// until StartAPIServer runs it again.
+	stoppedAPIServer []string
 }
 
 // Start starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler and
@@ -231,9 +235,17 @@ func (c *Cluster) startAPIServer(opts Options) error {
 		ControlPlaneStartTimeout: opts.StartTimeout,
 		ControlPlaneStopTimeout:  30 * time.Second,
 	}
-	c.env.ControlPlane.Etcd = &envtest.Etcd{Out: etcdLog, Err: etcdLog}
+	etcdPath, err := c.diesWithTest(filepath.Join(opts.BinDir, "etcd"))
+	if err != nil {
+		return err
+	}
+	apiServerPath, err := c.diesWithTest(filepath.Join(opts.BinDir, "kube-apiserver"))
+	if err != nil {
+		return err
+	}
+	c.env.ControlPlane.Etcd = &envtest.Etcd{Path: etcdPath, Out: etcdLog, Err: etcdLog}
 	apiServer := c.env.ControlPlane.GetAPIServer()
-	apiServer.Out, apiServer.Err = apiLog, apiLog
+	apiServer.Path, apiServer.Out, apiServer.Err = apiServerPath, apiLog, apiLog
 	for flag, values := range opts.APIServerFlags {
 		apiServer.Configure().Set(flag, values...)
 	}
@@ -249,6 +261,26 @@ func (c *Cluster) startAPIServer(opts Options) error {
 	}
 	c.Kubeconfig = filepath.Join(c.WorkDir, "kubeconfig")
 	return os.WriteFile(c.Kubeconfig, c.env.KubeConfig, 0o600)
+}
+
+// diesWithTest returns a command that runs binary so that the kernel kills it when
+// this process dies. envtest starts etcd and kube-apiserver without a way to set
+// Pdeathsig, and a test binary that panics or hits -timeout runs no cleanup, which
+// would leave both running. setpriv (util-linux, always on Debian) sets it and execs
+// the binary, so envtest still signals the real process on Stop. Without setpriv
+// the binary is used as it is.
+func (c *Cluster) diesWithTest(binary string) (string, error) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		return binary, nil
+	}
+	script := filepath.Join(c.WorkDir, "run-"+filepath.Base(binary))
+	content := fmt.Sprintf("#!/bin/sh\nexec %s --pdeathsig KILL -- %s \"$@\"\n", shellQuote(setpriv), shellQuote(binary))
+	return script, os.WriteFile(script, []byte(content), 0o755)
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // writeKubeconfig provisions a user with client certificates and writes a
