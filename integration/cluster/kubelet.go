@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -34,6 +35,11 @@ type kubelet struct {
 	client    kubernetes.Interface
 	pool      *Pool
 	allowlist lifecycle.PodAdmitHandler
+
+	// mu guards allowlist (RestartPoolKubelets replaces it) and configz, the nodes'
+	// /configz servers when the pool serves them (configz.go).
+	mu      sync.Mutex
+	configz map[string]*configzServer
 
 	cancel      context.CancelFunc
 	factories   []informers.SharedInformerFactory
@@ -92,6 +98,7 @@ func startKubelet(ctx context.Context, client kubernetes.Interface, pool *Pool) 
 }
 
 func (k *kubelet) stop() {
+	k.stopConfigz()
 	k.cancel()
 	for _, f := range k.factories {
 		f.Shutdown()
@@ -110,7 +117,7 @@ func (k *kubelet) sync(ctx context.Context, recorder record.EventRecorder, pod *
 }
 
 func (k *kubelet) admit(ctx context.Context, recorder record.EventRecorder, pod *corev1.Pod) {
-	result := k.allowlist.Admit(ctx, &lifecycle.PodAdmitAttributes{Pod: pod, Operation: lifecycle.AddOperation})
+	result := k.admitHandler().Admit(ctx, &lifecycle.PodAdmitAttributes{Pod: pod, Operation: lifecycle.AddOperation})
 	if !result.Admit {
 		// Kubelet.rejectPod: a Warning Event and a terminal status.
 		recorder.Eventf(pod, corev1.EventTypeWarning, result.Reason, "%s", result.Message)

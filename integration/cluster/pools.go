@@ -42,6 +42,14 @@ type PoolSpec struct {
 	// KernelVersion is reported in status.nodeInfo and decides, as on a real node,
 	// which built-in safe sysctls the kubelet allows. Default DefaultKernelVersion.
 	KernelVersion string
+	// ServeConfigz makes each node's simulated kubelet serve /configz over HTTPS on its
+	// own 127.0.0.x address, with a certificate from KubeletCAFile, checking callers
+	// with TokenReview and SubjectAccessReview (nodes/configz get); the Node's
+	// InternalIP and kubelet port point there. See configz.go.
+	ServeConfigz bool
+	// NodeAllowedUnsafeSysctls overrides, per node name, what that node's /configz
+	// reports: a node that disagrees with its pool. Admission stays the pool's.
+	NodeAllowedUnsafeSysctls map[string][]string
 }
 
 // Pool is a pool that AddPool has created.
@@ -122,6 +130,11 @@ func (c *Cluster) AddPool(ctx context.Context, spec PoolSpec) (*Pool, error) {
 	}
 	c.kubelets = append(c.kubelets, k)
 	c.mu.Unlock()
+	if spec.ServeConfigz {
+		if err := k.startConfigz(); err != nil {
+			return nil, fmt.Errorf("pool %q: %w", spec.Name, err)
+		}
+	}
 
 	for _, name := range pool.NodeNames {
 		if err := c.registerNode(ctx, pool, name); err != nil {
@@ -154,6 +167,7 @@ func (c *Cluster) registerNode(ctx context.Context, pool *Pool, name string) err
 		return err
 	}
 	node.Status = nodeStatus(pool)
+	c.configzStatus(pool, name, &node.Status)
 	if _, err := nodes.UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("could not post its status: %w", err)
 	}

@@ -1,0 +1,345 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
+)
+
+// discoveryConfig has no static pool: every pool comes from the Nodes.
+const discoveryConfig = `apiVersion: sysctl-placement.io/v1alpha1
+kind: PlacementConfig
+discovery:
+  poolLabel: sysctl-placement.io/pool
+  allowlistFrom: configz
+`
+
+// discoveredPool is one entry of `sysctl-placement pools -o json`.
+type discoveredPool struct {
+	Name                 string         `json:"name"`
+	Nodes                int            `json:"nodes"`
+	Taints               []corev1.Taint `json:"taints"`
+	AllowedUnsafeSysctls []string       `json:"allowedUnsafeSysctls"`
+	Source               string         `json:"source"`
+	Used                 bool           `json:"used"`
+	Problems             []struct {
+		Kind   string `json:"kind"`
+		Detail string `json:"detail"`
+	} `json:"problems"`
+}
+
+// TestDiscoveryFindsThePoolsFromTheKubeletsAndPlacementFollowsThem runs serve with
+// discovery and no static pool, as the shipped ServiceAccount with exactly the shipped
+// RBAC, against simulated kubelets that serve /configz over HTTPS and check callers
+// with TokenReview and SubjectAccessReview like real ones.
+func TestDiscoveryFindsThePoolsFromTheKubeletsAndPlacementFollowsThem(t *testing.T) {
+	c := cluster.StartForTest(t, cluster.Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	specs := cluster.DefaultPools()
+	for i := range specs {
+		specs[i].ServeConfigz = true
+	}
+	// A pool whose second node's kubelet allows less than the first's.
+	specs = append(specs, cluster.PoolSpec{
+		Name: "mixed", Nodes: 2, ServeConfigz: true,
+		Taints:                   []corev1.Taint{{Key: "dedicated", Value: "mixed", Effect: corev1.TaintEffectNoSchedule}},
+		AllowedUnsafeSysctls:     []string{"kernel.shm*", "kernel.sem"},
+		NodeAllowedUnsafeSysctls: map[string][]string{"mixed-2": {"kernel.sem"}},
+	})
+	pools, err := c.AddPools(ctx, specs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createSystemNamespace(ctx, t, c)
+	kubeconfig := shippedServiceAccountKubeconfig(ctx, t, c)
+	caFile, err := c.KubeletCAFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	configFile := filepath.Join(c.WorkDir, "discovery-config.yaml")
+	if err := os.WriteFile(configFile, []byte(discoveryConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const refresh = 2 * time.Second
+	wh, err := c.StartWebhook(ctx, cluster.WebhookOptions{
+		Name: "discovery", ConfigFile: configFile, Kubeconfig: kubeconfig,
+		ExtraArgs: []string{"--kubelet-ca-file", caFile, "--discovery-refresh", refresh.String()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = wh.Terminate(30 * time.Second)
+		if t.Failed() {
+			t.Logf("webhook log:\n%s", tailFile(wh.LogFile, 40))
+		}
+	})
+	if err := c.RegisterWebhook(ctx, wh); err != nil {
+		t.Fatal(err)
+	}
+	env := &placementEnv{Cluster: c, webhook: wh, pools: map[string]*cluster.Pool{}, warnings: &warningRecorder{}}
+	for _, p := range pools {
+		env.pools[p.Spec.Name] = p
+	}
+	cfg := rest.CopyConfig(c.Config)
+	cfg.WarningHandler = env.warnings
+	env.client = kubernetes.NewForConfigOrDie(cfg)
+	ns := optedInNamespace(ctx, t, c, "discovered", nil)
+
+	poolsCommand := func(t *testing.T) map[string]discoveredPool {
+		t.Helper()
+		bin, err := cluster.WebhookBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(ctx, bin, "pools", "--kubeconfig", kubeconfig, "--config", configFile, "--kubelet-ca-file", caFile, "-o", "json")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("sysctl-placement pools: %v\n%s", err, stderr.String())
+		}
+		var list []discoveredPool
+		if err := json.Unmarshal(out, &list); err != nil {
+			t.Fatalf("pools -o json: %v\n%s", err, out)
+		}
+		got := map[string]discoveredPool{}
+		for _, p := range list {
+			got[p.Name] = p
+		}
+		return got
+	}
+
+	t.Run("the pools command finds the pools, their taints and what their kubelets allow", func(t *testing.T) {
+		got := poolsCommand(t)
+		for name, want := range map[string][]string{
+			"ipc": {"kernel.msg*", "kernel.sem", "kernel.shm*"}, "net": {"net.core.somaxconn", "net.ipv4.tcp_*"}, "general": {},
+		} {
+			p := got[name]
+			if p.Source != "configz" || p.Nodes != 2 || !p.Used || !reflect.DeepEqual(p.AllowedUnsafeSysctls, want) || len(p.Problems) != 0 {
+				t.Errorf("pool %s = %+v; want 2 nodes from configz allowing %v, no problems", name, p, want)
+			}
+		}
+		if ipc := got["ipc"]; len(ipc.Taints) != 1 || ipc.Taints[0].Value != "ipc" {
+			t.Errorf("ipc taints = %v, want dedicated=ipc:NoSchedule", ipc.Taints)
+		}
+	})
+
+	t.Run("a pool with one disagreeing node allows only the intersection and reports it", func(t *testing.T) {
+		mixed := poolsCommand(t)["mixed"]
+		if !reflect.DeepEqual(mixed.AllowedUnsafeSysctls, []string{"kernel.sem"}) || len(mixed.Problems) != 1 ||
+			mixed.Problems[0].Kind != "NodesDisagree" || !strings.Contains(mixed.Problems[0].Detail, "mixed-2") {
+			t.Errorf("mixed = %+v; want [kernel.sem] and NodesDisagree naming mixed-2", mixed)
+		}
+		metricEquals(ctx, t, wh, `sysctl_placement_discovery_problems{kind="NodesDisagree"}`, "1")
+	})
+
+	t.Run("an unchanged Deployment runs on the discovered ipc pool", func(t *testing.T) {
+		if _, err := env.client.AppsV1().Deployments(ns).Create(ctx, postgres(2), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range env.waitForRunningPods(ctx, t, ns, labels.SelectorFromSet(labels.Set{"app": "postgres"}), 2) {
+			if pool := env.poolOf(ctx, t, &p); pool != "ipc" {
+				t.Errorf("pod %s runs in pool %q, want ipc", p.Name, pool)
+			}
+		}
+	})
+
+	const newSysctl = "net.ipv4.route.min_pmtu"
+	t.Run("changing a pool's allowlist and restarting its kubelets changes placement within the refresh", func(t *testing.T) {
+		if pool, err := dryRunPool(ctx, env.client, ns, newSysctl); err == nil {
+			t.Fatalf("before the change a pod asking for %s was placed on %q; want it refused", newSysctl, pool)
+		}
+		if err := c.RestartPoolKubelets(ctx, "net", []string{"net.core.somaxconn", "net.ipv4.tcp_*", newSysctl}); err != nil {
+			t.Fatal(err)
+		}
+		var pool string
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 3*refresh, true, func(ctx context.Context) (bool, error) {
+			pool, err = dryRunPool(ctx, env.client, ns, newSysctl)
+			return err == nil, nil
+		})
+		if err != nil || pool != "net" {
+			t.Fatalf("a pod asking for %s was not placed on net within %s of the restart (pool %q, last error %v)", newSysctl, 3*refresh, pool, err)
+		}
+	})
+
+	t.Run("an unreachable kubelet keeps its last known allowlist and is reported", func(t *testing.T) {
+		if err := c.StopKubelet("net-1"); err != nil {
+			t.Fatal(err)
+		}
+		metricEquals(ctx, t, wh, `sysctl_placement_discovery_problems{kind="KubeletUnreachable"}`, "1")
+		if pool, err := dryRunPool(ctx, env.client, ns, newSysctl); err != nil || pool != "net" {
+			t.Errorf("with net-1 unreachable a pod asking for %s went to %q (%v); want net, from the last known allowlist", newSysctl, pool, err)
+		}
+	})
+
+	t.Run("the shipped role grants nodes/configz and not nodes/proxy", func(t *testing.T) {
+		for sub, want := range map[string]bool{"configz": true, "proxy": false} {
+			sar, err := c.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User: "system:serviceaccount:sysctl-placement:sysctl-placement", Groups: []string{"system:serviceaccounts", "system:serviceaccounts:sysctl-placement", "system:authenticated"},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "get", Resource: "nodes", Subresource: sub, Name: "ipc-1"},
+			}}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sar.Status.Allowed != want {
+				t.Errorf("get nodes/%s allowed = %v, want %v", sub, sar.Status.Allowed, want)
+			}
+		}
+	})
+}
+
+// dryRunPool creates a pod asking for sysctl with dry run and returns the pool the
+// webhook placed it on, or the admission error.
+func dryRunPool(ctx context.Context, client kubernetes.Interface, ns, sysctl string) (string, error) {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-"},
+		Spec: corev1.PodSpec{
+			SecurityContext: &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: sysctl, Value: "552"}}},
+			Containers:      []corev1.Container{{Name: "c", Image: "busybox"}},
+		},
+	}
+	got, err := client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		return "", err
+	}
+	pool, ok := got.Spec.NodeSelector[cluster.PoolLabel]
+	if !ok {
+		return "", errors.New("the pod was admitted without a pool selector")
+	}
+	return pool, nil
+}
+
+// metricEquals polls the webhook's /metrics until the sample has the value.
+func metricEquals(ctx context.Context, t *testing.T, wh *cluster.Webhook, sample, value string) {
+	t.Helper()
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, body, err := wh.Get(ctx, "/metrics")
+		if err != nil {
+			return false, nil
+		}
+		sc := bufio.NewScanner(strings.NewReader(body))
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
+				last = v
+				return v == value, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("metric %s = %q, want %s", sample, last, value)
+	}
+}
+
+// shippedServiceAccountKubeconfig applies the ServiceAccount-independent RBAC of
+// deploy/base/rbac.yaml unchanged, creates the ServiceAccount it binds, requests a
+// token for it with the TokenRequest API and writes a kubeconfig with that token.
+func shippedServiceAccountKubeconfig(ctx context.Context, t *testing.T, c *cluster.Cluster) string {
+	t.Helper()
+	const ns, name = "sysctl-placement", "sysctl-placement"
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	if _, err := c.Client.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(cluster.RepoRoot(), "deploy", "base", "rbac.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	rbac := c.Client.RbacV1()
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal(doc, &tm); err != nil {
+			t.Fatal(err)
+		}
+		switch tm.Kind {
+		case "ClusterRole":
+			var o rbacv1.ClusterRole
+			mustUnmarshal(t, doc, &o)
+			_, err = rbac.ClusterRoles().Create(ctx, &o, metav1.CreateOptions{})
+		case "ClusterRoleBinding":
+			var o rbacv1.ClusterRoleBinding
+			mustUnmarshal(t, doc, &o)
+			_, err = rbac.ClusterRoleBindings().Create(ctx, &o, metav1.CreateOptions{})
+		case "Role":
+			var o rbacv1.Role
+			mustUnmarshal(t, doc, &o)
+			_, err = rbac.Roles(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
+		case "RoleBinding":
+			var o rbacv1.RoleBinding
+			mustUnmarshal(t, doc, &o)
+			_, err = rbac.RoleBindings(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
+		case "":
+			continue
+		default:
+			t.Fatalf("deploy/base/rbac.yaml holds an unexpected %s", tm.Kind)
+		}
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("the shipped %s: %v", tm.Kind, err)
+		}
+	}
+	expiry := int64(time.Hour / time.Second)
+	tr, err := c.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("TokenRequest for %s/%s: %v", ns, name, err)
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: c.URL, CertificateAuthorityData: c.Config.CAData}
+	kc.AuthInfos["sa"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	kc.Contexts["sa"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "sa", Namespace: ns}
+	kc.CurrentContext = "sa"
+	out, err := clientcmd.Write(*kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(c.WorkDir, "discovery-sa.kubeconfig")
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func mustUnmarshal(t *testing.T, doc []byte, into any) {
+	t.Helper()
+	if err := yaml.UnmarshalStrict(doc, into); err != nil {
+		t.Fatal(err)
+	}
+}
