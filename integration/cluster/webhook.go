@@ -67,8 +67,13 @@ type WebhookOptions struct {
 	// ConfigFile is the PlacementConfig. Default: deploy/examples/placement-config.yaml,
 	// whose pools are the DefaultPools.
 	ConfigFile string
-	// Kubeconfig is what serve uses to reach the API server. Default: the admin's.
+	// Kubeconfig is what serve uses to reach the API server. Default: the admin's,
+	// or the shipped ServiceAccount's with AsServiceAccount.
 	Kubeconfig string
+	// AsServiceAccount runs serve as the shipped ServiceAccount bound to exactly the
+	// shipped RBAC (ApplyShippedIdentity), as in a real installation, instead of as an
+	// administrator. Ignored when Kubeconfig is set.
+	AsServiceAccount bool
 	// Name tells replicas apart in logs and file names. Default "webhook".
 	Name string
 	// ExtraArgs are appended to the serve command line.
@@ -107,6 +112,13 @@ func (c *Cluster) StartWebhook(ctx context.Context, opts WebhookOptions) (*Webho
 	}
 	if opts.ConfigFile == "" {
 		opts.ConfigFile = filepath.Join(RepoRoot(), "deploy", "examples", "placement-config.yaml")
+	}
+	if opts.Kubeconfig == "" && opts.AsServiceAccount {
+		id, err := c.ApplyShippedIdentity(ctx)
+		if err != nil {
+			return nil, err
+		}
+		opts.Kubeconfig = id.Kubeconfig
 	}
 	if opts.Kubeconfig == "" {
 		opts.Kubeconfig = c.Kubeconfig

@@ -50,6 +50,11 @@ func startPlacementEnv(t *testing.T, opts cluster.WebhookOptions) *placementEnv 
 		env.pools[p.Spec.Name] = p
 	}
 	createSystemNamespace(ctx, t, c)
+	// As installed: serve runs as the shipped ServiceAccount with exactly the shipped
+	// RBAC, so a missing permission fails the suite (cheap: a token and six objects).
+	if opts.Kubeconfig == "" {
+		opts.AsServiceAccount = true
+	}
 	env.webhook, err = c.StartWebhook(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
