@@ -191,7 +191,6 @@ func TestTheWebhookClusterRoleGrantsExactlyWhatServeReads(t *testing.T) {
 		"list pods",
 		"watch pods",
 		"create events.events.k8s.io",
-		"patch events.events.k8s.io",
 		"get nodes",
 		"list nodes",
 		"watch nodes",
