@@ -153,14 +153,14 @@ func TestIsSupersetFollowsThePlugin(t *testing.T) {
 		ss   corev1.Toleration
 		want bool
 	}{
-		"an equal toleration is a superset":                      {exact, true},
-		"Exists on the key covers any value":                     {corev1.Toleration{Key: "k", Operator: corev1.TolerationOpExists}, true},
-		"an empty key with Exists covers every key":              {corev1.Toleration{Operator: corev1.TolerationOpExists}, true},
-		"an empty key with Equal covers only the empty key":      {corev1.Toleration{Value: "v"}, false},
-		"another value does not cover":                           {corev1.Toleration{Key: "k", Value: "w"}, false},
-		"another effect does not cover":                          {corev1.Toleration{Key: "k", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}, false},
+		"an equal toleration is a superset":                       {exact, true},
+		"Exists on the key covers any value":                      {corev1.Toleration{Key: "k", Operator: corev1.TolerationOpExists}, true},
+		"an empty key with Exists covers every key":               {corev1.Toleration{Operator: corev1.TolerationOpExists}, true},
+		"an empty key with Equal covers only the empty key":       {corev1.Toleration{Value: "v"}, false},
+		"another value does not cover":                            {corev1.Toleration{Key: "k", Value: "w"}, false},
+		"another effect does not cover":                           {corev1.Toleration{Key: "k", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}, false},
 		"NoExecute with tolerationSeconds does not cover forever": {corev1.Toleration{Key: "k", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: secs(60)}, false},
-		"an unknown operator never covers":                       {corev1.Toleration{Key: "k", Operator: "Gt", Value: "1"}, false},
+		"an unknown operator never covers":                        {corev1.Toleration{Key: "k", Operator: "Gt", Value: "1"}, false},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
