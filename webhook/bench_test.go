@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -106,8 +105,7 @@ func BenchmarkGuardEnvelope(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		var env reviewEnvelope
-		if err := json.Unmarshal(body, &env); err != nil || env.Request == nil {
+		if env, err := readEnvelope(body); err != nil || !env.Request {
 			b.Fatalf("envelope: %v", err)
 		}
 	}

@@ -3,7 +3,6 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -74,13 +73,6 @@ type guard struct {
 	logger *logrus.Entry
 }
 
-// reviewEnvelope is the part of an AdmissionReview the guard checks.
-type reviewEnvelope struct {
-	APIVersion string    `json:"apiVersion"`
-	Kind       string    `json:"kind"`
-	Request    *struct{} `json:"request"`
-}
-
 func (g guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if v := recover(); v != nil {
@@ -113,8 +105,8 @@ func (g guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the request body is empty: send an AdmissionReview (admission.k8s.io/v1) as JSON", http.StatusBadRequest)
 		return
 	}
-	var env reviewEnvelope
-	if err := json.Unmarshal(body, &env); err != nil {
+	env, err := readEnvelope(body)
+	if err != nil {
 		http.Error(w, "the request body is not a JSON AdmissionReview: "+err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -122,7 +114,7 @@ func (g guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("expected kind AdmissionReview with apiVersion admission.k8s.io/v1, got kind %q apiVersion %q", env.Kind, env.APIVersion), http.StatusBadRequest)
 		return
 	}
-	if env.Request == nil {
+	if !env.Request {
 		http.Error(w, "the AdmissionReview has no request: set .request with uid, kind and object", http.StatusBadRequest)
 		return
 	}
