@@ -20,21 +20,22 @@ type admittedObject struct {
 }
 
 // objectEnvelope decodes every kind we handle in one pass: a Pod's spec fills the
-// embedded PodSpec; a workload's spec fills Template or JobTemplate; a PodTemplate
-// fills the top-level Template.
+// embedded placementSpec; a workload's spec fills Template or JobTemplate; a
+// PodTemplate fills the top-level Template. Only what placement reads is decoded
+// (see podfields.go).
 type objectEnvelope struct {
 	metav1.TypeMeta `json:",inline"`
-	Metadata        metav1.ObjectMeta `json:"metadata"`
+	Metadata        placementMeta `json:"metadata"`
 	Spec            struct {
-		corev1.PodSpec `json:",inline"`
-		Template       *corev1.PodTemplateSpec `json:"template"`
-		JobTemplate    *struct {
+		placementSpec `json:",inline"`
+		Template      *placementTemplate `json:"template"`
+		JobTemplate   *struct {
 			Spec struct {
-				Template *corev1.PodTemplateSpec `json:"template"`
+				Template *placementTemplate `json:"template"`
 			} `json:"spec"`
 		} `json:"jobTemplate"`
 	} `json:"spec"`
-	Template *corev1.PodTemplateSpec `json:"template"`
+	Template *placementTemplate `json:"template"`
 }
 
 // errUnhandledKind marks objects that are not pods or pod-owning workloads; they are
@@ -67,11 +68,11 @@ func decodeObject(raw []byte, kind metav1.GroupVersionKind) (admittedObject, err
 	if obj.name == "" {
 		obj.name = env.Metadata.GenerateName
 	}
-	var template *corev1.PodTemplateSpec
+	var template *placementTemplate
 	switch {
 	case group == "" && kindName == "Pod":
 		obj.paths = podObjectPaths
-		obj.pod = &corev1.Pod{ObjectMeta: env.Metadata, Spec: env.Spec.PodSpec}
+		obj.pod = podFrom(env.Metadata, env.Spec.placementSpec)
 		return obj, nil
 	case group == "apps" && (kindName == "Deployment" || kindName == "StatefulSet" || kindName == "DaemonSet" || kindName == "ReplicaSet"),
 		group == "batch" && kindName == "Job",
@@ -90,9 +91,9 @@ func decodeObject(raw []byte, kind metav1.GroupVersionKind) (admittedObject, err
 	obj.template = true
 	if template == nil {
 		// A ReplicationController may omit its template; nothing to resolve.
-		template = &corev1.PodTemplateSpec{}
+		template = &placementTemplate{}
 	}
-	obj.pod = &corev1.Pod{ObjectMeta: template.ObjectMeta, Spec: template.Spec}
+	obj.pod = podFrom(template.Metadata, template.Spec)
 	return obj, nil
 }
 

@@ -1,0 +1,144 @@
+package webhook
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sysctl-placement/sysctl-placement/scheduling"
+)
+
+// fullObject decodes raw into the complete k8s.io/api types, as decodeObject did
+// before it decoded only what placement reads: the reference for the narrow decode.
+func fullObject(raw []byte, kind metav1.GroupVersionKind) (*corev1.Pod, bool, error) {
+	var env struct {
+		metav1.TypeMeta `json:",inline"`
+		Metadata        metav1.ObjectMeta `json:"metadata"`
+		Spec            struct {
+			corev1.PodSpec `json:",inline"`
+			Template       *corev1.PodTemplateSpec `json:"template"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return nil, false, err
+	}
+	if env.Kind == "" {
+		env.Kind = kind.Kind
+	}
+	switch env.Kind {
+	case "Pod":
+		return &corev1.Pod{ObjectMeta: env.Metadata, Spec: env.Spec.PodSpec}, false, nil
+	case "Deployment":
+		if env.Spec.Template == nil {
+			env.Spec.Template = &corev1.PodTemplateSpec{}
+		}
+		return &corev1.Pod{ObjectMeta: env.Spec.Template.ObjectMeta, Spec: env.Spec.Template.Spec}, true, nil
+	}
+	return nil, false, fmt.Errorf("kind %q is not a Pod or a Deployment", env.Kind)
+}
+
+// checkNarrowDecidesAsFull plans object both ways and wants the same decision, the
+// same JSON patch and the same controller (for Events).
+func checkNarrowDecidesAsFull(t *testing.T, compiled *scheduling.Compiled, ns scheduling.Namespace, object string, kind metav1.GroupVersionKind) {
+	t.Helper()
+	full, template, fullErr := fullObject([]byte(object), kind)
+	narrow, narrowErr := decodeObject([]byte(object), kind)
+	if fullErr != nil {
+		if narrowErr == nil {
+			// The narrow decode skips fields the full one fails on; the API server
+			// never sends such an object (it decoded it first).
+			t.Skipf("only the full decode fails: %v", fullErr)
+		}
+		return
+	}
+	if narrowErr != nil {
+		t.Fatalf("the narrow decode fails where the full decode does not: %v", narrowErr)
+	}
+	if narrow.template != template {
+		t.Fatalf("template %v, want %v", narrow.template, template)
+	}
+	want := scheduling.Plan(scheduling.Input{Pod: full, Namespace: ns, Config: compiled, Template: template})
+	got := scheduling.Plan(scheduling.Input{Pod: narrow.pod, Namespace: ns, Config: compiled, Template: template})
+	if !reflect.DeepEqual(got, want) {
+		gotJSON, _ := json.Marshal(got)
+		wantJSON, _ := json.Marshal(want)
+		t.Fatalf("the narrow decode decides otherwise: a field Plan reads is missing from podfields.go\ngot  %s\nwant %s", gotJSON, wantJSON)
+	}
+	fullObj := narrow
+	fullObj.pod = full
+	wantPatch, wantErr := mutationPatch(&fullObj, &want)
+	gotPatch, gotErr := mutationPatch(&narrow, &got)
+	if string(gotPatch) != string(wantPatch) || (gotErr == nil) != (wantErr == nil) {
+		t.Fatalf("the narrow decode patches otherwise: a field the patch reads is missing from podfields.go\ngot  %s (%v)\nwant %s (%v)", gotPatch, gotErr, wantPatch, wantErr)
+	}
+	if !reflect.DeepEqual(metav1.GetControllerOfNoCopy(narrow.pod), metav1.GetControllerOfNoCopy(full)) {
+		t.Fatalf("the controller differs: %v, want %v", metav1.GetControllerOfNoCopy(narrow.pod), metav1.GetControllerOfNoCopy(full))
+	}
+}
+
+func TestPlanningTheNarrowDecodeGivesTheSameDecisionAsTheFullDecodeForEveryGoldenPod(t *testing.T) {
+	compiled := goldenConfig(t)
+	for name, in := range readGoldenInputs(t) {
+		t.Run(name, func(t *testing.T) {
+			ns := scheduling.Namespace{Name: in.Namespace.Name, Labels: in.Namespace.Labels, Annotations: in.Namespace.Annotations}
+			object, kind := asPodObject(in)
+			checkNarrowDecidesAsFull(t, compiled, ns, object, kind)
+		})
+	}
+}
+
+// Fields the golden pods do not use: a controller, hostPID, pod anti-affinity next to
+// node affinity, a full security context.
+func TestTheNarrowDecodeKeepsWhatTheGoldenPodsDoNotShow(t *testing.T) {
+	compiled := goldenConfig(t)
+	const sysctl = `"securityContext": {"sysctls": [{"name": "kernel.shmmax", "value": "1"}]}, "containers": [{"name": "c", "image": "i"}]`
+	for name, tc := range map[string]struct {
+		object      string
+		annotations map[string]string
+	}{
+		"a Deployment's pod": {object: deploymentPod},
+		"hostPID keeps a user-namespaced sysctl from stripping hostUsers": {
+			object: `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+			  "spec": {"hostPID": true, "securityContext": {"sysctls": [{"name": "user.max_user_namespaces", "value": "1"}]}, "containers": [{"name": "c", "image": "i"}]}}`,
+			annotations: map[string]string{scheduling.AnnotationHostUsers: "strip"},
+		},
+		"pod anti-affinity and node affinity": {object: `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+		  "spec": {"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "a"}}}]},
+		    "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}]}]}}},
+		    "securityContext": {"runAsNonRoot": true, "fsGroup": 999, "sysctls": [{"name": "net.core.somaxconn", "value": "4096"}]}, "containers": [{"name": "c", "image": "i"}]}}`},
+		"only pod affinity": {object: `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"affinity": {"podAffinity": {}}, ` + sysctl + `}}`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ns := scheduling.Namespace{Name: "team", Annotations: map[string]string{scheduling.AnnotationEnabled: "true"}}
+			for k, v := range tc.annotations {
+				ns.Annotations[k] = v
+			}
+			checkNarrowDecidesAsFull(t, compiled, ns, tc.object, podKind())
+		})
+	}
+}
+
+// FuzzNarrowDecodeDecidesAsFullDecode: for any pod JSON both decodes decide alike.
+func FuzzNarrowDecodeDecidesAsFullDecode(f *testing.F) {
+	for _, in := range readGoldenInputs(f) {
+		if !in.Template {
+			f.Add([]byte(in.Pod), in.Namespace.Annotations[scheduling.AnnotationHostIPC])
+		}
+	}
+	f.Add([]byte(deploymentPod), "")
+	compiled := goldenConfig(f)
+	f.Fuzz(func(t *testing.T, pod []byte, hostIPCMode string) {
+		if !json.Valid(pod) {
+			return
+		}
+		ns := scheduling.Namespace{Name: "team", Annotations: map[string]string{
+			scheduling.AnnotationEnabled: "true",
+			scheduling.AnnotationHostIPC: hostIPCMode,
+		}}
+		checkNarrowDecidesAsFull(t, compiled, ns, string(pod), podKind())
+	})
+}
