@@ -12,7 +12,6 @@ import (
 	"github.com/sirupsen/logrus"
 	kwhhttp "github.com/slok/kubewebhook/v2/pkg/http"
 	kwhlog "github.com/slok/kubewebhook/v2/pkg/log"
-	kwhlogrus "github.com/slok/kubewebhook/v2/pkg/log/logrus"
 	kwhwebhook "github.com/slok/kubewebhook/v2/pkg/webhook"
 )
 
@@ -42,7 +41,7 @@ func NewHandler(cfg HandlerConfig) (http.Handler, error) {
 	}
 	var logger kwhlog.Logger = kwhlog.Noop
 	if cfg.Logger != nil {
-		logger = quietLogger{kwhlogrus.NewLogrus(cfg.Logger)}
+		logger = kwhLogger{cfg.Logger}
 	}
 	h, err := kwhhttp.HandlerFor(kwhhttp.HandlerConfig{Webhook: wh, Logger: logger})
 	if err != nil {
@@ -51,19 +50,20 @@ func NewHandler(cfg HandlerConfig) (http.Handler, error) {
 	return guard{next: h, logger: cfg.Logger}, nil
 }
 
-// quietLogger turns kubewebhook's per-request info line into debug: our webhooks log
-// one line per admission themselves, with the decision.
-type quietLogger struct{ kwhlog.Logger }
+// kwhLogger is the logger kubewebhook gets: its errors and warnings, without its
+// per-request fields. For every request kubewebhook copies eleven fields into the
+// context and a logger, only for an info line that we drop: our webhooks log one line
+// per admission themselves, with the decision, the uid and the namespace.
+type kwhLogger struct{ entry *logrus.Entry }
 
-func (q quietLogger) Infof(format string, args ...any) { q.Logger.Debugf(format, args...) }
+func (l kwhLogger) Infof(format string, args ...any)    { l.entry.Debugf(format, args...) }
+func (l kwhLogger) Debugf(format string, args ...any)   { l.entry.Debugf(format, args...) }
+func (l kwhLogger) Warningf(format string, args ...any) { l.entry.Warnf(format, args...) }
+func (l kwhLogger) Errorf(format string, args ...any)   { l.entry.Errorf(format, args...) }
 
-func (q quietLogger) WithValues(kv kwhlog.Kv) kwhlog.Logger {
-	return quietLogger{q.Logger.WithValues(kv)}
-}
-
-func (q quietLogger) WithCtxValues(ctx context.Context) kwhlog.Logger {
-	return quietLogger{q.Logger.WithCtxValues(ctx)}
-}
+func (l kwhLogger) WithValues(kwhlog.Kv) kwhlog.Logger                              { return l }
+func (l kwhLogger) WithCtxValues(context.Context) kwhlog.Logger                     { return l }
+func (l kwhLogger) SetValuesOnCtx(ctx context.Context, _ kwhlog.Kv) context.Context { return ctx }
 
 // guard checks what kubewebhook assumes: a POSTed JSON AdmissionReview with a request.
 // kubewebhook answers an over-long body with 400 and dereferences a missing request;
