@@ -17,6 +17,9 @@ type admittedObject struct {
 	template bool
 	paths    podPaths
 	pod      *corev1.Pod
+	// noMetadata: the document has no metadata object at all (the API server always
+	// sends one; a hand-written review may not), so patches must create it.
+	noMetadata bool
 }
 
 // objectEnvelope decodes every kind we handle in one pass: a Pod's spec fills the
@@ -25,7 +28,7 @@ type admittedObject struct {
 // (see podfields.go).
 type objectEnvelope struct {
 	metav1.TypeMeta `json:",inline"`
-	Metadata        placementMeta `json:"metadata"`
+	Metadata        *placementMeta `json:"metadata"`
 	Spec            struct {
 		placementSpec `json:",inline"`
 		Template      *placementTemplate `json:"template"`
@@ -64,15 +67,19 @@ func decodeObject(raw []byte, kind metav1.GroupVersionKind) (admittedObject, err
 		}
 		group, kindName = gv, env.Kind
 	}
-	obj := admittedObject{kind: kindName, name: env.Metadata.Name}
+	meta := placementMeta{}
+	if env.Metadata != nil {
+		meta = *env.Metadata
+	}
+	obj := admittedObject{kind: kindName, name: meta.Name, noMetadata: env.Metadata == nil}
 	if obj.name == "" {
-		obj.name = env.Metadata.GenerateName
+		obj.name = meta.GenerateName
 	}
 	var template *placementTemplate
 	switch {
 	case group == "" && kindName == "Pod":
 		obj.paths = podObjectPaths
-		obj.pod = podFrom(env.Metadata, env.Spec.placementSpec)
+		obj.pod = podFrom(meta, env.Spec.placementSpec)
 		return obj, nil
 	case group == "apps" && (kindName == "Deployment" || kindName == "StatefulSet" || kindName == "DaemonSet" || kindName == "ReplicaSet"),
 		group == "batch" && kindName == "Job",

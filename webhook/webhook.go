@@ -168,10 +168,14 @@ func mutationPatch(obj *admittedObject, d *scheduling.Decision) ([]byte, error) 
 		if err != nil {
 			return nil, fmt.Errorf("could not encode the audit record: %w", err)
 		}
-		b.addMetadataEntries(obj.paths.metadata, "annotations", obj.pod.Annotations,
-			map[string]string{scheduling.AnnotationPlacement: string(audit)})
-		b.addMetadataEntries(obj.paths.metadata, "labels", obj.pod.Labels,
-			map[string]string{scheduling.LabelPlaced: "true"})
+		annotations := map[string]string{scheduling.AnnotationPlacement: string(audit)}
+		labels := map[string]string{scheduling.LabelPlaced: "true"}
+		if obj.noMetadata {
+			b.add(obj.paths.metadata, map[string]any{"annotations": annotations, "labels": labels})
+		} else {
+			b.addMetadataEntries(obj.paths.metadata, "annotations", obj.pod.Annotations, annotations)
+			b.addMetadataEntries(obj.paths.metadata, "labels", obj.pod.Labels, labels)
+		}
 	}
 	return b.marshal()
 }
