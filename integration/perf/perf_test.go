@@ -169,3 +169,19 @@ func TestScenarioValidateRejectsUnboundedRuns(t *testing.T) {
 		}
 	}
 }
+
+func TestHistogramTotals(t *testing.T) {
+	text := `# TYPE x histogram
+x_bucket{le="1"} 3
+x_sum{name="a"} 1.5
+x_count{name="a"} 3
+x_sum{name="b",other="}"} 0.5
+x_count{name="b",other="}"} 1
+x_sum_other 99
+x_count 2
+`
+	sum, count := HistogramTotals(text, "x")
+	if sum != 2 || count != 6 {
+		t.Errorf("HistogramTotals = %v, %v; want 2, 6", sum, count)
+	}
+}
