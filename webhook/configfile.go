@@ -74,6 +74,9 @@ func (w *ConfigWatcher) Run(ctx context.Context) error {
 	if err := watcher.Add(filepath.Dir(w.path)); err != nil {
 		return fmt.Errorf("could not watch the config file's directory: %w", err)
 	}
+	// A change made between the first load and the watch would otherwise wait for
+	// the periodic check.
+	w.reload()
 	ticker := time.NewTicker(w.interval)
 	defer ticker.Stop()
 	for {
