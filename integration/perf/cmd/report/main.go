@@ -3,7 +3,7 @@
 // JSON of perf/cmd/load. Every figure is the minimum, median and maximum over the
 // repeated runs; each target says whether it is met. Nothing in it is typed by hand.
 //
-//	go run ./perf/cmd/report -bench bench.txt -load load.json -out ../docs/performance.md
+//	go run ./perf/cmd/report -bench bench.txt -load load.json -podcreate podcreate.json -out ../docs/performance.md
 package main
 
 import (
@@ -41,18 +41,19 @@ func main() {
 	loadPath := flag.String("load", "", "JSON written by perf/cmd/load (required)")
 	out := flag.String("out", "", "markdown file to write (required)")
 	repo := flag.String("repo", "..", "repository root, for the commit")
+	podCreatePath := flag.String("podcreate", "", "JSON written by perf/cmd/podcreate (optional: the end-to-end section)")
 	flag.Parse()
 	if *benchPath == "" || *loadPath == "" || *out == "" {
 		fmt.Fprintln(os.Stderr, "report: -bench, -load and -out are required; `go tool task bench` passes them")
 		os.Exit(2)
 	}
-	if err := run(*benchPath, *loadPath, *out, *repo); err != nil {
+	if err := run(*benchPath, *loadPath, *podCreatePath, *out, *repo); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
 }
 
-func run(benchPath, loadPath, out, repo string) error {
+func run(benchPath, loadPath, podCreatePath, out, repo string) error {
 	bf, err := os.Open(benchPath)
 	if err != nil {
 		return fmt.Errorf("could not read the benchmark output: %w", err)
@@ -70,7 +71,11 @@ func run(benchPath, loadPath, out, repo string) error {
 	if err := json.Unmarshal(data, &load); err != nil {
 		return fmt.Errorf("%s is not the JSON of perf/cmd/load: %w", loadPath, err)
 	}
-	doc := render(machineOf(repo), benches, &load)
+	podCreate, err := readPodCreate(podCreatePath)
+	if err != nil {
+		return err
+	}
+	doc := render(machineOf(repo), benches, &load, podCreate)
 	if err := os.WriteFile(out, []byte(doc), 0o644); err != nil {
 		return err
 	}
@@ -170,7 +175,7 @@ func parseBench(r io.Reader) ([]*benchmark, error) {
 }
 
 // render writes the whole document.
-func render(m machine, benches []*benchmark, load *perf.Results) string {
+func render(m machine, benches []*benchmark, load *perf.Results, podCreate *perf.PodCreateResults) string {
 	var w strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
 
@@ -187,7 +192,7 @@ func render(m machine, benches []*benchmark, load *perf.Results) string {
 
 	p("## Targets\n\n")
 	p("| target | measured (median) | met |\n|---|---|---|\n")
-	for _, t := range targets(benches, load) {
+	for _, t := range append(targets(benches, load), podCreateTarget(podCreate)) {
 		p("| %s | %s | %s |\n", t.name, t.measured, t.verdict)
 	}
 	p("\n")
@@ -207,6 +212,8 @@ func render(m machine, benches []*benchmark, load *perf.Results) string {
 
 	renderLoad(&w, load)
 	renderMemory(&w, load)
+	renderPodCreate(&w, podCreate)
+	renderProfile(&w)
 
 	p("## How it is measured\n\n")
 	p("- `serve` is the real command, built from the main module, with certificates from its own\n")
