@@ -147,7 +147,9 @@ func renderPodCreate(w io.Writer, pc *perf.PodCreateResults) {
 			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.WebhookCallMean) }), fmtMs),
 			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.ServeReviewMean) }), fmtMs))
 	}
-	p("\n")
+	p("\nThe clients form a closed loop, so when the machine is CPU-bound every millisecond of CPU a pod costs (in\n")
+	p("kube-apiserver for the two webhook calls as much as in serve) becomes latency for all of them; a webhook call\n")
+	p("much longer than serve's own review is time spent waiting for a CPU or in the API server's webhook client.\n\n")
 	for _, n := range pc.Notes {
 		p("- Note: %s.\n", n)
 	}
