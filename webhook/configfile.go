@@ -47,6 +47,8 @@ type ConfigWatcher struct {
 	logger   logrus.FieldLogger
 	interval time.Duration
 	last     []byte
+	// unreadable is set while the file cannot be read, so that is reported once.
+	unreadable bool
 }
 
 // NewConfigWatcher loads path into store (failing when it is invalid: a webhook must
@@ -96,8 +98,18 @@ func (w *ConfigWatcher) Run(ctx context.Context) error {
 func (w *ConfigWatcher) reload() {
 	data, err := os.ReadFile(w.path)
 	if err != nil {
-		w.logger.WithError(err).Warn("could not read the config file; the last good config stays in force")
+		// A deleted ConfigMap, or one whose key was removed, takes the file away.
+		// Say so once (a log line and a metric), not on every check.
+		if !w.unreadable {
+			w.unreadable = true
+			w.metrics.observeConfigUnreadable()
+			w.logger.WithError(err).WithField("file", w.path).Error("could not read the config file; the last good config stays in force")
+		}
 		return
+	}
+	if w.unreadable {
+		w.unreadable = false
+		w.logger.WithField("file", w.path).Info("the config file is readable again")
 	}
 	if bytes.Equal(data, w.last) {
 		return

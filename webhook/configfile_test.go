@@ -151,3 +151,71 @@ func TestAWebhookDoesNotStartWithAnInvalidConfig(t *testing.T) {
 		t.Fatalf("want an error naming the invalid field, got %v", err)
 	}
 }
+
+// deleteKey makes the volume what the kubelet leaves when the ConfigMap is deleted or
+// its key removed: a new ..data without config.yaml.
+func (v *configMapVolume) deleteKey(t *testing.T) {
+	t.Helper()
+	v.gen++
+	ts := filepath.Join(v.dir, "..2026_11_26_"+strings.Repeat("x", v.gen))
+	if err := os.Mkdir(ts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(v.dir, "..data_tmp")
+	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(v.dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestADeletedOrEmptiedConfigMapKeepsTheLastGoodConfigAndSaysSoOnce(t *testing.T) {
+	vol := newConfigMapVolume(t, twoPools)
+	metrics := NewMetrics(prometheus.NewRegistry())
+	logger, logs := logtest.NewNullLogger()
+	store := NewConfigStore(nil)
+	w, err := NewConfigWatcher(vol.path(), store, metrics, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.interval = 20 * time.Millisecond // several periodic checks while the file is gone
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+
+	vol.deleteKey(t)
+	eventually(t, "the missing file is counted", func() bool {
+		return testutil.ToFloat64(metrics.configReloads.WithLabelValues("unreadable")) == 1
+	})
+	// Let a few periodic checks pass over the missing file: still one report.
+	ticks := 0
+	eventually(t, "several checks pass", func() bool { ticks++; return ticks > 20 })
+	if got := testutil.ToFloat64(metrics.configReloads.WithLabelValues("unreadable")); got != 1 {
+		t.Errorf("the missing file was counted %v times, want once", got)
+	}
+	errorsLogged := 0
+	for _, e := range logs.AllEntries() {
+		if e.Level == logrus.ErrorLevel && strings.Contains(e.Message, "could not read the config file") {
+			errorsLogged++
+		}
+	}
+	if errorsLogged != 1 {
+		t.Errorf("the missing file was logged %d times, want once", errorsLogged)
+	}
+	if got := poolNames(store); len(got) != 2 {
+		t.Fatalf("after the ConfigMap went away the last good config must stay: pools = %v", got)
+	}
+
+	vol.update(t, "")
+	eventually(t, "the emptied config is refused", func() bool {
+		return testutil.ToFloat64(metrics.configReloads.WithLabelValues("invalid")) == 1
+	})
+	if got := poolNames(store); len(got) != 2 {
+		t.Fatalf("after the ConfigMap was emptied the last good config must stay: pools = %v", got)
+	}
+}

@@ -32,7 +32,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"outcome"}),
 		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sysctl_placement_config_reloads_total",
-			Help: "Configuration file loads, by result (success, invalid).",
+			Help: "Configuration file loads, by result (success, invalid, unreadable: the file is gone or cannot be read; the last good config stays in force).",
 		}, []string{"result"}),
 	}
 	reg.MustRegister(m.placements, m.hostNamespace, m.denials, m.configReloads)
@@ -73,4 +73,11 @@ func (m *Metrics) ObserveConfigReload(ok bool) {
 		result = "invalid"
 	}
 	m.configReloads.WithLabelValues(result).Inc()
+}
+
+func (m *Metrics) observeConfigUnreadable() {
+	if m == nil {
+		return
+	}
+	m.configReloads.WithLabelValues("unreadable").Inc()
 }
