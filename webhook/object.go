@@ -1,12 +1,12 @@
 package webhook
 
 import (
-	"encoding/json"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	sigsjson "sigs.k8s.io/json"
 )
 
 // admittedObject is the pod, or the pod template of a workload, that an admission
@@ -56,7 +56,9 @@ func decodeObject(raw []byte, kind metav1.GroupVersionKind) (admittedObject, err
 		return admittedObject{}, fmt.Errorf("the admission request has no object")
 	}
 	var env objectEnvelope
-	if err := json.Unmarshal(raw, &env); err != nil {
+	// Case-sensitive, as the API server decodes: encoding/json would read "Metadata"
+	// or "metadaTa" as metadata, and a patch to /metadata would then miss.
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &env); err != nil {
 		return admittedObject{}, fmt.Errorf("could not decode the admitted %s: %w", kind.Kind, err)
 	}
 	group, kindName := kind.Group, kind.Kind
