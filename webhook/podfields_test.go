@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	sigsjson "sigs.k8s.io/json"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,7 +24,8 @@ func fullObject(raw []byte, kind metav1.GroupVersionKind) (*corev1.Pod, bool, er
 			Template       *corev1.PodTemplateSpec `json:"template"`
 		} `json:"spec"`
 	}
-	if err := json.Unmarshal(raw, &env); err != nil {
+	// Case-sensitive like decodeObject and the API server.
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &env); err != nil {
 		return nil, false, err
 	}
 	if env.Kind == "" {
