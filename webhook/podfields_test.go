@@ -50,11 +50,8 @@ func checkNarrowDecidesAsFull(t *testing.T, compiled *scheduling.Compiled, ns sc
 	full, template, fullErr := fullObject([]byte(object), kind)
 	narrow, narrowErr := decodeObject([]byte(object), kind)
 	if fullErr != nil {
-		if narrowErr == nil {
-			// The narrow decode skips fields the full one fails on; the API server
-			// never sends such an object (it decoded it first).
-			t.Skipf("only the full decode fails: %v", fullErr)
-		}
+		// Nothing to compare: the full decode fails on a field the narrow one skips
+		// (or both fail). The API server never sends such an object; it decoded it.
 		return
 	}
 	if narrowErr != nil {
