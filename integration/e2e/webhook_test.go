@@ -41,9 +41,27 @@ func startPlacementEnv(t *testing.T, opts cluster.WebhookOptions) *placementEnv 
 	c := cluster.StartForTest(t, cluster.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	pools, err := c.AddPools(ctx, cluster.DefaultPools()...)
+	// The user flows run with discovery: no static pools, the pools and what their
+	// kubelets allow read from the Nodes and each kubelet's /configz, as in a cluster
+	// whose admin wrote no pool list.
+	specs := cluster.DefaultPools()
+	for i := range specs {
+		specs[i].ServeConfigz = true
+	}
+	pools, err := c.AddPools(ctx, specs...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if opts.ConfigFile == "" {
+		caFile, err := c.KubeletCAFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.ConfigFile = filepath.Join(t.TempDir(), "discovery.yaml")
+		if err := os.WriteFile(opts.ConfigFile, []byte(discoveryConfig), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		opts.ExtraArgs = append(opts.ExtraArgs, "--kubelet-ca-file", caFile)
 	}
 	env := &placementEnv{Cluster: c, pools: map[string]*cluster.Pool{}, warnings: &warningRecorder{}}
 	for _, p := range pools {
