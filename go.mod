@@ -2,6 +2,8 @@ module github.com/sysctl-placement/sysctl-placement
 
 go 1.26.4
 
+toolchain go1.27.3
+
 require (
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/go-logr/logr v1.4.4

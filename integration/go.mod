@@ -2,6 +2,8 @@ module github.com/sysctl-placement/sysctl-placement/integration
 
 go 1.26.4
 
+toolchain go1.27.3
+
 godebug default=go1.26
 
 require (
