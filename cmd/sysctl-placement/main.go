@@ -20,9 +20,6 @@ import (
 	"syscall"
 )
 
-// Version is set at build time with -ldflags "-X main.Version=...".
-var Version = "dev"
-
 // exitError carries a process exit status with its message.
 type exitError struct {
 	code int
@@ -75,7 +72,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "certs":
 		err = runCerts(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, Version)
+		fmt.Fprint(stdout, currentBuild())
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:

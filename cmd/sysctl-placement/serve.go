@@ -110,7 +110,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	logger := newLogger(o.development, stderr)
-	log := logger.WithField("version", Version)
+	log := logger.WithField("version", currentBuild().Version)
 	return serve(ctx, o, log)
 }
 
@@ -118,8 +118,10 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	build := currentBuild()
+	log.WithFields(logrus.Fields{"revision": build.Revision, "buildDate": build.BuildDate, "goVersion": build.GoVersion}).Info("starting sysctl-placement")
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newBuildInfoGauge(build))
 	metrics := webhook.NewMetrics(registry)
 
 	store := webhook.NewConfigStore(nil)
