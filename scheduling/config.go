@@ -189,6 +189,13 @@ func validateTaint(t corev1.Taint, path *field.Path) field.ErrorList {
 	return errs
 }
 
+// ValidateSysctlPattern checks one allowedUnsafeSysctls entry by the rules a config
+// pool's entries are checked by; discovery checks the allowlists it reads from kubelets
+// and Nodes with it.
+func ValidateSysctlPattern(pattern string) error {
+	return validateSysctlPattern(pattern, field.NewPath("allowedUnsafeSysctls")).ToAggregate()
+}
+
 // validateSysctlPattern applies the kubelet's own rules for allowedUnsafeSysctls
 // (pkg/kubelet/sysctl NewAllowlist): the kubelet refuses to start with a pattern whose
 // namespace is unknown, so such a pool can never exist.

@@ -12,7 +12,6 @@ type Metrics struct {
 	placements    *prometheus.CounterVec
 	hostNamespace *prometheus.CounterVec
 	denials       *prometheus.CounterVec
-	configReloads *prometheus.CounterVec
 }
 
 // NewMetrics registers the counters on reg.
@@ -30,12 +29,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sysctl_placement_denials_total",
 			Help: "Objects the validating webhook rejected, by outcome (Unplaceable, Conflict).",
 		}, []string{"outcome"}),
-		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sysctl_placement_config_reloads_total",
-			Help: "Configuration file loads, by result (success, invalid, unreadable: the file is gone or cannot be read; the last good config stays in force).",
-		}, []string{"result"}),
 	}
-	reg.MustRegister(m.placements, m.hostNamespace, m.denials, m.configReloads)
+	reg.MustRegister(m.placements, m.hostNamespace, m.denials)
 	return m
 }
 
@@ -61,23 +56,4 @@ func (m *Metrics) observeDenial(d *scheduling.Decision) {
 		return
 	}
 	m.denials.WithLabelValues(string(d.Outcome)).Inc()
-}
-
-// ObserveConfigReload counts one configuration load.
-func (m *Metrics) ObserveConfigReload(ok bool) {
-	if m == nil {
-		return
-	}
-	result := "success"
-	if !ok {
-		result = "invalid"
-	}
-	m.configReloads.WithLabelValues(result).Inc()
-}
-
-func (m *Metrics) observeConfigUnreadable() {
-	if m == nil {
-		return
-	}
-	m.configReloads.WithLabelValues("unreadable").Inc()
 }

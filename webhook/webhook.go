@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/sirupsen/logrus"
 	"github.com/slok/kubewebhook/v2/pkg/model"
@@ -16,14 +17,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
+	"github.com/sysctl-placement/sysctl-placement/webhook/config"
+	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
 )
 
 // Config holds what both webhooks need.
 type Config struct {
 	// Config is the placement configuration in force (required).
-	Config ConfigSource
+	Config config.Source
 	// Namespaces gives namespace labels and annotations from memory (required).
-	Namespaces NamespaceSource
+	Namespaces namespaces.Source
 	// Metrics counts decisions; nil counts nothing.
 	Metrics *Metrics
 	// Logger gets one line per admission; nil logs nothing.
@@ -42,15 +45,11 @@ func (c *Config) defaults() error {
 	}
 	if c.Logger == nil {
 		l := logrus.New()
-		l.Out = nopWriter{}
+		l.Out = io.Discard
 		c.Logger = l
 	}
 	return nil
 }
-
-type nopWriter struct{}
-
-func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 // planner holds the steps both webhooks share: decode, look up the namespace, plan.
 type planner struct {

@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
-	"github.com/sysctl-placement/sysctl-placement/webhook"
+	"github.com/sysctl-placement/sysctl-placement/webhook/config"
 	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
 )
 
@@ -176,7 +176,10 @@ func runPools(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := logrus.New()
 	log.Out = stderr
 	log.Level = logrus.ErrorLevel // problems are in the output; do not print them twice
-	combiner := discovery.NewCombiner(webhook.NewConfigStore(nil), nil, log)
+	combiner, err := discovery.NewCombiner(discovery.CombinerConfig{Sink: config.NewStore(nil), Logger: log})
+	if err != nil {
+		return exitError{code: 1, err: err}
+	}
 	combiner.Set(static)
 	d, err := do.newDiscoverer(disc, restConfig, combiner, nil, log)
 	if err != nil {
@@ -197,7 +200,7 @@ func runPools(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // poolsStaticConfig loads the config file, or an empty one (no static pools).
 func poolsStaticConfig(path string) (*scheduling.Compiled, error) {
 	if path != "" {
-		compiled, _, err := webhook.LoadConfigFile(path)
+		compiled, _, err := config.LoadFile(path)
 		return compiled, err
 	}
 	return scheduling.CompilePools(scheduling.Policy{}, nil)

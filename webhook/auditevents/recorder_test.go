@@ -20,6 +20,8 @@ import (
 	"github.com/sysctl-placement/sysctl-placement/deploy"
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 	"github.com/sysctl-placement/sysctl-placement/webhook"
+	"github.com/sysctl-placement/sysctl-placement/webhook/config"
+	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
 )
 
 // fakeClock is a settable clock for the recorder's interval.
@@ -64,13 +66,13 @@ func denialReview(owner string, dryRun bool) model.AdmissionReview {
 // validatorWith builds the validating webhook on the example config, telling r.
 func validatorWith(t *testing.T, r *Recorder) *webhook.Validator {
 	t.Helper()
-	compiled, err := webhook.CompileConfig(deploy.ExampleConfig)
+	compiled, err := config.Compile(deploy.ExampleConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
 	v, err := webhook.NewValidator(webhook.Config{
-		Config:     webhook.NewConfigStore(compiled),
-		Namespaces: webhook.StaticNamespaces{"team": {Name: "team", Annotations: map[string]string{scheduling.AnnotationEnabled: "true"}}},
+		Config:     config.NewStore(compiled),
+		Namespaces: namespaces.Static{"team": {Name: "team", Annotations: map[string]string{scheduling.AnnotationEnabled: "true"}}},
 		Workloads:  r,
 	})
 	if err != nil {

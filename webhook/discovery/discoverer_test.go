@@ -85,7 +85,11 @@ func startDiscovery(t *testing.T, prober Prober, nodes ...*corev1.Node) *discove
 			t.Fatal(err)
 		}
 	}
-	f.combiner = NewCombiner(&recordingSink{}, nil, nil)
+	combiner, err := NewCombiner(CombinerConfig{Sink: &recordingSink{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.combiner = combiner
 	static, err := scheduling.Compile(&scheduling.PlacementConfig{
 		TypeMeta:  metav1.TypeMeta{APIVersion: scheduling.ConfigAPIVersion, Kind: scheduling.ConfigKind},
 		Discovery: &scheduling.Discovery{PoolLabel: testLabel},

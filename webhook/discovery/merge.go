@@ -1,7 +1,9 @@
 package discovery
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/sirupsen/logrus"
@@ -9,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
+	"github.com/sysctl-placement/sysctl-placement/webhook/config"
 )
 
 // Merge puts the config file's pools first and adds the discovered pools that do not
@@ -94,18 +97,12 @@ func Compile(static *scheduling.Compiled, statuses []PoolStatus) (*scheduling.Co
 	return compiled, statuses, nil
 }
 
-// Sink receives the merged placement table; webhook.ConfigStore is one.
-type Sink interface {
-	Set(c *scheduling.Compiled)
-}
-
-// Combiner sits between the ConfigWatcher and the ConfigStore: it receives each valid
+// Combiner sits between the config Watcher and the config Store (package
+// webhook/config): it receives each valid
 // static config (Set) and each discovery result (SetDiscovered), merges them and puts
 // the result in force. Without discovery it passes the static config through as is.
 type Combiner struct {
-	sink    Sink
-	logger  logrus.FieldLogger
-	metrics *Metrics
+	cfg CombinerConfig
 
 	mu         sync.Mutex
 	static     *scheduling.Compiled
@@ -117,28 +114,45 @@ type Combiner struct {
 	logged map[string]bool
 }
 
-// NewCombiner returns a Combiner that publishes to sink. metrics may be nil.
-func NewCombiner(sink Sink, metrics *Metrics, logger logrus.FieldLogger) *Combiner {
-	if logger == nil {
-		l := logrus.New()
-		l.Out = discard{}
-		logger = l
-	}
-	return &Combiner{sink: sink, logger: logger, metrics: metrics}
+// CombinerConfig configures a Combiner.
+type CombinerConfig struct {
+	// Sink receives the merged placement table (required): the config Store the
+	// webhooks read.
+	Sink config.Sink
+	// Metrics counts pool problems; nil counts nothing.
+	Metrics *Metrics
+	// Logger reports new problems and refused tables; nil logs nothing.
+	Logger logrus.FieldLogger
 }
 
-type discard struct{}
+func (c *CombinerConfig) defaults() error {
+	if c.Sink == nil {
+		return errors.New("a config sink is required")
+	}
+	if c.Logger == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		c.Logger = l
+	}
+	return nil
+}
 
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
+// NewCombiner returns a Combiner that publishes to cfg.Sink.
+func NewCombiner(cfg CombinerConfig) (*Combiner, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, fmt.Errorf("invalid combiner configuration: %w", err)
+	}
+	return &Combiner{cfg: cfg}, nil
+}
 
-// Set takes a newly loaded static config (it implements webhook.ConfigSink).
+// Set takes a newly loaded static config (it is a config.Sink).
 func (c *Combiner) Set(static *scheduling.Compiled) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.static != nil && static != nil {
 		old, cur := c.static.Config().Discovery, static.Config().Discovery
 		if (old == nil) != (cur == nil) || (old != nil && *old != *cur) {
-			c.logger.Warn("the discovery section of the config changed; restart the webhook for it to take effect")
+			c.cfg.Logger.Warn("the discovery section of the config changed; restart the webhook for it to take effect")
 		}
 	}
 	c.static = static
@@ -178,19 +192,19 @@ func (c *Combiner) publishLocked() {
 		for i := range c.report {
 			c.report[i].Problems = nil // node counts are unknown, not zero
 		}
-		c.sink.Set(c.static)
+		c.cfg.Sink.Set(c.static)
 		return
 	}
 	merged := Merge(c.static.Pools(), c.discovered, c.nodes)
 	compiled, merged, err := Compile(c.static, merged)
 	c.report = merged
-	c.metrics.observeReport(merged)
+	c.cfg.Metrics.observeReport(merged)
 	c.logProblemsLocked(merged)
 	if err != nil {
-		c.logger.WithError(err).Error("kept the previous pool table")
+		c.cfg.Logger.WithError(err).Error("kept the previous pool table")
 		return
 	}
-	c.sink.Set(compiled)
+	c.cfg.Sink.Set(compiled)
 }
 
 func (c *Combiner) logProblemsLocked(report []PoolStatus) {
@@ -200,7 +214,7 @@ func (c *Combiner) logProblemsLocked(report []PoolStatus) {
 			key := report[i].Pool.Name + "\x00" + string(p.Kind) + "\x00" + p.Detail
 			seen[key] = true
 			if !c.logged[key] {
-				c.logger.WithFields(logrus.Fields{"pool": report[i].Pool.Name, "problem": p.Kind}).Warn(p.Detail)
+				c.cfg.Logger.WithFields(logrus.Fields{"pool": report[i].Pool.Name, "problem": p.Kind}).Warn(p.Detail)
 			}
 		}
 	}

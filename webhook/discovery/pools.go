@@ -2,7 +2,7 @@
 // label, takes each pool's common taints and its lowest kubelet and kernel versions
 // from the Nodes, and reads what each kubelet allows from its /configz endpoint or from
 // a node annotation. The result is merged with the static pools of the config file and
-// published to the webhook's ConfigStore; the admission path only ever reads that
+// published to the webhook's config Store; the admission path only ever reads that
 // in-memory table.
 //
 // Everything that decides (grouping, intersection, merging) is a pure function of
@@ -142,12 +142,9 @@ func splitList(s string) []string {
 type PatternValidator func(pattern string) error
 
 // ValidatePattern checks an allowlist entry exactly as a config pool's
-// allowedUnsafeSysctls entry is checked, by compiling a one-pool configuration.
+// allowedUnsafeSysctls entry is checked.
 func ValidatePattern(pattern string) error {
-	_, err := scheduling.CompilePools(scheduling.Policy{}, []scheduling.Pool{{
-		Name: "probe", NodeSelector: map[string]string{"probe": "probe"}, AllowedUnsafeSysctls: []string{pattern},
-	}})
-	if err != nil {
+	if err := scheduling.ValidateSysctlPattern(pattern); err != nil {
 		return fmt.Errorf("%q: %w", pattern, err)
 	}
 	return nil

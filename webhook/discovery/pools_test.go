@@ -206,7 +206,10 @@ func TestCombiner(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := &recordingSink{}
-	c := NewCombiner(sink, nil, nil)
+	c, err := NewCombiner(CombinerConfig{Sink: sink})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c.Set(static)
 	if sink.last != static {
 		t.Fatalf("before discovery the static config must pass through unchanged")

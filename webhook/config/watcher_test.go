@@ -1,4 +1,4 @@
-package webhook
+package config
 
 import (
 	"context"
@@ -57,13 +57,22 @@ func (v *configMapVolume) path() string { return filepath.Join(v.dir, "config.ya
 
 func (v *configMapVolume) update(t *testing.T, content string) {
 	t.Helper()
+	v.swap(t, &content)
+}
+
+// swap makes a new timestamped directory holding config.yaml with content (none when
+// content is nil) and points ..data at it.
+func (v *configMapVolume) swap(t *testing.T, content *string) {
+	t.Helper()
 	v.gen++
 	ts := filepath.Join(v.dir, "..2026_11_26_"+strings.Repeat("x", v.gen))
 	if err := os.Mkdir(ts, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(ts, "config.yaml"), []byte(content), 0o644); err != nil {
-		t.Fatal(err)
+	if content != nil {
+		if err := os.WriteFile(filepath.Join(ts, "config.yaml"), []byte(*content), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tmp := filepath.Join(v.dir, "..data_tmp")
 	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
@@ -84,7 +93,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func poolNames(s *ConfigStore) []string {
+func poolNames(s *Store) []string {
 	var names []string
 	for _, p := range s.Current().Pools() {
 		names = append(names, p.Name)
@@ -97,8 +106,8 @@ func TestAChangedConfigTakesEffectAndAnInvalidOneIsRefused(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	metrics := NewMetrics(reg)
 	logger, logs := logtest.NewNullLogger()
-	store := NewConfigStore(nil)
-	w, err := NewConfigWatcher(vol.path(), store, metrics, logger)
+	store := NewStore(nil)
+	w, err := NewWatcher(WatcherConfig{Path: vol.path(), Sink: store, Metrics: metrics, Logger: logger})
 	if err != nil {
 		t.Fatalf("the initial valid config was refused: %v", err)
 	}
@@ -118,7 +127,7 @@ func TestAChangedConfigTakesEffectAndAnInvalidOneIsRefused(t *testing.T) {
 
 	vol.update(t, invalidConfig)
 	eventually(t, "the invalid config is counted", func() bool {
-		return testutil.ToFloat64(metrics.configReloads.WithLabelValues("invalid")) == 1
+		return testutil.ToFloat64(metrics.reloads.WithLabelValues("invalid")) == 1
 	})
 	if got := poolNames(store); len(got) != 2 {
 		t.Errorf("after an invalid change the last good config must stay: pools = %v", got)
@@ -138,14 +147,14 @@ func TestAChangedConfigTakesEffectAndAnInvalidOneIsRefused(t *testing.T) {
 			t.Errorf("the log line %q does not name %q", logged, want)
 		}
 	}
-	if got := testutil.ToFloat64(metrics.configReloads.WithLabelValues("success")); got != 2 {
+	if got := testutil.ToFloat64(metrics.reloads.WithLabelValues("success")); got != 2 {
 		t.Errorf("successful loads = %v, want 2 (start and the valid change)", got)
 	}
 }
 
 func TestAWebhookDoesNotStartWithAnInvalidConfig(t *testing.T) {
 	vol := newConfigMapVolume(t, invalidConfig)
-	_, err := NewConfigWatcher(vol.path(), NewConfigStore(nil), nil, logrus.New())
+	_, err := NewWatcher(WatcherConfig{Path: vol.path(), Sink: NewStore(nil), Logger: logrus.New()})
 	if err == nil || !strings.Contains(err.Error(), "pools[0].nodeSelector") {
 		t.Fatalf("want an error naming the invalid field, got %v", err)
 	}
@@ -155,30 +164,19 @@ func TestAWebhookDoesNotStartWithAnInvalidConfig(t *testing.T) {
 // its key removed: a new ..data without config.yaml.
 func (v *configMapVolume) deleteKey(t *testing.T) {
 	t.Helper()
-	v.gen++
-	ts := filepath.Join(v.dir, "..2026_11_26_"+strings.Repeat("x", v.gen))
-	if err := os.Mkdir(ts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tmp := filepath.Join(v.dir, "..data_tmp")
-	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(v.dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
+	v.swap(t, nil)
 }
 
 func TestADeletedOrEmptiedConfigMapKeepsTheLastGoodConfigAndSaysSoOnce(t *testing.T) {
 	vol := newConfigMapVolume(t, twoPools)
 	metrics := NewMetrics(prometheus.NewRegistry())
 	logger, logs := logtest.NewNullLogger()
-	store := NewConfigStore(nil)
-	w, err := NewConfigWatcher(vol.path(), store, metrics, logger)
+	store := NewStore(nil)
+	// A short interval: several periodic checks while the file is gone.
+	w, err := NewWatcher(WatcherConfig{Path: vol.path(), Sink: store, Metrics: metrics, Logger: logger, Interval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.interval = 20 * time.Millisecond // several periodic checks while the file is gone
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -189,12 +187,12 @@ func TestADeletedOrEmptiedConfigMapKeepsTheLastGoodConfigAndSaysSoOnce(t *testin
 
 	vol.deleteKey(t)
 	eventually(t, "the missing file is counted", func() bool {
-		return testutil.ToFloat64(metrics.configReloads.WithLabelValues("unreadable")) == 1
+		return testutil.ToFloat64(metrics.reloads.WithLabelValues("unreadable")) == 1
 	})
 	// Let a few periodic checks pass over the missing file: still one report.
 	ticks := 0
 	eventually(t, "several checks pass", func() bool { ticks++; return ticks > 20 })
-	if got := testutil.ToFloat64(metrics.configReloads.WithLabelValues("unreadable")); got != 1 {
+	if got := testutil.ToFloat64(metrics.reloads.WithLabelValues("unreadable")); got != 1 {
 		t.Errorf("the missing file was counted %v times, want once", got)
 	}
 	errorsLogged := 0
@@ -212,7 +210,7 @@ func TestADeletedOrEmptiedConfigMapKeepsTheLastGoodConfigAndSaysSoOnce(t *testin
 
 	vol.update(t, "")
 	eventually(t, "the emptied config is refused", func() bool {
-		return testutil.ToFloat64(metrics.configReloads.WithLabelValues("invalid")) == 1
+		return testutil.ToFloat64(metrics.reloads.WithLabelValues("invalid")) == 1
 	})
 	if got := poolNames(store); len(got) != 2 {
 		t.Fatalf("after the ConfigMap was emptied the last good config must stay: pools = %v", got)
