@@ -35,7 +35,6 @@ const (
 )
 
 var (
-	clashModes         = []ClashMode{ClashStrip, ClashDropSysctls, ClashFlag}
 	unplaceablePolices = []UnplaceablePolicy{UnplaceableDeny, UnplaceableWarn}
 	allowlistSources   = []string{AllowlistFromConfigz, AllowlistFromAnnotation}
 	taintEffects       = []corev1.TaintEffect{corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute}
@@ -69,19 +68,14 @@ func ParseConfig(data []byte) (*PlacementConfig, error) {
 	return &c, nil
 }
 
-// Default fills the policy defaults of DESIGN.md: hostIPC strip (an IPC sysctl is the
-// point of the pod, hostIPC is usually incidental), hostNetwork flag (stripping it
-// would change the pod's networking), hostUsers flag, unplaceable deny (a pod no
-// kubelet admits loops forever in its ReplicaSet).
+// Default fills the policy defaults: each host namespace's DefaultMode (see
+// HostNamespaces) and unplaceable deny (a pod no kubelet admits loops forever in its
+// ReplicaSet).
 func (c *PlacementConfig) Default() {
-	if c.Policy.HostIPC == "" {
-		c.Policy.HostIPC = ClashStrip
-	}
-	if c.Policy.HostNetwork == "" {
-		c.Policy.HostNetwork = ClashFlag
-	}
-	if c.Policy.HostUsers == "" {
-		c.Policy.HostUsers = ClashFlag
+	for i := range HostNamespaces {
+		if mode := HostNamespaces[i].Mode(&c.Policy); *mode == "" {
+			*mode = HostNamespaces[i].DefaultMode
+		}
 	}
 	if c.Policy.Unplaceable == "" {
 		c.Policy.Unplaceable = UnplaceableDeny
@@ -222,12 +216,10 @@ func validateSysctlPattern(s string, path *field.Path) field.ErrorList {
 
 func (p Policy) validate(path *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	for _, m := range []struct {
-		name string
-		mode ClashMode
-	}{{"hostIPC", p.HostIPC}, {"hostNetwork", p.HostNetwork}, {"hostUsers", p.HostUsers}} {
-		if !validClashMode(m.mode) {
-			errs = append(errs, field.NotSupported(path.Child(m.name), m.mode, clashModes))
+	for i := range HostNamespaces {
+		h := &HostNamespaces[i]
+		if mode := *h.Mode(&p); !mode.Valid() {
+			errs = append(errs, field.NotSupported(path.Child(h.Field), mode, ClashModes))
 		}
 	}
 	if !validUnplaceable(p.Unplaceable) {
@@ -249,10 +241,6 @@ func (d *Discovery) validate(path *field.Path) field.ErrorList {
 		errs = append(errs, field.NotSupported(path.Child("allowlistFrom"), d.AllowlistFrom, allowlistSources))
 	}
 	return errs
-}
-
-func validClashMode(m ClashMode) bool {
-	return m == ClashStrip || m == ClashDropSysctls || m == ClashFlag
 }
 
 func validUnplaceable(u UnplaceablePolicy) bool {

@@ -2,6 +2,7 @@ package scheduling
 
 import (
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -228,10 +229,10 @@ func TestSafeSysctlsFollowKubeletAndKernel(t *testing.T) {
 			if len(got) != tc.want {
 				t.Errorf("got %d entries %q, want %d", len(got), got, tc.want)
 			}
-			if tc.has != "" && !containsString(got, tc.has) {
+			if tc.has != "" && !slices.Contains(got, tc.has) {
 				t.Errorf("missing %s", tc.has)
 			}
-			if tc.hasNot != "" && containsString(got, tc.hasNot) {
+			if tc.hasNot != "" && slices.Contains(got, tc.hasNot) {
 				t.Errorf("unexpected %s", tc.hasNot)
 			}
 		})

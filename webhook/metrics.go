@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
@@ -23,7 +25,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"pool"}),
 		hostNamespace: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sysctl_placement_host_namespace_clashes_total",
-			Help: "Host-namespace clashes with namespaced sysctls, by field (hostIPC, hostNetwork, hostUsers) and how they were resolved (strip, drop-sysctls, flag).",
+			Help: "Host-namespace clashes with namespaced sysctls, by field (" + strings.Join(scheduling.HostNamespaceFields(), ", ") +
+				") and how they were resolved (" + strings.Join(scheduling.ClashModeNames(), ", ") + ").",
 		}, []string{"field", "mode"}),
 		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sysctl_placement_denials_total",

@@ -139,7 +139,7 @@ func (m *Mutator) Review(_ context.Context, ar model.AdmissionReview) (model.Adm
 		// The mutating webhook cannot deny with a message; the validating webhook
 		// denies the same object with this error. Admit unchanged and say so.
 		m.cfg.Logger.WithFields(logrus.Fields{"uid": ar.ID, "namespace": ar.Namespace}).WithError(err).Error("could not plan placement")
-		return &model.MutatingAdmissionResponse{JSONPatchPatch: emptyPatch, Warnings: []string{warningPrefix + "could not plan placement: " + truncate(err.Error(), 80)}}, nil
+		return &model.MutatingAdmissionResponse{JSONPatchPatch: emptyPatch, Warnings: []string{scheduling.WarningPrefix + "could not plan placement: " + scheduling.Truncate(err.Error(), 80)}}, nil
 	}
 	m.log("mutate", ar, obj, d)
 	if d == nil {
@@ -155,8 +155,6 @@ func (m *Mutator) Review(_ context.Context, ar model.AdmissionReview) (model.Adm
 	m.observeTemplateChange(ar, obj, d, patch)
 	return &model.MutatingAdmissionResponse{JSONPatchPatch: patch, Warnings: d.Warnings}, nil
 }
-
-const warningPrefix = "sysctl-placement: "
 
 // mutationPatch turns a decision into JSON patch operations on the admitted object.
 func mutationPatch(obj *admittedObject, d *scheduling.Decision) ([]byte, error) {
@@ -206,7 +204,7 @@ func (v *Validator) Review(_ context.Context, ar model.AdmissionReview) (model.A
 	obj, d, err := v.plan(ar)
 	if err != nil {
 		v.cfg.Logger.WithFields(logrus.Fields{"uid": ar.ID, "namespace": ar.Namespace}).WithError(err).Error("could not plan placement")
-		return &model.ValidatingAdmissionResponse{Allowed: false, Message: "sysctl-placement: could not plan placement: " + err.Error()}, nil
+		return &model.ValidatingAdmissionResponse{Allowed: false, Message: scheduling.WarningPrefix + "could not plan placement: " + err.Error()}, nil
 	}
 	v.log("validate", ar, obj, d)
 	if d == nil || d.Allowed {
@@ -219,12 +217,4 @@ func (v *Validator) Review(_ context.Context, ar model.AdmissionReview) (model.A
 	}
 	v.observeDenial(ar, obj, d)
 	return &model.ValidatingAdmissionResponse{Allowed: false, Message: d.Message}, nil
-}
-
-// truncate shortens s to at most n bytes (warnings must stay short).
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
 }
