@@ -11,7 +11,9 @@ package discovery
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -181,11 +183,7 @@ func Group(nodes []*corev1.Node, opts GroupOptions) []PoolStatus {
 			byPool[v] = append(byPool[v], n)
 		}
 	}
-	values := make([]string, 0, len(byPool))
-	for v := range byPool {
-		values = append(values, v)
-	}
-	sort.Strings(values)
+	values := slices.Sorted(maps.Keys(byPool))
 	out := make([]PoolStatus, 0, len(values))
 	for _, v := range values {
 		out = append(out, groupPool(v, byPool[v], opts))
@@ -374,12 +372,12 @@ func poolAllowlist(nodes []*corev1.Node, opts GroupOptions, problems []Problem) 
 	if len(unknown) > 0 && len(unknown) < len(nodes) && len(unreachable) == 0 {
 		problems = append(problems, Problem{ProblemKubeletUnreachable, "not read yet: " + abbreviate(unknown)})
 	}
-	for _, p := range sortedKeys(invalid) {
+	for _, p := range slices.Sorted(maps.Keys(invalid)) {
 		problems = append(problems, Problem{ProblemInvalidPattern, fmt.Sprintf("%q on %s is not a namespaced sysctl pattern a kubelet accepts; ignored", p, abbreviate(invalid[p]))})
 	}
 	if len(distinct) > 1 {
 		var parts []string
-		for _, k := range sortedKeys(distinct) {
+		for _, k := range slices.Sorted(maps.Keys(distinct)) {
 			shown := k
 			if shown == "" {
 				shown = "none"
@@ -450,15 +448,6 @@ func normalizeSet(list []string) []string {
 
 func sortProblems(ps []Problem) {
 	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Kind < ps[j].Kind })
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // abbreviate lists at most five items, so a pool of hundreds of nodes gives a readable
