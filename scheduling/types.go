@@ -65,7 +65,9 @@ type Pool struct {
 	Taints               []corev1.Taint    `json:"taints,omitempty"`
 	AllowedUnsafeSysctls []string          `json:"allowedUnsafeSysctls,omitempty"`
 	// KubeletVersion and KernelVersion decide which built-in safe sysctls the kubelet
-	// allows. Empty means the newest kubelet on a modern kernel.
+	// allows. Empty means the newest kubelet on a modern kernel; with discovery, an
+	// empty KubeletVersion is filled from the Nodes (discovery.Merge), so the newest is
+	// the newest the cluster runs.
 	KubeletVersion string `json:"kubeletVersion,omitempty"`
 	KernelVersion  string `json:"kernelVersion,omitempty"`
 	// Priority breaks ties: among candidates, only those with the highest priority are used.

@@ -17,7 +17,9 @@ import (
 // Merge puts the config file's pools first and adds the discovered pools that do not
 // collide with them: a config pool wins for its name and for its selector (an admin
 // pins what discovery would guess), and config pools keep serving pools scaled to zero.
-// Config pools selecting no node are reported. The result is in placement order.
+// Config pools selecting no node are reported, and a config pool that names no kubelet
+// version gets one from the Nodes (see unversionedKubelet). The result is in placement
+// order.
 func Merge(static []scheduling.Pool, discovered []PoolStatus, nodes []*corev1.Node) []PoolStatus {
 	out := make([]PoolStatus, 0, len(static)+len(discovered))
 	names := map[string]bool{}
@@ -25,10 +27,15 @@ func Merge(static []scheduling.Pool, discovered []PoolStatus, nodes []*corev1.No
 	for _, p := range static {
 		st := PoolStatus{Pool: p, Source: SourceConfig}
 		sel := labels.SelectorFromSet(p.NodeSelector)
+		var own []*corev1.Node
 		for _, n := range nodes {
 			if sel.Matches(labels.Set(n.Labels)) {
-				st.Nodes++
+				own = append(own, n)
 			}
+		}
+		st.Nodes = len(own)
+		if p.KubeletVersion == "" {
+			st.Pool.KubeletVersion = unversionedKubelet(own, nodes)
 		}
 		if st.Nodes == 0 {
 			st.Problems = append(st.Problems, Problem{ProblemNoMatchingNodes, fmt.Sprintf("nodeSelector %s matches no node; fine for a pool scaled to zero, otherwise check the labels", sel)})
@@ -49,6 +56,21 @@ func Merge(static []scheduling.Pool, discovered []PoolStatus, nodes []*corev1.No
 		out = append(out, d)
 	}
 	return out
+}
+
+// unversionedKubelet is the kubelet version of a config pool that names none. Unknown
+// means the newest kubelet, and the newest is what the cluster runs, not what this
+// build knows: the lowest version of the pool's own nodes when it has some (as for a
+// discovered pool: a sysctl only its newer nodes allow would fail on the older ones),
+// else the newest any Node reports (a pool scaled to zero gets nodes like the others).
+// Without Nodes it stays empty: scheduling then assumes the newest kubelet it knows.
+// So a pool is never credited with a safe sysctl no kubelet of the cluster allows.
+func unversionedKubelet(own, all []*corev1.Node) string {
+	if v, _ := lowestVersion(own, kubeletVersion); v != "" {
+		return v
+	}
+	v, _ := highestVersion(all, kubeletVersion)
+	return v
 }
 
 // Usable reports whether placement uses the pool: discovered pools overridden by the

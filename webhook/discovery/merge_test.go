@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -78,4 +79,59 @@ func TestCombiner(t *testing.T) {
 	if len(c.Report()) != 2 {
 		t.Errorf("report = %+v, want two pools", c.Report())
 	}
+}
+
+func TestUnversionedConfigPool(t *testing.T) {
+	// The cluster runs kubelets 1.35 and 1.36: neither allows the 1.37 safe sysctl
+	// net.ipv4.tcp_notsent_lowat.
+	const newSafe = "net.ipv4.tcp_notsent_lowat"
+	nodes := []*corev1.Node{
+		node("a1", "ipc", versions("v1.36.1", "6.8.0")),
+		node("a2", "ipc", versions("v1.35.3", "6.8.0")),
+		node("b1", "net", versions("v1.36.4", "6.8.0")),
+	}
+	static := []scheduling.Pool{
+		{Name: "ipc", NodeSelector: map[string]string{testLabel: "ipc"}},
+		{Name: "scaled-to-zero", NodeSelector: map[string]string{testLabel: "zero"}},
+		{Name: "pinned", NodeSelector: map[string]string{testLabel: "pinned"}, KubeletVersion: "1.37.0"},
+	}
+	got := Merge(static, nil, nodes)
+	for _, tc := range []struct {
+		name, pool, want string
+	}{
+		{"a pool with nodes gets the lowest kubelet among them", "ipc", "v1.35.3"},
+		{"a pool without nodes gets the newest kubelet of the cluster", "scaled-to-zero", "v1.36.4"},
+		{"a version the config gives is kept", "pinned", "1.37.0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			i := slices.IndexFunc(got, func(s PoolStatus) bool { return s.Pool.Name == tc.pool })
+			if v := got[i].Pool.KubeletVersion; v != tc.want {
+				t.Errorf("kubelet version = %q, want %q", v, tc.want)
+			}
+		})
+	}
+	t.Run("an unversioned pool is not credited with a sysctl newer than the cluster's kubelets", func(t *testing.T) {
+		policy, err := scheduling.CompilePools(scheduling.Policy{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		compiled, _, err := Compile(policy, got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range compiled.Pools()[:2] {
+			safe, err := scheduling.SafeSysctls(p.KubeletVersion, p.KernelVersion)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if slices.Contains(safe, newSafe) {
+				t.Errorf("pool %s (kubelet %q) is credited with %s, which no kubelet of the cluster allows", p.Name, p.KubeletVersion, newSafe)
+			}
+		}
+	})
+	t.Run("without nodes an unversioned pool means the newest kubelet this build knows", func(t *testing.T) {
+		if v := Merge(static, nil, nil)[0].Pool.KubeletVersion; v != "" {
+			t.Errorf("kubelet version = %q, want empty", v)
+		}
+	})
 }

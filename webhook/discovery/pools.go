@@ -203,11 +203,11 @@ func groupPool(value string, nodes []*corev1.Node, opts GroupOptions) PoolStatus
 	}
 	st.Pool.Taints, st.Problems = commonTaints(nodes, st.Problems)
 	var bad []string
-	st.Pool.KubeletVersion, bad = lowestVersion(nodes, func(n *corev1.Node) string { return n.Status.NodeInfo.KubeletVersion })
+	st.Pool.KubeletVersion, bad = lowestVersion(nodes, kubeletVersion)
 	if len(bad) > 0 {
 		st.Problems = append(st.Problems, Problem{ProblemInvalidVersion, "kubelet version of " + strings.Join(bad, ", ")})
 	}
-	st.Pool.KernelVersion, bad = lowestVersion(nodes, func(n *corev1.Node) string { return n.Status.NodeInfo.KernelVersion })
+	st.Pool.KernelVersion, bad = lowestVersion(nodes, kernelVersion)
 	if len(bad) > 0 {
 		st.Problems = append(st.Problems, Problem{ProblemInvalidVersion, "kernel version of " + strings.Join(bad, ", ")})
 	}
@@ -292,13 +292,27 @@ func ignoredTaint(key string) bool {
 	return false
 }
 
+func kubeletVersion(n *corev1.Node) string { return n.Status.NodeInfo.KubeletVersion }
+func kernelVersion(n *corev1.Node) string  { return n.Status.NodeInfo.KernelVersion }
+
 // lowestVersion returns the lowest version the nodes report (as reported, so the
 // scheduling package parses it the same way) and the nodes whose version is invalid.
 // The lowest decides the pool's safe set: a sysctl only the newer nodes allow would
 // fail on the older ones.
 func lowestVersion(nodes []*corev1.Node, get func(*corev1.Node) string) (string, []string) {
-	var lowest string
-	var lowestV *version.Version
+	return pickVersion(nodes, get, func(v, best *version.Version) bool { return v.LessThan(best) })
+}
+
+// highestVersion returns the highest version the nodes report, as lowestVersion does.
+func highestVersion(nodes []*corev1.Node, get func(*corev1.Node) string) (string, []string) {
+	return pickVersion(nodes, get, func(v, best *version.Version) bool { return best.LessThan(v) })
+}
+
+// pickVersion returns the version the nodes report that is better than every other, and
+// the nodes whose version is invalid; a node reporting none is left out.
+func pickVersion(nodes []*corev1.Node, get func(*corev1.Node) string, better func(v, best *version.Version) bool) (string, []string) {
+	var picked string
+	var pickedV *version.Version
 	var bad []string
 	for _, n := range nodes {
 		s := get(n)
@@ -310,11 +324,11 @@ func lowestVersion(nodes []*corev1.Node, get func(*corev1.Node) string) (string,
 			bad = append(bad, fmt.Sprintf("%s (%q)", n.Name, s))
 			continue
 		}
-		if lowestV == nil || v.LessThan(lowestV) {
-			lowest, lowestV = s, v
+		if pickedV == nil || better(v, pickedV) {
+			picked, pickedV = s, v
 		}
 	}
-	return lowest, bad
+	return picked, bad
 }
 
 // validVersion asks the scheduling package whether it accepts s as a kernel version
