@@ -135,13 +135,7 @@ func validatePools(pools []Pool, path *field.Path) field.ErrorList {
 
 func (p *Pool) validate(path *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	if p.Name == "" {
-		errs = append(errs, field.Required(path.Child("name"), "name the pool; namespaces list pools by name"))
-	} else {
-		for _, msg := range validation.IsDNS1123Subdomain(p.Name) {
-			errs = append(errs, field.Invalid(path.Child("name"), p.Name, msg))
-		}
-	}
+	errs = append(errs, validateName(p.Name, path.Child("name"), "name the pool; namespaces list pools by name", validation.IsDNS1123Subdomain)...)
 	if len(p.NodeSelector) == 0 {
 		errs = append(errs, field.Required(path.Child("nodeSelector"), "give at least one node label; an empty selector would match every node"))
 	} else {
@@ -165,15 +159,22 @@ func (p *Pool) validate(path *field.Path) field.ErrorList {
 	return errs
 }
 
+// validateName reports an empty name as required, saying what to write, and every
+// problem check (an apimachinery validation) finds in a given one.
+func validateName(name string, path *field.Path, required string, check func(string) []string) field.ErrorList {
+	if name == "" {
+		return field.ErrorList{field.Required(path, required)}
+	}
+	var errs field.ErrorList
+	for _, msg := range check(name) {
+		errs = append(errs, field.Invalid(path, name, msg))
+	}
+	return errs
+}
+
 func validateTaint(t corev1.Taint, path *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	if t.Key == "" {
-		errs = append(errs, field.Required(path.Child("key"), "a taint needs a key"))
-	} else {
-		for _, msg := range validation.IsQualifiedName(t.Key) {
-			errs = append(errs, field.Invalid(path.Child("key"), t.Key, msg))
-		}
-	}
+	errs = append(errs, validateName(t.Key, path.Child("key"), "a taint needs a key", validation.IsQualifiedName)...)
 	for _, msg := range validation.IsValidLabelValue(t.Value) {
 		errs = append(errs, field.Invalid(path.Child("value"), t.Value, msg))
 	}
@@ -230,13 +231,7 @@ func (p Policy) validate(path *field.Path) field.ErrorList {
 
 func (d *Discovery) validate(path *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	if d.PoolLabel == "" {
-		errs = append(errs, field.Required(path.Child("poolLabel"), "name the node label that groups nodes into pools, e.g. cloud.google.com/gke-nodepool"))
-	} else {
-		for _, msg := range validation.IsQualifiedName(d.PoolLabel) {
-			errs = append(errs, field.Invalid(path.Child("poolLabel"), d.PoolLabel, msg))
-		}
-	}
+	errs = append(errs, validateName(d.PoolLabel, path.Child("poolLabel"), "name the node label that groups nodes into pools, e.g. cloud.google.com/gke-nodepool", validation.IsQualifiedName)...)
 	if d.AllowlistFrom != AllowlistFromConfigz && d.AllowlistFrom != AllowlistFromAnnotation {
 		errs = append(errs, field.NotSupported(path.Child("allowlistFrom"), d.AllowlistFrom, allowlistSources))
 	}

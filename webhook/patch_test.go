@@ -148,15 +148,20 @@ func normalise(spec corev1.PodSpec) corev1.PodSpec {
 	return out
 }
 
-func TestThePatchOfEveryGoldenPodGivesTheSamePodAsApplyTo(t *testing.T) {
+// forEveryGoldenPod runs check on each of the engine's golden pods, as a subtest.
+func forEveryGoldenPod(t *testing.T, check func(t *testing.T, compiled *scheduling.Compiled, ns scheduling.Namespace, object string, kind metav1.GroupVersionKind)) {
 	compiled := goldenConfig(t)
 	for name, in := range readGoldenInputs(t) {
 		t.Run(name, func(t *testing.T) {
 			ns := scheduling.Namespace{Name: in.Namespace.Name, Labels: in.Namespace.Labels, Annotations: in.Namespace.Annotations}
 			object, kind := asPodObject(in)
-			checkPatchMatchesApplyTo(t, compiled, ns, object, kind)
+			check(t, compiled, ns, object, kind)
 		})
 	}
+}
+
+func TestThePatchOfEveryGoldenPodGivesTheSamePodAsApplyTo(t *testing.T) {
+	forEveryGoldenPod(t, checkPatchMatchesApplyTo)
 }
 
 func TestSeveralCandidatePoolsAreANDedIntoEveryExistingTerm(t *testing.T) {
