@@ -101,63 +101,115 @@ func poolNames(s *Store) []string {
 	return names
 }
 
-func TestAChangedConfigTakesEffectAndAnInvalidOneIsRefused(t *testing.T) {
-	vol := newConfigMapVolume(t, oneIPCPool)
-	reg := prometheus.NewRegistry()
-	metrics := NewMetrics(reg)
-	logger, logs := logtest.NewNullLogger()
-	store := NewStore(nil)
-	w, err := NewWatcher(WatcherConfig{Path: vol.path(), Sink: store, Metrics: metrics, Logger: logger})
-	if err != nil {
-		t.Fatalf("the initial valid config was refused: %v", err)
-	}
-	if got := poolNames(store); len(got) != 1 {
-		t.Fatalf("pools after start = %v, want [ipc]", got)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
+func TestWatcher(t *testing.T) {
+	t.Run("a changed config takes effect and an invalid one is refused", func(t *testing.T) {
+		vol := newConfigMapVolume(t, oneIPCPool)
+		reg := prometheus.NewRegistry()
+		metrics := NewMetrics(reg)
+		logger, logs := logtest.NewNullLogger()
+		store := NewStore(nil)
+		w, err := NewWatcher(WatcherConfig{Path: vol.path(), Sink: store, Metrics: metrics, Logger: logger})
+		if err != nil {
+			t.Fatalf("the initial valid config was refused: %v", err)
+		}
+		if got := poolNames(store); len(got) != 1 {
+			t.Fatalf("pools after start = %v, want [ipc]", got)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			<-done
+		})
+
+		vol.update(t, twoPools)
+		eventually(t, "the changed config is in force", func() bool { return len(poolNames(store)) == 2 })
+
+		vol.update(t, invalidConfig)
+		eventually(t, "the invalid config is counted", func() bool {
+			return testutil.ToFloat64(metrics.reloads.WithLabelValues("invalid")) == 1
+		})
+		if got := poolNames(store); len(got) != 2 {
+			t.Errorf("after an invalid change the last good config must stay: pools = %v", got)
+		}
+		var refused *logrus.Entry
+		for _, e := range logs.AllEntries() {
+			if e.Level == logrus.ErrorLevel {
+				refused = e
+			}
+		}
+		if refused == nil {
+			t.Fatal("the refused config was not logged as an error")
+		}
+		logged := refused.Message + " " + refused.Data[logrus.ErrorKey].(error).Error()
+		for _, want := range []string{"pools[0].nodeSelector", "pools[0].allowedUnsafeSysctls[0]", "kernel.panic"} {
+			if !strings.Contains(logged, want) {
+				t.Errorf("the log line %q does not name %q", logged, want)
+			}
+		}
+		if got := testutil.ToFloat64(metrics.reloads.WithLabelValues("success")); got != 2 {
+			t.Errorf("successful loads = %v, want 2 (start and the valid change)", got)
+		}
 	})
 
-	vol.update(t, twoPools)
-	eventually(t, "the changed config is in force", func() bool { return len(poolNames(store)) == 2 })
-
-	vol.update(t, invalidConfig)
-	eventually(t, "the invalid config is counted", func() bool {
-		return testutil.ToFloat64(metrics.reloads.WithLabelValues("invalid")) == 1
+	t.Run("a webhook does not start with an invalid config", func(t *testing.T) {
+		vol := newConfigMapVolume(t, invalidConfig)
+		_, err := NewWatcher(WatcherConfig{Path: vol.path(), Sink: NewStore(nil), Logger: logrus.New()})
+		if err == nil || !strings.Contains(err.Error(), "pools[0].nodeSelector") {
+			t.Fatalf("want an error naming the invalid field, got %v", err)
+		}
 	})
-	if got := poolNames(store); len(got) != 2 {
-		t.Errorf("after an invalid change the last good config must stay: pools = %v", got)
-	}
-	var refused *logrus.Entry
-	for _, e := range logs.AllEntries() {
-		if e.Level == logrus.ErrorLevel {
-			refused = e
-		}
-	}
-	if refused == nil {
-		t.Fatal("the refused config was not logged as an error")
-	}
-	logged := refused.Message + " " + refused.Data[logrus.ErrorKey].(error).Error()
-	for _, want := range []string{"pools[0].nodeSelector", "pools[0].allowedUnsafeSysctls[0]", "kernel.panic"} {
-		if !strings.Contains(logged, want) {
-			t.Errorf("the log line %q does not name %q", logged, want)
-		}
-	}
-	if got := testutil.ToFloat64(metrics.reloads.WithLabelValues("success")); got != 2 {
-		t.Errorf("successful loads = %v, want 2 (start and the valid change)", got)
-	}
-}
 
-func TestAWebhookDoesNotStartWithAnInvalidConfig(t *testing.T) {
-	vol := newConfigMapVolume(t, invalidConfig)
-	_, err := NewWatcher(WatcherConfig{Path: vol.path(), Sink: NewStore(nil), Logger: logrus.New()})
-	if err == nil || !strings.Contains(err.Error(), "pools[0].nodeSelector") {
-		t.Fatalf("want an error naming the invalid field, got %v", err)
-	}
+	t.Run("a deleted or emptied ConfigMap keeps the last good config and says so once", func(t *testing.T) {
+		vol := newConfigMapVolume(t, twoPools)
+		metrics := NewMetrics(prometheus.NewRegistry())
+		logger, logs := logtest.NewNullLogger()
+		store := NewStore(nil)
+		// A short interval: several periodic checks while the file is gone.
+		w, err := NewWatcher(WatcherConfig{Path: vol.path(), Sink: store, Metrics: metrics, Logger: logger, Interval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			<-done
+		})
+
+		vol.deleteKey(t)
+		eventually(t, "the missing file is counted", func() bool {
+			return testutil.ToFloat64(metrics.reloads.WithLabelValues("unreadable")) == 1
+		})
+		// Let a few periodic checks pass over the missing file: still one report.
+		ticks := 0
+		eventually(t, "several checks pass", func() bool { ticks++; return ticks > 20 })
+		if got := testutil.ToFloat64(metrics.reloads.WithLabelValues("unreadable")); got != 1 {
+			t.Errorf("the missing file was counted %v times, want once", got)
+		}
+		errorsLogged := 0
+		for _, e := range logs.AllEntries() {
+			if e.Level == logrus.ErrorLevel && strings.Contains(e.Message, "could not read the config file") {
+				errorsLogged++
+			}
+		}
+		if errorsLogged != 1 {
+			t.Errorf("the missing file was logged %d times, want once", errorsLogged)
+		}
+		if got := poolNames(store); len(got) != 2 {
+			t.Fatalf("after the ConfigMap went away the last good config must stay: pools = %v", got)
+		}
+
+		vol.update(t, "")
+		eventually(t, "the emptied config is refused", func() bool {
+			return testutil.ToFloat64(metrics.reloads.WithLabelValues("invalid")) == 1
+		})
+		if got := poolNames(store); len(got) != 2 {
+			t.Fatalf("after the ConfigMap was emptied the last good config must stay: pools = %v", got)
+		}
+	})
 }
 
 // deleteKey makes the volume what the kubelet leaves when the ConfigMap is deleted or
@@ -165,54 +217,4 @@ func TestAWebhookDoesNotStartWithAnInvalidConfig(t *testing.T) {
 func (v *configMapVolume) deleteKey(t *testing.T) {
 	t.Helper()
 	v.swap(t, nil)
-}
-
-func TestADeletedOrEmptiedConfigMapKeepsTheLastGoodConfigAndSaysSoOnce(t *testing.T) {
-	vol := newConfigMapVolume(t, twoPools)
-	metrics := NewMetrics(prometheus.NewRegistry())
-	logger, logs := logtest.NewNullLogger()
-	store := NewStore(nil)
-	// A short interval: several periodic checks while the file is gone.
-	w, err := NewWatcher(WatcherConfig{Path: vol.path(), Sink: store, Metrics: metrics, Logger: logger, Interval: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-
-	vol.deleteKey(t)
-	eventually(t, "the missing file is counted", func() bool {
-		return testutil.ToFloat64(metrics.reloads.WithLabelValues("unreadable")) == 1
-	})
-	// Let a few periodic checks pass over the missing file: still one report.
-	ticks := 0
-	eventually(t, "several checks pass", func() bool { ticks++; return ticks > 20 })
-	if got := testutil.ToFloat64(metrics.reloads.WithLabelValues("unreadable")); got != 1 {
-		t.Errorf("the missing file was counted %v times, want once", got)
-	}
-	errorsLogged := 0
-	for _, e := range logs.AllEntries() {
-		if e.Level == logrus.ErrorLevel && strings.Contains(e.Message, "could not read the config file") {
-			errorsLogged++
-		}
-	}
-	if errorsLogged != 1 {
-		t.Errorf("the missing file was logged %d times, want once", errorsLogged)
-	}
-	if got := poolNames(store); len(got) != 2 {
-		t.Fatalf("after the ConfigMap went away the last good config must stay: pools = %v", got)
-	}
-
-	vol.update(t, "")
-	eventually(t, "the emptied config is refused", func() bool {
-		return testutil.ToFloat64(metrics.reloads.WithLabelValues("invalid")) == 1
-	})
-	if got := poolNames(store); len(got) != 2 {
-		t.Fatalf("after the ConfigMap was emptied the last good config must stay: pools = %v", got)
-	}
 }
