@@ -133,9 +133,7 @@ func (ca *CA) KeyPEM() []byte { return slices.Clone(ca.keyPEM) }
 func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
 
 // IssueServing signs a serving certificate, with a new ECDSA P-256 key, for
-// the Service service in namespace. Its DNS names are the four names the
-// Service answers to inside the cluster (<service>, <service>.<namespace>,
-// <service>.<namespace>.svc, <service>.<namespace>.svc.cluster.local) plus
+// the Service service in namespace. Its DNS names are ServiceDNSNames plus
 // extraDNS; extraIPs become IP names (for example 127.0.0.1 for local runs).
 func (ca *CA) IssueServing(service, namespace string, extraDNS []string, extraIPs []net.IP, validity time.Duration) (certPEM, keyPEM []byte, err error) {
 	if msgs := validation.IsDNS1035Label(service); len(msgs) > 0 {
@@ -144,12 +142,7 @@ func (ca *CA) IssueServing(service, namespace string, extraDNS []string, extraIP
 	if msgs := validation.IsDNS1123Label(namespace); len(msgs) > 0 {
 		return nil, nil, fmt.Errorf("namespace %q is not valid: %s; pass the namespace of the webhook's Service", namespace, strings.Join(msgs, "; "))
 	}
-	dnsNames := []string{
-		service,
-		service + "." + namespace,
-		service + "." + namespace + ".svc",
-		service + "." + namespace + ".svc.cluster.local",
-	}
+	dnsNames := ServiceDNSNames(service, namespace)
 	for _, name := range extraDNS {
 		if strings.TrimSpace(name) == "" {
 			return nil, nil, errors.New("an extra DNS name is empty; remove it or give the name the webhook is reached by")
@@ -176,6 +169,18 @@ func (ca *CA) IssueServing(service, namespace string, extraDNS []string, extraIP
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	return ca.issue(tmpl, validity)
+}
+
+// ServiceDNSNames are the four names a Service answers to inside the cluster:
+// <service>, <service>.<namespace>, <service>.<namespace>.svc and
+// <service>.<namespace>.svc.cluster.local.
+func ServiceDNSNames(service, namespace string) []string {
+	return []string{
+		service,
+		service + "." + namespace,
+		service + "." + namespace + ".svc",
+		service + "." + namespace + ".svc.cluster.local",
+	}
 }
 
 // issue fills in the serial, lifetime and basic constraints of tmpl, signs

@@ -5,6 +5,8 @@ package scheduling
 // plan command use ApplyTo, so the meaning is tested in one place.
 
 import (
+	"slices"
+
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 )
@@ -34,20 +36,15 @@ func ApplyTo(spec *corev1.PodSpec, ch Changes) {
 	for _, t := range ch.Tolerations {
 		spec.Tolerations = append(spec.Tolerations, *t.DeepCopy())
 	}
-	if ch.HostIPC != nil {
-		spec.HostIPC = *ch.HostIPC
-	}
-	if ch.HostNetwork != nil {
-		spec.HostNetwork = *ch.HostNetwork
-	}
-	if ch.HostUsers != nil {
-		v := *ch.HostUsers
-		spec.HostUsers = &v
+	for i := range HostNamespaces {
+		if v := *HostNamespaces[i].Change(&ch); v != nil {
+			HostNamespaces[i].Set(spec, *v)
+		}
 	}
 	if len(ch.DroppedSysctls) > 0 && spec.SecurityContext != nil {
 		kept := spec.SecurityContext.Sysctls[:0:0]
 		for _, s := range spec.SecurityContext.Sysctls {
-			if !containsString(ch.DroppedSysctls, s.Name) {
+			if !slices.Contains(ch.DroppedSysctls, s.Name) {
 				kept = append(kept, s)
 			}
 		}

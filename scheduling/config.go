@@ -35,7 +35,6 @@ const (
 )
 
 var (
-	clashModes         = []ClashMode{ClashStrip, ClashDropSysctls, ClashFlag}
 	unplaceablePolices = []UnplaceablePolicy{UnplaceableDeny, UnplaceableWarn}
 	allowlistSources   = []string{AllowlistFromConfigz, AllowlistFromAnnotation}
 	taintEffects       = []corev1.TaintEffect{corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute}
@@ -69,19 +68,14 @@ func ParseConfig(data []byte) (*PlacementConfig, error) {
 	return &c, nil
 }
 
-// Default fills the policy defaults of DESIGN.md: hostIPC strip (an IPC sysctl is the
-// point of the pod, hostIPC is usually incidental), hostNetwork flag (stripping it
-// would change the pod's networking), hostUsers flag, unplaceable deny (a pod no
-// kubelet admits loops forever in its ReplicaSet).
+// Default fills the policy defaults: each host namespace's DefaultMode (see
+// HostNamespaces) and unplaceable deny (a pod no kubelet admits loops forever in its
+// ReplicaSet).
 func (c *PlacementConfig) Default() {
-	if c.Policy.HostIPC == "" {
-		c.Policy.HostIPC = ClashStrip
-	}
-	if c.Policy.HostNetwork == "" {
-		c.Policy.HostNetwork = ClashFlag
-	}
-	if c.Policy.HostUsers == "" {
-		c.Policy.HostUsers = ClashFlag
+	for i := range HostNamespaces {
+		if mode := HostNamespaces[i].Mode(&c.Policy); *mode == "" {
+			*mode = HostNamespaces[i].DefaultMode
+		}
 	}
 	if c.Policy.Unplaceable == "" {
 		c.Policy.Unplaceable = UnplaceableDeny
@@ -141,13 +135,7 @@ func validatePools(pools []Pool, path *field.Path) field.ErrorList {
 
 func (p *Pool) validate(path *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	if p.Name == "" {
-		errs = append(errs, field.Required(path.Child("name"), "name the pool; namespaces list pools by name"))
-	} else {
-		for _, msg := range validation.IsDNS1123Subdomain(p.Name) {
-			errs = append(errs, field.Invalid(path.Child("name"), p.Name, msg))
-		}
-	}
+	errs = append(errs, validateName(p.Name, path.Child("name"), "name the pool; namespaces list pools by name", validation.IsDNS1123Subdomain)...)
 	if len(p.NodeSelector) == 0 {
 		errs = append(errs, field.Required(path.Child("nodeSelector"), "give at least one node label; an empty selector would match every node"))
 	} else {
@@ -171,15 +159,22 @@ func (p *Pool) validate(path *field.Path) field.ErrorList {
 	return errs
 }
 
+// validateName reports an empty name as required, saying what to write, and every
+// problem check (an apimachinery validation) finds in a given one.
+func validateName(name string, path *field.Path, required string, check func(string) []string) field.ErrorList {
+	if name == "" {
+		return field.ErrorList{field.Required(path, required)}
+	}
+	var errs field.ErrorList
+	for _, msg := range check(name) {
+		errs = append(errs, field.Invalid(path, name, msg))
+	}
+	return errs
+}
+
 func validateTaint(t corev1.Taint, path *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	if t.Key == "" {
-		errs = append(errs, field.Required(path.Child("key"), "a taint needs a key"))
-	} else {
-		for _, msg := range validation.IsQualifiedName(t.Key) {
-			errs = append(errs, field.Invalid(path.Child("key"), t.Key, msg))
-		}
-	}
+	errs = append(errs, validateName(t.Key, path.Child("key"), "a taint needs a key", validation.IsQualifiedName)...)
 	for _, msg := range validation.IsValidLabelValue(t.Value) {
 		errs = append(errs, field.Invalid(path.Child("value"), t.Value, msg))
 	}
@@ -187,6 +182,13 @@ func validateTaint(t corev1.Taint, path *field.Path) field.ErrorList {
 		errs = append(errs, field.NotSupported(path.Child("effect"), t.Effect, taintEffects))
 	}
 	return errs
+}
+
+// ValidateSysctlPattern checks one allowedUnsafeSysctls entry by the rules a config
+// pool's entries are checked by; discovery checks the allowlists it reads from kubelets
+// and Nodes with it.
+func ValidateSysctlPattern(pattern string) error {
+	return validateSysctlPattern(pattern, field.NewPath("allowedUnsafeSysctls")).ToAggregate()
 }
 
 // validateSysctlPattern applies the kubelet's own rules for allowedUnsafeSysctls
@@ -215,12 +217,10 @@ func validateSysctlPattern(s string, path *field.Path) field.ErrorList {
 
 func (p Policy) validate(path *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	for _, m := range []struct {
-		name string
-		mode ClashMode
-	}{{"hostIPC", p.HostIPC}, {"hostNetwork", p.HostNetwork}, {"hostUsers", p.HostUsers}} {
-		if !validClashMode(m.mode) {
-			errs = append(errs, field.NotSupported(path.Child(m.name), m.mode, clashModes))
+	for i := range HostNamespaces {
+		h := &HostNamespaces[i]
+		if mode := *h.Mode(&p); !mode.Valid() {
+			errs = append(errs, field.NotSupported(path.Child(h.Field), mode, ClashModes))
 		}
 	}
 	if !validUnplaceable(p.Unplaceable) {
@@ -231,21 +231,11 @@ func (p Policy) validate(path *field.Path) field.ErrorList {
 
 func (d *Discovery) validate(path *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	if d.PoolLabel == "" {
-		errs = append(errs, field.Required(path.Child("poolLabel"), "name the node label that groups nodes into pools, e.g. cloud.google.com/gke-nodepool"))
-	} else {
-		for _, msg := range validation.IsQualifiedName(d.PoolLabel) {
-			errs = append(errs, field.Invalid(path.Child("poolLabel"), d.PoolLabel, msg))
-		}
-	}
+	errs = append(errs, validateName(d.PoolLabel, path.Child("poolLabel"), "name the node label that groups nodes into pools, e.g. cloud.google.com/gke-nodepool", validation.IsQualifiedName)...)
 	if d.AllowlistFrom != AllowlistFromConfigz && d.AllowlistFrom != AllowlistFromAnnotation {
 		errs = append(errs, field.NotSupported(path.Child("allowlistFrom"), d.AllowlistFrom, allowlistSources))
 	}
 	return errs
-}
-
-func validClashMode(m ClashMode) bool {
-	return m == ClashStrip || m == ClashDropSysctls || m == ClashFlag
 }
 
 func validUnplaceable(u UnplaceablePolicy) bool {

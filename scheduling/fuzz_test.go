@@ -14,7 +14,7 @@ import (
 )
 
 // FuzzPlan builds a pod from JSON and a namespace from a byte of settings, plans it
-// against testdata/config.yaml and checks the promises of DESIGN.md: Plan never
+// against testdata/config.yaml and checks the promises of docs/design.md: Plan never
 // panics, its output is idempotent, it never removes a user's nodeSelector entry,
 // required affinity requirement or toleration, and it never widens the set of nodes
 // (by labels) the pod may land on.

@@ -114,3 +114,26 @@ func boolPtr(b bool) *bool { return &b }
 func tol(key, value string, effect corev1.TaintEffect) corev1.Toleration {
 	return corev1.Toleration{Key: key, Operator: corev1.TolerationOpEqual, Value: value, Effect: effect}
 }
+
+// newPlanner prepares a planner the way Plan does before the step under test: the
+// sysctls classified, the pod's required affinity parsed and the namespace's pool list
+// read.
+func newPlanner(cfg *Compiled, ns Namespace, pod *corev1.Pod) *planner {
+	p := &planner{in: Input{Pod: pod, Namespace: ns, Config: cfg}, c: cfg, pod: pod}
+	p.d.Allowed = true
+	if pod.Spec.SecurityContext != nil {
+		p.sysctls = classify(nil, pod.Spec.SecurityContext.Sysctls)
+	}
+	p.parseAffinity()
+	p.poolList, p.hasPoolList = ns.Annotations[AnnotationPools]
+	return p
+}
+
+// poolNames returns the names of the pools at the indexes.
+func poolNames(cfg *Compiled, indexes []int) []string {
+	names := []string{}
+	for _, i := range indexes {
+		names = append(names, cfg.pools[i].name)
+	}
+	return names
+}

@@ -118,7 +118,11 @@ func parseLenientVersion(s string) (*version.Version, error) {
 	return v, nil
 }
 
-// parseKubeletVersion returns nil for "" (the newest kubelet).
+// parseKubeletVersion returns nil for "": an unknown kubelet is the newest this build
+// knows. That is the rule where nothing else is known; discovery, which knows the
+// cluster's kubelets, gives an unversioned config pool their version instead
+// (discovery.Merge), so a pool is never credited with a sysctl no kubelet of the
+// cluster allows.
 func parseKubeletVersion(s string) (*version.Version, error) {
 	if s == "" {
 		return nil, nil

@@ -39,18 +39,6 @@ const (
 	LabelPlaced = AnnotationPrefix + "placed"
 )
 
-// ClashMode says how a clash between a host namespace and namespaced sysctls is resolved.
-type ClashMode string
-
-const (
-	// ClashStrip sets the host-namespace field to false.
-	ClashStrip ClashMode = "strip"
-	// ClashDropSysctls removes the clashing sysctls and keeps the host namespace.
-	ClashDropSysctls ClashMode = "drop-sysctls"
-	// ClashFlag changes nothing; it warns and audits (and, for User clashes, denies).
-	ClashFlag ClashMode = "flag"
-)
-
 // UnplaceablePolicy says what happens to a pod no pool can run.
 type UnplaceablePolicy string
 
@@ -77,7 +65,9 @@ type Pool struct {
 	Taints               []corev1.Taint    `json:"taints,omitempty"`
 	AllowedUnsafeSysctls []string          `json:"allowedUnsafeSysctls,omitempty"`
 	// KubeletVersion and KernelVersion decide which built-in safe sysctls the kubelet
-	// allows. Empty means the newest kubelet on a modern kernel.
+	// allows. Empty means the newest kubelet on a modern kernel; with discovery, an
+	// empty KubeletVersion is filled from the Nodes (discovery.Merge), so the newest is
+	// the newest the cluster runs.
 	KubeletVersion string `json:"kubeletVersion,omitempty"`
 	KernelVersion  string `json:"kernelVersion,omitempty"`
 	// Priority breaks ties: among candidates, only those with the highest priority are used.
@@ -176,6 +166,13 @@ type Changes struct {
 	DroppedSysctls []string `json:"droppedSysctls,omitempty"`
 }
 
+// IsEmpty reports whether applying the changes would change nothing; the webhook
+// sends no patch then.
+func (c Changes) IsEmpty() bool {
+	return len(c.NodeSelector) == 0 && len(c.AffinityTerms) == 0 && len(c.Tolerations) == 0 &&
+		c.HostIPC == nil && c.HostNetwork == nil && c.HostUsers == nil && len(c.DroppedSysctls) == 0
+}
+
 // Audit is the JSON record in the sysctl-placement.io/placement annotation.
 type Audit struct {
 	Pools          []string                  `json:"pools,omitempty"`
@@ -197,3 +194,35 @@ type HostNamespaceChange struct {
 	// Sysctls are the clashing sysctls.
 	Sysctls []string `json:"sysctls"`
 }
+
+// Reasons, in Decision.Reason and Audit.Reason. They are stable strings: dashboards and
+// Events key on them.
+const (
+	// ReasonNoPod: the input had no pod (a caller bug, never a user's).
+	ReasonNoPod = "NoPod"
+	// ReasonNoConfig: the input had no compiled configuration.
+	ReasonNoConfig = "NoConfig"
+	// ReasonNamespaceNotEnabled: the namespace lacks sysctl-placement.io/enabled: "true".
+	ReasonNamespaceNotEnabled = "NamespaceNotEnabled"
+	// ReasonPodOptedOut: the pod carries sysctl-placement.io/skip: "true".
+	ReasonPodOptedOut = "PodOptedOut"
+	// ReasonNoSysctls: the pod asks for no sysctls.
+	ReasonNoSysctls = "NoSysctls"
+	// ReasonNodeNameSet: spec.nodeName is set (static or mirror pod, or bound by hand).
+	ReasonNodeNameSet = "NodeNameSet"
+	// ReasonTemplate: a workload template; only host-namespace clashes were resolved.
+	ReasonTemplate = "Template"
+	// ReasonHostUsersConflict: a User-namespace sysctl in the host user namespace,
+	// flagged, so the pod is denied.
+	ReasonHostUsersConflict = "HostUsersConflict"
+	// ReasonAllSysctlsDropped: every sysctl was dropped by drop-sysctls; nothing to place.
+	ReasonAllSysctlsDropped = "AllSysctlsDropped"
+	// ReasonSafeSysctlsOnly: the remaining sysctls are allowed on every node.
+	ReasonSafeSysctlsOnly = "SafeSysctlsOnly"
+	// ReasonAlreadyPlaced: the pod's own constraints already keep it on allowing pools.
+	ReasonAlreadyPlaced = "AlreadyPlaced"
+	// ReasonUnplaceable: no pool can run the pod.
+	ReasonUnplaceable = "Unplaceable"
+	// ReasonPlaced: Changes place the pod on allowing pools.
+	ReasonPlaced = "Placed"
+)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/sysctl-placement/sysctl-placement/deploy"
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
+	"github.com/sysctl-placement/sysctl-placement/webhook/config"
+	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
 )
 
 // servedEnv wires the handlers as `serve` does: a JSON logrus logger at info level
@@ -18,7 +20,7 @@ import (
 // per-admission log line and kubewebhook's logger cost on top.
 func servedEnv(b *testing.B) testEnv {
 	b.Helper()
-	compiled, err := CompileConfig(deploy.ExampleConfig)
+	compiled, err := config.Compile(deploy.ExampleConfig)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -28,8 +30,8 @@ func servedEnv(b *testing.B) testEnv {
 	log := l.WithField("version", "bench")
 	reg := prometheus.NewRegistry()
 	cfg := Config{
-		Config:     NewConfigStore(compiled),
-		Namespaces: StaticNamespaces{"team": {Name: "team", Labels: map[string]string{scheduling.LabelEnabled: "true"}}},
+		Config:     config.NewStore(compiled),
+		Namespaces: namespaces.Static{"team": {Name: "team", Labels: map[string]string{scheduling.LabelEnabled: "true"}}},
 		Metrics:    NewMetrics(reg),
 		Logger:     log,
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/sysctl-placement/sysctl-placement/deploy"
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
+	"github.com/sysctl-placement/sysctl-placement/webhook/config"
+	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
 )
 
 // testEnv is the example config (deploy/examples/placement-config.yaml: pools ipc,
@@ -26,7 +28,7 @@ type testEnv struct {
 
 func newTestEnv(t testing.TB, nsAnnotations map[string]string) testEnv {
 	t.Helper()
-	compiled, err := CompileConfig(deploy.ExampleConfig)
+	compiled, err := config.Compile(deploy.ExampleConfig)
 	if err != nil {
 		t.Fatalf("example config: %v", err)
 	}
@@ -41,8 +43,8 @@ func newTestEnv(t testing.TB, nsAnnotations map[string]string) testEnv {
 func newTestEnvWithConfig(t testing.TB, compiled *scheduling.Compiled, ann map[string]string) testEnv {
 	t.Helper()
 	cfg := Config{
-		Config: NewConfigStore(compiled),
-		Namespaces: StaticNamespaces{
+		Config: config.NewStore(compiled),
+		Namespaces: namespaces.Static{
 			"team":  {Name: "team", Annotations: ann},
 			"other": {Name: "other"},
 		},

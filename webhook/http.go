@@ -9,15 +9,28 @@ import (
 	"mime"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	kwhhttp "github.com/slok/kubewebhook/v2/pkg/http"
 	kwhlog "github.com/slok/kubewebhook/v2/pkg/log"
+	kwhprometheus "github.com/slok/kubewebhook/v2/pkg/metrics/prometheus"
 	kwhwebhook "github.com/slok/kubewebhook/v2/pkg/webhook"
 )
 
 // MaxRequestBodyBytes is the largest AdmissionReview accepted: kubewebhook's own limit
 // (twice the API server's 3 MiB request limit).
 const MaxRequestBodyBytes = kwhhttp.MaxRequestBodyBytes
+
+// NewRecorder registers kubewebhook's per-review metrics (latency and count by
+// webhook and outcome) on reg, for HandlerConfig.Recorder; one recorder serves both
+// handlers.
+func NewRecorder(reg prometheus.Registerer) (kwhwebhook.MetricsRecorder, error) {
+	r, err := kwhprometheus.NewRecorder(kwhprometheus.RecorderConfig{Registry: reg})
+	if err != nil {
+		return nil, fmt.Errorf("could not register webhook metrics: %w", err)
+	}
+	return r, nil
+}
 
 // HandlerConfig configures an admission HTTP handler.
 type HandlerConfig struct {

@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
@@ -12,7 +14,6 @@ type Metrics struct {
 	placements    *prometheus.CounterVec
 	hostNamespace *prometheus.CounterVec
 	denials       *prometheus.CounterVec
-	configReloads *prometheus.CounterVec
 }
 
 // NewMetrics registers the counters on reg.
@@ -24,18 +25,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"pool"}),
 		hostNamespace: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sysctl_placement_host_namespace_clashes_total",
-			Help: "Host-namespace clashes with namespaced sysctls, by field (hostIPC, hostNetwork, hostUsers) and how they were resolved (strip, drop-sysctls, flag).",
+			Help: "Host-namespace clashes with namespaced sysctls, by field (" + strings.Join(scheduling.HostNamespaceFields(), ", ") +
+				") and how they were resolved (" + strings.Join(scheduling.ClashModeNames(), ", ") + ").",
 		}, []string{"field", "mode"}),
 		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sysctl_placement_denials_total",
 			Help: "Objects the validating webhook rejected, by outcome (Unplaceable, Conflict).",
 		}, []string{"outcome"}),
-		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sysctl_placement_config_reloads_total",
-			Help: "Configuration file loads, by result (success, invalid, unreadable: the file is gone or cannot be read; the last good config stays in force).",
-		}, []string{"result"}),
 	}
-	reg.MustRegister(m.placements, m.hostNamespace, m.denials, m.configReloads)
+	reg.MustRegister(m.placements, m.hostNamespace, m.denials)
 	return m
 }
 
@@ -61,23 +59,4 @@ func (m *Metrics) observeDenial(d *scheduling.Decision) {
 		return
 	}
 	m.denials.WithLabelValues(string(d.Outcome)).Inc()
-}
-
-// ObserveConfigReload counts one configuration load.
-func (m *Metrics) ObserveConfigReload(ok bool) {
-	if m == nil {
-		return
-	}
-	result := "success"
-	if !ok {
-		result = "invalid"
-	}
-	m.configReloads.WithLabelValues(result).Inc()
-}
-
-func (m *Metrics) observeConfigUnreadable() {
-	if m == nil {
-		return
-	}
-	m.configReloads.WithLabelValues("unreadable").Inc()
 }

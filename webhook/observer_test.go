@@ -11,6 +11,8 @@ import (
 
 	"github.com/sysctl-placement/sysctl-placement/deploy"
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
+	"github.com/sysctl-placement/sysctl-placement/webhook/config"
+	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
 )
 
 // recordingObserver remembers what the webhooks told it.
@@ -35,13 +37,13 @@ func (o *recordingObserver) TemplateChanged(c ChangedTemplate) {
 // observedWebhooks builds both webhooks on the example config with obs as observer.
 func observedWebhooks(t *testing.T, obs WorkloadObserver) (*Mutator, *Validator) {
 	t.Helper()
-	compiled, err := CompileConfig(deploy.ExampleConfig)
+	compiled, err := config.Compile(deploy.ExampleConfig)
 	if err != nil {
 		t.Fatalf("example config: %v", err)
 	}
 	cfg := Config{
-		Config:     NewConfigStore(compiled),
-		Namespaces: StaticNamespaces{"team": {Name: "team", Annotations: map[string]string{scheduling.AnnotationEnabled: "true"}}},
+		Config:     config.NewStore(compiled),
+		Namespaces: namespaces.Static{"team": {Name: "team", Annotations: map[string]string{scheduling.AnnotationEnabled: "true"}}},
 		Workloads:  obs,
 	}
 	m, err := NewMutator(cfg)

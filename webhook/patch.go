@@ -2,7 +2,8 @@ package webhook
 
 import (
 	"encoding/json"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -73,14 +74,10 @@ func pointerEscape(key string) string {
 // addSpecChanges appends the operations for ch against spec, located at paths.spec.
 func (b *patchBuilder) addSpecChanges(paths podPaths, spec *corev1.PodSpec, ch scheduling.Changes) {
 	b.dropSysctls(paths.spec, spec, ch.DroppedSysctls)
-	if ch.HostIPC != nil {
-		b.add(paths.spec+"/hostIPC", *ch.HostIPC)
-	}
-	if ch.HostNetwork != nil {
-		b.add(paths.spec+"/hostNetwork", *ch.HostNetwork)
-	}
-	if ch.HostUsers != nil {
-		b.add(paths.spec+"/hostUsers", *ch.HostUsers)
+	for i := range scheduling.HostNamespaces {
+		if v := *scheduling.HostNamespaces[i].Change(&ch); v != nil {
+			b.add(paths.spec+"/"+scheduling.HostNamespaces[i].Field, *v)
+		}
 	}
 	b.addNodeSelector(paths.spec, spec, ch.NodeSelector)
 	b.addAffinityTerms(paths.spec, spec, ch.AffinityTerms)
@@ -112,7 +109,7 @@ func (b *patchBuilder) addNodeSelector(specPath string, spec *corev1.PodSpec, en
 		b.add(specPath+"/nodeSelector", entries)
 		return
 	}
-	for _, k := range sortedKeys(entries) {
+	for _, k := range slices.Sorted(maps.Keys(entries)) {
 		b.add(specPath+"/nodeSelector/"+pointerEscape(k), entries[k])
 	}
 }
@@ -197,16 +194,7 @@ func (b *patchBuilder) addMetadataEntries(metadataPath, field string, existing m
 		b.add(metadataPath+"/"+field, entries)
 		return
 	}
-	for _, k := range sortedKeys(entries) {
+	for _, k := range slices.Sorted(maps.Keys(entries)) {
 		b.add(metadataPath+"/"+field+"/"+pointerEscape(k), entries[k])
 	}
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

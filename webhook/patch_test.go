@@ -15,6 +15,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
+	"github.com/sysctl-placement/sysctl-placement/webhook/config"
+	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
 )
 
 // The engine's golden pods (scheduling/testdata) double as the webhook's: for each,
@@ -39,7 +41,7 @@ func goldenConfig(t testing.TB) *scheduling.Compiled {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := CompileConfig(data)
+	c, err := config.Compile(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +87,7 @@ func asPodObject(in goldenInput) (object string, kind metav1.GroupVersionKind) {
 // patched object's pod spec with ApplyTo of the engine's own decision.
 func checkPatchMatchesApplyTo(t *testing.T, compiled *scheduling.Compiled, ns scheduling.Namespace, object string, kind metav1.GroupVersionKind) {
 	t.Helper()
-	cfg := Config{Config: NewConfigStore(compiled), Namespaces: StaticNamespaces{ns.Name: ns}}
+	cfg := Config{Config: config.NewStore(compiled), Namespaces: namespaces.Static{ns.Name: ns}}
 	m, err := NewMutator(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -146,15 +148,20 @@ func normalise(spec corev1.PodSpec) corev1.PodSpec {
 	return out
 }
 
-func TestThePatchOfEveryGoldenPodGivesTheSamePodAsApplyTo(t *testing.T) {
+// forEveryGoldenPod runs check on each of the engine's golden pods, as a subtest.
+func forEveryGoldenPod(t *testing.T, check func(t *testing.T, compiled *scheduling.Compiled, ns scheduling.Namespace, object string, kind metav1.GroupVersionKind)) {
 	compiled := goldenConfig(t)
 	for name, in := range readGoldenInputs(t) {
 		t.Run(name, func(t *testing.T) {
 			ns := scheduling.Namespace{Name: in.Namespace.Name, Labels: in.Namespace.Labels, Annotations: in.Namespace.Annotations}
 			object, kind := asPodObject(in)
-			checkPatchMatchesApplyTo(t, compiled, ns, object, kind)
+			check(t, compiled, ns, object, kind)
 		})
 	}
+}
+
+func TestThePatchOfEveryGoldenPodGivesTheSamePodAsApplyTo(t *testing.T) {
+	forEveryGoldenPod(t, checkPatchMatchesApplyTo)
 }
 
 func TestSeveralCandidatePoolsAreANDedIntoEveryExistingTerm(t *testing.T) {

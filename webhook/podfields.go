@@ -9,8 +9,9 @@ import (
 // pod's containers, volumes and env are most of its JSON and nothing here reads them.
 // They hold every field that scheduling.Plan, the JSON patch (which must know what
 // exists) and the WorkloadObserver read; a field Plan starts reading must be added
-// here, and TestTheNarrowDecodeDecidesAsTheFullDecode catches one that is not (for
-// the golden pods that use it). The API server has decoded and validated the object
+// here, and podfields_test.go's
+// TestPlanningTheNarrowDecodeGivesTheSameDecisionAsTheFullDecodeForEveryGoldenPod
+// catches one that is not (for the golden pods that use it). The API server has decoded and validated the object
 // before it calls a webhook, so a malformed field this decode skips cannot arrive
 // from it.
 

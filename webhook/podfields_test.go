@@ -80,14 +80,7 @@ func checkNarrowDecidesAsFull(t *testing.T, compiled *scheduling.Compiled, ns sc
 }
 
 func TestPlanningTheNarrowDecodeGivesTheSameDecisionAsTheFullDecodeForEveryGoldenPod(t *testing.T) {
-	compiled := goldenConfig(t)
-	for name, in := range readGoldenInputs(t) {
-		t.Run(name, func(t *testing.T) {
-			ns := scheduling.Namespace{Name: in.Namespace.Name, Labels: in.Namespace.Labels, Annotations: in.Namespace.Annotations}
-			object, kind := asPodObject(in)
-			checkNarrowDecidesAsFull(t, compiled, ns, object, kind)
-		})
-	}
+	forEveryGoldenPod(t, checkNarrowDecidesAsFull)
 }
 
 // Fields the golden pods do not use: a controller, hostPID, pod anti-affinity next to

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/sirupsen/logrus"
 	"github.com/slok/kubewebhook/v2/pkg/model"
@@ -16,14 +17,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
+	"github.com/sysctl-placement/sysctl-placement/webhook/config"
+	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
 )
 
 // Config holds what both webhooks need.
 type Config struct {
 	// Config is the placement configuration in force (required).
-	Config ConfigSource
+	Config config.Source
 	// Namespaces gives namespace labels and annotations from memory (required).
-	Namespaces NamespaceSource
+	Namespaces namespaces.Source
 	// Metrics counts decisions; nil counts nothing.
 	Metrics *Metrics
 	// Logger gets one line per admission; nil logs nothing.
@@ -42,15 +45,11 @@ func (c *Config) defaults() error {
 	}
 	if c.Logger == nil {
 		l := logrus.New()
-		l.Out = nopWriter{}
+		l.Out = io.Discard
 		c.Logger = l
 	}
 	return nil
 }
-
-type nopWriter struct{}
-
-func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 // planner holds the steps both webhooks share: decode, look up the namespace, plan.
 type planner struct {
@@ -140,7 +139,7 @@ func (m *Mutator) Review(_ context.Context, ar model.AdmissionReview) (model.Adm
 		// The mutating webhook cannot deny with a message; the validating webhook
 		// denies the same object with this error. Admit unchanged and say so.
 		m.cfg.Logger.WithFields(logrus.Fields{"uid": ar.ID, "namespace": ar.Namespace}).WithError(err).Error("could not plan placement")
-		return &model.MutatingAdmissionResponse{JSONPatchPatch: emptyPatch, Warnings: []string{warningPrefix + "could not plan placement: " + truncate(err.Error(), 80)}}, nil
+		return &model.MutatingAdmissionResponse{JSONPatchPatch: emptyPatch, Warnings: []string{scheduling.WarningPrefix + "could not plan placement: " + scheduling.Truncate(err.Error(), 80)}}, nil
 	}
 	m.log("mutate", ar, obj, d)
 	if d == nil {
@@ -156,8 +155,6 @@ func (m *Mutator) Review(_ context.Context, ar model.AdmissionReview) (model.Adm
 	m.observeTemplateChange(ar, obj, d, patch)
 	return &model.MutatingAdmissionResponse{JSONPatchPatch: patch, Warnings: d.Warnings}, nil
 }
-
-const warningPrefix = "sysctl-placement: "
 
 // mutationPatch turns a decision into JSON patch operations on the admitted object.
 func mutationPatch(obj *admittedObject, d *scheduling.Decision) ([]byte, error) {
@@ -207,7 +204,7 @@ func (v *Validator) Review(_ context.Context, ar model.AdmissionReview) (model.A
 	obj, d, err := v.plan(ar)
 	if err != nil {
 		v.cfg.Logger.WithFields(logrus.Fields{"uid": ar.ID, "namespace": ar.Namespace}).WithError(err).Error("could not plan placement")
-		return &model.ValidatingAdmissionResponse{Allowed: false, Message: "sysctl-placement: could not plan placement: " + err.Error()}, nil
+		return &model.ValidatingAdmissionResponse{Allowed: false, Message: scheduling.WarningPrefix + "could not plan placement: " + err.Error()}, nil
 	}
 	v.log("validate", ar, obj, d)
 	if d == nil || d.Allowed {
@@ -220,12 +217,4 @@ func (v *Validator) Review(_ context.Context, ar model.AdmissionReview) (model.A
 	}
 	v.observeDenial(ar, obj, d)
 	return &model.ValidatingAdmissionResponse{Allowed: false, Message: d.Message}, nil
-}
-
-// truncate shortens s to at most n bytes (warnings must stay short).
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
 }

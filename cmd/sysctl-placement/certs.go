@@ -9,9 +9,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,30 +16,20 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/util/cert"
 
 	"github.com/sysctl-placement/sysctl-placement/certs"
 )
 
-// Keys of the TLS Secret and file names of --write-dir. tls.crt, tls.key and ca.crt
-// are the kubernetes.io/tls conventions (cert-manager writes the same); ca.key keeps
-// the CA so that a renewed serving certificate needs no new caBundle.
 const (
-	keyCACert    = "ca.crt"
-	keyCAKey     = "ca.key"
-	keyTLSCert   = corev1.TLSCertKey
-	keyTLSKey    = corev1.TLSPrivateKeyKey
 	caCommonName = "sysctl-placement-ca"
 
 	// certManagerCertificateAnnotation marks a Secret that cert-manager writes.
@@ -181,7 +168,7 @@ func (o *certsOptions) ensureCluster(ctx context.Context, client kubernetes.Inte
 	if current != nil {
 		data = current.Data
 	}
-	want, reasons, err := o.ensureMaterial(data, time.Now())
+	want, reasons, err := certs.EnsureMaterial(data, o.materialPolicy(), time.Now())
 	if err != nil {
 		return err
 	}
@@ -216,18 +203,16 @@ func (o *certsOptions) ensureCluster(ctx context.Context, client kubernetes.Inte
 		fmt.Fprintf(out, "Secret %s is up to date\n", ref)
 	}
 
-	bundle := want[keyCACert]
-	if o.mutatingWebhook != "" {
-		if err := o.patchMutating(ctx, client, bundle, out); err != nil {
-			return err
+	err = certs.SetCABundle(ctx, client, certs.WebhookConfigurations{Mutating: o.mutatingWebhook, Validating: o.validatingWebhook}, want[certs.KeyCACert], out)
+	var missing *certs.ConfigurationNotFoundError
+	if errors.As(err, &missing) {
+		flagName := "--mutating-webhook"
+		if missing.Kind == "ValidatingWebhookConfiguration" {
+			flagName = "--validating-webhook"
 		}
+		return fmt.Errorf("%w: apply the manifests first (kubectl apply -k deploy/overlays/self-signed), or pass %s with its name, or %s='' to skip it", err, flagName, flagName)
 	}
-	if o.validatingWebhook != "" {
-		if err := o.patchValidating(ctx, client, bundle, out); err != nil {
-			return err
-		}
-	}
-	return nil
+	return err
 }
 
 // retryHint tells the user what to do about errors that a second run fixes.
@@ -238,234 +223,19 @@ func retryHint(err error) string {
 	return ""
 }
 
-func (o *certsOptions) patchMutating(ctx context.Context, client kubernetes.Interface, bundle []byte, out io.Writer) error {
-	api := client.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	kind, name := "MutatingWebhookConfiguration", o.mutatingWebhook
-	cfg, err := api.Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return webhookConfigError(kind, name, "--mutating-webhook", err)
+// materialPolicy is the certificate policy the flags ask for.
+func (o *certsOptions) materialPolicy() certs.MaterialPolicy {
+	return certs.MaterialPolicy{
+		Service: o.service, Namespace: o.namespace, ExtraDNS: o.extraDNS, ExtraIPs: o.extraIPs,
+		CACommonName: caCommonName, Validity: o.validity, CAValidity: o.caValidity, RenewBefore: o.renewBefore,
 	}
-	entries := make([]webhookCA, len(cfg.Webhooks))
-	for i, w := range cfg.Webhooks {
-		entries[i] = webhookCA{name: w.Name, caBundle: w.ClientConfig.CABundle}
-	}
-	return patchCABundles(kind, name, entries, bundle, out, func(patch []byte) error {
-		_, err := api.Patch(ctx, name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: "sysctl-placement-certs"})
-		return err
-	})
-}
-
-func (o *certsOptions) patchValidating(ctx context.Context, client kubernetes.Interface, bundle []byte, out io.Writer) error {
-	api := client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-	kind, name := "ValidatingWebhookConfiguration", o.validatingWebhook
-	cfg, err := api.Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return webhookConfigError(kind, name, "--validating-webhook", err)
-	}
-	entries := make([]webhookCA, len(cfg.Webhooks))
-	for i, w := range cfg.Webhooks {
-		entries[i] = webhookCA{name: w.Name, caBundle: w.ClientConfig.CABundle}
-	}
-	return patchCABundles(kind, name, entries, bundle, out, func(patch []byte) error {
-		_, err := api.Patch(ctx, name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: "sysctl-placement-certs"})
-		return err
-	})
-}
-
-func webhookConfigError(kind, name, flagName string, err error) error {
-	if apierrors.IsNotFound(err) {
-		return fmt.Errorf("the %s %s was not found: apply the manifests first (kubectl apply -k deploy/overlays/self-signed), or pass %s with its name, or %s='' to skip it", kind, name, flagName, flagName)
-	}
-	return fmt.Errorf("could not read %s %s: %w", kind, name, err)
-}
-
-// webhookCA is one webhook entry's name and current caBundle.
-type webhookCA struct {
-	name     string
-	caBundle []byte
-}
-
-// patchCABundles sends one JSON patch that sets caBundle on every entry whose
-// caBundle differs from bundle, and nothing when all agree. Each change is guarded by
-// a test of the entry's name, so a configuration reordered since it was read fails
-// the patch instead of getting the bundle on the wrong entry.
-func patchCABundles(kind, name string, entries []webhookCA, bundle []byte, out io.Writer, patch func([]byte) error) error {
-	var ops []map[string]any
-	for i, e := range entries {
-		if bytes.Equal(e.caBundle, bundle) {
-			continue
-		}
-		ops = append(ops,
-			map[string]any{"op": "test", "path": fmt.Sprintf("/webhooks/%d/name", i), "value": e.name},
-			// add sets the member whether or not it exists; replace needs it to.
-			map[string]any{"op": "add", "path": fmt.Sprintf("/webhooks/%d/clientConfig/caBundle", i), "value": bundle},
-		)
-	}
-	if len(ops) == 0 {
-		fmt.Fprintf(out, "%s %s: caBundle of all %d webhooks is up to date\n", kind, name, len(entries))
-		return nil
-	}
-	body, err := json.Marshal(ops)
-	if err != nil {
-		return fmt.Errorf("could not encode the caBundle patch: %w", err)
-	}
-	if err := patch(body); err != nil {
-		return fmt.Errorf("could not set caBundle of %s %s: %w; run certs again", kind, name, err)
-	}
-	fmt.Fprintf(out, "%s %s: caBundle set on %d of %d webhooks\n", kind, name, len(ops)/2, len(entries))
-	return nil
-}
-
-// ensureMaterial returns the TLS material to keep, given what is kept now (nil or
-// partial when there is none), and the reasons for each change (none: current is
-// still good and is returned unchanged).
-//
-// The CA is replaced when it is missing, unusable, expires within --renew-before, or
-// would expire before a serving certificate it has to issue. The serving certificate
-// is replaced when it is missing, unusable, not signed by the CA, names other hosts
-// than the Service's and --host, or expires within --renew-before. A replaced CA stays
-// in ca.crt (after the current one) until it expires, so the API server keeps
-// trusting the old serving certificate until the kubelet has swapped the Secret volume.
-func (o *certsOptions) ensureMaterial(current map[string][]byte, now time.Time) (map[string][]byte, []string, error) {
-	var reasons []string
-	ca, problem := usableCA(current, now, o.renewBefore)
-	if problem != "" {
-		reasons = append(reasons, problem)
-		ca = nil
-	}
-	serving := ""
-	if ca != nil {
-		serving = o.servingProblem(current, ca, now)
-		if serving != "" && ca.Certificate().NotAfter.Before(now.Add(o.validity+time.Minute)) {
-			reasons = append(reasons, fmt.Sprintf("the CA expires at %s, before a new serving certificate would", ca.Certificate().NotAfter.Format(time.RFC3339)))
-			ca = nil
-		}
-	}
-	if ca == nil {
-		var err error
-		if ca, err = certs.NewCA(caCommonName, o.caValidity); err != nil {
-			return nil, nil, err
-		}
-		serving = "a new CA signs a new serving certificate"
-	}
-	want := map[string][]byte{
-		keyCACert:  ca.CertPEM(),
-		keyCAKey:   ca.KeyPEM(),
-		keyTLSCert: current[keyTLSCert],
-		keyTLSKey:  current[keyTLSKey],
-	}
-	if serving != "" {
-		reasons = append(reasons, serving)
-		certPEM, keyPEM, err := ca.IssueServing(o.service, o.namespace, o.extraDNS, o.extraIPs, o.validity)
-		if err != nil {
-			return nil, nil, err
-		}
-		want[keyTLSCert], want[keyTLSKey] = certPEM, keyPEM
-	}
-	// ca.crt: the CA, then earlier CAs that may still have signed a serving
-	// certificate in use somewhere, until they expire.
-	bundle := []*x509.Certificate{ca.Certificate()}
-	if old, err := cert.ParseCertsPEM(current[keyCACert]); err == nil {
-		for _, c := range old {
-			if c.IsCA && now.Before(c.NotAfter) && !slices.ContainsFunc(bundle, c.Equal) {
-				bundle = append(bundle, c)
-			}
-		}
-	}
-	pem, err := cert.EncodeCertificates(bundle...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("could not encode ca.crt: %w", err)
-	}
-	want[keyCACert] = pem
-	if len(reasons) == 0 && !bytes.Equal(pem, current[keyCACert]) {
-		reasons = append(reasons, "ca.crt had expired or foreign certificates; it now holds the CA and the earlier CAs still valid")
-	}
-	if len(reasons) == 0 {
-		return current, nil, nil
-	}
-	return want, reasons, nil
-}
-
-// usableCA loads the CA kept in current, or says why it cannot be used.
-func usableCA(current map[string][]byte, now time.Time, renewBefore time.Duration) (*certs.CA, string) {
-	if len(current[keyCACert]) == 0 || len(current[keyCAKey]) == 0 {
-		return nil, "no CA yet"
-	}
-	chain, err := cert.ParseCertsPEM(current[keyCACert])
-	if err != nil {
-		return nil, fmt.Sprintf("ca.crt is unusable (%v)", err)
-	}
-	first, err := cert.EncodeCertificates(chain[0])
-	if err != nil {
-		return nil, fmt.Sprintf("ca.crt is unusable (%v)", err)
-	}
-	ca, err := certs.LoadCA(first, current[keyCAKey])
-	if err != nil {
-		return nil, fmt.Sprintf("the CA is unusable (%v)", err)
-	}
-	if notAfter := ca.Certificate().NotAfter; notAfter.Before(now.Add(renewBefore)) {
-		return nil, fmt.Sprintf("the CA expires at %s, within --renew-before %s", notAfter.Format(time.RFC3339), renewBefore)
-	}
-	return ca, ""
-}
-
-// servingProblem says why the serving certificate in current must be replaced, or
-// returns "" when it is good.
-func (o *certsOptions) servingProblem(current map[string][]byte, ca *certs.CA, now time.Time) string {
-	if len(current[keyTLSCert]) == 0 || len(current[keyTLSKey]) == 0 {
-		return "no serving certificate yet"
-	}
-	pair, err := tls.X509KeyPair(current[keyTLSCert], current[keyTLSKey])
-	if err != nil {
-		return fmt.Sprintf("the serving certificate and key are unusable (%v)", err)
-	}
-	leaf := pair.Leaf
-	if leaf == nil {
-		if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
-			return fmt.Sprintf("the serving certificate is unusable (%v)", err)
-		}
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Certificate())
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-		return fmt.Sprintf("the serving certificate does not verify against the CA (%v)", err)
-	}
-	if want, got := o.hostNames(), certHostNames(leaf); !slices.Equal(want, got) {
-		return fmt.Sprintf("the serving certificate names %s, not %s", strings.Join(got, ","), strings.Join(want, ","))
-	}
-	if leaf.NotAfter.Before(now.Add(o.renewBefore)) {
-		return fmt.Sprintf("the serving certificate expires at %s, within --renew-before %s", leaf.NotAfter.Format(time.RFC3339), o.renewBefore)
-	}
-	return ""
-}
-
-// hostNames are the names a serving certificate must carry, sorted: those
-// certs.CA.IssueServing gives every certificate for the Service, and --host.
-func (o *certsOptions) hostNames() []string {
-	s, ns := o.service, o.namespace
-	names := []string{s, s + "." + ns, s + "." + ns + ".svc", s + "." + ns + ".svc.cluster.local"}
-	names = append(names, o.extraDNS...)
-	for _, ip := range o.extraIPs {
-		names = append(names, ip.String())
-	}
-	slices.Sort(names)
-	return slices.Compact(names)
-}
-
-func certHostNames(c *x509.Certificate) []string {
-	names := slices.Clone(c.DNSNames)
-	for _, ip := range c.IPAddresses {
-		names = append(names, ip.String())
-	}
-	slices.Sort(names)
-	return slices.Compact(names)
 }
 
 // ensureDir is ensureCluster for --write-dir: the same material in files, and no
 // caBundle (point a local client at ca.crt instead).
 func (o *certsOptions) ensureDir(out io.Writer) error {
 	current := map[string][]byte{}
-	for _, key := range []string{keyCACert, keyCAKey, keyTLSCert, keyTLSKey} {
+	for _, key := range []string{certs.KeyCACert, certs.KeyCAKey, certs.KeyTLSCert, certs.KeyTLSKey} {
 		data, err := os.ReadFile(filepath.Join(o.writeDir, key))
 		switch {
 		case errors.Is(err, os.ErrNotExist):
@@ -475,7 +245,7 @@ func (o *certsOptions) ensureDir(out io.Writer) error {
 			current[key] = data
 		}
 	}
-	want, reasons, err := o.ensureMaterial(current, time.Now())
+	want, reasons, err := certs.EnsureMaterial(current, o.materialPolicy(), time.Now())
 	if err != nil {
 		return err
 	}
@@ -491,7 +261,7 @@ func (o *certsOptions) ensureDir(out io.Writer) error {
 	for _, f := range []struct {
 		key  string
 		mode os.FileMode
-	}{{keyCACert, 0o644}, {keyTLSCert, 0o644}, {keyCAKey, 0o600}, {keyTLSKey, 0o600}} {
+	}{{certs.KeyCACert, 0o644}, {certs.KeyTLSCert, 0o644}, {certs.KeyCAKey, 0o600}, {certs.KeyTLSKey, 0o600}} {
 		if bytes.Equal(current[f.key], want[f.key]) {
 			continue
 		}

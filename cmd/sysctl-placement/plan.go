@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,16 +11,13 @@ import (
 	"os"
 	"strings"
 
-	"github.com/slok/kubewebhook/v2/pkg/model"
-	jsonpatch "gopkg.in/evanphx/json-patch.v4"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sysctl-placement/sysctl-placement/deploy"
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 	"github.com/sysctl-placement/sysctl-placement/webhook"
+	"github.com/sysctl-placement/sysctl-placement/webhook/config"
 )
 
 // planResult is one line of `plan -o json`: a stable interface other tools drive.
@@ -87,13 +83,13 @@ func runPlan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		docs = append(docs, fileDocs...)
 	}
 
-	planner, err := newOfflinePlanner(compiled, ns)
+	offline, err := webhook.NewOffline(webhook.OfflineConfig{Config: compiled, Namespace: ns})
 	if err != nil {
 		return err
 	}
 	denied := false
 	for i, doc := range docs {
-		res, err := planner.plan(doc)
+		res, err := planDocument(offline, doc)
 		if err != nil {
 			return exitError{code: 1, err: fmt.Errorf("document %d: %w", i+1, err)}
 		}
@@ -123,25 +119,12 @@ func parsePairs(pairs []string, flagName string, into map[string]string) error {
 
 // loadConfig reads and compiles a PlacementConfig file, or the embedded example.
 func loadConfig(path string) (*scheduling.Compiled, error) {
-	data := deploy.ExampleConfig
-	source := "the embedded example config"
 	if path != "" {
-		var err error
-		data, err = os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("could not read the config: %w", err)
-		}
-		source = path
+		compiled, _, err := config.LoadFile(path)
+		return compiled, err
 	}
-	cfg, err := scheduling.ParseConfig(data)
-	if err != nil {
-		return nil, fmt.Errorf("invalid config %s: %w", source, err)
-	}
-	compiled, err := scheduling.Compile(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("invalid config %s: %w", source, err)
-	}
-	return compiled, nil
+	// deploy's tests keep the embedded example valid.
+	return config.Compile(deploy.ExampleConfig)
 }
 
 // readManifest reads the documents of one -f argument.
@@ -189,88 +172,19 @@ func readDocuments(r io.Reader) ([]json.RawMessage, error) {
 	}
 }
 
-// offlinePlanner runs the webhook's own Mutator and Validator on manifests, so `plan`
-// answers exactly what admission would.
-type offlinePlanner struct {
-	mutator   *webhook.Mutator
-	validator *webhook.Validator
-	namespace string
-}
-
-func newOfflinePlanner(compiled *scheduling.Compiled, ns scheduling.Namespace) (*offlinePlanner, error) {
-	cfg := webhook.Config{
-		Config:     webhook.NewConfigStore(compiled),
-		Namespaces: webhook.StaticNamespaces{ns.Name: ns},
-	}
-	m, err := webhook.NewMutator(cfg)
-	if err != nil {
-		return nil, err
-	}
-	v, err := webhook.NewValidator(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return &offlinePlanner{mutator: m, validator: v, namespace: ns.Name}, nil
-}
-
-func (p *offlinePlanner) plan(doc json.RawMessage) (planResult, error) {
-	var tm metav1.TypeMeta
-	if err := json.Unmarshal(doc, &tm); err != nil {
-		return planResult{}, fmt.Errorf("could not decode the object: %w", err)
-	}
-	if tm.Kind == "" || tm.APIVersion == "" {
-		return planResult{}, errors.New("the object has no apiVersion or kind")
-	}
-	gv, err := schema.ParseGroupVersion(tm.APIVersion)
-	if err != nil {
-		return planResult{}, fmt.Errorf("the object's apiVersion: %w", err)
-	}
-	gvk := gv.WithKind(tm.Kind)
-	review := model.AdmissionReview{
-		ID:           "plan",
-		Namespace:    p.namespace,
-		Operation:    model.OperationCreate,
-		Version:      model.AdmissionReviewVersionV1,
-		RequestGVK:   &metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
-		NewObjectRaw: doc,
-		DryRun:       true,
-	}
-	ctx := context.Background()
-	resp, err := p.mutator.Review(ctx, review)
+// planDocument admits one document offline and shapes the result for output.
+func planDocument(offline *webhook.Offline, doc json.RawMessage) (planResult, error) {
+	admitted, err := offline.Admit(doc)
 	if err != nil {
 		return planResult{}, err
 	}
-	mutated, ok := resp.(*model.MutatingAdmissionResponse)
-	if !ok {
-		return planResult{}, fmt.Errorf("unexpected mutating response %T", resp)
-	}
-	res := planResult{Allowed: true, Warnings: mutated.Warnings, Patch: []json.RawMessage{}, Object: doc}
+	res := planResult{Allowed: admitted.Allowed, Message: admitted.Message, Warnings: admitted.Warnings, Patch: []json.RawMessage{}, Object: admitted.Object}
 	if res.Warnings == nil {
 		res.Warnings = []string{}
 	}
-	if len(mutated.JSONPatchPatch) > 0 {
-		if err := json.Unmarshal(mutated.JSONPatchPatch, &res.Patch); err != nil {
-			return planResult{}, fmt.Errorf("could not read the webhook's patch: %w", err)
-		}
-		patch, err := jsonpatch.DecodePatch(mutated.JSONPatchPatch)
-		if err != nil {
-			return planResult{}, fmt.Errorf("could not read the webhook's patch: %w", err)
-		}
-		if res.Object, err = patch.Apply(doc); err != nil {
-			return planResult{}, fmt.Errorf("could not apply the webhook's patch: %w", err)
-		}
+	if err := json.Unmarshal(admitted.Patch, &res.Patch); err != nil {
+		return planResult{}, fmt.Errorf("could not read the webhook's patch: %w", err)
 	}
-	// The validating webhook sees the object after every mutation, as in the API server.
-	review.NewObjectRaw = res.Object
-	vresp, err := p.validator.Review(ctx, review)
-	if err != nil {
-		return planResult{}, err
-	}
-	validated, ok := vresp.(*model.ValidatingAdmissionResponse)
-	if !ok {
-		return planResult{}, fmt.Errorf("unexpected validating response %T", vresp)
-	}
-	res.Allowed, res.Message = validated.Allowed, validated.Message
 	return res, nil
 }
 

@@ -7,7 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,13 +16,14 @@ import (
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
-	"github.com/sysctl-placement/sysctl-placement/webhook"
+	"github.com/sysctl-placement/sysctl-placement/webhook/config"
 	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
 )
 
@@ -176,7 +178,10 @@ func runPools(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := logrus.New()
 	log.Out = stderr
 	log.Level = logrus.ErrorLevel // problems are in the output; do not print them twice
-	combiner := discovery.NewCombiner(webhook.NewConfigStore(nil), nil, log)
+	combiner, err := discovery.NewCombiner(discovery.CombinerConfig{Sink: config.NewStore(nil), Logger: log})
+	if err != nil {
+		return exitError{code: 1, err: err}
+	}
 	combiner.Set(static)
 	d, err := do.newDiscoverer(disc, restConfig, combiner, nil, log)
 	if err != nil {
@@ -197,7 +202,7 @@ func runPools(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // poolsStaticConfig loads the config file, or an empty one (no static pools).
 func poolsStaticConfig(path string) (*scheduling.Compiled, error) {
 	if path != "" {
-		compiled, _, err := webhook.LoadConfigFile(path)
+		compiled, _, err := config.LoadFile(path)
 		return compiled, err
 	}
 	return scheduling.CompilePools(scheduling.Policy{}, nil)
@@ -256,9 +261,9 @@ func printPools(w io.Writer, report []discovery.PoolStatus, format string) error
 		for _, pr := range p.Problems {
 			kinds[string(pr.Kind)] = true
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", name, selectorText(p.NodeSelector), p.Nodes,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", name, labels.FormatLabels(p.NodeSelector), p.Nodes,
 			orNone(strings.Join(taints, ",")), orNone(p.KubeletVersion), orNone(p.KernelVersion),
-			orNone(strings.Join(p.AllowedUnsafeSysctls, ",")), p.Source, orNone(strings.Join(sortedSet(kinds), ",")))
+			orNone(strings.Join(p.AllowedUnsafeSysctls, ",")), p.Source, orNone(strings.Join(slices.Sorted(maps.Keys(kinds)), ",")))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -276,27 +281,9 @@ func printPools(w io.Writer, report []discovery.PoolStatus, format string) error
 	return nil
 }
 
-func selectorText(sel map[string]string) string {
-	var parts []string
-	for k, v := range sel {
-		parts = append(parts, k+"="+v)
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ",")
-}
-
 func orNone(s string) string {
 	if s == "" {
 		return "<none>"
 	}
 	return s
-}
-
-func sortedSet(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

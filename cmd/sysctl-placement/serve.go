@@ -18,13 +18,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
-	kwhprometheus "github.com/slok/kubewebhook/v2/pkg/metrics/prometheus"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/sysctl-placement/sysctl-placement/certs"
 	"github.com/sysctl-placement/sysctl-placement/webhook"
+	"github.com/sysctl-placement/sysctl-placement/webhook/config"
 	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
+	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
 )
 
 // serveOptions are the flags of `serve`.
@@ -124,12 +125,15 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newBuildInfoGauge(build))
 	metrics := webhook.NewMetrics(registry)
 
-	store := webhook.NewConfigStore(nil)
+	store := config.NewStore(nil)
 	// The combiner merges the config file's pools with the discovered ones; without a
 	// discovery section it passes the config through.
 	discoveryMetrics := discovery.NewMetrics(registry)
-	combiner := discovery.NewCombiner(store, discoveryMetrics, log)
-	configWatcher, err := webhook.NewConfigWatcher(o.configFile, combiner, metrics, log)
+	combiner, err := discovery.NewCombiner(discovery.CombinerConfig{Sink: store, Metrics: discoveryMetrics, Logger: log})
+	if err != nil {
+		return err
+	}
+	configWatcher, err := config.NewWatcher(config.WatcherConfig{Path: o.configFile, Sink: combiner, Metrics: config.NewMetrics(registry), Logger: log})
 	if err != nil {
 		return err
 	}
@@ -143,7 +147,10 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 	if err != nil {
 		return fmt.Errorf("could not build a Kubernetes client: %w", err)
 	}
-	namespaces := webhook.NewNamespaceCache(metaClient, o.resync)
+	namespaceCache, err := namespaces.NewCache(namespaces.CacheConfig{Client: metaClient, Resync: o.resync})
+	if err != nil {
+		return err
+	}
 	audit, err := newAuditEvents(o.events, restConfig, registry, log)
 	if err != nil {
 		return err
@@ -162,7 +169,7 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 		return err
 	}
 
-	whCfg := webhook.Config{Config: store, Namespaces: namespaces, Metrics: metrics, Logger: log, Workloads: audit.recorder}
+	whCfg := webhook.Config{Config: store, Namespaces: namespaceCache, Metrics: metrics, Logger: log, Workloads: audit.recorder}
 	mutator, err := webhook.NewMutator(whCfg)
 	if err != nil {
 		return err
@@ -171,9 +178,9 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 	if err != nil {
 		return err
 	}
-	recorder, err := kwhprometheus.NewRecorder(kwhprometheus.RecorderConfig{Registry: registry})
+	recorder, err := webhook.NewRecorder(registry)
 	if err != nil {
-		return fmt.Errorf("could not register webhook metrics: %w", err)
+		return err
 	}
 	mutateHandler, err := webhook.NewHandler(webhook.HandlerConfig{Webhook: mutator, Recorder: recorder, Logger: log})
 	if err != nil {
@@ -207,7 +214,7 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 		if store.Current() == nil {
 			return errors.New("no valid config loaded")
 		}
-		if !namespaces.HasSynced() {
+		if !namespaceCache.HasSynced() {
 			return errors.New("the namespace cache has not synced")
 		}
 		if discoverer != nil && !discoverer.FirstPassDone() {
@@ -257,7 +264,7 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 			}
 		}()
 	}
-	namespaces.Start(ctx)
+	namespaceCache.Start(ctx)
 	goRun("config watcher", func() error { return configWatcher.Run(ctx) })
 	if discoverer != nil {
 		goRun("pool discovery", func() error { return discoverer.Run(ctx) })

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -55,7 +56,7 @@ func (c *ControllerConfig) defaults() error {
 	}
 	if c.Logger == nil {
 		l := logrus.New()
-		l.Out = nopWriter{}
+		l.Out = io.Discard
 		c.Logger = l
 	}
 	if c.now == nil {

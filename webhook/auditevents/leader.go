@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -59,7 +60,7 @@ func (c *LeaderElectionConfig) defaults() error {
 	}
 	if c.Logger == nil {
 		l := logrus.New()
-		l.Out = nopWriter{}
+		l.Out = io.Discard
 		c.Logger = l
 	}
 	return nil

@@ -2,11 +2,10 @@ package auditevents
 
 import (
 	"fmt"
-	"sort"
 	"strings"
-	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 	"github.com/sysctl-placement/sysctl-placement/webhook"
@@ -122,7 +121,7 @@ func placedNote(a scheduling.Audit, sysctls []string) string {
 	}
 	var added []string
 	if len(a.NodeSelector) > 0 {
-		added = append(added, "nodeSelector "+formatSelector(a.NodeSelector))
+		added = append(added, "nodeSelector "+labels.FormatLabels(a.NodeSelector))
 	}
 	if len(a.AffinityTerms) > 0 {
 		added = append(added, "required node affinity "+formatTerms(a.AffinityTerms)+" (ANDed into existing terms)")
@@ -140,36 +139,20 @@ func placedNote(a scheduling.Audit, sysctls []string) string {
 	return truncateNote(b.String())
 }
 
+// kernelNamespace names the kernel namespace of a host-namespace field in prose.
 func kernelNamespace(field string) string {
-	switch field {
-	case "hostIPC":
-		return "IPC"
-	case "hostNetwork":
-		return "network"
-	case "hostUsers":
-		return "user"
+	if h, ok := scheduling.HostNamespaceByField(field); ok {
+		return h.Kernel
 	}
 	return field
 }
 
+// hostSetting names the host setting in force for a host-namespace field.
 func hostSetting(field string) string {
-	if field == "hostUsers" {
-		return "hostUsers unset or true"
+	if h, ok := scheduling.HostNamespaceByField(field); ok {
+		return h.Setting
 	}
 	return field + ": true"
-}
-
-func formatSelector(sel map[string]string) string {
-	keys := make([]string, 0, len(sel))
-	for k := range sel {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, k+"="+sel[k])
-	}
-	return strings.Join(parts, ",")
 }
 
 func formatTerms(terms []corev1.NodeSelectorTerm) string {
@@ -209,13 +192,5 @@ func formatToleration(t corev1.Toleration) string {
 
 // truncateNote cuts s to MaxNoteLength bytes on a character boundary.
 func truncateNote(s string) string {
-	if len(s) <= MaxNoteLength {
-		return s
-	}
-	const ellipsis = "..."
-	cut := MaxNoteLength - len(ellipsis)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + ellipsis
+	return scheduling.Truncate(s, MaxNoteLength)
 }

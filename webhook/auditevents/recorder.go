@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -58,7 +59,7 @@ func (c *RecorderConfig) defaults() error {
 	}
 	if c.Logger == nil {
 		l := logrus.New()
-		l.Out = nopWriter{}
+		l.Out = io.Discard
 		c.Logger = l
 	}
 	if c.now == nil {
@@ -69,10 +70,6 @@ func (c *RecorderConfig) defaults() error {
 	}
 	return nil
 }
-
-type nopWriter struct{}
-
-func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 // maxTrackedWorkloads bounds the memory of which workloads were reported recently.
 const maxTrackedWorkloads = 4096

@@ -20,6 +20,8 @@ import (
 	"github.com/sysctl-placement/sysctl-placement/deploy"
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 	"github.com/sysctl-placement/sysctl-placement/webhook"
+	"github.com/sysctl-placement/sysctl-placement/webhook/config"
+	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
 )
 
 // fakeClock is a settable clock for the recorder's interval.
@@ -64,13 +66,13 @@ func denialReview(owner string, dryRun bool) model.AdmissionReview {
 // validatorWith builds the validating webhook on the example config, telling r.
 func validatorWith(t *testing.T, r *Recorder) *webhook.Validator {
 	t.Helper()
-	compiled, err := webhook.CompileConfig(deploy.ExampleConfig)
+	compiled, err := config.Compile(deploy.ExampleConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
 	v, err := webhook.NewValidator(webhook.Config{
-		Config:     webhook.NewConfigStore(compiled),
-		Namespaces: webhook.StaticNamespaces{"team": {Name: "team", Annotations: map[string]string{scheduling.AnnotationEnabled: "true"}}},
+		Config:     config.NewStore(compiled),
+		Namespaces: namespaces.Static{"team": {Name: "team", Annotations: map[string]string{scheduling.AnnotationEnabled: "true"}}},
 		Workloads:  r,
 	})
 	if err != nil {
@@ -87,147 +89,149 @@ func runRecorder(t *testing.T, r *Recorder) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
-func TestAdmissionReturnsWhileTheEventsAPIBlocksForever(t *testing.T) {
-	sink := &blockingSink{release: make(chan struct{})}
-	m := NewMetrics(prometheus.NewRegistry())
-	r, err := NewRecorder(RecorderConfig{Sink: sink, Identity: "replica-a", QueueSize: 4, WriteTimeout: time.Hour, Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runRecorder(t, r)
-	v := validatorWith(t, r)
-
-	const owners = 50
-	admitted := make(chan error, 1)
-	go func() {
-		for i := range owners {
-			resp, err := v.Review(context.Background(), denialReview(fmt.Sprintf("web-%d", i), false))
-			if err != nil {
-				admitted <- err
-				return
-			}
-			if resp.(*model.ValidatingAdmissionResponse).Allowed {
-				admitted <- fmt.Errorf("pod of web-%d was admitted, want denied", i)
-				return
-			}
-		}
-		admitted <- nil
-	}()
-	select {
-	case err := <-admitted:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("the validating webhook did not return while the Events API blocked")
-	}
-	// One Event is stuck in the sink, QueueSize wait, the rest were dropped and counted.
-	eventually(t, "the writer is stuck in the sink", func() bool { return sink.callCount() == 1 })
-	dropped := testutil.ToFloat64(m.dropped.WithLabelValues(DropQueueFull))
-	if dropped < owners-1-4 {
-		t.Fatalf("dropped{queue_full} = %v, want at least %d", dropped, owners-1-4)
-	}
-	close(sink.release)
-	eventually(t, "the queued Events are written once the API answers", func() bool {
-		return testutil.ToFloat64(m.recorded.WithLabelValues(ReasonSysctlUnplaceable))+dropped == owners
-	})
-}
-
-func TestARetryingReplicaSetIsReportedOncePerInterval(t *testing.T) {
-	client := fake.NewClientset()
-	clock := &fakeClock{now: time.Date(2026, 11, 27, 10, 0, 30, 0, time.UTC)}
-	m := NewMetrics(prometheus.NewRegistry())
-	r, err := NewRecorder(RecorderConfig{Sink: &events.EventSinkImpl{Interface: client.EventsV1()}, Identity: "replica-a", Metrics: m, now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runRecorder(t, r)
-	v := validatorWith(t, r)
-	deny := func(n int) {
-		for range n {
-			if _, err := v.Review(context.Background(), denialReview("web-7d9f", false)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-
-	deny(30)
-	eventually(t, "the first denial is recorded", func() bool { return len(listEvents(t, client)) == 1 })
-	clock.Step(9 * time.Minute)
-	deny(30)
-	clock.Step(2 * time.Minute) // past the 10-minute interval
-	deny(1)
-	eventually(t, "the denial after the interval is recorded", func() bool { return len(listEvents(t, client)) == 2 })
-	if got := testutil.ToFloat64(m.skipped.WithLabelValues(SkipRepeated)); got != 29+30 {
-		t.Errorf("skipped{repeated} = %v, want 59", got)
-	}
-	for _, e := range listEvents(t, client) {
-		want := corev1.ObjectReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7d9f", UID: "uid-web-7d9f", Namespace: "team"}
-		if e.Regarding != want || e.Reason != ReasonSysctlUnplaceable || e.Type != corev1.EventTypeWarning {
-			t.Errorf("Event regards %+v with %s %s, want a SysctlUnplaceable Warning on %+v", e.Regarding, e.Type, e.Reason, want)
-		}
-		if !strings.Contains(e.Note, "kernel.msgmax") || len(e.Note) > MaxNoteLength {
-			t.Errorf("note %q must give the denial's reasons within %d bytes", e.Note, MaxNoteLength)
-		}
-	}
-}
-
-func TestReplicasDenyingTheSameWorkloadInOneIntervalRecordOneEvent(t *testing.T) {
-	client := fake.NewClientset()
-	clock := &fakeClock{now: time.Date(2026, 11, 27, 10, 0, 30, 0, time.UTC)}
-	var metrics []*Metrics
-	for _, id := range []string{"replica-a", "replica-b"} {
+func TestRecorder(t *testing.T) {
+	t.Run("admission returns while the Events API blocks forever", func(t *testing.T) {
+		sink := &blockingSink{release: make(chan struct{})}
 		m := NewMetrics(prometheus.NewRegistry())
-		metrics = append(metrics, m)
-		r, err := NewRecorder(RecorderConfig{Sink: &events.EventSinkImpl{Interface: client.EventsV1()}, Identity: id, Metrics: m, now: clock.Now})
+		r, err := NewRecorder(RecorderConfig{Sink: sink, Identity: "replica-a", QueueSize: 4, WriteTimeout: time.Hour, Metrics: m})
 		if err != nil {
 			t.Fatal(err)
 		}
 		runRecorder(t, r)
-		r.PodDenied(webhook.DeniedPod{Namespace: "team", PodName: "web-",
-			Owner:   metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web", UID: types.UID("uid-web")},
-			Outcome: scheduling.OutcomeUnplaceable, Message: "no pool allows kernel.msgmax"})
-	}
-	eventually(t, "both replicas have written", func() bool {
-		var n float64
-		for _, m := range metrics {
-			n += testutil.ToFloat64(m.recorded.WithLabelValues(ReasonSysctlUnplaceable)) + testutil.ToFloat64(m.skipped.WithLabelValues(SkipAlreadyRecorded))
+		v := validatorWith(t, r)
+
+		const owners = 50
+		admitted := make(chan error, 1)
+		go func() {
+			for i := range owners {
+				resp, err := v.Review(context.Background(), denialReview(fmt.Sprintf("web-%d", i), false))
+				if err != nil {
+					admitted <- err
+					return
+				}
+				if resp.(*model.ValidatingAdmissionResponse).Allowed {
+					admitted <- fmt.Errorf("pod of web-%d was admitted, want denied", i)
+					return
+				}
+			}
+			admitted <- nil
+		}()
+		select {
+		case err := <-admitted:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("the validating webhook did not return while the Events API blocked")
 		}
-		return n == 2
+		// One Event is stuck in the sink, QueueSize wait, the rest were dropped and counted.
+		eventually(t, "the writer is stuck in the sink", func() bool { return sink.callCount() == 1 })
+		dropped := testutil.ToFloat64(m.dropped.WithLabelValues(DropQueueFull))
+		if dropped < owners-1-4 {
+			t.Fatalf("dropped{queue_full} = %v, want at least %d", dropped, owners-1-4)
+		}
+		close(sink.release)
+		eventually(t, "the queued Events are written once the API answers", func() bool {
+			return testutil.ToFloat64(m.recorded.WithLabelValues(ReasonSysctlUnplaceable))+dropped == owners
+		})
 	})
-	if evs := listEvents(t, client); len(evs) != 1 {
-		t.Fatalf("%d Events, want one shared by both replicas", len(evs))
-	}
-}
 
-func TestADryRunDenialRecordsNothing(t *testing.T) {
-	client := fake.NewClientset()
-	r, err := NewRecorder(RecorderConfig{Sink: &events.EventSinkImpl{Interface: client.EventsV1()}, Identity: "replica-a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := validatorWith(t, r)
-	if _, err := v.Review(context.Background(), denialReview("web", true)); err != nil {
-		t.Fatal(err)
-	}
-	// Nothing runs the queue: anything offered would still sit in it.
-	if n := len(r.queue); n != 0 {
-		t.Fatalf("a dry-run denial queued %d Events, want none", n)
-	}
-}
+	t.Run("a retrying ReplicaSet is reported once per interval", func(t *testing.T) {
+		client := fake.NewClientset()
+		clock := &fakeClock{now: time.Date(2026, 11, 27, 10, 0, 30, 0, time.UTC)}
+		m := NewMetrics(prometheus.NewRegistry())
+		r, err := NewRecorder(RecorderConfig{Sink: &events.EventSinkImpl{Interface: client.EventsV1()}, Identity: "replica-a", Metrics: m, now: clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runRecorder(t, r)
+		v := validatorWith(t, r)
+		deny := func(n int) {
+			for range n {
+				if _, err := v.Review(context.Background(), denialReview("web-7d9f", false)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 
-func TestATemplateChangedOnUpdateIsRecordedOnTheWorkload(t *testing.T) {
-	client := fake.NewClientset()
-	r, err := NewRecorder(RecorderConfig{Sink: &events.EventSinkImpl{Interface: client.EventsV1()}, Identity: "replica-a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runRecorder(t, r)
-	r.TemplateChanged(webhook.ChangedTemplate{Namespace: "team", APIVersion: "apps/v1", Kind: "Deployment", Name: "shm-cache", UID: "uid-shm",
-		Audit: scheduling.Audit{HostNamespaces: []scheduling.HostNamespaceChange{{Field: "hostIPC", Mode: scheduling.ClashStrip, Sysctls: []string{"kernel.shmmax"}}}}})
-	eventually(t, "the Event is recorded", func() bool { return len(listEvents(t, client)) == 1 })
-	e := listEvents(t, client)[0]
-	if e.Regarding.Kind != "Deployment" || e.Regarding.UID != "uid-shm" || e.Reason != ReasonHostNamespaceStripped || !strings.HasPrefix(e.Note, "pod template: set hostIPC: false") {
-		t.Fatalf("Event = %+v", e)
-	}
+		deny(30)
+		eventually(t, "the first denial is recorded", func() bool { return len(listEvents(t, client)) == 1 })
+		clock.Step(9 * time.Minute)
+		deny(30)
+		clock.Step(2 * time.Minute) // past the 10-minute interval
+		deny(1)
+		eventually(t, "the denial after the interval is recorded", func() bool { return len(listEvents(t, client)) == 2 })
+		if got := testutil.ToFloat64(m.skipped.WithLabelValues(SkipRepeated)); got != 29+30 {
+			t.Errorf("skipped{repeated} = %v, want 59", got)
+		}
+		for _, e := range listEvents(t, client) {
+			want := corev1.ObjectReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7d9f", UID: "uid-web-7d9f", Namespace: "team"}
+			if e.Regarding != want || e.Reason != ReasonSysctlUnplaceable || e.Type != corev1.EventTypeWarning {
+				t.Errorf("Event regards %+v with %s %s, want a SysctlUnplaceable Warning on %+v", e.Regarding, e.Type, e.Reason, want)
+			}
+			if !strings.Contains(e.Note, "kernel.msgmax") || len(e.Note) > MaxNoteLength {
+				t.Errorf("note %q must give the denial's reasons within %d bytes", e.Note, MaxNoteLength)
+			}
+		}
+	})
+
+	t.Run("replicas denying the same workload in one interval record one Event", func(t *testing.T) {
+		client := fake.NewClientset()
+		clock := &fakeClock{now: time.Date(2026, 11, 27, 10, 0, 30, 0, time.UTC)}
+		var metrics []*Metrics
+		for _, id := range []string{"replica-a", "replica-b"} {
+			m := NewMetrics(prometheus.NewRegistry())
+			metrics = append(metrics, m)
+			r, err := NewRecorder(RecorderConfig{Sink: &events.EventSinkImpl{Interface: client.EventsV1()}, Identity: id, Metrics: m, now: clock.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			runRecorder(t, r)
+			r.PodDenied(webhook.DeniedPod{Namespace: "team", PodName: "web-",
+				Owner:   metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web", UID: types.UID("uid-web")},
+				Outcome: scheduling.OutcomeUnplaceable, Message: "no pool allows kernel.msgmax"})
+		}
+		eventually(t, "both replicas have written", func() bool {
+			var n float64
+			for _, m := range metrics {
+				n += testutil.ToFloat64(m.recorded.WithLabelValues(ReasonSysctlUnplaceable)) + testutil.ToFloat64(m.skipped.WithLabelValues(SkipAlreadyRecorded))
+			}
+			return n == 2
+		})
+		if evs := listEvents(t, client); len(evs) != 1 {
+			t.Fatalf("%d Events, want one shared by both replicas", len(evs))
+		}
+	})
+
+	t.Run("a dry-run denial records nothing", func(t *testing.T) {
+		client := fake.NewClientset()
+		r, err := NewRecorder(RecorderConfig{Sink: &events.EventSinkImpl{Interface: client.EventsV1()}, Identity: "replica-a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := validatorWith(t, r)
+		if _, err := v.Review(context.Background(), denialReview("web", true)); err != nil {
+			t.Fatal(err)
+		}
+		// Nothing runs the queue: anything offered would still sit in it.
+		if n := len(r.queue); n != 0 {
+			t.Fatalf("a dry-run denial queued %d Events, want none", n)
+		}
+	})
+
+	t.Run("a template changed on update is recorded on the workload", func(t *testing.T) {
+		client := fake.NewClientset()
+		r, err := NewRecorder(RecorderConfig{Sink: &events.EventSinkImpl{Interface: client.EventsV1()}, Identity: "replica-a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runRecorder(t, r)
+		r.TemplateChanged(webhook.ChangedTemplate{Namespace: "team", APIVersion: "apps/v1", Kind: "Deployment", Name: "shm-cache", UID: "uid-shm",
+			Audit: scheduling.Audit{HostNamespaces: []scheduling.HostNamespaceChange{{Field: "hostIPC", Mode: scheduling.ClashStrip, Sysctls: []string{"kernel.shmmax"}}}}})
+		eventually(t, "the Event is recorded", func() bool { return len(listEvents(t, client)) == 1 })
+		e := listEvents(t, client)[0]
+		if e.Regarding.Kind != "Deployment" || e.Regarding.UID != "uid-shm" || e.Reason != ReasonHostNamespaceStripped || !strings.HasPrefix(e.Note, "pod template: set hostIPC: false") {
+			t.Fatalf("Event = %+v", e)
+		}
+	})
 }

@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,7 +81,7 @@ func (c *Config) defaults() error {
 	}
 	if c.Logger == nil {
 		l := logrus.New()
-		l.Out = discard{}
+		l.Out = io.Discard
 		c.Logger = l
 	}
 	return nil

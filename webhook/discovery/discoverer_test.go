@@ -85,7 +85,11 @@ func startDiscovery(t *testing.T, prober Prober, nodes ...*corev1.Node) *discove
 			t.Fatal(err)
 		}
 	}
-	f.combiner = NewCombiner(&recordingSink{}, nil, nil)
+	combiner, err := NewCombiner(CombinerConfig{Sink: &recordingSink{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.combiner = combiner
 	static, err := scheduling.Compile(&scheduling.PlacementConfig{
 		TypeMeta:  metav1.TypeMeta{APIVersion: scheduling.ConfigAPIVersion, Kind: scheduling.ConfigKind},
 		Discovery: &scheduling.Discovery{PoolLabel: testLabel},
@@ -128,72 +132,74 @@ func poolNamed(report []PoolStatus, name string) (PoolStatus, bool) {
 	return PoolStatus{}, false
 }
 
-func TestDiscovererReadsConfigzOverTLSWithTheToken(t *testing.T) {
-	const token = "sa-token"
-	k1 := startFakeKubelet(t, token, "kernel.shm*", "kernel.sem")
-	k2 := startFakeKubelet(t, token, "kernel.shmmax", "kernel.sem")
-	k3 := startFakeKubelet(t, token, "net.core.somaxconn")
-	// httptest servers share one certificate, so one CA file verifies all three.
-	prober, err := NewConfigzProber(ProberConfig{Rest: &rest.Config{BearerToken: token}, CAFile: k1.caFile(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := startDiscovery(t, prober,
-		node("ipc-1", "ipc", servedBy(k1)), node("ipc-2", "ipc", servedBy(k2)), node("net-1", "net", servedBy(k3)))
+func TestDiscoverer(t *testing.T) {
+	t.Run("kubelets are read over TLS at /configz with the token", func(t *testing.T) {
+		const token = "sa-token"
+		k1 := startFakeKubelet(t, token, "kernel.shm*", "kernel.sem")
+		k2 := startFakeKubelet(t, token, "kernel.shmmax", "kernel.sem")
+		k3 := startFakeKubelet(t, token, "net.core.somaxconn")
+		// httptest servers share one certificate, so one CA file verifies all three.
+		prober, err := NewConfigzProber(ProberConfig{Rest: &rest.Config{BearerToken: token}, CAFile: k1.caFile(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := startDiscovery(t, prober,
+			node("ipc-1", "ipc", servedBy(k1)), node("ipc-2", "ipc", servedBy(k2)), node("net-1", "net", servedBy(k3)))
 
-	t.Run("the first pass reads every kubelet and nodes that disagree give the intersection", func(t *testing.T) {
-		ipc, ok := poolNamed(f.combiner.Report(), "ipc")
-		if !ok {
-			t.Fatalf("no ipc pool in %+v", f.combiner.Report())
-		}
-		if want := []string{"kernel.sem", "kernel.shmmax"}; !reflect.DeepEqual(ipc.Pool.AllowedUnsafeSysctls, want) {
-			t.Errorf("ipc allows %v, want %v", ipc.Pool.AllowedUnsafeSysctls, want)
-		}
-		if !reflect.DeepEqual(problemKinds(ipc), []ProblemKind{ProblemNodesDisagree}) {
-			t.Errorf("ipc problems = %v, want NodesDisagree", ipc.Problems)
-		}
-		net, _ := poolNamed(f.combiner.Report(), "net")
-		if !reflect.DeepEqual(net.Pool.AllowedUnsafeSysctls, []string{"net.core.somaxconn"}) || net.Source != SourceConfigz {
-			t.Errorf("net = %+v, want [net.core.somaxconn] from configz", net)
-		}
-	})
-
-	t.Run("a restarted kubelet is read again", func(t *testing.T) {
-		k3.mu.Lock()
-		k3.allowed = []string{"net.core.somaxconn", "net.ipv4.tcp_*"}
-		k3.mu.Unlock()
-		restart(t, f, "net-1")
-		eventually(t, "net allows net.ipv4.tcp_*", func() bool {
+		t.Run("the first pass reads every kubelet and nodes that disagree give the intersection", func(t *testing.T) {
+			ipc, ok := poolNamed(f.combiner.Report(), "ipc")
+			if !ok {
+				t.Fatalf("no ipc pool in %+v", f.combiner.Report())
+			}
+			if want := []string{"kernel.sem", "kernel.shmmax"}; !reflect.DeepEqual(ipc.Pool.AllowedUnsafeSysctls, want) {
+				t.Errorf("ipc allows %v, want %v", ipc.Pool.AllowedUnsafeSysctls, want)
+			}
+			if !reflect.DeepEqual(problemKinds(ipc), []ProblemKind{ProblemNodesDisagree}) {
+				t.Errorf("ipc problems = %v, want NodesDisagree", ipc.Problems)
+			}
 			net, _ := poolNamed(f.combiner.Report(), "net")
-			return reflect.DeepEqual(net.Pool.AllowedUnsafeSysctls, []string{"net.core.somaxconn", "net.ipv4.tcp_*"})
+			if !reflect.DeepEqual(net.Pool.AllowedUnsafeSysctls, []string{"net.core.somaxconn"}) || net.Source != SourceConfigz {
+				t.Errorf("net = %+v, want [net.core.somaxconn] from configz", net)
+			}
+		})
+
+		t.Run("a restarted kubelet is read again", func(t *testing.T) {
+			k3.mu.Lock()
+			k3.allowed = []string{"net.core.somaxconn", "net.ipv4.tcp_*"}
+			k3.mu.Unlock()
+			restart(t, f, "net-1")
+			eventually(t, "net allows net.ipv4.tcp_*", func() bool {
+				net, _ := poolNamed(f.combiner.Report(), "net")
+				return reflect.DeepEqual(net.Pool.AllowedUnsafeSysctls, []string{"net.core.somaxconn", "net.ipv4.tcp_*"})
+			})
+		})
+
+		t.Run("an unreachable kubelet keeps its last known allowlist and is reported", func(t *testing.T) {
+			k3.srv.Close()
+			restart(t, f, "net-1")
+			eventually(t, "net reports KubeletUnreachable", func() bool {
+				net, _ := poolNamed(f.combiner.Report(), "net")
+				return reflect.DeepEqual(problemKinds(net), []ProblemKind{ProblemKubeletUnreachable})
+			})
+			net, _ := poolNamed(f.combiner.Report(), "net")
+			if !reflect.DeepEqual(net.Pool.AllowedUnsafeSysctls, []string{"net.core.somaxconn", "net.ipv4.tcp_*"}) {
+				t.Errorf("net allows %v, want the last known list", net.Pool.AllowedUnsafeSysctls)
+			}
 		})
 	})
 
-	t.Run("an unreachable kubelet keeps its last known allowlist and is reported", func(t *testing.T) {
-		k3.srv.Close()
-		restart(t, f, "net-1")
-		eventually(t, "net reports KubeletUnreachable", func() bool {
-			net, _ := poolNamed(f.combiner.Report(), "net")
-			return reflect.DeepEqual(problemKinds(net), []ProblemKind{ProblemKubeletUnreachable})
-		})
-		net, _ := poolNamed(f.combiner.Report(), "net")
-		if !reflect.DeepEqual(net.Pool.AllowedUnsafeSysctls, []string{"net.core.somaxconn", "net.ipv4.tcp_*"}) {
-			t.Errorf("net allows %v, want the last known list", net.Pool.AllowedUnsafeSysctls)
+	t.Run("a kubelet refusing the token is reported and does not block readiness", func(t *testing.T) {
+		k := startFakeKubelet(t, "the-right-token", "kernel.sem")
+		prober, err := NewConfigzProber(ProberConfig{Rest: &rest.Config{BearerToken: "a-wrong-token"}, Insecure: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := startDiscovery(t, prober, node("ipc-1", "ipc", servedBy(k)))
+		ipc, _ := poolNamed(f.combiner.Report(), "ipc")
+		if len(ipc.Pool.AllowedUnsafeSysctls) != 0 || !reflect.DeepEqual(problemKinds(ipc), []ProblemKind{ProblemKubeletUnreachable}) {
+			t.Errorf("ipc = %+v, want no unsafe sysctls and KubeletUnreachable", ipc)
 		}
 	})
-}
-
-func TestAKubeletRefusingTheTokenIsReportedAndDoesNotBlockReadiness(t *testing.T) {
-	k := startFakeKubelet(t, "the-right-token", "kernel.sem")
-	prober, err := NewConfigzProber(ProberConfig{Rest: &rest.Config{BearerToken: "a-wrong-token"}, Insecure: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := startDiscovery(t, prober, node("ipc-1", "ipc", servedBy(k)))
-	ipc, _ := poolNamed(f.combiner.Report(), "ipc")
-	if len(ipc.Pool.AllowedUnsafeSysctls) != 0 || !reflect.DeepEqual(problemKinds(ipc), []ProblemKind{ProblemKubeletUnreachable}) {
-		t.Errorf("ipc = %+v, want no unsafe sysctls and KubeletUnreachable", ipc)
-	}
 }
 
 // restart does what a kubelet restart does to its Node: a new boot ID.

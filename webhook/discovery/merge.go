@@ -1,7 +1,9 @@
 package discovery
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/sirupsen/logrus"
@@ -9,12 +11,15 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
+	"github.com/sysctl-placement/sysctl-placement/webhook/config"
 )
 
 // Merge puts the config file's pools first and adds the discovered pools that do not
 // collide with them: a config pool wins for its name and for its selector (an admin
 // pins what discovery would guess), and config pools keep serving pools scaled to zero.
-// Config pools selecting no node are reported. The result is in placement order.
+// Config pools selecting no node are reported, and a config pool that names no kubelet
+// version gets one from the Nodes (see unversionedKubelet). The result is in placement
+// order.
 func Merge(static []scheduling.Pool, discovered []PoolStatus, nodes []*corev1.Node) []PoolStatus {
 	out := make([]PoolStatus, 0, len(static)+len(discovered))
 	names := map[string]bool{}
@@ -22,10 +27,15 @@ func Merge(static []scheduling.Pool, discovered []PoolStatus, nodes []*corev1.No
 	for _, p := range static {
 		st := PoolStatus{Pool: p, Source: SourceConfig}
 		sel := labels.SelectorFromSet(p.NodeSelector)
+		var own []*corev1.Node
 		for _, n := range nodes {
 			if sel.Matches(labels.Set(n.Labels)) {
-				st.Nodes++
+				own = append(own, n)
 			}
+		}
+		st.Nodes = len(own)
+		if p.KubeletVersion == "" {
+			st.Pool.KubeletVersion = unversionedKubelet(own, nodes)
 		}
 		if st.Nodes == 0 {
 			st.Problems = append(st.Problems, Problem{ProblemNoMatchingNodes, fmt.Sprintf("nodeSelector %s matches no node; fine for a pool scaled to zero, otherwise check the labels", sel)})
@@ -46,6 +56,21 @@ func Merge(static []scheduling.Pool, discovered []PoolStatus, nodes []*corev1.No
 		out = append(out, d)
 	}
 	return out
+}
+
+// unversionedKubelet is the kubelet version of a config pool that names none. Unknown
+// means the newest kubelet, and the newest is what the cluster runs, not what this
+// build knows: the lowest version of the pool's own nodes when it has some (as for a
+// discovered pool: a sysctl only its newer nodes allow would fail on the older ones),
+// else the newest any Node reports (a pool scaled to zero gets nodes like the others).
+// Without Nodes it stays empty: scheduling then assumes the newest kubelet it knows.
+// So a pool is never credited with a safe sysctl no kubelet of the cluster allows.
+func unversionedKubelet(own, all []*corev1.Node) string {
+	if v, _ := lowestVersion(own, kubeletVersion); v != "" {
+		return v
+	}
+	v, _ := highestVersion(all, kubeletVersion)
+	return v
 }
 
 // Usable reports whether placement uses the pool: discovered pools overridden by the
@@ -94,18 +119,12 @@ func Compile(static *scheduling.Compiled, statuses []PoolStatus) (*scheduling.Co
 	return compiled, statuses, nil
 }
 
-// Sink receives the merged placement table; webhook.ConfigStore is one.
-type Sink interface {
-	Set(c *scheduling.Compiled)
-}
-
-// Combiner sits between the ConfigWatcher and the ConfigStore: it receives each valid
+// Combiner sits between the config Watcher and the config Store (package
+// webhook/config): it receives each valid
 // static config (Set) and each discovery result (SetDiscovered), merges them and puts
 // the result in force. Without discovery it passes the static config through as is.
 type Combiner struct {
-	sink    Sink
-	logger  logrus.FieldLogger
-	metrics *Metrics
+	cfg CombinerConfig
 
 	mu         sync.Mutex
 	static     *scheduling.Compiled
@@ -117,28 +136,45 @@ type Combiner struct {
 	logged map[string]bool
 }
 
-// NewCombiner returns a Combiner that publishes to sink. metrics may be nil.
-func NewCombiner(sink Sink, metrics *Metrics, logger logrus.FieldLogger) *Combiner {
-	if logger == nil {
-		l := logrus.New()
-		l.Out = discard{}
-		logger = l
-	}
-	return &Combiner{sink: sink, logger: logger, metrics: metrics}
+// CombinerConfig configures a Combiner.
+type CombinerConfig struct {
+	// Sink receives the merged placement table (required): the config Store the
+	// webhooks read.
+	Sink config.Sink
+	// Metrics counts pool problems; nil counts nothing.
+	Metrics *Metrics
+	// Logger reports new problems and refused tables; nil logs nothing.
+	Logger logrus.FieldLogger
 }
 
-type discard struct{}
+func (c *CombinerConfig) defaults() error {
+	if c.Sink == nil {
+		return errors.New("a config sink is required")
+	}
+	if c.Logger == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		c.Logger = l
+	}
+	return nil
+}
 
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
+// NewCombiner returns a Combiner that publishes to cfg.Sink.
+func NewCombiner(cfg CombinerConfig) (*Combiner, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, fmt.Errorf("invalid combiner configuration: %w", err)
+	}
+	return &Combiner{cfg: cfg}, nil
+}
 
-// Set takes a newly loaded static config (it implements webhook.ConfigSink).
+// Set takes a newly loaded static config (it is a config.Sink).
 func (c *Combiner) Set(static *scheduling.Compiled) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.static != nil && static != nil {
 		old, cur := c.static.Config().Discovery, static.Config().Discovery
 		if (old == nil) != (cur == nil) || (old != nil && *old != *cur) {
-			c.logger.Warn("the discovery section of the config changed; restart the webhook for it to take effect")
+			c.cfg.Logger.Warn("the discovery section of the config changed; restart the webhook for it to take effect")
 		}
 	}
 	c.static = static
@@ -178,19 +214,19 @@ func (c *Combiner) publishLocked() {
 		for i := range c.report {
 			c.report[i].Problems = nil // node counts are unknown, not zero
 		}
-		c.sink.Set(c.static)
+		c.cfg.Sink.Set(c.static)
 		return
 	}
 	merged := Merge(c.static.Pools(), c.discovered, c.nodes)
 	compiled, merged, err := Compile(c.static, merged)
 	c.report = merged
-	c.metrics.observeReport(merged)
+	c.cfg.Metrics.observeReport(merged)
 	c.logProblemsLocked(merged)
 	if err != nil {
-		c.logger.WithError(err).Error("kept the previous pool table")
+		c.cfg.Logger.WithError(err).Error("kept the previous pool table")
 		return
 	}
-	c.sink.Set(compiled)
+	c.cfg.Sink.Set(compiled)
 }
 
 func (c *Combiner) logProblemsLocked(report []PoolStatus) {
@@ -200,7 +236,7 @@ func (c *Combiner) logProblemsLocked(report []PoolStatus) {
 			key := report[i].Pool.Name + "\x00" + string(p.Kind) + "\x00" + p.Detail
 			seen[key] = true
 			if !c.logged[key] {
-				c.logger.WithFields(logrus.Fields{"pool": report[i].Pool.Name, "problem": p.Kind}).Warn(p.Detail)
+				c.cfg.Logger.WithFields(logrus.Fields{"pool": report[i].Pool.Name, "problem": p.Kind}).Warn(p.Detail)
 			}
 		}
 	}

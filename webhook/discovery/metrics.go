@@ -1,6 +1,8 @@
 package discovery
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,7 +24,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"source"}),
 		problems: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sysctl_placement_discovery_problems",
-			Help: "Current pool problems by kind (NodesDisagree, KubeletUnreachable, PartialTaint, InvalidPattern, InvalidVersion, NoMatchingNodes, OverriddenByConfig, InvalidPool); see `sysctl-placement pools`.",
+			Help: "Current pool problems by kind (" + problemKindNames() + "); see `sysctl-placement pools`.",
 		}, []string{"kind"}),
 		nodes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sysctl_placement_discovery_nodes",
@@ -78,4 +80,13 @@ func (m *Metrics) observeNodes(n int) {
 		return
 	}
 	m.nodes.Set(float64(n))
+}
+
+// problemKindNames is ProblemKinds as "NodesDisagree, KubeletUnreachable, ...".
+func problemKindNames() string {
+	names := make([]string, len(ProblemKinds))
+	for i, k := range ProblemKinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ", ")
 }

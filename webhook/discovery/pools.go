@@ -2,7 +2,7 @@
 // label, takes each pool's common taints and its lowest kubelet and kernel versions
 // from the Nodes, and reads what each kubelet allows from its /configz endpoint or from
 // a node annotation. The result is merged with the static pools of the config file and
-// published to the webhook's ConfigStore; the admission path only ever reads that
+// published to the webhook's config Store; the admission path only ever reads that
 // in-memory table.
 //
 // Everything that decides (grouping, intersection, merging) is a pure function of
@@ -11,7 +11,9 @@ package discovery
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -142,12 +144,9 @@ func splitList(s string) []string {
 type PatternValidator func(pattern string) error
 
 // ValidatePattern checks an allowlist entry exactly as a config pool's
-// allowedUnsafeSysctls entry is checked, by compiling a one-pool configuration.
+// allowedUnsafeSysctls entry is checked.
 func ValidatePattern(pattern string) error {
-	_, err := scheduling.CompilePools(scheduling.Policy{}, []scheduling.Pool{{
-		Name: "probe", NodeSelector: map[string]string{"probe": "probe"}, AllowedUnsafeSysctls: []string{pattern},
-	}})
-	if err != nil {
+	if err := scheduling.ValidateSysctlPattern(pattern); err != nil {
 		return fmt.Errorf("%q: %w", pattern, err)
 	}
 	return nil
@@ -184,11 +183,7 @@ func Group(nodes []*corev1.Node, opts GroupOptions) []PoolStatus {
 			byPool[v] = append(byPool[v], n)
 		}
 	}
-	values := make([]string, 0, len(byPool))
-	for v := range byPool {
-		values = append(values, v)
-	}
-	sort.Strings(values)
+	values := slices.Sorted(maps.Keys(byPool))
 	out := make([]PoolStatus, 0, len(values))
 	for _, v := range values {
 		out = append(out, groupPool(v, byPool[v], opts))
@@ -208,11 +203,11 @@ func groupPool(value string, nodes []*corev1.Node, opts GroupOptions) PoolStatus
 	}
 	st.Pool.Taints, st.Problems = commonTaints(nodes, st.Problems)
 	var bad []string
-	st.Pool.KubeletVersion, bad = lowestVersion(nodes, func(n *corev1.Node) string { return n.Status.NodeInfo.KubeletVersion })
+	st.Pool.KubeletVersion, bad = lowestVersion(nodes, kubeletVersion)
 	if len(bad) > 0 {
 		st.Problems = append(st.Problems, Problem{ProblemInvalidVersion, "kubelet version of " + strings.Join(bad, ", ")})
 	}
-	st.Pool.KernelVersion, bad = lowestVersion(nodes, func(n *corev1.Node) string { return n.Status.NodeInfo.KernelVersion })
+	st.Pool.KernelVersion, bad = lowestVersion(nodes, kernelVersion)
 	if len(bad) > 0 {
 		st.Problems = append(st.Problems, Problem{ProblemInvalidVersion, "kernel version of " + strings.Join(bad, ", ")})
 	}
@@ -297,13 +292,27 @@ func ignoredTaint(key string) bool {
 	return false
 }
 
+func kubeletVersion(n *corev1.Node) string { return n.Status.NodeInfo.KubeletVersion }
+func kernelVersion(n *corev1.Node) string  { return n.Status.NodeInfo.KernelVersion }
+
 // lowestVersion returns the lowest version the nodes report (as reported, so the
 // scheduling package parses it the same way) and the nodes whose version is invalid.
 // The lowest decides the pool's safe set: a sysctl only the newer nodes allow would
 // fail on the older ones.
 func lowestVersion(nodes []*corev1.Node, get func(*corev1.Node) string) (string, []string) {
-	var lowest string
-	var lowestV *version.Version
+	return pickVersion(nodes, get, func(v, best *version.Version) bool { return v.LessThan(best) })
+}
+
+// highestVersion returns the highest version the nodes report, as lowestVersion does.
+func highestVersion(nodes []*corev1.Node, get func(*corev1.Node) string) (string, []string) {
+	return pickVersion(nodes, get, func(v, best *version.Version) bool { return best.LessThan(v) })
+}
+
+// pickVersion returns the version the nodes report that is better than every other, and
+// the nodes whose version is invalid; a node reporting none is left out.
+func pickVersion(nodes []*corev1.Node, get func(*corev1.Node) string, better func(v, best *version.Version) bool) (string, []string) {
+	var picked string
+	var pickedV *version.Version
 	var bad []string
 	for _, n := range nodes {
 		s := get(n)
@@ -315,11 +324,11 @@ func lowestVersion(nodes []*corev1.Node, get func(*corev1.Node) string) (string,
 			bad = append(bad, fmt.Sprintf("%s (%q)", n.Name, s))
 			continue
 		}
-		if lowestV == nil || v.LessThan(lowestV) {
-			lowest, lowestV = s, v
+		if pickedV == nil || better(v, pickedV) {
+			picked, pickedV = s, v
 		}
 	}
-	return lowest, bad
+	return picked, bad
 }
 
 // validVersion asks the scheduling package whether it accepts s as a kernel version
@@ -377,12 +386,12 @@ func poolAllowlist(nodes []*corev1.Node, opts GroupOptions, problems []Problem) 
 	if len(unknown) > 0 && len(unknown) < len(nodes) && len(unreachable) == 0 {
 		problems = append(problems, Problem{ProblemKubeletUnreachable, "not read yet: " + abbreviate(unknown)})
 	}
-	for _, p := range sortedKeys(invalid) {
+	for _, p := range slices.Sorted(maps.Keys(invalid)) {
 		problems = append(problems, Problem{ProblemInvalidPattern, fmt.Sprintf("%q on %s is not a namespaced sysctl pattern a kubelet accepts; ignored", p, abbreviate(invalid[p]))})
 	}
 	if len(distinct) > 1 {
 		var parts []string
-		for _, k := range sortedKeys(distinct) {
+		for _, k := range slices.Sorted(maps.Keys(distinct)) {
 			shown := k
 			if shown == "" {
 				shown = "none"
@@ -453,15 +462,6 @@ func normalizeSet(list []string) []string {
 
 func sortProblems(ps []Problem) {
 	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Kind < ps[j].Kind })
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // abbreviate lists at most five items, so a pool of hundreds of nodes gives a readable

@@ -1,7 +1,8 @@
-package webhook
+package namespaces
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -15,28 +16,45 @@ import (
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 )
 
-// NamespaceSource gives the admission path a namespace's labels and our annotations
-// from memory. It must never call the API server.
-type NamespaceSource interface {
+// Source gives the admission path a namespace's labels and our annotations from
+// memory. It must never call the API server.
+type Source interface {
 	Namespace(name string) (scheduling.Namespace, bool)
 }
 
-// NamespaceCache is a NamespaceSource fed by a metadata-only informer on Namespaces.
-// Only labels and sysctl-placement.io/* annotations are kept, so thousands of
-// namespaces stay small.
-type NamespaceCache struct {
+// Cache is a Source fed by a metadata-only informer on Namespaces. Only labels and
+// sysctl-placement.io/* annotations are kept, so thousands of namespaces stay small.
+type Cache struct {
 	informer cache.SharedIndexInformer
 	factory  metadatainformer.SharedInformerFactory
 }
 
 var namespacesResource = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
 
-// NewNamespaceCache builds the cache; call Start, then HasSynced reports readiness.
-func NewNamespaceCache(client metadata.Interface, resync time.Duration) *NamespaceCache {
-	factory := metadatainformer.NewSharedInformerFactoryWithOptions(client, resync,
+// CacheConfig configures a Cache.
+type CacheConfig struct {
+	// Client reads Namespaces' metadata (required).
+	Client metadata.Interface
+	// Resync is the informer's resync period; 0 never resyncs.
+	Resync time.Duration
+}
+
+func (c *CacheConfig) defaults() error {
+	if c.Client == nil {
+		return errors.New("a metadata client is required")
+	}
+	return nil
+}
+
+// NewCache builds the cache; call Start, then HasSynced reports readiness.
+func NewCache(cfg CacheConfig) (*Cache, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, fmt.Errorf("invalid namespace cache configuration: %w", err)
+	}
+	factory := metadatainformer.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.Resync,
 		metadatainformer.WithTransform(trimNamespace))
 	informer := factory.ForResource(namespacesResource).Informer()
-	return &NamespaceCache{informer: informer, factory: factory}
+	return &Cache{informer: informer, factory: factory}, nil
 }
 
 // trimNamespace keeps what Plan reads: name, labels, our own annotations and the
@@ -63,15 +81,15 @@ func trimNamespace(obj any) (any, error) {
 }
 
 // Start runs the informer until ctx ends.
-func (c *NamespaceCache) Start(ctx context.Context) {
+func (c *Cache) Start(ctx context.Context) {
 	c.factory.Start(ctx.Done())
 }
 
 // HasSynced reports whether the first list has been read.
-func (c *NamespaceCache) HasSynced() bool { return c.informer.HasSynced() }
+func (c *Cache) HasSynced() bool { return c.informer.HasSynced() }
 
 // WaitForSync blocks until the cache has synced or ctx ends.
-func (c *NamespaceCache) WaitForSync(ctx context.Context) error {
+func (c *Cache) WaitForSync(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), c.informer.HasSynced) {
 		return fmt.Errorf("the namespace cache did not sync: %w", ctx.Err())
 	}
@@ -79,7 +97,7 @@ func (c *NamespaceCache) WaitForSync(ctx context.Context) error {
 }
 
 // Namespace returns the namespace's labels and annotations from the cache.
-func (c *NamespaceCache) Namespace(name string) (scheduling.Namespace, bool) {
+func (c *Cache) Namespace(name string) (scheduling.Namespace, bool) {
 	obj, exists, err := c.informer.GetStore().GetByKey(name)
 	if err != nil || !exists {
 		return scheduling.Namespace{Name: name}, false
@@ -91,11 +109,11 @@ func (c *NamespaceCache) Namespace(name string) (scheduling.Namespace, bool) {
 	return scheduling.Namespace{Name: name, Labels: m.Labels, Annotations: m.Annotations}, true
 }
 
-// StaticNamespaces is a NamespaceSource from a fixed map, for `plan` and tests.
-type StaticNamespaces map[string]scheduling.Namespace
+// Static is a Source from a fixed map, for `plan` and tests.
+type Static map[string]scheduling.Namespace
 
-// Namespace implements NamespaceSource.
-func (s StaticNamespaces) Namespace(name string) (scheduling.Namespace, bool) {
+// Namespace implements Source.
+func (s Static) Namespace(name string) (scheduling.Namespace, bool) {
 	ns, ok := s[name]
 	if !ok {
 		return scheduling.Namespace{Name: name}, false

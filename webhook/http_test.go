@@ -7,11 +7,14 @@ import (
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/sysctl-placement/sysctl-placement/webhook/config"
+	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
 )
 
 func TestKubewebhooksErrorsStillReachTheLogButNotItsPerRequestLine(t *testing.T) {
 	logger, hook := logtest.NewNullLogger()
-	m, err := NewMutator(Config{Config: NewConfigStore(nil), Namespaces: StaticNamespaces{}})
+	m, err := NewMutator(Config{Config: config.NewStore(nil), Namespaces: namespaces.Static{}})
 	if err != nil {
 		t.Fatal(err)
 	}
