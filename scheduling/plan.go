@@ -119,7 +119,7 @@ func Plan(in Input) Decision {
 // skip is step 1.
 func (p *planner) skip() (string, bool) {
 	switch {
-	case p.in.Namespace.Annotations[AnnotationEnabled] != "true" && p.in.Namespace.Labels[LabelEnabled] != "true":
+	case !p.in.Namespace.OptedIn():
 		return ReasonNamespaceNotEnabled, true
 	case p.pod.Annotations[AnnotationSkip] == "true":
 		return ReasonPodOptedOut, true

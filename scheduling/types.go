@@ -98,6 +98,12 @@ type Namespace struct {
 	Annotations map[string]string
 }
 
+// OptedIn reports whether the namespace opted in (annotation or label
+// sysctl-placement.io/enabled: "true").
+func (ns Namespace) OptedIn() bool {
+	return ns.Annotations[AnnotationEnabled] == "true" || ns.Labels[LabelEnabled] == "true"
+}
+
 // Input is everything Plan decides from.
 type Input struct {
 	// Pod is the pod (or, for workloads, a pod built from the template's metadata and
