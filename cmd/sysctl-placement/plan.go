@@ -39,7 +39,7 @@ func runPlan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var annotations stringList
 	fs.Var(&annotations, "namespace-annotation", "an annotation of the pod's namespace, KEY=VALUE (repeatable); without sysctl-placement.io/enabled the namespace counts as opted in")
 	var labels stringList
-	fs.Var(&labels, "namespace-label", "a label of the pod's namespace, KEY=VALUE (repeatable), for pools with a namespaceSelector")
+	fs.Var(&labels, "namespace-label", "a label of the pod's namespace, KEY=VALUE (repeatable), for pools with a namespaceSelector and the Pod Security labels (pod-security.kubernetes.io/enforce=baseline)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: sysctl-placement plan [--config FILE] [--namespace-annotation KEY=VALUE]... [-o yaml|json] -f FILE|-...")
 		fs.PrintDefaults()
