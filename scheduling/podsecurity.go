@@ -224,8 +224,8 @@ type PodSecurityFinding struct {
 
 // Check returns, in the order enforce, warn, audit, each mode whose level forbids one
 // of the sysctls (names as written in the pod spec) at its pinned version, leaving out
-// a mode with the same level and version as one before it. It returns
-// nil when nothing forbids them or the namespace is exempt.
+// a mode with the same level and version as one before it. It returns nil when nothing
+// forbids them or the namespace is exempt.
 func (ps PodSecurity) Check(sysctls []string) []PodSecurityFinding {
 	if ps.Exempt {
 		return nil
