@@ -280,7 +280,7 @@ func (p *planner) podSecurity(policy UnplaceablePolicy) (deny bool) {
 	}
 	p.d.Audit.PodSecurity = findings
 	f := findings[0]
-	head := "Pod Security " + f.String() + " (" + string(f.Mode) + ") forbids "
+	head := podSecurityWarningHead(f.PodSecurityLevel)
 	tail := ""
 	if f.Mode != PodSecurityEnforce {
 		tail = "; enforcing it refuses the pod"
@@ -296,6 +296,30 @@ func (p *planner) podSecurity(policy UnplaceablePolicy) (deny bool) {
 	p.d.Message = podSecurityMessage(p.in.Namespace.Name, f)
 	p.d.Allowed = false
 	return true
+}
+
+// podSecurityWarningHead starts the warning about a finding of level l.
+func podSecurityWarningHead(l PodSecurityLevel) string {
+	return "Pod Security " + l.String() + " (" + string(l.Mode) + ") forbids "
+}
+
+// IsEnforcedPodSecurityWarning reports whether w is the warning Plan gives when the
+// enforced level refuses the pod (or a template's pods), so that tools that see only
+// the admission response (plan) can count such workloads.
+func IsEnforcedPodSecurityWarning(w string) bool {
+	rest, ok := strings.CutPrefix(w, WarningPrefix+"Pod Security ")
+	return ok && strings.Contains(rest, " ("+string(PodSecurityEnforce)+") forbids ")
+}
+
+// PodSecuritySummary is the per-namespace finding of plan and the live-cluster audit:
+// how many workloads ask for sysctls the namespace's enforced level l forbids.
+func PodSecuritySummary(namespace string, l PodSecurityLevel, workloads int) string {
+	noun := " workloads"
+	if workloads == 1 {
+		noun = " workload"
+	}
+	return "namespace " + namespace + " enforces Pod Security " + l.String() + ": " + strconv.Itoa(workloads) + noun +
+		" with unsafe sysctls can never run there"
 }
 
 // podSecurityMessage explains an enforce finding: the cause, what PSA itself would

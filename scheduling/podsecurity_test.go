@@ -332,6 +332,10 @@ func TestPlanUnderPodSecurity(t *testing.T) {
 			for _, f := range d.Audit.PodSecurity {
 				modes = append(modes, f.Mode)
 			}
+			enforced := len(modes) > 0 && modes[0] == PodSecurityEnforce
+			if got := slices.ContainsFunc(d.Warnings, IsEnforcedPodSecurityWarning); got != enforced {
+				t.Errorf("IsEnforcedPodSecurityWarning finds one in %q: %v, want %v", d.Warnings, got, enforced)
+			}
 			if !slices.Equal(modes, tc.findings) {
 				t.Errorf("audit findings %+v, want modes %v", d.Audit.PodSecurity, tc.findings)
 			}
@@ -377,5 +381,17 @@ func TestPodSecurityReportsEachDistinctLevelOnce(t *testing.T) {
 	want := []string{"enforce=baseline:v1.28/net.ipv4.tcp_keepalive_time, kernel.shmmax", "warn=restricted:latest/kernel.shmmax"}
 	if !slices.Equal(modes, want) {
 		t.Fatalf("got %q, want %q", modes, want)
+	}
+}
+
+func TestPodSecuritySummaryCountsWorkloads(t *testing.T) {
+	l, _ := PodSecurityOf(psaNS(LabelPodSecurityEnforce, "restricted", LabelPodSecurityEnforceVersion, "v1.30")).EnforcedSysctlRestriction()
+	for n, want := range map[int]string{
+		1: "namespace shop enforces Pod Security restricted:v1.30: 1 workload with unsafe sysctls can never run there",
+		4: "namespace shop enforces Pod Security restricted:v1.30: 4 workloads with unsafe sysctls can never run there",
+	} {
+		if got := PodSecuritySummary("shop", l, n); got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
 	}
 }
