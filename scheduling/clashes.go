@@ -30,7 +30,7 @@ func (p *planner) resolveClashes(m effectiveModes) (deny bool) {
 			continue
 		}
 		mode := m.clash[i]
-		rec := HostNamespaceChange{Field: hc.Field, Mode: mode, Sysctls: names}
+		rec := HostNamespaceChange{Field: hc.Field, Mode: mode, Sysctls: names, PodSecurity: p.hostNamespaceNote(hc, mode)}
 		if hc.Sysctls == sysctl.UserNamespace && mode == ClashStrip && (spec.HostNetwork && p.d.Changes.HostNetwork == nil || spec.HostIPC && p.d.Changes.HostIPC == nil || spec.HostPID) {
 			// The API server refuses hostUsers: false together with any other host
 			// namespace, so stripping would only trade one rejection for another.

@@ -44,7 +44,7 @@ func FuzzPlan(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		for _, s := range []uint16{0, 0x5ff, 0x2aa} {
+		for _, s := range []uint16{0, 0x5ff, 0x2aa, 0x2aa | 2<<11, 0x5ff | 3<<11 | 2<<13 | 1<<15} {
 			f.Add(data, s, false)
 		}
 	}
@@ -64,7 +64,7 @@ func FuzzPlan(f *testing.F) {
 				t.Errorf("bad warning %q", w)
 			}
 		}
-		if (d.Outcome == OutcomeUnplaceable || d.Outcome == OutcomeConflict) != (d.Message != "") && !d.Allowed {
+		if (d.Outcome == OutcomeUnplaceable || d.Outcome == OutcomeConflict || d.Outcome == OutcomeForbidden) != (d.Message != "") && !d.Allowed {
 			t.Errorf("a denial without a message: %+v", d)
 		}
 		out := pod.DeepCopy()
@@ -97,9 +97,19 @@ func fuzzNamespace(s uint16) Namespace {
 	set(AnnotationHostUsers, modes[s>>4&3])
 	set(AnnotationUnplaceable, []string{"", "deny", "warn", "bogus"}[s>>6&3])
 	set(AnnotationPools, []string{"", "db", "ipc-tuned, net-wide", "nope,"}[s>>8&3])
-	var labels map[string]string
+	labels := map[string]string{}
 	if s>>10&1 == 1 {
-		labels = map[string]string{"team": "data"}
+		labels["team"] = "data"
+	}
+	// Pod Security: the enforce level, its version, and a warn level.
+	if v := []string{"", "privileged", "baseline", "restricted"}[s>>11&3]; v != "" {
+		labels[LabelPodSecurityEnforce] = v
+	}
+	if v := []string{"", "latest", "v1.28", "v1.0x"}[s>>13&3]; v != "" {
+		labels[LabelPodSecurityEnforceVersion] = v
+	}
+	if s>>15&1 == 1 {
+		labels[LabelPodSecurityWarn] = "restricted"
 	}
 	return Namespace{Name: "fuzz", Labels: labels, Annotations: ann}
 }

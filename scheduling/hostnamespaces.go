@@ -72,6 +72,9 @@ type HostNamespace struct {
 	Mode func(*Policy) *ClashMode
 	// Change is the field of Changes that flips it (non-nil: set the field to this).
 	Change func(*Changes) **bool
+	// PodSecurityForbids is true when Pod Security's baseline level (and so restricted)
+	// forbids sharing it, at every version (policy/check_hostNamespaces.go).
+	PodSecurityForbids bool
 }
 
 // HostNamespaces are the host namespaces that clash with namespaced sysctls, in the
@@ -85,6 +88,8 @@ var HostNamespaces = [...]HostNamespace{
 		Set:    func(s *corev1.PodSpec, v bool) { s.HostIPC = v },
 		Mode:   func(p *Policy) *ClashMode { return &p.HostIPC },
 		Change: func(c *Changes) **bool { return &c.HostIPC },
+
+		PodSecurityForbids: true,
 	},
 	{
 		Field: "hostNetwork", Sysctls: sysctl.NetNamespace, Kernel: "network", Setting: "hostNetwork: true",
@@ -94,6 +99,8 @@ var HostNamespaces = [...]HostNamespace{
 		Set:    func(s *corev1.PodSpec, v bool) { s.HostNetwork = v },
 		Mode:   func(p *Policy) *ClashMode { return &p.HostNetwork },
 		Change: func(c *Changes) **bool { return &c.HostNetwork },
+
+		PodSecurityForbids: true,
 	},
 	{
 		Field: "hostUsers", Sysctls: sysctl.UserNamespace, Kernel: "user", Setting: "hostUsers unset or true",

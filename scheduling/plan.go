@@ -60,6 +60,8 @@ type planner struct {
 	hasPoolList bool
 	// tolerations is the namespace's tolerationsWhitelist, parsed on first use.
 	tolerations tolerationsWhitelist
+	// ps is the namespace's Pod Security policy (see podsecurity.go).
+	ps PodSecurity
 }
 
 // Plan decides what to do with a pod that asks for sysctls. It never modifies its
@@ -79,14 +81,19 @@ func Plan(in Input) Decision {
 	var buf [8]podSysctl
 	p.sysctls = classify(buf[:0], in.Pod.Spec.SecurityContext.Sysctls)
 	modes := p.modes()
+	p.ps = PodSecurityOf(in.Namespace)
 	if conflict := p.resolveClashes(modes); conflict {
 		return p.finish(OutcomeConflict, ReasonHostUsersConflict)
 	}
 	if in.Template {
+		p.podSecurity(modes.unplaceable)
 		return p.finishUnchangedOrChanged(ReasonTemplate)
 	}
 	if p.remaining() == 0 {
 		return p.finishUnchangedOrChanged(ReasonAllSysctlsDropped)
+	}
+	if p.podSecurity(modes.unplaceable) {
+		return p.finish(OutcomeForbidden, ReasonPodSecurityForbidden)
 	}
 	if p.safeEverywhere() {
 		return p.finishUnchangedOrChanged(ReasonSafeSysctlsOnly)
@@ -112,7 +119,7 @@ func Plan(in Input) Decision {
 // skip is step 1.
 func (p *planner) skip() (string, bool) {
 	switch {
-	case p.in.Namespace.Annotations[AnnotationEnabled] != "true" && p.in.Namespace.Labels[LabelEnabled] != "true":
+	case !p.in.Namespace.OptedIn():
 		return ReasonNamespaceNotEnabled, true
 	case p.pod.Annotations[AnnotationSkip] == "true":
 		return ReasonPodOptedOut, true

@@ -98,6 +98,12 @@ type Namespace struct {
 	Annotations map[string]string
 }
 
+// OptedIn reports whether the namespace opted in (annotation or label
+// sysctl-placement.io/enabled: "true").
+func (ns Namespace) OptedIn() bool {
+	return ns.Annotations[AnnotationEnabled] == "true" || ns.Labels[LabelEnabled] == "true"
+}
+
 // Input is everything Plan decides from.
 type Input struct {
 	// Pod is the pod (or, for workloads, a pod built from the template's metadata and
@@ -127,6 +133,10 @@ const (
 	OutcomeUnplaceable Outcome = "Unplaceable"
 	// OutcomeConflict: a flagged clash that must be denied (User namespace under flag).
 	OutcomeConflict Outcome = "Conflict"
+	// OutcomeForbidden: the namespace's enforced Pod Security level forbids a remaining
+	// sysctl and the unplaceable policy is deny; the pod is denied (Allowed false)
+	// before anything is placed, since the API server would refuse it anyway.
+	OutcomeForbidden Outcome = "Forbidden"
 )
 
 // Decision is the result of Plan.
@@ -183,6 +193,9 @@ type Audit struct {
 	DroppedSysctls []string                  `json:"droppedSysctls,omitempty"`
 	Flagged        []HostNamespaceChange     `json:"flagged,omitempty"`
 	Reason         string                    `json:"reason,omitempty"`
+	// PodSecurity lists the namespace's Pod Security modes whose level forbids some
+	// of the remaining sysctls (enforce first).
+	PodSecurity []PodSecurityFinding `json:"podSecurity,omitempty"`
 }
 
 // HostNamespaceChange records one clash and how it was resolved.
@@ -193,6 +206,9 @@ type HostNamespaceChange struct {
 	Mode ClashMode `json:"mode"`
 	// Sysctls are the clashing sysctls.
 	Sysctls []string `json:"sysctls"`
+	// PodSecurity notes how the resolution meets the namespace's Pod Security level,
+	// which forbids host namespaces too (baseline, restricted); empty when it does not.
+	PodSecurity string `json:"podSecurity,omitempty"`
 }
 
 // Reasons, in Decision.Reason and Audit.Reason. They are stable strings: dashboards and

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	kwhwebhook "github.com/slok/kubewebhook/v2/pkg/webhook"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,13 +43,19 @@ func newTestEnv(t testing.TB, nsAnnotations map[string]string) testEnv {
 // newTestEnvWithConfig serves compiled with namespace "team" annotated ann.
 func newTestEnvWithConfig(t testing.TB, compiled *scheduling.Compiled, ann map[string]string) testEnv {
 	t.Helper()
-	cfg := Config{
+	return newTestEnvFrom(t, Config{
 		Config: config.NewStore(compiled),
 		Namespaces: namespaces.Static{
 			"team":  {Name: "team", Annotations: ann},
 			"other": {Name: "other"},
 		},
-	}
+	}, nil)
+}
+
+// newTestEnvFrom serves both webhooks built from cfg; a non-nil recorder measures the
+// mutating one, as serve does.
+func newTestEnvFrom(t testing.TB, cfg Config, recorder kwhwebhook.MetricsRecorder) testEnv {
+	t.Helper()
 	m, err := NewMutator(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +64,7 @@ func newTestEnvWithConfig(t testing.TB, compiled *scheduling.Compiled, ann map[s
 	if err != nil {
 		t.Fatal(err)
 	}
-	mh, err := NewHandler(HandlerConfig{Webhook: m})
+	mh, err := NewHandler(HandlerConfig{Webhook: m, Recorder: recorder})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"field", "mode"}),
 		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sysctl_placement_denials_total",
-			Help: "Objects the validating webhook rejected, by outcome (Unplaceable, Conflict).",
+			Help: "Objects the webhooks rejected, by outcome (Unplaceable, Conflict; Forbidden: by the namespace's Pod Security level, denied by the mutating webhook).",
 		}, []string{"outcome"}),
 	}
 	reg.MustRegister(m.placements, m.hostNamespace, m.denials)

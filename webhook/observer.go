@@ -25,7 +25,7 @@ type WorkloadObserver interface {
 }
 
 // DeniedPod is a pod owned by a controller (ReplicaSet, Job, StatefulSet, ...) that the
-// validating webhook rejected.
+// validating webhook rejected (or the mutating one, for Pod Security).
 type DeniedPod struct {
 	// Namespace of the pod and of its owner.
 	Namespace string
@@ -33,7 +33,7 @@ type DeniedPod struct {
 	Owner metav1.OwnerReference
 	// PodName is the pod's name, or its generateName prefix when it has none yet.
 	PodName string
-	// Outcome is scheduling.OutcomeUnplaceable or scheduling.OutcomeConflict.
+	// Outcome is scheduling.OutcomeUnplaceable, OutcomeConflict or OutcomeForbidden.
 	Outcome scheduling.Outcome
 	// Message is the denial message the controller got back.
 	Message string

@@ -47,7 +47,8 @@ func (c *OfflineConfig) defaults() error {
 
 // OfflineResult is what admission would do to one object.
 type OfflineResult struct {
-	// Allowed is the validating webhook's verdict; Message says why it denied.
+	// Allowed is the validating webhook's verdict (or the mutating one's, which denies
+	// what Pod Security would refuse); Message says why it denied.
 	Allowed bool
 	Message string
 	// Warnings are the mutating webhook's warnings.
@@ -104,6 +105,10 @@ func (o *Offline) Admit(object []byte) (OfflineResult, error) {
 	resp, err := o.mutator.Review(ctx, review)
 	if err != nil {
 		return OfflineResult{}, err
+	}
+	if denied, ok := resp.(*model.ValidatingAdmissionResponse); ok && !denied.Allowed {
+		// The mutating webhook denies what Pod Security would refuse (denyForPodSecurity).
+		return OfflineResult{Message: denied.Message, Warnings: denied.Warnings, Patch: emptyPatch, Object: object}, nil
 	}
 	mutated, ok := resp.(*model.MutatingAdmissionResponse)
 	if !ok {

@@ -44,11 +44,16 @@ func (c *Config) defaults() error {
 		return errors.New("a namespace source is required")
 	}
 	if c.Logger == nil {
-		l := logrus.New()
-		l.Out = io.Discard
-		c.Logger = l
+		c.Logger = discardLogger()
 	}
 	return nil
+}
+
+// discardLogger is the logger of a component given none.
+func discardLogger() logrus.FieldLogger {
+	l := logrus.New()
+	l.Out = io.Discard
+	return l
 }
 
 // planner holds the steps both webhooks share: decode, look up the namespace, plan.
@@ -144,6 +149,9 @@ func (m *Mutator) Review(_ context.Context, ar model.AdmissionReview) (model.Adm
 	m.log("mutate", ar, obj, d)
 	if d == nil {
 		return &model.MutatingAdmissionResponse{JSONPatchPatch: emptyPatch}, nil
+	}
+	if denial := m.denyForPodSecurity(ar, obj, d); denial != nil {
+		return denial, nil
 	}
 	patch, err := mutationPatch(obj, d)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -39,7 +40,7 @@ func runPlan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var annotations stringList
 	fs.Var(&annotations, "namespace-annotation", "an annotation of the pod's namespace, KEY=VALUE (repeatable); without sysctl-placement.io/enabled the namespace counts as opted in")
 	var labels stringList
-	fs.Var(&labels, "namespace-label", "a label of the pod's namespace, KEY=VALUE (repeatable), for pools with a namespaceSelector")
+	fs.Var(&labels, "namespace-label", "a label of the pod's namespace, KEY=VALUE (repeatable), for pools with a namespaceSelector and the Pod Security labels (pod-security.kubernetes.io/enforce=baseline)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: sysctl-placement plan [--config FILE] [--namespace-annotation KEY=VALUE]... [-o yaml|json] -f FILE|-...")
 		fs.PrintDefaults()
@@ -88,6 +89,7 @@ func runPlan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	denied := false
+	forbidden := 0 // documents the namespace's enforced Pod Security level refuses
 	for i, doc := range docs {
 		res, err := planDocument(offline, doc)
 		if err != nil {
@@ -96,9 +98,15 @@ func runPlan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		if !res.Allowed {
 			denied = true
 		}
+		if slices.ContainsFunc(res.Warnings, scheduling.IsEnforcedPodSecurityWarning) {
+			forbidden++
+		}
 		if err := writeResult(stdout, stderr, *output, i, res); err != nil {
 			return err
 		}
+	}
+	if level, ok := scheduling.PodSecurityOf(ns).EnforcedSysctlRestriction(); ok && forbidden > 0 {
+		fmt.Fprintln(stderr, scheduling.PodSecuritySummary(ns.Name, level, forbidden))
 	}
 	if denied {
 		return exitError{code: 2}

@@ -151,6 +151,13 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 	if err != nil {
 		return err
 	}
+	podSecurity, err := webhook.NewPodSecurityConflicts(registry, log)
+	if err != nil {
+		return fmt.Errorf("could not register the Pod Security metric: %w", err)
+	}
+	if err := namespaceCache.Watch(podSecurity); err != nil {
+		return fmt.Errorf("could not watch namespaces for Pod Security conflicts: %w", err)
+	}
 	audit, err := newAuditEvents(o.events, restConfig, registry, log)
 	if err != nil {
 		return err

@@ -26,6 +26,9 @@ const (
 	// ReasonSysctlUnplaceable (Warning, on a workload): a pod of it was denied because no
 	// pool allows its sysctls.
 	ReasonSysctlUnplaceable = "SysctlUnplaceable"
+	// ReasonSysctlForbiddenByPodSecurity (Warning, on a workload): a pod of it was
+	// denied because its namespace's enforced Pod Security level forbids its sysctls.
+	ReasonSysctlForbiddenByPodSecurity = "SysctlForbiddenByPodSecurity"
 )
 
 // MaxNoteLength is the API server's limit on an Event's note, in bytes.
@@ -62,8 +65,11 @@ func ForTemplate(a scheduling.Audit) []Entry {
 // ForDenial returns the Event a workload gets when one of its pods was denied.
 func ForDenial(d webhook.DeniedPod) Entry {
 	reason := ReasonSysctlUnplaceable
-	if d.Outcome == scheduling.OutcomeConflict {
+	switch d.Outcome {
+	case scheduling.OutcomeConflict:
 		reason = ReasonHostNamespaceConflict
+	case scheduling.OutcomeForbidden:
+		reason = ReasonSysctlForbiddenByPodSecurity
 	}
 	pod := d.PodName
 	if pod == "" {

@@ -22,7 +22,8 @@ type Source interface {
 	Namespace(name string) (scheduling.Namespace, bool)
 }
 
-// Cache is a Source fed by a metadata-only informer on Namespaces. Only labels and
+// Cache is a Source fed by a metadata-only informer on Namespaces. Only labels (pool
+// namespaceSelectors, the opt-in label and the Pod Security labels) and
 // sysctl-placement.io/* annotations are kept, so thousands of namespaces stay small.
 type Cache struct {
 	informer cache.SharedIndexInformer
@@ -106,7 +107,38 @@ func (c *Cache) Namespace(name string) (scheduling.Namespace, bool) {
 	if !ok {
 		return scheduling.Namespace{Name: name}, false
 	}
-	return scheduling.Namespace{Name: name, Labels: m.Labels, Annotations: m.Annotations}, true
+	return namespaceOf(m), true
+}
+
+func namespaceOf(m *metav1.PartialObjectMetadata) scheduling.Namespace {
+	return scheduling.Namespace{Name: m.Name, Labels: m.Labels, Annotations: m.Annotations}
+}
+
+// Watcher hears about the namespaces the cache holds (webhook.PodSecurityConflicts).
+// Its methods run on the informer's goroutine and must return quickly.
+type Watcher interface {
+	NamespaceChanged(scheduling.Namespace)
+	NamespaceDeleted(name string)
+}
+
+// Watch tells w about every namespace the cache adds, updates (resyncs included) or
+// deletes. Call it before Start.
+func (c *Cache) Watch(w Watcher) error {
+	changed := func(obj any) {
+		if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+			w.NamespaceChanged(namespaceOf(m))
+		}
+	}
+	_, err := c.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    changed,
+		UpdateFunc: func(_, obj any) { changed(obj) },
+		DeleteFunc: func(obj any) {
+			if name, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+				w.NamespaceDeleted(name)
+			}
+		},
+	})
+	return err
 }
 
 // Static is a Source from a fixed map, for `plan` and tests.
