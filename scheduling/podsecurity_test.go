@@ -46,7 +46,7 @@ func psaNS(labels ...string) Namespace {
 	return ns
 }
 
-func TestPodSecuritySysctlsCheck(t *testing.T) {
+func TestCheckPodSecurity(t *testing.T) {
 	// Every sysctl PSA allows at some version, plus unsafe ones and a safe one written
 	// with slashes (PSA compares names as written).
 	var candidates []string
@@ -93,7 +93,7 @@ func TestPodSecuritySysctlsCheck(t *testing.T) {
 	}
 }
 
-func TestPodSecurityOfReadsTheLabelsLikePodSecurityAdmission(t *testing.T) {
+func TestPodSecurityOf(t *testing.T) {
 	lv := func(mode PodSecurityMode, level, version string) PodSecurityLevel {
 		minor := -1
 		if version != "latest" {
@@ -151,24 +151,26 @@ func TestPodSecurityOfReadsTheLabelsLikePodSecurityAdmission(t *testing.T) {
 	}
 }
 
-func TestPodSecurityExemptNamespaceHasNoFindings(t *testing.T) {
-	ns := psaNS(LabelPodSecurityEnforce, "restricted")
-	ns.Annotations[AnnotationPodSecurityExempt] = "true"
-	if got := CheckPodSecurity(ns, []string{"kernel.shmmax"}); got != nil {
-		t.Fatalf("got %+v", got)
-	}
-	if _, ok := PodSecurityOf(ns).EnforcedSysctlRestriction(); ok {
-		t.Fatal("an exempt namespace reported as restricting sysctls")
-	}
-	if l, ok := PodSecurityOf(psaNS(LabelPodSecurityEnforce, "baseline", LabelPodSecurityEnforceVersion, "v1.30")).EnforcedSysctlRestriction(); !ok || l.String() != "baseline:v1.30" {
-		t.Fatalf("got %v %v, want baseline:v1.30", l, ok)
-	}
-	if _, ok := PodSecurityOf(psaNS(LabelPodSecurityWarn, "baseline")).EnforcedSysctlRestriction(); ok {
-		t.Fatal("a namespace that only warns reported as enforcing")
-	}
+func TestEnforcedSysctlRestriction(t *testing.T) {
+	t.Run("an exempt namespace has no findings and only an enforced level restricts", func(t *testing.T) {
+		ns := psaNS(LabelPodSecurityEnforce, "restricted")
+		ns.Annotations[AnnotationPodSecurityExempt] = "true"
+		if got := CheckPodSecurity(ns, []string{"kernel.shmmax"}); got != nil {
+			t.Fatalf("got %+v", got)
+		}
+		if _, ok := PodSecurityOf(ns).EnforcedSysctlRestriction(); ok {
+			t.Fatal("an exempt namespace reported as restricting sysctls")
+		}
+		if l, ok := PodSecurityOf(psaNS(LabelPodSecurityEnforce, "baseline", LabelPodSecurityEnforceVersion, "v1.30")).EnforcedSysctlRestriction(); !ok || l.String() != "baseline:v1.30" {
+			t.Fatalf("got %v %v, want baseline:v1.30", l, ok)
+		}
+		if _, ok := PodSecurityOf(psaNS(LabelPodSecurityWarn, "baseline")).EnforcedSysctlRestriction(); ok {
+			t.Fatal("a namespace that only warns reported as enforcing")
+		}
+	})
 }
 
-func TestPlanUnderPodSecurity(t *testing.T) {
+func TestPodSecurityStep(t *testing.T) {
 	cfg := loadTestConfig(t)
 	f := false
 	placedIPC := Changes{NodeSelector: map[string]string{gkePool: "ipc-tuned"}, Tolerations: []corev1.Toleration{tolIPC}}
@@ -354,44 +356,50 @@ func TestPlanUnderPodSecurity(t *testing.T) {
 	}
 }
 
-func TestPodSecurityWarningsStayOnOneLineWithManySysctls(t *testing.T) {
-	cfg := loadTestConfig(t)
-	pod := newPod(sysctls("kernel.shmmax", "kernel.shmall", "kernel.shm_next_id", "kernel.sem", "kernel.msgmax", "kernel.msgmnb"))
-	for _, mode := range []string{LabelPodSecurityEnforce, LabelPodSecurityWarn, LabelPodSecurityAudit} {
-		d := Plan(Input{Pod: pod, Namespace: psaNS(mode, "restricted", mode+"-version", "v1.30"), Config: cfg})
-		if !containsSub(d.Warnings, "more") {
-			t.Errorf("%s: the sysctl list was not shortened: %q", mode, d.Warnings)
-		}
-		for _, w := range d.Warnings {
-			if len(w) > maxWarningLen {
-				t.Errorf("%s: warning %q is %d bytes", mode, w, len(w))
+func TestPodSecurityWarnings(t *testing.T) {
+	t.Run("they stay on one line with many sysctls in every mode", func(t *testing.T) {
+		cfg := loadTestConfig(t)
+		pod := newPod(sysctls("kernel.shmmax", "kernel.shmall", "kernel.shm_next_id", "kernel.sem", "kernel.msgmax", "kernel.msgmnb"))
+		for _, mode := range []string{LabelPodSecurityEnforce, LabelPodSecurityWarn, LabelPodSecurityAudit} {
+			d := Plan(Input{Pod: pod, Namespace: psaNS(mode, "restricted", mode+"-version", "v1.30"), Config: cfg})
+			if !containsSub(d.Warnings, "more") {
+				t.Errorf("%s: the sysctl list was not shortened: %q", mode, d.Warnings)
+			}
+			for _, w := range d.Warnings {
+				if len(w) > maxWarningLen {
+					t.Errorf("%s: warning %q is %d bytes", mode, w, len(w))
+				}
 			}
 		}
-	}
+	})
 }
 
-func TestPodSecurityReportsEachDistinctLevelOnce(t *testing.T) {
-	ns := psaNS(LabelPodSecurityEnforce, "baseline", LabelPodSecurityEnforceVersion, "v1.28",
-		LabelPodSecurityWarn, "restricted", LabelPodSecurityAudit, "baseline", LabelPodSecurityAuditVersion, "v1.28")
-	got := CheckPodSecurity(ns, []string{"net.ipv4.tcp_keepalive_time", "kernel.shmmax"})
-	var modes []string
-	for _, f := range got {
-		modes = append(modes, string(f.Mode)+"="+f.String()+"/"+f.Detail)
-	}
-	want := []string{"enforce=baseline:v1.28/net.ipv4.tcp_keepalive_time, kernel.shmmax", "warn=restricted:latest/kernel.shmmax"}
-	if !slices.Equal(modes, want) {
-		t.Fatalf("got %q, want %q", modes, want)
-	}
-}
-
-func TestPodSecuritySummaryCountsWorkloads(t *testing.T) {
-	l, _ := PodSecurityOf(psaNS(LabelPodSecurityEnforce, "restricted", LabelPodSecurityEnforceVersion, "v1.30")).EnforcedSysctlRestriction()
-	for n, want := range map[int]string{
-		1: "namespace shop enforces Pod Security restricted:v1.30: 1 workload with unsafe sysctls can never run there",
-		4: "namespace shop enforces Pod Security restricted:v1.30: 4 workloads with unsafe sysctls can never run there",
-	} {
-		if got := PodSecuritySummary("shop", l, n); got != want {
-			t.Errorf("got %q, want %q", got, want)
+func TestPodSecurityFindings(t *testing.T) {
+	t.Run("each distinct level and version is reported once", func(t *testing.T) {
+		ns := psaNS(LabelPodSecurityEnforce, "baseline", LabelPodSecurityEnforceVersion, "v1.28",
+			LabelPodSecurityWarn, "restricted", LabelPodSecurityAudit, "baseline", LabelPodSecurityAuditVersion, "v1.28")
+		got := CheckPodSecurity(ns, []string{"net.ipv4.tcp_keepalive_time", "kernel.shmmax"})
+		var modes []string
+		for _, f := range got {
+			modes = append(modes, string(f.Mode)+"="+f.String()+"/"+f.Detail)
 		}
-	}
+		want := []string{"enforce=baseline:v1.28/net.ipv4.tcp_keepalive_time, kernel.shmmax", "warn=restricted:latest/kernel.shmmax"}
+		if !slices.Equal(modes, want) {
+			t.Fatalf("got %q, want %q", modes, want)
+		}
+	})
+}
+
+func TestPodSecuritySummary(t *testing.T) {
+	t.Run("it counts workloads in the singular and the plural", func(t *testing.T) {
+		l, _ := PodSecurityOf(psaNS(LabelPodSecurityEnforce, "restricted", LabelPodSecurityEnforceVersion, "v1.30")).EnforcedSysctlRestriction()
+		for n, want := range map[int]string{
+			1: "namespace shop enforces Pod Security restricted:v1.30: 1 workload with unsafe sysctls can never run there",
+			4: "namespace shop enforces Pod Security restricted:v1.30: 4 workloads with unsafe sysctls can never run there",
+		} {
+			if got := PodSecuritySummary("shop", l, n); got != want {
+				t.Errorf("got %q, want %q", got, want)
+			}
+		}
+	})
 }

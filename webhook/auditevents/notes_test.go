@@ -155,6 +155,16 @@ func TestNotes(t *testing.T) {
 		}
 	})
 
+	t.Run("a denial for Pod Security is reported as such", func(t *testing.T) {
+		owner := metav1.OwnerReference{Kind: "ReplicaSet", Name: "postgres-5c9"}
+		got := ForDenial(webhook.DeniedPod{Owner: owner, PodName: "postgres-5c9-", Outcome: scheduling.OutcomeForbidden,
+			Message: "forbidden by Pod Security: namespace shop enforces baseline:latest"})
+		if got.Reason != ReasonSysctlForbiddenByPodSecurity || got.Type != corev1.EventTypeWarning || got.Action != "Deny" ||
+			!strings.Contains(got.Note, "denied pod postgres-5c9-: forbidden by Pod Security") {
+			t.Fatalf("Pod Security denial = %+v", got)
+		}
+	})
+
 	t.Run("template Events say they are about the pod template", func(t *testing.T) {
 		got := ForTemplate(scheduling.Audit{HostNamespaces: []scheduling.HostNamespaceChange{{Field: "hostIPC", Mode: scheduling.ClashStrip, Sysctls: []string{"kernel.shmmax"}}}})
 		if len(got) != 1 || got[0].Reason != ReasonHostNamespaceStripped || !strings.HasPrefix(got[0].Note, "pod template: set hostIPC: false") {
