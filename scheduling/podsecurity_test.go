@@ -403,3 +403,27 @@ func TestPodSecuritySummary(t *testing.T) {
 		}
 	})
 }
+
+func TestPodSecurityCost(t *testing.T) {
+	t.Run("reading a namespace's Pod Security labels allocates nothing", func(t *testing.T) {
+		for _, ns := range []Namespace{
+			enabledNS("plain", nil),
+			psaNS(LabelPodSecurityEnforce, "baseline", LabelPodSecurityWarn, "restricted", LabelPodSecurityAudit, "restricted"),
+		} {
+			if n := testing.AllocsPerRun(100, func() { PodSecurityOf(ns) }); n != 0 {
+				t.Errorf("labels %v: %v allocations per read", ns.Labels, n)
+			}
+		}
+	})
+	t.Run("a namespace without Pod Security labels adds no allocation to Plan", func(t *testing.T) {
+		cfg := loadTestConfig(t)
+		pod := newPod(sysctls("kernel.shmmax", "kernel.sem"))
+		plainNS, privilegedNS := enabledNS("team-a", nil), psaNS(LabelPodSecurityEnforce, "privileged")
+		plain := testing.AllocsPerRun(100, func() { Plan(Input{Pod: pod, Namespace: plainNS, Config: cfg}) })
+		privileged := testing.AllocsPerRun(100, func() { Plan(Input{Pod: pod, Namespace: privilegedNS, Config: cfg}) })
+		if privileged != plain {
+			t.Errorf("Plan allocates %v times in a privileged namespace, %v without labels", privileged, plain)
+		}
+		t.Logf("Plan allocations: %v without labels, %v with enforce=privileged", plain, privileged)
+	})
+}
