@@ -39,14 +39,7 @@ func servedEnv(b *testing.B) testEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := NewMutator(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	v, err := NewValidator(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
+	m, v := newWebhooks(b, cfg)
 	mh, err := NewHandler(HandlerConfig{Webhook: m, Recorder: rec, Logger: log})
 	if err != nil {
 		b.Fatal(err)

@@ -56,14 +56,7 @@ func newTestEnvWithConfig(t testing.TB, compiled *scheduling.Compiled, ann map[s
 // mutating one, as serve does.
 func newTestEnvFrom(t testing.TB, cfg Config, recorder kwhwebhook.MetricsRecorder) testEnv {
 	t.Helper()
-	m, err := NewMutator(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := NewValidator(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, v := newWebhooks(t, cfg)
 	mh, err := NewHandler(HandlerConfig{Webhook: m, Recorder: recorder})
 	if err != nil {
 		t.Fatal(err)
@@ -73,6 +66,20 @@ func newTestEnvFrom(t testing.TB, cfg Config, recorder kwhwebhook.MetricsRecorde
 		t.Fatal(err)
 	}
 	return testEnv{mutate: mh, validate: vh}
+}
+
+// newWebhooks builds both webhooks on cfg.
+func newWebhooks(tb testing.TB, cfg Config) (*Mutator, *Validator) {
+	tb.Helper()
+	m, err := NewMutator(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	v, err := NewValidator(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m, v
 }
 
 // reviewOptions vary the AdmissionReview around the object.

@@ -46,15 +46,7 @@ func observedWebhooks(t *testing.T, obs WorkloadObserver) (*Mutator, *Validator)
 		Namespaces: namespaces.Static{"team": {Name: "team", Annotations: map[string]string{scheduling.AnnotationEnabled: "true"}}},
 		Workloads:  obs,
 	}
-	m, err := NewMutator(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := NewValidator(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, v
+	return newWebhooks(t, cfg)
 }
 
 // replicaSetPod is unplaceable (kernel.msgmax and net.core.somaxconn: no pool allows

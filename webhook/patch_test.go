@@ -200,6 +200,12 @@ func FuzzMutatePatchMatchesApplyTo(f *testing.F) {
 	}
 	f.Add([]byte(postgresPod), "drop-sysctls")
 	f.Add([]byte(`{"apiVersion":"v1","kind":"Pod","spec":{"securityContext":{"sysctls":null}}}`), "")
+	fuzzPods(f, checkPatchMatchesApplyTo)
+}
+
+// fuzzPods fuzzes check over pod JSON and the host-ipc mode of an opted-in namespace,
+// against the golden config; the seeds are the caller's.
+func fuzzPods(f *testing.F, check func(t *testing.T, compiled *scheduling.Compiled, ns scheduling.Namespace, object string, kind metav1.GroupVersionKind)) {
 	compiled := goldenConfig(f)
 	f.Fuzz(func(t *testing.T, pod []byte, hostIPCMode string) {
 		if !json.Valid(pod) {
@@ -209,7 +215,7 @@ func FuzzMutatePatchMatchesApplyTo(f *testing.F) {
 			scheduling.AnnotationEnabled: "true",
 			scheduling.AnnotationHostIPC: hostIPCMode,
 		}}
-		checkPatchMatchesApplyTo(t, compiled, ns, string(pod), podKind())
+		check(t, compiled, ns, string(pod), podKind())
 	})
 }
 

@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
-	sigsjson "sigs.k8s.io/json"
 	"testing"
+
+	sigsjson "sigs.k8s.io/json"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -122,15 +123,5 @@ func FuzzNarrowDecodeDecidesAsFullDecode(f *testing.F) {
 		}
 	}
 	f.Add([]byte(deploymentPod), "")
-	compiled := goldenConfig(f)
-	f.Fuzz(func(t *testing.T, pod []byte, hostIPCMode string) {
-		if !json.Valid(pod) {
-			return
-		}
-		ns := scheduling.Namespace{Name: "team", Annotations: map[string]string{
-			scheduling.AnnotationEnabled: "true",
-			scheduling.AnnotationHostIPC: hostIPCMode,
-		}}
-		checkNarrowDecidesAsFull(t, compiled, ns, string(pod), podKind())
-	})
+	fuzzPods(f, checkNarrowDecidesAsFull)
 }
