@@ -131,11 +131,7 @@ func isSuperset(ss, t *corev1.Toleration) bool {
 
 // explainWhitelist appends why the whitelist keeps the pod off the pool.
 func (p *planner) explainWhitelist(t *corev1.Taint) string {
-	s := "its taint " + t.Key
-	if t.Value != "" {
-		s += "=" + t.Value
-	}
-	s += ":" + string(t.Effect)
+	s := "its taint " + t.ToString()
 	if p.tolerations.invalid != nil {
 		return s + " needs a toleration, and the namespace's tolerationsWhitelist annotation is not valid JSON, so none can be added"
 	}

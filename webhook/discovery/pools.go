@@ -277,8 +277,9 @@ func commonTaints(nodes []*corev1.Node, problems []Problem) ([]corev1.Taint, []P
 				}
 			}
 		}
-		problems = append(problems, Problem{ProblemPartialTaint, fmt.Sprintf("%s=%s:%s is on %d of %d nodes (%s); not tolerated by placed pods",
-			k.key, k.value, k.effect, len(on), len(nodes), abbreviate(on))})
+		partial := corev1.Taint{Key: k.key, Value: k.value, Effect: k.effect}
+		problems = append(problems, Problem{ProblemPartialTaint, fmt.Sprintf("%s is on %d of %d nodes (%s); not tolerated by placed pods",
+			partial.ToString(), len(on), len(nodes), abbreviate(on))})
 	}
 	return taints, problems
 }
