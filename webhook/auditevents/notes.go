@@ -89,11 +89,11 @@ func clashEntries(a scheduling.Audit, prefix string) []Entry {
 	for _, c := range a.HostNamespaces {
 		switch c.Mode {
 		case scheduling.ClashStrip:
-			stripped = append(stripped, fmt.Sprintf("set %s: false because sysctls %s need the pod's own %s namespace (policy strip)",
-				c.Field, strings.Join(c.Sysctls, ", "), kernelNamespace(c.Field)))
+			stripped = append(stripped, fmt.Sprintf("set %s: false because sysctls %s need the pod's own %s namespace (policy %s)",
+				c.Field, strings.Join(c.Sysctls, ", "), kernelNamespace(c.Field), c.Mode))
 		case scheduling.ClashDropSysctls:
-			dropped = append(dropped, fmt.Sprintf("removed sysctls %s: they cannot be set with %s, which is kept (policy drop-sysctls)",
-				strings.Join(c.Sysctls, ", "), hostSetting(c.Field)))
+			dropped = append(dropped, fmt.Sprintf("removed sysctls %s: they cannot be set with %s, which is kept (policy %s)",
+				strings.Join(c.Sysctls, ", "), hostSetting(c.Field), c.Mode))
 		}
 	}
 	for _, c := range a.Flagged {
