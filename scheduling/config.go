@@ -7,6 +7,7 @@ package scheduling
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -35,9 +36,8 @@ const (
 )
 
 var (
-	unplaceablePolices = []UnplaceablePolicy{UnplaceableDeny, UnplaceableWarn}
-	allowlistSources   = []string{AllowlistFromConfigz, AllowlistFromAnnotation}
-	taintEffects       = []corev1.TaintEffect{corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute}
+	allowlistSources = []string{AllowlistFromConfigz, AllowlistFromAnnotation}
+	taintEffects     = []corev1.TaintEffect{corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute}
 )
 
 // sysctlPatternRE is the shape the kubelet accepts for --allowed-unsafe-sysctls
@@ -223,8 +223,8 @@ func (p Policy) validate(path *field.Path) field.ErrorList {
 			errs = append(errs, field.NotSupported(path.Child(h.Field), mode, ClashModes))
 		}
 	}
-	if !validUnplaceable(p.Unplaceable) {
-		errs = append(errs, field.NotSupported(path.Child("unplaceable"), p.Unplaceable, unplaceablePolices))
+	if !p.Unplaceable.Valid() {
+		errs = append(errs, field.NotSupported(path.Child("unplaceable"), p.Unplaceable, UnplaceablePolicies))
 	}
 	return errs
 }
@@ -232,14 +232,10 @@ func (p Policy) validate(path *field.Path) field.ErrorList {
 func (d *Discovery) validate(path *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	errs = append(errs, validateName(d.PoolLabel, path.Child("poolLabel"), "name the node label that groups nodes into pools, e.g. cloud.google.com/gke-nodepool", validation.IsQualifiedName)...)
-	if d.AllowlistFrom != AllowlistFromConfigz && d.AllowlistFrom != AllowlistFromAnnotation {
+	if !slices.Contains(allowlistSources, d.AllowlistFrom) {
 		errs = append(errs, field.NotSupported(path.Child("allowlistFrom"), d.AllowlistFrom, allowlistSources))
 	}
 	return errs
-}
-
-func validUnplaceable(u UnplaceablePolicy) bool {
-	return u == UnplaceableDeny || u == UnplaceableWarn
 }
 
 // DeepCopy returns a copy that shares no memory with c, so Compile can default and keep

@@ -166,7 +166,7 @@ func (p *planner) modes() effectiveModes {
 		}
 	}
 	if v, ok := ann[AnnotationUnplaceable]; ok {
-		if validUnplaceable(UnplaceablePolicy(v)) {
+		if UnplaceablePolicy(v).Valid() {
 			m.unplaceable = UnplaceablePolicy(v)
 		} else {
 			p.warn("namespace annotation " + AnnotationUnplaceable + "=" + quoteShort(v) + " is invalid; use deny or warn")

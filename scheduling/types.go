@@ -7,6 +7,8 @@
 package scheduling
 
 import (
+	"slices"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -48,6 +50,13 @@ const (
 	// UnplaceableWarn admits the pod unchanged with a warning.
 	UnplaceableWarn UnplaceablePolicy = "warn"
 )
+
+// UnplaceablePolicies are every UnplaceablePolicy; Compile and the annotation check
+// refuse any other value.
+var UnplaceablePolicies = []UnplaceablePolicy{UnplaceableDeny, UnplaceableWarn}
+
+// Valid reports whether u is one of UnplaceablePolicies.
+func (u UnplaceablePolicy) Valid() bool { return slices.Contains(UnplaceablePolicies, u) }
 
 // PlacementConfig is the admin-owned configuration file
 // (apiVersion sysctl-placement.io/v1alpha1, kind PlacementConfig).
