@@ -27,6 +27,7 @@ type ConfigurationNotFoundError struct {
 	Kind, Name string
 }
 
+// Error says which configuration is missing; the caller adds what to do about it.
 func (e *ConfigurationNotFoundError) Error() string {
 	return fmt.Sprintf("the %s %s was not found", e.Kind, e.Name)
 }
