@@ -1,7 +1,8 @@
 package scheduling
 
 // Plan, the one entry point, and the state its steps share. Each step has its own file:
-// skip is below; clashes.go resolves host-namespace clashes (step 2); candidates.go
+// skip is below; clashes.go resolves host-namespace clashes (step 2); podsecurity.go
+// checks the remaining sysctls against the namespace's Pod Security level; candidates.go
 // finds the pools that can run the pod (step 3); placement.go recognises a pod that is
 // already placed (step 4) and places it (step 6); explanation.go explains an
 // unplaceable pod (step 5); messages.go shapes warnings. Plan only reads its input; the
