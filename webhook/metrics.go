@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"crypto/tls"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,9 @@ type Metrics struct {
 	placements    *prometheus.CounterVec
 	hostNamespace *prometheus.CounterVec
 	denials       *prometheus.CounterVec
+	// certificateExpiry lets an alert fire weeks before the serving certificate
+	// expires, whatever renews it (the certs CronJob or cert-manager).
+	certificateExpiry prometheus.Gauge
 }
 
 // NewMetrics registers the counters on reg.
@@ -32,8 +36,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sysctl_placement_denials_total",
 			Help: "Objects the webhooks rejected, by outcome (Unplaceable, Conflict; Forbidden: by the namespace's Pod Security level, denied by the mutating webhook).",
 		}, []string{"outcome"}),
+		certificateExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sysctl_placement_certificate_expiry_timestamp_seconds",
+			Help: "Unix time at which the serving certificate in force expires (NotAfter of its leaf).",
+		}),
 	}
-	reg.MustRegister(m.placements, m.hostNamespace, m.denials)
+	reg.MustRegister(m.placements, m.hostNamespace, m.denials, m.certificateExpiry)
 	return m
 }
 
@@ -59,4 +67,13 @@ func (m *Metrics) observeDenial(d *scheduling.Decision) {
 		return
 	}
 	m.denials.WithLabelValues(string(d.Outcome)).Inc()
+}
+
+// ObserveServingCertificate records the expiry of the certificate that came into
+// force; it is meant for certs.ReloaderConfig.OnReload.
+func (m *Metrics) ObserveServingCertificate(cert *tls.Certificate) {
+	if m == nil || cert == nil || cert.Leaf == nil {
+		return
+	}
+	m.certificateExpiry.Set(float64(cert.Leaf.NotAfter.Unix()))
 }

@@ -45,6 +45,9 @@ func Compile(data []byte) (*scheduling.Compiled, error) {
 type Watcher struct {
 	cfg  WatcherConfig
 	last []byte
+	// lastOK says whether last compiled, so that a file that comes back unchanged
+	// after being unreadable restores the last-reload metric.
+	lastOK bool
 	// unreadable is set while the file cannot be read, so that is reported once.
 	unreadable bool
 }
@@ -94,7 +97,7 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 		return nil, err
 	}
 	cfg.Sink.Set(compiled)
-	return &Watcher{cfg: cfg, last: data}, nil
+	return &Watcher{cfg: cfg, last: data, lastOK: true}, nil
 }
 
 // Run watches the file's directory (ConfigMap volumes swap a ..data symlink, which
@@ -143,12 +146,16 @@ func (w *Watcher) reload() {
 	if w.unreadable {
 		w.unreadable = false
 		w.cfg.Logger.WithField("file", w.cfg.Path).Info("the config file is readable again")
+		if bytes.Equal(data, w.last) {
+			w.cfg.Metrics.observeInForce(w.lastOK)
+		}
 	}
 	if bytes.Equal(data, w.last) {
 		return
 	}
 	w.last = data
 	compiled, err := Compile(data)
+	w.lastOK = err == nil
 	w.cfg.Metrics.observeLoad(err == nil)
 	if err != nil {
 		w.cfg.Logger.WithError(err).WithField("file", w.cfg.Path).Error("refused the changed config; the last good config stays in force")

@@ -218,3 +218,49 @@ func (v *configMapVolume) deleteKey(t *testing.T) {
 	t.Helper()
 	v.swap(t, nil)
 }
+
+func TestReloadGauges(t *testing.T) {
+	vol := newConfigMapVolume(t, oneIPCPool)
+	metrics := NewMetrics(prometheus.NewRegistry())
+	logger, _ := logtest.NewNullLogger()
+	w, err := NewWatcher(WatcherConfig{Path: vol.path(), Sink: NewStore(nil), Metrics: metrics, Logger: logger, Interval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	lastOK := func() float64 { return testutil.ToFloat64(metrics.lastOK) }
+	firstLoad := testutil.ToFloat64(metrics.lastOKTime)
+	t.Run("the first load sets last_reload_successful to 1 with a timestamp", func(t *testing.T) {
+		if lastOK() != 1 || firstLoad == 0 {
+			t.Fatalf("last_reload_successful = %v, success timestamp = %v; want 1 and a time", lastOK(), firstLoad)
+		}
+	})
+	t.Run("a refused edit sets it to 0 and keeps the success timestamp", func(t *testing.T) {
+		vol.update(t, invalidConfig)
+		eventually(t, "the refusal is reported", func() bool { return lastOK() == 0 })
+		if got := testutil.ToFloat64(metrics.lastOKTime); got != firstLoad {
+			t.Errorf("the success timestamp moved on a refused edit: %v → %v", firstLoad, got)
+		}
+	})
+	t.Run("a fixed edit sets it back to 1 with a timestamp no older", func(t *testing.T) {
+		vol.update(t, twoPools)
+		eventually(t, "the fixed config is reported", func() bool { return lastOK() == 1 })
+		if got := testutil.ToFloat64(metrics.lastOKTime); got < firstLoad {
+			t.Errorf("the success timestamp went back: %v → %v", firstLoad, got)
+		}
+	})
+	t.Run("an unreadable file sets it to 0", func(t *testing.T) {
+		vol.deleteKey(t)
+		eventually(t, "the missing file is reported", func() bool { return lastOK() == 0 })
+	})
+	t.Run("the same good file back sets it to 1 again", func(t *testing.T) {
+		vol.update(t, twoPools)
+		eventually(t, "the restored file is reported", func() bool { return lastOK() == 1 })
+	})
+}
