@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/sysctl-placement/sysctl-placement/certs"
+	"github.com/sysctl-placement/sysctl-placement/delegatedauth"
 	"github.com/sysctl-placement/sysctl-placement/webhook"
 	"github.com/sysctl-placement/sysctl-placement/webhook/config"
 	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
@@ -39,6 +41,9 @@ type serveOptions struct {
 	kubeconfig    string
 	development   bool
 	profiling     bool
+	// metricsSecure serves the metrics address over HTTPS and lets only callers the
+	// API server authenticates and authorizes read /metrics and pprof.
+	metricsSecure bool
 	shutdownGrace time.Duration
 	// shutdownDelay is the drain phase after SIGTERM: /readyz answers 503 and every
 	// admission response asks the client to reconnect, while the listener stays open,
@@ -89,10 +94,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.keyFile, "tls-private-key-file", "", "PEM private key of --tls-cert-file (required)")
 	fs.StringVar(&o.clientCAFile, "client-ca-file", "", "if set, require a client certificate signed by this CA (the API server's, see docs)")
 	fs.StringVar(&o.listen, "listen", ":8443", "HTTPS address of /mutate and /validate")
-	fs.StringVar(&o.metricsListen, "metrics-listen", ":8080", "plain HTTP address of /healthz, /readyz and /metrics")
+	fs.StringVar(&o.metricsListen, "metrics-listen", ":8080", "address of /healthz, /readyz and /metrics (plain HTTP unless --metrics-secure)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; in-cluster config when empty")
 	fs.BoolVar(&o.development, "development", false, "human-readable text logs at debug level instead of JSON")
 	fs.BoolVar(&o.profiling, "profiling", false, "serve pprof under /debug/pprof/ on the metrics address")
+	fs.BoolVar(&o.metricsSecure, "metrics-secure", false, "serve --metrics-listen over HTTPS with the serving certificate; /metrics and pprof need a bearer token that the API server authenticates (TokenReview) and authorizes for the path (SubjectAccessReview, RBAC nonResourceURLs); /healthz and /readyz stay open")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 20*time.Second, "how long in-flight requests may take after SIGTERM")
 	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, how long /readyz answers 503 and connections are closed after each response before the listener closes (lets Service endpoints drop this replica)")
 	fs.DurationVar(&o.resync, "resync", 10*time.Minute, "informer resync period")
@@ -167,7 +173,7 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 		return err
 	}
 
-	reloader, err := certs.NewReloader(certs.ReloaderConfig{CertFile: o.certFile, KeyFile: o.keyFile, Logger: log})
+	reloader, err := certs.NewReloader(certs.ReloaderConfig{CertFile: o.certFile, KeyFile: o.keyFile, Logger: log, OnReload: metrics.ObserveServingCertificate})
 	if err != nil {
 		return err
 	}
@@ -238,15 +244,29 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 		}
 		_, _ = io.WriteString(w, "ok\n")
 	})
-	opsMux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
-	if o.profiling {
-		opsMux.HandleFunc("/debug/pprof/", pprof.Index)
-		opsMux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		opsMux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		opsMux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		opsMux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// protect guards what reveals the process (metrics, profiles); probes stay open
+	// for the kubelet, which sends no token.
+	protect := func(h http.HandlerFunc) http.Handler { return h }
+	var opsTLS *tls.Config
+	if o.metricsSecure {
+		filter, err := delegatedauth.NewFilterForConfig(restConfig, log)
+		if err != nil {
+			return err
+		}
+		protect = func(h http.HandlerFunc) http.Handler { return filter.Wrap(h) }
+		if opsTLS, err = certs.ServerTLSConfig(reloader, ""); err != nil {
+			return err
+		}
 	}
-	ops := &http.Server{Handler: opsMux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: newServerErrorLog(log)}
+	opsMux.Handle("/metrics", protect(promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}).ServeHTTP))
+	if o.profiling {
+		opsMux.Handle("/debug/pprof/", protect(pprof.Index))
+		opsMux.Handle("/debug/pprof/cmdline", protect(pprof.Cmdline))
+		opsMux.Handle("/debug/pprof/profile", protect(pprof.Profile))
+		opsMux.Handle("/debug/pprof/symbol", protect(pprof.Symbol))
+		opsMux.Handle("/debug/pprof/trace", protect(pprof.Trace))
+	}
+	ops := &http.Server{Handler: opsMux, TLSConfig: opsTLS, ReadHeaderTimeout: 5 * time.Second, ErrorLog: newServerErrorLog(log)}
 
 	admissionListener, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -278,7 +298,12 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 	}
 	goRun("audit events", func() error { return audit.Run(ctx) })
 	goRun("certificate reloader", func() error { return reloader.Run(ctx) })
-	goRun("metrics server", func() error { return ignoreClosed(ops.Serve(opsListener)) })
+	goRun("metrics server", func() error {
+		if opsTLS != nil {
+			return ignoreClosed(ops.ServeTLS(opsListener, "", ""))
+		}
+		return ignoreClosed(ops.Serve(opsListener))
+	})
 	goRun("webhook server", func() error { return ignoreClosed(admission.ServeTLS(admissionListener, "", "")) })
 
 	var runErr error
