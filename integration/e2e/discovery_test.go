@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -26,8 +25,6 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
@@ -262,8 +259,8 @@ func metricEquals(ctx context.Context, t *testing.T, wh *cluster.Webhook, sample
 }
 
 // shippedServiceAccountKubeconfig applies the ServiceAccount-independent RBAC of
-// deploy/base/rbac.yaml unchanged, creates the ServiceAccount it binds, requests a
-// token for it with the TokenRequest API and writes a kubeconfig with that token.
+// deploy/base/rbac.yaml unchanged, creates the ServiceAccount it binds and returns a
+// kubeconfig with a token for it.
 func shippedServiceAccountKubeconfig(ctx context.Context, t *testing.T, c *cluster.Cluster) string {
 	t.Helper()
 	const ns, name = "sysctl-placement", "sysctl-placement"
@@ -315,26 +312,7 @@ func shippedServiceAccountKubeconfig(ctx context.Context, t *testing.T, c *clust
 			t.Fatalf("the shipped %s: %v", tm.Kind, err)
 		}
 	}
-	expiry := int64(time.Hour / time.Second)
-	tr, err := c.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("TokenRequest for %s/%s: %v", ns, name, err)
-	}
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: c.URL, CertificateAuthorityData: c.Config.CAData}
-	kc.AuthInfos["sa"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
-	kc.Contexts["sa"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "sa", Namespace: ns}
-	kc.CurrentContext = "sa"
-	out, err := clientcmd.Write(*kc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(c.WorkDir, "discovery-sa.kubeconfig")
-	if err := os.WriteFile(path, out, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return serviceAccountKubeconfig(ctx, t, c, ns, name)
 }
 
 func mustUnmarshal(t *testing.T, doc []byte, into any) {
