@@ -50,7 +50,8 @@ func (a *apiServer) filter(t *testing.T) *Filter {
 	return f
 }
 
-func TestOnlyCallersTheAPIServerAuthenticatesAndAuthorizesReadMetrics(t *testing.T) {
+// Only callers the API server authenticates and authorizes read what the filter guards.
+func TestFilter(t *testing.T) {
 	api := &apiServer{
 		tokens: map[string]string{"prometheus-token": "system:serviceaccount:monitoring:prometheus", "other-token": "system:serviceaccount:default:default"},
 		grants: map[string]map[string]bool{"system:serviceaccount:monitoring:prometheus": {"get /metrics": true}},
@@ -97,8 +98,10 @@ func TestOnlyCallersTheAPIServerAuthenticatesAndAuthorizesReadMetrics(t *testing
 	})
 }
 
-func TestAFilterWithoutReviewClientsIsRefused(t *testing.T) {
-	if _, err := NewFilter(Config{}); err == nil || !strings.Contains(err.Error(), "TokenReview") {
-		t.Errorf("NewFilter without clients: %v, want an error naming what is missing", err)
-	}
+func TestNewFilter(t *testing.T) {
+	t.Run("a filter without review clients is refused", func(t *testing.T) {
+		if _, err := NewFilter(Config{}); err == nil || !strings.Contains(err.Error(), "TokenReview") {
+			t.Errorf("NewFilter without clients: %v, want an error naming what is missing", err)
+		}
+	})
 }

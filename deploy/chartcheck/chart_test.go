@@ -107,7 +107,9 @@ func without(objs []*unstructured.Unstructured, kind string) []*unstructured.Uns
 	return slices.DeleteFunc(slices.Clone(objs), func(o *unstructured.Unstructured) bool { return o.GetKind() == kind })
 }
 
-func TestTheChartRendersTheSameObjectsAsTheKustomizations(t *testing.T) {
+// The chart and the kustomizations are two ways to install one thing: same objects,
+// same security settings.
+func TestChartMatchesKustomize(t *testing.T) {
 	t.Run("default values render the self-signed overlay, less the Namespace Helm needs first", func(t *testing.T) {
 		sameObjects(t, render(t, nil), without(kustomize(t, "overlays/self-signed"), "Namespace"))
 	})
@@ -133,7 +135,8 @@ func TestTheChartRendersTheSameObjectsAsTheKustomizations(t *testing.T) {
 	})
 }
 
-func TestHelmLintPassesStrictWithDefaultAndEveryOptionalPartEnabled(t *testing.T) {
+// helm lint --strict passes with the default values and every optional part enabled.
+func TestHelmLint(t *testing.T) {
 	for name, values := range map[string]map[string]any{
 		"default values": nil,
 		"everything enabled": {
@@ -156,7 +159,8 @@ func TestHelmLintPassesStrictWithDefaultAndEveryOptionalPartEnabled(t *testing.T
 	}
 }
 
-func TestBadValuesFailHelmTemplateNamingTheValue(t *testing.T) {
+// Bad values fail helm template with a message naming the value.
+func TestValuesSchema(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		values map[string]any

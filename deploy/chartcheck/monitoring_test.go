@@ -14,7 +14,11 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-func TestEveryRuleAndDashboardQueryParsesAsPromQL(t *testing.T) {
+func TestPromQL(t *testing.T) {
+	t.Run("every rule and dashboard query parses and selects a metric", testQueriesParse)
+}
+
+func testQueriesParse(t *testing.T) {
 	exprs, err := Expressions()
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +37,11 @@ func TestEveryRuleAndDashboardQueryParsesAsPromQL(t *testing.T) {
 	}
 }
 
-func TestEveryAlertHasASeverityAndARunbook(t *testing.T) {
+func TestAlertAnnotations(t *testing.T) {
+	t.Run("every alert has a severity and a runbook", testSeverityAndRunbook)
+}
+
+func testSeverityAndRunbook(t *testing.T) {
 	rule, err := Rules()
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +75,8 @@ func promtool(t *testing.T) string {
 	return bin
 }
 
-func TestTheAlertsFireWhenTheyShouldAndOnlyThen(t *testing.T) {
+// The alerts fire when they should and only then.
+func TestAlertRules(t *testing.T) {
 	rule, err := Rules()
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +162,11 @@ func strict(t *testing.T, obj *unstructured.Unstructured, out any) {
 	}
 }
 
-func TestTheMonitoringAndNetworkPolicyObjectsDecodeAsTheirTypes(t *testing.T) {
+func TestComponentTypes(t *testing.T) {
+	t.Run("the monitoring and network-policy objects decode as their types", testComponentTypes)
+}
+
+func testComponentTypes(t *testing.T) {
 	objs := kustomize(t, "overlays/self-signed", "monitoring", "network-policy", "metrics-secure")
 	seen := map[string]bool{}
 	for _, o := range objs {

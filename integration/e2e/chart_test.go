@@ -307,7 +307,7 @@ func placedPod() *corev1.Pod {
 // ServiceAccount and RBAC, Deployment arguments, Service and webhook configurations
 // with the Job's caBundle), and re-applying it with changed values, as `helm upgrade`
 // does, must keep the TLS Secret and fail no admission.
-func TestTheHelmChartInstallsAServingWebhookAndAnUpgradeFailsNoAdmission(t *testing.T) {
+func TestHelmChart(t *testing.T) {
 	c := cluster.StartForTest(t, cluster.Options{APIServerFlags: map[string][]string{"enable-aggregator-routing": {"true"}}})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
