@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -223,6 +225,9 @@ func startChartReplica(ctx context.Context, t *testing.T, c *cluster.Cluster, ob
 			t.Logf("serve log:\n%s", tailFile(r.logFile, 40))
 		}
 	})
+	if slices.Contains(args, "--metrics-secure") {
+		r.metricsURL = "https://" + metrics
+	}
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		select {
 		case <-r.done:
@@ -302,20 +307,13 @@ func placedPod() *corev1.Pod {
 	}
 }
 
-// The chart is what platform teams install: rendered by Helm's code with default
-// values, applied to a real API server, it must produce a serving webhook (certs Job,
-// ServiceAccount and RBAC, Deployment arguments, Service and webhook configurations
-// with the Job's caBundle), and re-applying it with changed values, as `helm upgrade`
-// does, must keep the TLS Secret and fail no admission.
-func TestHelmChart(t *testing.T) {
-	c := cluster.StartForTest(t, cluster.Options{APIServerFlags: map[string][]string{"enable-aggregator-routing": {"true"}}})
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-
-	manifests, objs := helmTemplate(ctx, t, "namespace.create=true")
+// installChart applies the chart rendered with sets (and namespace.create) server-side,
+// runs the rendered certs Job's command as its ServiceAccount, starts serve from the
+// rendered Deployment and routes the chart's Service to it.
+func installChart(ctx context.Context, t *testing.T, c *cluster.Cluster, sets ...string) ([]*unstructured.Unstructured, *chartReplica) {
+	t.Helper()
+	manifests, objs := helmTemplate(ctx, t, append([]string{"namespace.create=true"}, sets...)...)
 	serverSideApply(ctx, t, c, manifests)
-
-	// The certs Job, run as its own ServiceAccount with the chart's RBAC for it.
 	job := find(t, objs, "Job", "sysctl-placement-certs")
 	jobSA, _, _ := unstructured.NestedString(job.Object, "spec", "template", "spec", "serviceAccountName")
 	bin, err := cluster.WebhookBinary()
@@ -326,9 +324,21 @@ func TestHelmChart(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, bin, certsArgs...).CombinedOutput(); err != nil {
 		t.Fatalf("the rendered certs Job failed: %v\n%s", err, out)
 	}
-
 	replica := startChartReplica(ctx, t, c, objs)
 	routeServiceTo(ctx, t, c, replica.listenIP, replica.listenPort)
+	return objs, replica
+}
+
+// The chart is what platform teams install: rendered by Helm's code with default
+// values, applied to a real API server, it must produce a serving webhook (certs Job,
+// ServiceAccount and RBAC, Deployment arguments, Service and webhook configurations
+// with the Job's caBundle), and re-applying it with changed values, as `helm upgrade`
+// does, must keep the TLS Secret and fail no admission.
+func TestHelmChart(t *testing.T) {
+	c := cluster.StartForTest(t, cluster.Options{APIServerFlags: map[string][]string{"enable-aggregator-routing": {"true"}}})
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	installChart(ctx, t, c)
 	ns := optedInNamespace(ctx, t, c, "chart-users", nil)
 	quiet := rest.CopyConfig(c.Config)
 	quiet.WarningHandler = rest.NoWarnings{}
@@ -441,13 +451,17 @@ func TestHelmChart(t *testing.T) {
 	})
 }
 
-// httpGet fetches url and returns the status code and body; 0 when it cannot connect.
+// probeClient does what the kubelet's HTTPS probes do: no certificate check, no token.
+var probeClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // a probe, as the kubelet's
+
+// httpGet fetches url as a probe and returns the status code and body; 0 when it
+// cannot connect.
 func httpGet(ctx context.Context, url string) (int, string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, ""
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := probeClient.Do(req)
 	if err != nil {
 		return 0, ""
 	}

@@ -1,0 +1,208 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
+)
+
+// monitoringMetrics lists the metric names the alerts and the dashboard query
+// (deploy/chartcheck/cmd/monitoring-metrics: Prometheus' PromQL parser on every
+// expression).
+func monitoringMetrics(ctx context.Context, t *testing.T) []string {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, "go", "run", "./cmd/monitoring-metrics")
+	cmd.Dir = filepath.Join(cluster.RepoRoot(), "deploy", "chartcheck")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("monitoring-metrics: %v\n%s", err, stderr.String())
+	}
+	return strings.Fields(string(out))
+}
+
+// seriesNames returns the metric name of every sample in a Prometheus text exposition.
+func seriesNames(exposition string) map[string]bool {
+	names := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(exposition))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if i := strings.IndexAny(line, "{ "); i > 0 {
+			names[line[:i]] = true
+		}
+	}
+	return names
+}
+
+// fromOtherExporters are metric name prefixes the rules use from Prometheus itself
+// (up), kube-state-metrics (kube_) and the API server (apiserver_): not serve's.
+var fromOtherExporters = []string{"up", "kube_", "apiserver_"}
+
+// Every metric the alerts and the dashboard name must be one a running serve exports:
+// a renamed metric would otherwise leave an alert that can never fire.
+// sysctl_placement_build_info and sysctl_placement_pool_nodes are required too.
+func TestMonitoringMetrics(t *testing.T) {
+	c := cluster.StartForTest(t, cluster.Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	specs := cluster.DefaultPools()
+	for i := range specs {
+		specs[i].ServeConfigz = true
+	}
+	if _, err := c.AddPools(ctx, specs...); err != nil {
+		t.Fatal(err)
+	}
+	createSystemNamespace(ctx, t, c)
+	caFile, err := c.KubeletCAFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	configFile := filepath.Join(c.WorkDir, "monitoring-config.yaml")
+	if err := os.WriteFile(configFile, []byte(discoveryConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wh, err := c.StartWebhook(ctx, cluster.WebhookOptions{
+		Name: "monitoring", ConfigFile: configFile, Kubeconfig: shippedServiceAccountKubeconfig(ctx, t, c),
+		ExtraArgs: []string{"--kubelet-ca-file", caFile},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = wh.Terminate(30 * time.Second)
+		if t.Failed() {
+			t.Logf("webhook log:\n%s", tailFile(wh.LogFile, 40))
+		}
+	})
+	if err := c.RegisterWebhook(ctx, wh); err != nil {
+		t.Fatal(err)
+	}
+	// Admissions of every outcome, so the counters and histograms have samples: a
+	// placement, a host-namespace clash resolved, a denial. Real creates: dry runs
+	// are not counted.
+	ns := optedInNamespace(ctx, t, c, "monitored", nil)
+	pods := c.Client.CoreV1().Pods(ns)
+	if _, err := pods.Create(ctx, placedPod(), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("a pod with kernel.shmmax was refused: %v", err)
+	}
+	clash := placedPod()
+	clash.Spec.HostIPC = true
+	if _, err := pods.Create(ctx, clash, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("a hostIPC pod with kernel.shmmax was refused (want hostIPC stripped): %v", err)
+	}
+	denied := placedPod()
+	denied.Spec.SecurityContext.Sysctls = []corev1.Sysctl{{Name: "net.core.rmem_max", Value: "1"}}
+	if _, err := pods.Create(ctx, denied, metav1.CreateOptions{}); err == nil {
+		t.Fatal("a pod with net.core.rmem_max, which no pool allows, was admitted")
+	}
+
+	_, exposition, err := wh.Get(ctx, "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := seriesNames(exposition)
+	t.Run("every metric the alerts and the dashboard use is exported by serve", func(t *testing.T) {
+		for _, name := range monitoringMetrics(ctx, t) {
+			if slices.ContainsFunc(fromOtherExporters, func(p string) bool { return name == p || (strings.HasSuffix(p, "_") && strings.HasPrefix(name, p)) }) {
+				continue
+			}
+			if !exported[name] {
+				t.Errorf("the rules or the dashboard use %s, which serve does not export", name)
+			}
+		}
+	})
+}
+
+// With --metrics-secure (the chart's metrics.secure), /metrics is HTTPS with the
+// serving certificate and only identities RBAC allows read it: checked by the real
+// API server's TokenReview and SubjectAccessReview against the chart's RBAC.
+func TestMetricsSecure(t *testing.T) {
+	c := cluster.StartForTest(t, cluster.Options{APIServerFlags: map[string][]string{"enable-aggregator-routing": {"true"}}})
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	// The scraper the chart's metrics.readers names by default, and another account.
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "monitoring"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, sa := range []string{"prometheus-k8s", "someone-else"} {
+		if _, err := c.Client.CoreV1().ServiceAccounts("monitoring").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, replica := installChart(ctx, t, c, "metrics.secure=true")
+	secret, err := c.Client.CoreV1().Secrets(chartNamespace).Get(ctx, "sysctl-placement-tls", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As the ServiceMonitor scrapes: the CA from the TLS Secret, the Service's name.
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(secret.Data["ca.crt"])
+	scraper := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: roots, ServerName: "sysctl-placement.sysctl-placement.svc", MinVersion: tls.VersionTLS12,
+	}}}
+	token := func(sa string) string {
+		t.Helper()
+		tr, err := c.Client.CoreV1().ServiceAccounts("monitoring").CreateToken(ctx, sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.Status.Token
+	}
+	get := func(path, bearer string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, replica.metricsURL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := scraper.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for _, tc := range []struct {
+		name, path, token string
+		code              int
+		body              string
+	}{
+		{"the probes stay open without a token", "/readyz", "", http.StatusOK, "ok"},
+		{"/metrics without a token is refused with 401", "/metrics", "", http.StatusUnauthorized, "bearer token"},
+		{"/metrics with a forged token is refused with 401", "/metrics", "not-a-token", http.StatusUnauthorized, "not accepted"},
+		{"/metrics for an account without the grant is refused with 403", "/metrics", token("someone-else"), http.StatusForbidden, "system:serviceaccount:monitoring:someone-else"},
+		{"/metrics for the chart's metrics reader answers the metrics", "/metrics", token("prometheus-k8s"), http.StatusOK, "sysctl_placement_certificate_expiry_timestamp_seconds"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := get(tc.path, tc.token)
+			if code != tc.code || !strings.Contains(body, tc.body) {
+				t.Errorf("GET %s = %d %.200q, want %d containing %q", tc.path, code, body, tc.code, tc.body)
+			}
+		})
+	}
+}
