@@ -189,3 +189,28 @@ func TestValuesSchema(t *testing.T) {
 		})
 	}
 }
+
+func TestNetworkPolicyValues(t *testing.T) {
+	t.Run("webhookFromCIDRs opens the webhook port to those CIDRs only", func(t *testing.T) {
+		objs := render(t, map[string]any{"networkPolicy": map[string]any{"enabled": true, "webhookFromCIDRs": []any{"172.16.0.0/28"}}})
+		for _, o := range objs {
+			if o.GetKind() != "NetworkPolicy" {
+				continue
+			}
+			ingress, _, _ := unstructured.NestedSlice(o.Object, "spec", "ingress")
+			from, _, _ := unstructured.NestedSlice(ingress[0].(map[string]any), "from")
+			cidr, _, _ := unstructured.NestedString(from[0].(map[string]any), "ipBlock", "cidr")
+			if len(from) != 1 || cidr != "172.16.0.0/28" {
+				t.Errorf("the webhook port's rule: from = %v, want the one ipBlock 172.16.0.0/28", from)
+			}
+			return
+		}
+		t.Fatal("networkPolicy.enabled renders no NetworkPolicy")
+	})
+	t.Run("a CIDR that is not one is refused", func(t *testing.T) {
+		_, err := Render(DefaultRelease, map[string]any{"networkPolicy": map[string]any{"webhookFromCIDRs": []any{"control-plane"}}})
+		if err == nil || !strings.Contains(err.Error(), "webhookFromCIDRs") {
+			t.Errorf("helm template: %v, want an error naming webhookFromCIDRs", err)
+		}
+	})
+}
