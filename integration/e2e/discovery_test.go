@@ -75,33 +75,9 @@ func TestDiscoveryFindsThePoolsFromTheKubeletsAndPlacementFollowsThem(t *testing
 	if err != nil {
 		t.Fatal(err)
 	}
-	createSystemNamespace(ctx, t, c)
-	kubeconfig := shippedServiceAccountKubeconfig(ctx, t, c)
-	caFile, err := c.KubeletCAFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	configFile := filepath.Join(c.WorkDir, "discovery-config.yaml")
-	if err := os.WriteFile(configFile, []byte(discoveryConfig), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	const refresh = 2 * time.Second
-	wh, err := c.StartWebhook(ctx, cluster.WebhookOptions{
-		Name: "discovery", ConfigFile: configFile, Kubeconfig: kubeconfig,
-		ExtraArgs: []string{"--kubelet-ca-file", caFile, "--discovery-refresh", refresh.String()},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = wh.Terminate(30 * time.Second)
-		if t.Failed() {
-			t.Logf("webhook log:\n%s", tailFile(wh.LogFile, 40))
-		}
-	})
-	if err := c.RegisterWebhook(ctx, wh); err != nil {
-		t.Fatal(err)
-	}
+	dw := startDiscoveryWebhook(ctx, t, c, "discovery", "--discovery-refresh", refresh.String())
+	wh, kubeconfig, configFile, caFile := dw.Webhook, dw.kubeconfig, dw.configFile, dw.caFile
 	env := &placementEnv{Cluster: c, webhook: wh, pools: map[string]*cluster.Pool{}, warnings: &warningRecorder{}}
 	for _, p := range pools {
 		env.pools[p.Spec.Name] = p
@@ -233,6 +209,44 @@ func dryRunPool(ctx context.Context, client kubernetes.Interface, ns, sysctl str
 		return "", errors.New("the pod was admitted without a pool selector")
 	}
 	return pool, nil
+}
+
+// discoveryWebhook is serve with discoveryConfig, as the shipped ServiceAccount,
+// reading the kubelets' /configz verified by the simulated kubelets' CA, and
+// registered with the API server.
+type discoveryWebhook struct {
+	*cluster.Webhook
+	kubeconfig, configFile, caFile string
+}
+
+func startDiscoveryWebhook(ctx context.Context, t *testing.T, c *cluster.Cluster, name string, extraArgs ...string) discoveryWebhook {
+	t.Helper()
+	createSystemNamespace(ctx, t, c)
+	dw := discoveryWebhook{kubeconfig: shippedServiceAccountKubeconfig(ctx, t, c), configFile: filepath.Join(c.WorkDir, name+"-config.yaml")}
+	var err error
+	if dw.caFile, err = c.KubeletCAFile(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dw.configFile, []byte(discoveryConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dw.Webhook, err = c.StartWebhook(ctx, cluster.WebhookOptions{
+		Name: name, ConfigFile: dw.configFile, Kubeconfig: dw.kubeconfig,
+		ExtraArgs: append([]string{"--kubelet-ca-file", dw.caFile}, extraArgs...),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = dw.Terminate(30 * time.Second)
+		if t.Failed() {
+			t.Logf("webhook log:\n%s", tailFile(dw.LogFile, 40))
+		}
+	})
+	if err := c.RegisterWebhook(ctx, dw.Webhook); err != nil {
+		t.Fatal(err)
+	}
+	return dw
 }
 
 // metricEquals polls the webhook's /metrics until the sample has the value.

@@ -78,31 +78,7 @@ func TestMonitoringMetrics(t *testing.T) {
 	if _, err := c.AddPools(ctx, specs...); err != nil {
 		t.Fatal(err)
 	}
-	createSystemNamespace(ctx, t, c)
-	caFile, err := c.KubeletCAFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	configFile := filepath.Join(c.WorkDir, "monitoring-config.yaml")
-	if err := os.WriteFile(configFile, []byte(discoveryConfig), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	wh, err := c.StartWebhook(ctx, cluster.WebhookOptions{
-		Name: "monitoring", ConfigFile: configFile, Kubeconfig: shippedServiceAccountKubeconfig(ctx, t, c),
-		ExtraArgs: []string{"--kubelet-ca-file", caFile},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = wh.Terminate(30 * time.Second)
-		if t.Failed() {
-			t.Logf("webhook log:\n%s", tailFile(wh.LogFile, 40))
-		}
-	})
-	if err := c.RegisterWebhook(ctx, wh); err != nil {
-		t.Fatal(err)
-	}
+	wh := startDiscoveryWebhook(ctx, t, c, "monitoring").Webhook
 	// Admissions of every outcome, so the counters and histograms have samples: a
 	// placement, a host-namespace clash resolved, a denial. Real creates: dry runs
 	// are not counted.

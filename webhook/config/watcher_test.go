@@ -83,6 +83,18 @@ func (v *configMapVolume) swap(t *testing.T, content *string) {
 	}
 }
 
+// runUntilCleanup runs w until the test ends.
+func runUntilCleanup(t *testing.T, w *Watcher) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -115,13 +127,7 @@ func TestWatcher(t *testing.T) {
 		if got := poolNames(store); len(got) != 1 {
 			t.Fatalf("pools after start = %v, want [ipc]", got)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- w.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			<-done
-		})
+		runUntilCleanup(t, w)
 
 		vol.update(t, twoPools)
 		eventually(t, "the changed config is in force", func() bool { return len(poolNames(store)) == 2 })
@@ -171,13 +177,7 @@ func TestWatcher(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- w.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			<-done
-		})
+		runUntilCleanup(t, w)
 
 		vol.deleteKey(t)
 		eventually(t, "the missing file is counted", func() bool {
@@ -227,13 +227,7 @@ func TestReloadGauges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	runUntilCleanup(t, w)
 	lastOK := func() float64 { return testutil.ToFloat64(metrics.lastOK) }
 	firstLoad := testutil.ToFloat64(metrics.lastOKTime)
 	t.Run("the first load sets last_reload_successful to 1 with a timestamp", func(t *testing.T) {
