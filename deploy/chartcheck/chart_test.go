@@ -214,3 +214,81 @@ func TestNetworkPolicyValues(t *testing.T) {
 		}
 	})
 }
+
+func images(o *unstructured.Unstructured) []string {
+	var out []string
+	for _, path := range [][]string{{"spec", "template", "spec", "containers"}, {"spec", "jobTemplate", "spec", "template", "spec", "containers"}} {
+		cs, _, _ := unstructured.NestedSlice(o.Object, path...)
+		for _, c := range cs {
+			img, _, _ := unstructured.NestedString(c.(map[string]any), "image")
+			out = append(out, img)
+		}
+	}
+	return out
+}
+
+func TestChartValues(t *testing.T) {
+	t.Run("image.digest pins every container by digest", func(t *testing.T) {
+		digest := "sha256:" + strings.Repeat("ab", 32)
+		n := 0
+		for _, o := range render(t, map[string]any{"image": map[string]any{"digest": digest}}) {
+			for _, img := range images(o) {
+				n++
+				if img != "ghcr.io/sysctl-placement/sysctl-placement@"+digest {
+					t.Errorf("%s runs %s, want the image by digest", key(o), img)
+				}
+			}
+		}
+		if n != 3 {
+			t.Errorf("found %d containers, want 3 (webhook, certs Job, certs CronJob)", n)
+		}
+	})
+	t.Run("replicas raise the critical-pods quota with them", func(t *testing.T) {
+		for _, o := range render(t, map[string]any{"replicas": 5}) {
+			if o.GetKind() == "ResourceQuota" {
+				if pods, _, _ := unstructured.NestedString(o.Object, "spec", "hard", "pods"); pods != "7" {
+					t.Errorf("quota pods = %q with 5 replicas, want 7 (surge and a spare)", pods)
+				}
+				return
+			}
+		}
+		t.Fatal("no ResourceQuota rendered")
+	})
+	t.Run("webhook.port moves the container port and --listen while the Service keeps 443", func(t *testing.T) {
+		objs := render(t, map[string]any{"webhook": map[string]any{"port": 10250}})
+		for _, o := range objs {
+			switch o.GetKind() {
+			case "Deployment":
+				args := fmt.Sprint(unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers"))
+				if !strings.Contains(args, "--listen :10250") || !strings.Contains(args, "containerPort:10250") {
+					t.Errorf("the Deployment does not listen on 10250: %s", args)
+				}
+			case "Service":
+				ports := fmt.Sprint(unstructured.NestedSlice(o.Object, "spec", "ports"))
+				if !strings.Contains(ports, "port:443") || !strings.Contains(ports, "targetPort:https") {
+					t.Errorf("the Service must keep 443 → https: %s", ports)
+				}
+			}
+		}
+	})
+	t.Run("failurePolicy.pods applies to the pods entries only", func(t *testing.T) {
+		objs := render(t, map[string]any{"webhook": map[string]any{"failurePolicy": map[string]any{"pods": "Ignore", "templates": "Fail"}}})
+		for _, o := range objs {
+			if !strings.HasSuffix(o.GetKind(), "WebhookConfiguration") {
+				continue
+			}
+			hooks, _, _ := unstructured.NestedSlice(o.Object, "webhooks")
+			for _, h := range hooks {
+				name, _, _ := unstructured.NestedString(h.(map[string]any), "name")
+				fp, _, _ := unstructured.NestedString(h.(map[string]any), "failurePolicy")
+				want := "Fail"
+				if name == "pods.sysctl-placement.io" {
+					want = "Ignore"
+				}
+				if fp != want {
+					t.Errorf("%s %s: failurePolicy %s, want %s", o.GetKind(), name, fp, want)
+				}
+			}
+		}
+	})
+}
