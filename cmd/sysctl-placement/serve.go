@@ -23,9 +23,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/sysctl-placement/sysctl-placement/certs"
-	"github.com/sysctl-placement/sysctl-placement/delegatedauth"
 	"github.com/sysctl-placement/sysctl-placement/webhook"
 	"github.com/sysctl-placement/sysctl-placement/webhook/config"
+	"github.com/sysctl-placement/sysctl-placement/webhook/delegatedauth"
 	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
 	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
 )
