@@ -5,7 +5,52 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+
+	"github.com/slok/kubewebhook/v2/pkg/model"
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionv1beta1 "k8s.io/api/admission/v1beta1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
+
+// The guard and kubewebhook's handler (the slow path, below and in http.go) read an
+// AdmissionReview three times: the guard's envelope, kubewebhook's apiVersion/kind
+// pass, its decode into k8s.io/api's AdmissionReview (the object copied as raw
+// bytes), then decodeObject reads the object again. decodeReview reads it once, with
+// the object going straight into the narrow types of podfields.go (reviewjson.go);
+// the handler uses it whenever the answer is the one the slow path would give, and
+// hands every other body to the slow path unchanged.
+
+// decodedRequest is k8s.io/api's AdmissionRequest, the type kubewebhook decodes
+// (admission.k8s.io/v1beta1's has the same fields), whose object is decoded into
+// objectEnvelope instead of being copied as raw bytes: Object here is shallower than
+// the embedded AdmissionRequest.Object, so encoding/json's rules give "object" to it.
+// oldObject and options stay raw, as kubewebhook gives them.
+type decodedRequest struct {
+	admissionv1.AdmissionRequest
+	Object *objectEnvelope `json:"object"`
+}
+
+// model is the review as kubewebhook's model, built by kubewebhook's own
+// constructors from the request as kubewebhook would have decoded it; only
+// NewObjectRaw is nil (the object travels decoded, see withDecodedObject).
+func (rev *decodedReview) model() model.AdmissionReview {
+	req := &rev.Request.AdmissionRequest
+	if rev.APIVersion == "admission.k8s.io/v1beta1" {
+		return model.NewAdmissionReviewV1Beta1(&admissionv1beta1.AdmissionReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: rev.APIVersion, Kind: rev.Kind},
+			Request: &admissionv1beta1.AdmissionRequest{
+				UID: req.UID, Kind: req.Kind, Resource: req.Resource, SubResource: req.SubResource,
+				RequestKind: req.RequestKind, RequestResource: req.RequestResource, RequestSubResource: req.RequestSubResource,
+				Name: req.Name, Namespace: req.Namespace, Operation: admissionv1beta1.Operation(req.Operation),
+				UserInfo: req.UserInfo, OldObject: req.OldObject, DryRun: req.DryRun, Options: req.Options,
+			},
+		})
+	}
+	return model.NewAdmissionReviewV1(&admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: rev.APIVersion, Kind: rev.Kind},
+		Request:  req,
+	})
+}
 
 // reviewEnvelope is the part of an AdmissionReview the guard checks.
 type reviewEnvelope struct {

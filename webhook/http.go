@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +15,12 @@ import (
 	kwhhttp "github.com/slok/kubewebhook/v2/pkg/http"
 	kwhlog "github.com/slok/kubewebhook/v2/pkg/log"
 	kwhprometheus "github.com/slok/kubewebhook/v2/pkg/metrics/prometheus"
+	"github.com/slok/kubewebhook/v2/pkg/model"
 	kwhwebhook "github.com/slok/kubewebhook/v2/pkg/webhook"
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionv1beta1 "k8s.io/api/admission/v1beta1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // MaxRequestBodyBytes is the largest AdmissionReview accepted: kubewebhook's own limit
@@ -43,7 +49,15 @@ type HandlerConfig struct {
 }
 
 // NewHandler returns the HTTP handler for one webhook: a guard that answers malformed
-// requests with a 4xx and a message that says what to send, then kubewebhook.
+// requests with a 4xx and a message that says what to send, then the review.
+//
+// kubewebhook stays the framework: cfg.Webhook is a kubewebhook Webhook, measured by
+// kubewebhook's NewMeasuredWebhook, reviewing kubewebhook's model.AdmissionReview and
+// answering with its response types. What the handler adds is its own decode: the
+// AdmissionReview is read once, the object straight into the narrow types (see
+// decodeReview), and the response is encoded as kubewebhook's handler encodes it
+// (reviewResponse). A body that the single decode cannot take exactly as kubewebhook
+// would goes to kubewebhook's own handler (kwhhttp.HandlerFor), unchanged.
 func NewHandler(cfg HandlerConfig) (http.Handler, error) {
 	if cfg.Webhook == nil {
 		return nil, errors.New("a webhook is required")
@@ -60,7 +74,7 @@ func NewHandler(cfg HandlerConfig) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("could not build the admission handler: %w", err)
 	}
-	return guard{next: h, logger: cfg.Logger}, nil
+	return guard{next: h, webhook: wh, kwhLogger: logger, logger: cfg.Logger}, nil
 }
 
 // kwhLogger is the logger kubewebhook gets: its errors and warnings, without its
@@ -82,8 +96,12 @@ func (l kwhLogger) SetValuesOnCtx(ctx context.Context, _ kwhlog.Kv) context.Cont
 // kubewebhook answers an over-long body with 400 and dereferences a missing request;
 // the API server never sends either, but a misconfigured client must get a clear 4xx.
 type guard struct {
-	next   http.Handler
-	logger *logrus.Entry
+	// next is kubewebhook's handler, for what the single decode does not take.
+	next http.Handler
+	// webhook reviews what the single decode took.
+	webhook   kwhwebhook.Webhook
+	kwhLogger kwhlog.Logger
+	logger    *logrus.Entry
 }
 
 func (g guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -104,7 +122,7 @@ func (g guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("content type %q is not supported: send the AdmissionReview as application/json", r.Header.Get("Content-Type")), http.StatusUnsupportedMediaType)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBodyBytes))
+	body, err := readBody(w, r)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -116,6 +134,10 @@ func (g guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(body) == 0 {
 		http.Error(w, "the request body is empty: send an AdmissionReview (admission.k8s.io/v1) as JSON", http.StatusBadRequest)
+		return
+	}
+	if rev, ok := decodeReview(body); ok {
+		g.review(w, r, rev)
 		return
 	}
 	env, err := readEnvelope(body)
@@ -135,3 +157,107 @@ func (g guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.ContentLength = int64(len(body))
 	g.next.ServeHTTP(w, r)
 }
+
+// readBody reads the request body, at most MaxRequestBodyBytes. The buffer is sized
+// from Content-Length when there is one: io.ReadAll would grow it from 512 bytes.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	size := int64(512)
+	if r.ContentLength > 0 && r.ContentLength <= MaxRequestBodyBytes {
+		size = r.ContentLength + 1 // + 1: reading EOF needs no second buffer
+	}
+	body := bytes.NewBuffer(make([]byte, 0, size))
+	_, err := body.ReadFrom(http.MaxBytesReader(w, r.Body, MaxRequestBodyBytes))
+	return body.Bytes(), err
+}
+
+// review answers a review that decodeReview took, as kubewebhook's handler would:
+// the same model.AdmissionReview (built by kubewebhook's own constructors), the same
+// Webhook, the same response or error document and status code.
+func (g guard) review(w http.ResponseWriter, r *http.Request, rev decodedReview) {
+	ar := rev.model()
+	ctx := withDecodedObject(r.Context(), rev.Request.Object)
+	resp, err := g.webhook.Review(ctx, ar)
+	status := http.StatusOK
+	var data []byte
+	if err != nil {
+		g.kwhLogger.Errorf("Admission review error: %s", err)
+		status = http.StatusInternalServerError
+		data, err = reviewError(ar, err)
+	} else if data, err = g.reviewResponse(ar, resp); err != nil {
+		g.kwhLogger.Errorf("Could not map model response to JSON: %s", err)
+		status = http.StatusInternalServerError
+		data, err = reviewError(ar, err)
+	}
+	if err != nil {
+		msg := fmt.Sprintf("could not marshall status error on admission response: %v", err)
+		http.Error(w, msg, http.StatusInternalServerError)
+		g.kwhLogger.Errorf(msg)
+		return
+	}
+	if status == http.StatusOK {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	w.WriteHeader(status)
+	if _, err := w.Write(data); err != nil {
+		g.kwhLogger.Errorf("could not write response: %v", err)
+	}
+}
+
+// reviewResponse encodes resp for ar as kubewebhook's handler does
+// (modelResponseToJSON in kubewebhook's pkg/http, which is not exported): an
+// AdmissionReview of ar's version with the response's uid, decision, patch and
+// warnings (v1beta1 has no warnings).
+func (g guard) reviewResponse(ar model.AdmissionReview, resp model.AdmissionResponse) ([]byte, error) {
+	var (
+		allowed  = true
+		result   *metav1.Status
+		patch    []byte
+		warnings []string
+		mutating bool
+	)
+	switch r := resp.(type) {
+	case *model.ValidatingAdmissionResponse:
+		allowed, warnings = r.Allowed, r.Warnings
+		if !r.Allowed {
+			result = &metav1.Status{Message: r.Message, Status: metav1.StatusFailure, Code: http.StatusBadRequest}
+		}
+	case *model.MutatingAdmissionResponse:
+		patch, warnings, mutating = r.JSONPatchPatch, r.Warnings, true
+	default:
+		return nil, errors.New("unknown webhook response type")
+	}
+	if ar.Version == model.AdmissionReviewVersionV1beta1 {
+		if len(warnings) > 0 {
+			g.kwhLogger.Warningf("warnings used in a 'v1beta1' webhook")
+		}
+		out := &admissionv1beta1.AdmissionResponse{UID: types.UID(ar.ID), Allowed: allowed, Result: result}
+		if mutating {
+			pt := admissionv1beta1.PatchTypeJSONPatch
+			out.PatchType, out.Patch = &pt, patch
+		}
+		return json.Marshal(admissionv1beta1.AdmissionReview{TypeMeta: typeMetaV1beta1, Response: out})
+	}
+	out := &admissionv1.AdmissionResponse{UID: types.UID(ar.ID), Allowed: allowed, Result: result, Warnings: warnings}
+	if mutating {
+		pt := admissionv1.PatchTypeJSONPatch
+		out.PatchType, out.Patch = &pt, patch
+	}
+	return json.Marshal(admissionv1.AdmissionReview{TypeMeta: typeMetaV1, Response: out})
+}
+
+// reviewError is the document kubewebhook's handler answers with (status 500) when
+// the webhook returns an error.
+func reviewError(ar model.AdmissionReview, err error) ([]byte, error) {
+	status := &metav1.Status{Message: err.Error(), Status: metav1.StatusFailure}
+	if ar.Version == model.AdmissionReviewVersionV1beta1 {
+		return json.Marshal(admissionv1beta1.AdmissionReview{TypeMeta: typeMetaV1beta1,
+			Response: &admissionv1beta1.AdmissionResponse{UID: types.UID(ar.ID), Result: status}})
+	}
+	return json.Marshal(admissionv1.AdmissionReview{TypeMeta: typeMetaV1,
+		Response: &admissionv1.AdmissionResponse{UID: types.UID(ar.ID), Result: status}})
+}
+
+var (
+	typeMetaV1      = metav1.TypeMeta{Kind: "AdmissionReview", APIVersion: "admission.k8s.io/v1"}
+	typeMetaV1beta1 = metav1.TypeMeta{Kind: "AdmissionReview", APIVersion: "admission.k8s.io/v1beta1"}
+)

@@ -1,22 +1,29 @@
 package webhook
 
 import (
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	sigsjson "sigs.k8s.io/json"
 )
 
 // admittedObject is the pod, or the pod template of a workload, that an admission
 // request carries, with where its parts sit in the JSON document.
 type admittedObject struct {
-	kind     string
-	name     string
-	template bool
-	paths    podPaths
-	pod      *corev1.Pod
+	kind string
+	// name is metadata.name, or generateName when there is none (for log lines).
+	name string
+	// apiVersion, metadataName and uid identify a workload for WorkloadObserver.
+	apiVersion   string
+	metadataName string
+	uid          types.UID
+	template     bool
+	paths        podPaths
+	pod          *corev1.Pod
 	// noMetadata: the document has no metadata object at all (the API server always
 	// sends one; a hand-written review may not), so patches must create it.
 	noMetadata bool
@@ -50,10 +57,12 @@ func (e errUnhandledKind) Error() string {
 }
 
 // decodeObject decodes raw (the request's object) of the given kind (from the
-// request; the object's own apiVersion/kind wins when present).
+// request; the object's own apiVersion/kind wins when present). The handler's single
+// decode (decodeReview) fills objectEnvelope itself and calls admitted directly; this
+// is for reviews that kubewebhook decoded.
 func decodeObject(raw []byte, kind metav1.GroupVersionKind) (admittedObject, error) {
 	if len(raw) == 0 {
-		return admittedObject{}, fmt.Errorf("the admission request has no object")
+		return admittedObject{}, errNoObject
 	}
 	var env objectEnvelope
 	// Case-sensitive, as the API server decodes: encoding/json would read "Metadata"
@@ -61,19 +70,28 @@ func decodeObject(raw []byte, kind metav1.GroupVersionKind) (admittedObject, err
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &env); err != nil {
 		return admittedObject{}, fmt.Errorf("could not decode the admitted %s: %w", kind.Kind, err)
 	}
+	return env.admitted(kind)
+}
+
+// errNoObject: a CREATE or UPDATE whose request carries no object (or null).
+var errNoObject = errors.New("the admission request has no object")
+
+// admitted finds the pod or pod template in a decoded object of the given kind.
+func (env *objectEnvelope) admitted(kind metav1.GroupVersionKind) (admittedObject, error) {
 	group, kindName := kind.Group, kind.Kind
+	apiVersion := metav1.GroupVersion{Group: kind.Group, Version: kind.Version}.String()
 	if env.Kind != "" {
 		gv, err := parseGroup(env.APIVersion)
 		if err != nil {
 			return admittedObject{}, err
 		}
-		group, kindName = gv, env.Kind
+		group, kindName, apiVersion = gv, env.Kind, env.APIVersion
 	}
 	meta := placementMeta{}
 	if env.Metadata != nil {
 		meta = *env.Metadata
 	}
-	obj := admittedObject{kind: kindName, name: meta.Name, noMetadata: env.Metadata == nil}
+	obj := admittedObject{kind: kindName, name: meta.Name, apiVersion: apiVersion, metadataName: meta.Name, uid: meta.UID, noMetadata: env.Metadata == nil}
 	if obj.name == "" {
 		obj.name = meta.GenerateName
 	}

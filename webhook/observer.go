@@ -1,8 +1,6 @@
 package webhook
 
 import (
-	"encoding/json"
-
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -77,25 +75,15 @@ func (p planner) observeTemplateChange(ar model.AdmissionReview, obj *admittedOb
 		obj == nil || !obj.template || d == nil || len(d.Audit.HostNamespaces) == 0 || len(patch) == 0 {
 		return
 	}
-	// Only the workload's own identity is needed; decode it on this rare path instead of
-	// carrying it through every admission.
-	var head struct {
-		metav1.TypeMeta `json:",inline"`
-		Metadata        metav1.ObjectMeta `json:"metadata"`
-	}
-	if err := json.Unmarshal(ar.NewObjectRaw, &head); err != nil || head.Metadata.UID == "" || head.Metadata.Name == "" {
+	if obj.uid == "" || obj.metadataName == "" {
 		return
-	}
-	if head.Kind == "" && ar.RequestGVK != nil {
-		head.Kind = ar.RequestGVK.Kind
-		head.APIVersion = metav1.GroupVersion{Group: ar.RequestGVK.Group, Version: ar.RequestGVK.Version}.String()
 	}
 	p.cfg.Workloads.TemplateChanged(ChangedTemplate{
 		Namespace:  ar.Namespace,
-		APIVersion: head.APIVersion,
-		Kind:       head.Kind,
-		Name:       head.Metadata.Name,
-		UID:        head.Metadata.UID,
+		APIVersion: obj.apiVersion,
+		Kind:       obj.kind,
+		Name:       obj.metadataName,
+		UID:        obj.uid,
 		Audit:      d.Audit,
 	})
 }

@@ -35,7 +35,7 @@ func (o *recordingObserver) TemplateChanged(c ChangedTemplate) {
 }
 
 // observedWebhooks builds both webhooks on the example config with obs as observer.
-func observedWebhooks(t *testing.T, obs WorkloadObserver) (*Mutator, *Validator) {
+func observedWebhooks(t testing.TB, obs WorkloadObserver) (*Mutator, *Validator) {
 	t.Helper()
 	compiled, err := config.Compile(deploy.ExampleConfig)
 	if err != nil {

@@ -3,6 +3,7 @@ package webhook
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // The admitted object is decoded into these narrow types, not into corev1.Pod: a
@@ -17,8 +18,10 @@ import (
 
 // placementMeta is the part of a pod's or template's metadata that placement reads.
 type placementMeta struct {
-	Name            string                  `json:"name,omitempty"`
-	GenerateName    string                  `json:"generateName,omitempty"`
+	Name         string `json:"name,omitempty"`
+	GenerateName string `json:"generateName,omitempty"`
+	// UID identifies a workload whose template changed (WorkloadObserver).
+	UID             types.UID               `json:"uid,omitempty"`
 	Labels          map[string]string       `json:"labels,omitempty"`
 	Annotations     map[string]string       `json:"annotations,omitempty"`
 	OwnerReferences []metav1.OwnerReference `json:"ownerReferences,omitempty"`

@@ -34,6 +34,9 @@ type Config struct {
 	// Workloads hears about denied controller-owned pods and changed workload
 	// templates, for Events on the workload (see WorkloadObserver); nil tells no one.
 	Workloads WorkloadObserver
+
+	// quiet: no Logger was given, so the line per admission is not even built.
+	quiet bool
 }
 
 func (c *Config) defaults() error {
@@ -44,6 +47,7 @@ func (c *Config) defaults() error {
 		return errors.New("a namespace source is required")
 	}
 	if c.Logger == nil {
+		c.quiet = true
 		c.Logger = discardLogger()
 	}
 	return nil
@@ -63,7 +67,7 @@ type planner struct {
 
 // plan decides for one admission review. A nil decision with a nil error means the
 // object is not ours to judge (another kind, a delete); it is admitted unchanged.
-func (p planner) plan(ar model.AdmissionReview) (*admittedObject, *scheduling.Decision, error) {
+func (p planner) plan(ctx context.Context, ar model.AdmissionReview) (*admittedObject, *scheduling.Decision, error) {
 	if ar.Operation != model.OperationCreate && ar.Operation != model.OperationUpdate {
 		return nil, nil, nil
 	}
@@ -71,7 +75,7 @@ func (p planner) plan(ar model.AdmissionReview) (*admittedObject, *scheduling.De
 	if ar.RequestGVK != nil {
 		gvk = *ar.RequestGVK
 	}
-	obj, err := decodeObject(ar.NewObjectRaw, gvk)
+	obj, err := admittedFrom(ctx, ar, gvk)
 	if err != nil {
 		var unhandled errUnhandledKind
 		if errors.As(err, &unhandled) {
@@ -93,7 +97,36 @@ func (p planner) plan(ar model.AdmissionReview) (*admittedObject, *scheduling.De
 	return &obj, &d, nil
 }
 
+// decodedObjectKey is the context key under which the handler passes the object it
+// decoded with the rest of the AdmissionReview (a *objectEnvelope, nil when the
+// request had no object). kubewebhook's Webhook.Review takes a context and its
+// model.AdmissionReview, whose NewObjectRaw is then nil: the object was never kept as
+// raw bytes. Reviews from anywhere else (kubewebhook's own handler, a direct call)
+// carry NewObjectRaw and are decoded here.
+type decodedObjectKey struct{}
+
+// withDecodedObject returns ctx carrying the object the handler decoded.
+func withDecodedObject(ctx context.Context, env *objectEnvelope) context.Context {
+	return context.WithValue(ctx, decodedObjectKey{}, env)
+}
+
+// admittedFrom returns the admitted object: the one the handler decoded, or
+// ar.NewObjectRaw decoded now.
+func admittedFrom(ctx context.Context, ar model.AdmissionReview, gvk metav1.GroupVersionKind) (admittedObject, error) {
+	env, decoded := ctx.Value(decodedObjectKey{}).(*objectEnvelope)
+	if !decoded {
+		return decodeObject(ar.NewObjectRaw, gvk)
+	}
+	if env == nil {
+		return admittedObject{}, errNoObject
+	}
+	return env.admitted(gvk)
+}
+
 func (p planner) log(kind string, ar model.AdmissionReview, obj *admittedObject, d *scheduling.Decision) {
+	if p.cfg.quiet {
+		return
+	}
 	fields := logrus.Fields{
 		"webhook":   kind,
 		"uid":       ar.ID,
@@ -138,8 +171,8 @@ func (m *Mutator) ID() string { return "sysctl-placement-mutate" }
 func (m *Mutator) Kind() model.WebhookKind { return model.WebhookKindMutating }
 
 // Review implements kubewebhook's Webhook.
-func (m *Mutator) Review(_ context.Context, ar model.AdmissionReview) (model.AdmissionResponse, error) {
-	obj, d, err := m.plan(ar)
+func (m *Mutator) Review(ctx context.Context, ar model.AdmissionReview) (model.AdmissionResponse, error) {
+	obj, d, err := m.plan(ctx, ar)
 	if err != nil {
 		// The mutating webhook cannot deny with a message; the validating webhook
 		// denies the same object with this error. Admit unchanged and say so.
@@ -208,8 +241,8 @@ func (v *Validator) ID() string { return "sysctl-placement-validate" }
 func (v *Validator) Kind() model.WebhookKind { return model.WebhookKindValidating }
 
 // Review implements kubewebhook's Webhook.
-func (v *Validator) Review(_ context.Context, ar model.AdmissionReview) (model.AdmissionResponse, error) {
-	obj, d, err := v.plan(ar)
+func (v *Validator) Review(ctx context.Context, ar model.AdmissionReview) (model.AdmissionResponse, error) {
+	obj, d, err := v.plan(ctx, ar)
 	if err != nil {
 		v.cfg.Logger.WithFields(logrus.Fields{"uid": ar.ID, "namespace": ar.Namespace}).WithError(err).Error("could not plan placement")
 		return &model.ValidatingAdmissionResponse{Allowed: false, Message: scheduling.WarningPrefix + "could not plan placement: " + err.Error()}, nil
