@@ -2,7 +2,9 @@ package webhook
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -36,12 +38,18 @@ func newKubewebhookEnv(t testing.TB) kubewebhookEnv {
 }
 
 // checkAnswersAsKubewebhook sends body to both handlers of each webhook and wants the
-// same status and the same bytes.
+// same status, content type and AdmissionReview (the same bytes, but for how JSON
+// escapes strings: encoding/json writes < as \u003c, the response writer as <).
 func checkAnswersAsKubewebhook(t *testing.T, env kubewebhookEnv, body []byte) {
 	t.Helper()
 	for i, name := range []string{"mutating", "validating"} {
 		ours, theirs := post(env.ours[i], body), post(env.theirs[i], body)
-		if ours.Code != theirs.Code || !bytes.Equal(ours.Body.Bytes(), theirs.Body.Bytes()) {
+		same := ours.Code == theirs.Code && ours.Header().Get("Content-Type") == theirs.Header().Get("Content-Type")
+		if same && !bytes.Equal(ours.Body.Bytes(), theirs.Body.Bytes()) {
+			var o, th admissionv1.AdmissionReview
+			same = json.Unmarshal(ours.Body.Bytes(), &o) == nil && json.Unmarshal(theirs.Body.Bytes(), &th) == nil && reflect.DeepEqual(o, th)
+		}
+		if !same {
 			t.Fatalf("%s webhook: the single decode answers\n%d %s\nkubewebhook's handler answers\n%d %s",
 				name, ours.Code, ours.Body.String(), theirs.Code, theirs.Body.String())
 		}
@@ -70,13 +78,14 @@ func TestTheSingleDecodeAnswersAsKubewebhooksHandler(t *testing.T) {
 		"a v1beta1 review that is denied":     bytes.Replace(reviewJSON(t, unplaceablePod, reviewOptions{}), []byte(`admission.k8s.io/v1"`), []byte(`admission.k8s.io/v1beta1"`), 1),
 		"a second Kind key (kubewebhook reads it case-insensitively)": bytes.Replace(reviewJSON(t, deploymentPod, reviewOptions{}),
 			[]byte(`"request":`), []byte(`"Kind":"Other","request":`), 1),
-		"a second object key":          bytes.Replace(reviewJSON(t, deploymentPod, reviewOptions{}), []byte(`"object":`), []byte(`"object":{"metadata":{"labels":{"x":"y"}}},"object":`), 1),
-		"a Kind with a Kelvin sign":    bytes.Replace(reviewJSON(t, deploymentPod, reviewOptions{}), []byte(`"request":`), []byte(`"\u212aind":"Other","request":`), 1),
-		"invalid UTF-8 in a label":     bytes.Replace(reviewJSON(t, deploymentPod, reviewOptions{}), []byte(`"postgres"`), []byte("\"post\xffgres\""), 1),
-		"a repeated uid":               bytes.Replace(reviewJSON(t, deploymentPod, reviewOptions{}), []byte(`"operation":`), []byte(`"uid":"second","operation":`), 1),
-		"a key spelled with an escape": bytes.Replace(reviewJSON(t, deploymentPod, reviewOptions{}), []byte(`"namespace":"team"`), []byte(`"n\u0061mespace":"team"`), 1),
-		"a response that is malformed": bytes.Replace(reviewJSON(t, deploymentPod, reviewOptions{}), []byte(`"request":`), []byte(`"response":{"allowed":"yes"},"request":`), 1),
-		"a userInfo that is malformed": bytes.Replace(reviewJSON(t, deploymentPod, reviewOptions{}), []byte(`"operation":`), []byte(`"userInfo":{"groups":"g"},"operation":`), 1),
+		"a second object key":           bytes.Replace(reviewJSON(t, deploymentPod, reviewOptions{}), []byte(`"object":`), []byte(`"object":{"metadata":{"labels":{"x":"y"}}},"object":`), 1),
+		"a Kind with a Kelvin sign":     bytes.Replace(reviewJSON(t, deploymentPod, reviewOptions{}), []byte(`"request":`), []byte(`"\u212aind":"Other","request":`), 1),
+		"invalid UTF-8 in a label":      bytes.Replace(reviewJSON(t, deploymentPod, reviewOptions{}), []byte(`"postgres"`), []byte("\"post\xffgres\""), 1),
+		"a sysctl name with <, > and &": reviewJSON(t, strings.Replace(unplaceablePod, "kernel.msgmax", "kernel.<msg>&max", 1), reviewOptions{}),
+		"a repeated uid":                bytes.Replace(reviewJSON(t, deploymentPod, reviewOptions{}), []byte(`"operation":`), []byte(`"uid":"second","operation":`), 1),
+		"a key spelled with an escape":  bytes.Replace(reviewJSON(t, deploymentPod, reviewOptions{}), []byte(`"namespace":"team"`), []byte(`"n\u0061mespace":"team"`), 1),
+		"a response that is malformed":  bytes.Replace(reviewJSON(t, deploymentPod, reviewOptions{}), []byte(`"request":`), []byte(`"response":{"allowed":"yes"},"request":`), 1),
+		"a userInfo that is malformed":  bytes.Replace(reviewJSON(t, deploymentPod, reviewOptions{}), []byte(`"operation":`), []byte(`"userInfo":{"groups":"g"},"operation":`), 1),
 	}
 	for name, body := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -3,12 +3,14 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -118,7 +120,7 @@ func (g guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "send the AdmissionReview with POST", http.StatusMethodNotAllowed)
 		return
 	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" && !isJSONMediaType(ct) {
 		http.Error(w, fmt.Sprintf("content type %q is not supported: send the AdmissionReview as application/json", r.Header.Get("Content-Type")), http.StatusUnsupportedMediaType)
 		return
 	}
@@ -159,15 +161,28 @@ func (g guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // readBody reads the request body, at most MaxRequestBodyBytes. The buffer is sized
-// from Content-Length when there is one: io.ReadAll would grow it from 512 bytes.
+// from Content-Length when there is one, so that a body the API server sends is read
+// into one allocation (io.ReadAll and bytes.Buffer grow theirs from 512 bytes).
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	size := int64(512)
 	if r.ContentLength > 0 && r.ContentLength <= MaxRequestBodyBytes {
-		size = r.ContentLength + 1 // + 1: reading EOF needs no second buffer
+		size = r.ContentLength + 1 // + 1: the read that returns EOF needs room
 	}
-	body := bytes.NewBuffer(make([]byte, 0, size))
-	_, err := body.ReadFrom(http.MaxBytesReader(w, r.Body, MaxRequestBodyBytes))
-	return body.Bytes(), err
+	body := make([]byte, 0, size)
+	rd := http.MaxBytesReader(w, r.Body, MaxRequestBodyBytes)
+	for {
+		if len(body) == cap(body) {
+			body = append(body, 0)[:len(body)]
+		}
+		n, err := rd.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		if err == io.EOF {
+			return body, nil
+		}
+		if err != nil {
+			return body, err
+		}
+	}
 }
 
 // review answers a review that decodeReview took, as kubewebhook's handler would:
@@ -237,12 +252,53 @@ func (g guard) reviewResponse(ar model.AdmissionReview, resp model.AdmissionResp
 		}
 		return json.Marshal(admissionv1beta1.AdmissionReview{TypeMeta: typeMetaV1beta1, Response: out})
 	}
-	out := &admissionv1.AdmissionResponse{UID: types.UID(ar.ID), Allowed: allowed, Result: result, Warnings: warnings}
-	if mutating {
-		pt := admissionv1.PatchTypeJSONPatch
-		out.PatchType, out.Patch = &pt, patch
+	return appendReviewV1(make([]byte, 0, 256+base64.StdEncoding.EncodedLen(len(patch))), ar.ID, allowed, result, patch, mutating, warnings), nil
+}
+
+// appendReviewV1 writes the admission.k8s.io/v1 AdmissionReview that encoding/json
+// writes for kubewebhook's response (same members, order and omissions), straight
+// into one buffer: the patch is base64-encoded in place rather than through
+// reflection and a copy.
+func appendReviewV1(b []byte, uid string, allowed bool, result *metav1.Status, patch []byte, mutating bool, warnings []string) []byte {
+	b = append(b, `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":`...)
+	b = appendJSONString(b, uid)
+	b = append(b, `,"allowed":`...)
+	b = strconv.AppendBool(b, allowed)
+	if result != nil {
+		b = append(b, `,"status":{"metadata":{}`...)
+		if result.Status != "" {
+			b = append(b, `,"status":`...)
+			b = appendJSONString(b, result.Status)
+		}
+		if result.Message != "" {
+			b = append(b, `,"message":`...)
+			b = appendJSONString(b, result.Message)
+		}
+		if result.Code != 0 {
+			b = append(b, `,"code":`...)
+			b = strconv.AppendInt(b, int64(result.Code), 10)
+		}
+		b = append(b, '}')
 	}
-	return json.Marshal(admissionv1.AdmissionReview{TypeMeta: typeMetaV1, Response: out})
+	if len(patch) > 0 {
+		b = append(b, `,"patch":"`...)
+		b = base64.StdEncoding.AppendEncode(b, patch)
+		b = append(b, '"')
+	}
+	if mutating {
+		b = append(b, `,"patchType":"JSONPatch"`...)
+	}
+	if len(warnings) > 0 {
+		b = append(b, `,"warnings":[`...)
+		for i, w := range warnings {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, w)
+		}
+		b = append(b, ']')
+	}
+	return append(b, "}}"...)
 }
 
 // reviewError is the document kubewebhook's handler answers with (status 500) when
@@ -261,3 +317,11 @@ var (
 	typeMetaV1      = metav1.TypeMeta{Kind: "AdmissionReview", APIVersion: "admission.k8s.io/v1"}
 	typeMetaV1beta1 = metav1.TypeMeta{Kind: "AdmissionReview", APIVersion: "admission.k8s.io/v1beta1"}
 )
+
+// isJSONMediaType reports whether ct is application/json with parameters or in
+// another case (the API server sends exactly "application/json", checked first
+// because ParseMediaType allocates).
+func isJSONMediaType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
+}

@@ -57,3 +57,10 @@ func decodeReview(body []byte) (rev decodedReview, ok bool) {
 	}
 	return rev, true
 }
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 is written as U+FFFD,
+// as encoding/json writes it (AppendQuote's error only says it did so).
+func appendJSONString(b []byte, s string) []byte {
+	b, _ = jsontext.AppendQuote(b, s)
+	return b
+}
