@@ -3,9 +3,11 @@ package perf
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,5 +185,45 @@ x_count 2
 	sum, count := HistogramTotals(text, "x")
 	if sum != 2 || count != 6 {
 		t.Errorf("HistogramTotals = %v, %v; want 2, 6", sum, count)
+	}
+}
+
+func TestReadHistogramSumsTheSelectedSeriesAndEstimatesQuantiles(t *testing.T) {
+	text := `# HELP d x
+d_bucket{name="a",le="0.005"} 90
+d_bucket{name="a",le="0.025"} 99
+d_bucket{name="a",le="+Inf"} 100
+d_sum{name="a"} 0.5
+d_count{name="a"} 100
+d_bucket{name="b",le="0.005"} 1
+d_bucket{name="b",le="0.025"} 1
+d_bucket{name="b",le="+Inf"} 1
+d_sum{name="b"} 0.001
+d_count{name="b"} 1
+dd_bucket{name="a",le="0.005"} 7
+`
+	a := ReadHistogram(text, "d", map[string]string{"name": "a"})
+	if a.Count != 100 || a.Sum != 0.5 || len(a.Bounds) != 3 || a.Counts[2] != 100 {
+		t.Fatalf("series a: %+v", a)
+	}
+	if got := a.Quantile(0.5); math.Abs(got-0.005*50/90) > 1e-9 {
+		t.Errorf("p50 = %v, want interpolation inside the first bucket", got)
+	}
+	if got := a.Quantile(0.99); math.Abs(got-0.025) > 1e-9 {
+		t.Errorf("p99 = %v, want the second bucket's bound", got)
+	}
+	if got := a.Quantile(1); got != 0.025 {
+		t.Errorf("max = %v, want the highest finite bound when it falls in +Inf", got)
+	}
+	all := ReadHistogram(text, "d", nil)
+	if all.Count != 101 || all.Counts[0] != 91 {
+		t.Errorf("all series: %+v", all)
+	}
+	before := ReadHistogram(strings.ReplaceAll(text, "} 90", "} 40"), "d", map[string]string{"name": "a"})
+	if d := a.Since(before); d.Counts[0] != 50 || d.Count != 0 {
+		t.Errorf("since: %+v", d)
+	}
+	if (Histogram{}).Quantile(0.99) != 0 || (Histogram{}).Mean() != 0 {
+		t.Error("an empty histogram must give zeros")
 	}
 }

@@ -1,16 +1,25 @@
-// Command podcreate measures what the webhook adds to pod creation end to end: on
-// the integration control plane with the default pools, it creates -pods pods asking
-// for kernel.shmmax and kernel.sem from -clients concurrent clients in a fresh
-// opted-in namespace (label sysctl-placement.io/enabled=true), once with the real
-// `serve` registered through the shipped webhook configurations and once with no
-// webhook configuration at all, and records each Create call's latency as the client
-// sees it. Runs alternate which goes first; each namespace is deleted (pods with no
-// grace period) before the next run.
+// Command podcreate measures what admission adds to pod creation end to end, at
+// fixed arrival rates below saturation: on the integration control plane with the
+// default pools it creates pods asking for kernel.shmmax and kernel.sem in a fresh
+// opted-in namespace (label sysctl-placement.io/enabled=true) at each -rates pods per
+// second for -duration (open loop: each Create is sent at its scheduled time, however
+// long the earlier ones take, and its latency counts from that time), in three arms:
+//
+//   - none: no admission webhook or policy;
+//   - webhook: the real `serve` registered through the shipped webhook configurations;
+//   - policy: a MutatingAdmissionPolicy (admissionregistration.k8s.io/v1, CEL in the
+//     API server) and its binding, adding the nodeSelector and toleration the webhook
+//     added to a probe pod, to pods in opted-in namespaces with the same sysctls.
+//
+// For each rate the arms run one after the other, in an order that rotates with the
+// rate and the repetition; each namespace is deleted (pods with no grace period)
+// before the next run. Around each run it reads the API server's admission metrics
+// and the CPU time of kube-apiserver and serve.
 //
 // Run it from integration/ after `go tool task control-plane`; `go tool task bench`
 // runs it and perf/cmd/report reads its JSON:
 //
-//	go run ./perf/cmd/podcreate -out /tmp/podcreate.json
+//	go run ./perf/cmd/podcreate -out /tmp/podcreate.json -rates 10,25 -duration 30s
 package main
 
 import (
@@ -19,16 +28,19 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,37 +53,45 @@ import (
 )
 
 // labelEnabled opts a namespace in (scheduling.LabelEnabled; the integration module
-// does not import the main module). The shipped webhooks select on it.
+// does not import the main module). The shipped webhooks select on it, and so does
+// the policy's binding.
 const labelEnabled = "sysctl-placement.io/enabled"
 
 type options struct {
-	out     string
-	pods    int
-	clients int
-	repeat  int
-	qps     float64
-	burst   int
-	settle  time.Duration
-	keep    bool
+	out      string
+	rates    []float64
+	duration time.Duration
+	arms     []string
+	repeat   int
+	settle   time.Duration
+	keep     bool
 }
 
 func main() {
-	var o options
+	var (
+		o           options
+		rates, arms string
+	)
 	flag.StringVar(&o.out, "out", "", "write the results as JSON to this file (required)")
-	flag.IntVar(&o.pods, "pods", 2000, "pods created in each run")
-	flag.IntVar(&o.clients, "clients", 50, "concurrent clients creating them")
-	flag.IntVar(&o.repeat, "repeat", 2, "runs with and without the webhook (each, alternating which goes first)")
-	flag.Float64Var(&o.qps, "qps", -1, "client-side rate limit in requests/s; negative: none, so throttling never dominates")
-	flag.IntVar(&o.burst, "burst", 0, "client-side burst (with -qps > 0)")
+	flag.StringVar(&rates, "rates", "10,25,50", "comma-separated arrival rates, pods per second")
+	flag.DurationVar(&o.duration, "duration", time.Minute, "how long pods arrive in each run")
+	flag.StringVar(&arms, "arms", strings.Join([]string{perf.ArmNone, perf.ArmWebhook, perf.ArmPolicy}, ","), "comma-separated arms: none, webhook, policy")
+	flag.IntVar(&o.repeat, "repeat", 1, "how many times every (rate, arm) runs")
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "wait before each run, after the previous namespace is gone")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (component and webhook logs)")
 	flag.Parse()
+	var err error
+	if o.rates, err = parseRates(rates); err == nil {
+		o.arms, err = parseArms(arms)
+	}
 	switch {
 	case o.out == "":
-		fmt.Fprintln(os.Stderr, "podcreate: -out is required: the JSON file perf/cmd/report reads")
-		os.Exit(2)
-	case o.pods < 1 || o.pods > 20000 || o.clients < 1 || o.clients > 500 || o.repeat < 1 || o.repeat > 10:
-		fmt.Fprintln(os.Stderr, "podcreate: want 1 ≤ -pods ≤ 20000, 1 ≤ -clients ≤ 500 and 1 ≤ -repeat ≤ 10")
+		err = errors.New("-out is required: the JSON file perf/cmd/report reads")
+	case err == nil && (o.duration < time.Second || o.duration > 10*time.Minute || o.repeat < 1 || o.repeat > 10):
+		err = errors.New("want 1s ≤ -duration ≤ 10m and 1 ≤ -repeat ≤ 10")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "podcreate:", err)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -80,6 +100,30 @@ func main() {
 		fmt.Fprintln(os.Stderr, "podcreate:", err)
 		os.Exit(1)
 	}
+}
+
+func parseRates(s string) ([]float64, error) {
+	var rates []float64
+	for _, f := range strings.Split(s, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || r <= 0 || r > 500 {
+			return nil, fmt.Errorf("-rates: %q is not a rate between 0 and 500 pods/s", f)
+		}
+		rates = append(rates, r)
+	}
+	return rates, nil
+}
+
+func parseArms(s string) ([]string, error) {
+	var arms []string
+	for _, a := range strings.Split(s, ",") {
+		a = strings.TrimSpace(a)
+		if a != perf.ArmNone && a != perf.ArmWebhook && a != perf.ArmPolicy {
+			return nil, fmt.Errorf("-arms: %q is not one of none, webhook, policy", a)
+		}
+		arms = append(arms, a)
+	}
+	return arms, nil
 }
 
 func run(ctx context.Context, o options) error {
@@ -114,38 +158,54 @@ func run(ctx context.Context, o options) error {
 	defer wh.Terminate(10 * time.Second)
 
 	cfg := rest.CopyConfig(c.Config)
-	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
+	// No client-side rate limit: the schedule sets the rate.
+	cfg.QPS, cfg.Burst = -1, 0
 	cfg.WarningHandler = rest.NoWarnings{}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
+	a := arms{c: c, wh: wh}
+	if err := a.learnPlacement(ctx); err != nil {
+		return err
+	}
 	observe := observer{c: c, wh: wh}
-	results := &perf.PodCreateResults{Started: time.Now().UTC(), Pods: o.pods, Clients: o.clients, QPS: cfg.QPS, Burst: cfg.Burst}
+	results := &perf.PodCreateResults{Started: time.Now().UTC(), Rates: o.rates, Duration: o.duration, Arms: o.arms,
+		NodeSelector: a.nodeSelector, Toleration: fmt.Sprintf("%s=%s:%s (%s)", a.toleration.Key, a.toleration.Value, a.toleration.Effect, a.toleration.Operator)}
+	turn := 0
 	for rep := 1; rep <= o.repeat; rep++ {
-		order := []bool{false, true}
-		if rep%2 == 0 {
-			order = []bool{true, false}
+		for _, rate := range o.rates {
+			// Rotate the order so that no arm always runs first (on a cold machine) or
+			// right after the same other arm.
+			order := slices.Clone(o.arms)
+			for range turn % len(order) {
+				order = append(order[1:], order[0])
+			}
+			turn++
+			for _, arm := range order {
+				if err := a.set(ctx, arm); err != nil {
+					return fmt.Errorf("could not set up arm %s: %w", arm, err)
+				}
+				r, err := measure(ctx, client, o, rep, arm, rate, a.probeWants(arm), observe)
+				if err != nil {
+					return err
+				}
+				results.Runs = append(results.Runs, r)
+				fmt.Printf("#%d %-7s %3.0f pods/s: %d sent, %d created, %d errors, %d placed in %s (send lag max %s): p50 %s p99 %s max %s  load avg %.1f\n",
+					r.Repeat, r.Arm, r.Rate, r.Sent, r.Created, r.Errors, r.Placed, r.Took.Round(time.Millisecond), r.MaxSendLag.Round(time.Microsecond),
+					r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond), r.LoadAverage)
+				fmt.Printf("    API server: webhook calls %.0f (p99 %s, mean %s), policy %.0f (p99 %s, mean %s); serve reviews %d (mean %s); CPU serve %s, kube-apiserver %s\n",
+					r.Webhook.Count, seconds(r.Webhook.Quantile(0.99)), seconds(r.Webhook.Mean()),
+					r.Policy.Count, seconds(r.Policy.Quantile(0.99)), seconds(r.Policy.Mean()),
+					r.ServeReviews, r.ServeReviewMean.Round(time.Microsecond), r.ServeCPU.Round(time.Millisecond), r.APIServerCPU.Round(time.Millisecond))
+				if r.ErrorExample != "" {
+					fmt.Println("    e.g.", r.ErrorExample)
+				}
+			}
 		}
-		for _, withWebhook := range order {
-			if err := setWebhook(ctx, c, wh, withWebhook); err != nil {
-				return fmt.Errorf("could not set the webhook registered=%t: %w", withWebhook, err)
-			}
-			r, err := measure(ctx, client, o, rep, withWebhook, observe)
-			if err != nil {
-				return err
-			}
-			results.Runs = append(results.Runs, r)
-			fmt.Printf("#%d webhook=%-5t %d created, %d errors, %d placed in %s (%.0f pods/s): p50 %s p90 %s p99 %s max %s  load avg %.1f\n",
-				r.Repeat, r.Webhook, r.Created, r.Errors, r.Placed, r.Took.Round(time.Millisecond), float64(r.Created)/r.Took.Seconds(),
-				r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond), r.LoadAverage)
-			fmt.Printf("    webhook calls %d (mean %s as the API server saw them), serve reviews %d (mean %s inside serve); CPU serve %s, kube-apiserver %s\n",
-				r.WebhookCalls, r.WebhookCallMean.Round(time.Microsecond), r.ServeReviews, r.ServeReviewMean.Round(time.Microsecond),
-				r.ServeCPU.Round(time.Millisecond), r.APIServerCPU.Round(time.Millisecond))
-			if r.ErrorExample != "" {
-				fmt.Println("    e.g.", r.ErrorExample)
-			}
-		}
+	}
+	if err := a.set(ctx, perf.ArmNone); err != nil {
+		return err
 	}
 	b, err := json.MarshalIndent(results, "", "  ")
 	if err != nil {
@@ -158,43 +218,157 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-// setWebhook registers the shipped configurations pointed at wh (RegisterWebhook
-// waits until the API server calls it), or deletes them and waits until a dry-run
-// pod comes back unplaced.
-func setWebhook(ctx context.Context, c *cluster.Cluster, wh *cluster.Webhook, on bool) error {
-	if on {
-		return c.RegisterWebhook(ctx, wh)
+func seconds(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second)).Round(time.Microsecond)
+}
+
+// arms switches the cluster between the arms.
+type arms struct {
+	c  *cluster.Cluster
+	wh *cluster.Webhook
+	// What the webhook adds to sysctlPod, learnt from a dry run; the policy adds it too.
+	nodeSelector map[string]string
+	toleration   corev1.Toleration
+}
+
+const (
+	probeNS    = "podcreate-probe"
+	policyName = "podcreate-sysctl-placement"
+)
+
+// learnPlacement registers the webhook and keeps the nodeSelector and toleration it
+// gives a dry-run sysctlPod.
+func (a *arms) learnPlacement(ctx context.Context) error {
+	if err := createNamespace(ctx, a.c.Client, probeNS, true); err != nil {
+		return err
 	}
-	m, v, err := c.ShippedWebhookConfigurations(ctx)
+	if err := a.set(ctx, perf.ArmWebhook); err != nil {
+		return err
+	}
+	got, err := a.c.Client.CoreV1().Pods(probeNS).Create(ctx, sysctlPod("probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	if err != nil {
-		return err
+		return fmt.Errorf("the webhook did not admit the probe pod: %w", err)
 	}
-	admission := c.Client.AdmissionregistrationV1()
-	if err := admission.MutatingWebhookConfigurations().Delete(ctx, m.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return err
+	for _, t := range got.Spec.Tolerations {
+		if t.TolerationSeconds == nil { // not one of DefaultTolerationSeconds'
+			a.toleration = t
+		}
 	}
-	if err := admission.ValidatingWebhookConfigurations().Delete(ctx, v.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return err
+	if len(got.Spec.NodeSelector) == 0 || a.toleration.Key == "" {
+		return fmt.Errorf("the webhook did not place the probe pod: nodeSelector %v, tolerations %v", got.Spec.NodeSelector, got.Spec.Tolerations)
 	}
-	const probeNS = "podcreate-probe"
-	if err := createNamespace(ctx, c.Client, probeNS, true); err != nil {
-		return err
+	a.nodeSelector = got.Spec.NodeSelector
+	return nil
+}
+
+// probeWants says whether a pod created in arm comes back with the nodeSelector.
+func (a *arms) probeWants(arm string) bool { return arm != perf.ArmNone }
+
+// set leaves exactly arm's admission in place and waits until the API server applies
+// it: a dry-run pod comes back placed (webhook, policy) or not (none).
+func (a *arms) set(ctx context.Context, arm string) error {
+	admission := a.c.Client.AdmissionregistrationV1()
+	if arm != perf.ArmWebhook {
+		m, v, err := a.c.ShippedWebhookConfigurations(ctx)
+		if err != nil {
+			return err
+		}
+		if err := admission.MutatingWebhookConfigurations().Delete(ctx, m.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		if err := admission.ValidatingWebhookConfigurations().Delete(ctx, v.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	if arm != perf.ArmPolicy {
+		if err := admission.MutatingAdmissionPolicyBindings().Delete(ctx, policyName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		if err := admission.MutatingAdmissionPolicies().Delete(ctx, policyName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	switch arm {
+	case perf.ArmWebhook:
+		// RegisterWebhook waits until the API server calls it.
+		if err := a.c.RegisterWebhook(ctx, a.wh); err != nil {
+			return err
+		}
+	case perf.ArmPolicy:
+		policy, binding := a.policy()
+		if _, err := admission.MutatingAdmissionPolicies().Create(ctx, policy, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("could not create the MutatingAdmissionPolicy: %w", err)
+		}
+		if _, err := admission.MutatingAdmissionPolicyBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("could not create the MutatingAdmissionPolicyBinding: %w", err)
+		}
 	}
 	var last error
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		got, err := c.Client.CoreV1().Pods(probeNS).Create(ctx, sysctlPod("probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		got, err := a.c.Client.CoreV1().Pods(probeNS).Create(ctx, sysctlPod("probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err != nil {
-			// The webhook may still be called and fail closed; try again.
+			// A webhook still registered may be failing closed; try again.
 			last = err
 			return false, nil
 		}
-		last = fmt.Errorf("a dry-run pod is still placed: nodeSelector %v", got.Spec.NodeSelector)
-		return len(got.Spec.NodeSelector) == 0, nil
+		placed := len(got.Spec.NodeSelector) > 0
+		last = fmt.Errorf("a dry-run pod came back with nodeSelector %v", got.Spec.NodeSelector)
+		return placed == a.probeWants(arm), nil
 	})
 	if err != nil {
-		return fmt.Errorf("the API server still calls the webhook: %w (last: %v)", err, last)
+		return fmt.Errorf("the API server does not apply arm %s yet: %w (last: %v)", arm, err, last)
 	}
 	return nil
+}
+
+// policy is the MutatingAdmissionPolicy a user could write instead of the webhook: on
+// CREATE of a pod in an opted-in namespace that asks for every sysctl sysctlPod asks
+// for, add the webhook's nodeSelector entries and toleration (JSON patches that add
+// to what is there, as the webhook's do).
+func (a *arms) policy() (*admissionregistrationv1.MutatingAdmissionPolicy, *admissionregistrationv1.MutatingAdmissionPolicyBinding) {
+	var wants []string
+	for _, s := range sysctlPod("").Spec.SecurityContext.Sysctls {
+		wants = append(wants, fmt.Sprintf("object.spec.securityContext.sysctls.exists(s, s.name == %q)", s.Name))
+	}
+	var selectorAdds, selectorMap []string
+	for _, k := range slices.Sorted(maps.Keys(a.nodeSelector)) {
+		selectorAdds = append(selectorAdds, fmt.Sprintf(`JSONPatch{op: "add", path: "/spec/nodeSelector/" + jsonpatch.escapeKey(%q), value: %q}`, k, a.nodeSelector[k]))
+		selectorMap = append(selectorMap, fmt.Sprintf("%q: %q", k, a.nodeSelector[k]))
+	}
+	t := a.toleration
+	toleration := fmt.Sprintf(`Object.spec.tolerations{key: %q, operator: %q, value: %q, effect: %q}`, t.Key, string(t.Operator), t.Value, string(t.Effect))
+	patch := fmt.Sprintf(`(has(object.spec.nodeSelector) ? [%s] : [JSONPatch{op: "add", path: "/spec/nodeSelector", value: {%s}}]) + `+
+		`(has(object.spec.tolerations) ? [JSONPatch{op: "add", path: "/spec/tolerations/-", value: %s}] : [JSONPatch{op: "add", path: "/spec/tolerations", value: [%s]}])`,
+		strings.Join(selectorAdds, ", "), strings.Join(selectorMap, ", "), toleration, toleration)
+	fail := admissionregistrationv1.Fail
+	optedIn := &metav1.LabelSelector{MatchLabels: map[string]string{labelEnabled: "true"}}
+	policy := &admissionregistrationv1.MutatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: policyName},
+		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
+			MatchConstraints: &admissionregistrationv1.MatchResources{
+				NamespaceSelector: optedIn,
+				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+				}}},
+			},
+			MatchConditions: []admissionregistrationv1.MatchCondition{{
+				Name:       "asks-for-the-sysctls",
+				Expression: "has(object.spec.securityContext) && has(object.spec.securityContext.sysctls) && " + strings.Join(wants, " && "),
+			}},
+			Mutations:          []admissionregistrationv1.Mutation{{PatchType: admissionregistrationv1.PatchTypeJSONPatch, JSONPatch: &admissionregistrationv1.JSONPatch{Expression: patch}}},
+			FailurePolicy:      &fail,
+			ReinvocationPolicy: admissionregistrationv1.NeverReinvocationPolicy,
+		},
+	}
+	binding := &admissionregistrationv1.MutatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: policyName},
+		Spec: admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{
+			PolicyName:     policyName,
+			MatchResources: &admissionregistrationv1.MatchResources{NamespaceSelector: optedIn},
+		},
+	}
+	return policy, binding
 }
 
 func createNamespace(ctx context.Context, client kubernetes.Interface, name string, optIn bool) error {
@@ -222,18 +396,16 @@ func sysctlPod(name string) *corev1.Pod {
 	}
 }
 
-// measure creates o.pods pods in a fresh namespace and deletes them afterwards.
-func measure(ctx context.Context, client kubernetes.Interface, o options, rep int, withWebhook bool, observe observer) (perf.PodCreateRun, error) {
-	r := perf.PodCreateRun{Repeat: rep, Webhook: withWebhook, Namespace: fmt.Sprintf("podcreate-%d-without", rep)}
-	if withWebhook {
-		r.Namespace = fmt.Sprintf("podcreate-%d-with", rep)
-	}
+// measure creates pods in a fresh namespace at rate pods/s for o.duration, each sent
+// at its scheduled time whatever the earlier ones are doing, then deletes them.
+func measure(ctx context.Context, client kubernetes.Interface, o options, rep int, arm string, rate float64, wantPlaced bool, observe observer) (perf.PodCreateRun, error) {
+	r := perf.PodCreateRun{Repeat: rep, Arm: arm, Rate: rate, Namespace: fmt.Sprintf("podcreate-%d-%s-%g", rep, arm, rate)}
 	if err := createNamespace(ctx, client, r.Namespace, true); err != nil {
 		return r, err
 	}
-	if withWebhook {
-		// The webhook's namespace informer must have seen the namespace, or it would
-		// not place the first pods.
+	if wantPlaced {
+		// The webhook's namespace informer (or the policy's namespace selector) must
+		// have seen the namespace, or the first pods would not be placed.
 		var last error
 		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 			got, err := client.CoreV1().Pods(r.Namespace).Create(ctx, sysctlPod("probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
@@ -241,43 +413,45 @@ func measure(ctx context.Context, client kubernetes.Interface, o options, rep in
 			return err == nil && len(got.Spec.NodeSelector) > 0, nil
 		})
 		if err != nil {
-			return r, fmt.Errorf("the webhook never placed a dry-run pod in %s: %w (last error: %v)", r.Namespace, err, last)
+			return r, fmt.Errorf("no dry-run pod was placed in %s: %w (last error: %v)", r.Namespace, err, last)
 		}
 	}
 	sleep(ctx, o.settle)
 
+	n := int(rate * o.duration.Seconds())
 	var (
 		mu        sync.Mutex
-		latencies = make([]time.Duration, 0, o.pods)
-		next      atomic.Int64
+		latencies = make([]time.Duration, 0, n)
 		wg        sync.WaitGroup
 	)
 	before := observe.sample(ctx)
 	start := time.Now()
-	for range o.clients {
+	for i := range n {
+		scheduled := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		if d := time.Until(scheduled); d > 0 {
+			sleep(ctx, d)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		r.MaxSendLag = max(r.MaxSendLag, time.Since(scheduled))
+		r.Sent++
 		wg.Go(func() {
-			for {
-				i := int(next.Add(1))
-				if i > o.pods {
-					return
+			pod, err := client.CoreV1().Pods(r.Namespace).Create(ctx, sysctlPod(fmt.Sprintf("pod-%05d", i)), metav1.CreateOptions{})
+			took := time.Since(scheduled)
+			mu.Lock()
+			defer mu.Unlock()
+			latencies = append(latencies, took)
+			if err != nil {
+				r.Errors++
+				if r.ErrorExample == "" {
+					r.ErrorExample = err.Error()
 				}
-				began := time.Now()
-				pod, err := client.CoreV1().Pods(r.Namespace).Create(ctx, sysctlPod(fmt.Sprintf("pod-%05d", i)), metav1.CreateOptions{})
-				took := time.Since(began)
-				mu.Lock()
-				latencies = append(latencies, took)
-				if err != nil {
-					r.Errors++
-					if r.ErrorExample == "" {
-						r.ErrorExample = err.Error()
-					}
-				} else {
-					r.Created++
-					if len(pod.Spec.NodeSelector) > 0 {
-						r.Placed++
-					}
-				}
-				mu.Unlock()
+				return
+			}
+			r.Created++
+			if len(pod.Spec.NodeSelector) > 0 {
+				r.Placed++
 			}
 		})
 	}
@@ -320,14 +494,19 @@ type observer struct {
 }
 
 type sample struct {
-	callSum, calls, reviewSum, reviews float64
-	serveCPU, apiServerCPU             time.Duration
+	webhook, policy        perf.Histogram
+	reviewSum, reviews     float64
+	serveCPU, apiServerCPU time.Duration
 }
+
+// admissionPlugin selects the API server's admission plugin metric of one plugin.
+func admissionPlugin(name string) map[string]string { return map[string]string{"name": name} }
 
 func (o observer) sample(ctx context.Context) sample {
 	var s sample
 	if text, err := o.c.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx); err == nil {
-		s.callSum, s.calls = perf.HistogramTotals(string(text), "apiserver_admission_webhook_admission_duration_seconds")
+		s.webhook = perf.ReadHistogram(string(text), "apiserver_admission_webhook_admission_duration_seconds", nil)
+		s.policy = perf.ReadHistogram(string(text), "apiserver_admission_controller_admission_duration_seconds", admissionPlugin("MutatingAdmissionPolicy"))
 	}
 	if code, text, err := o.wh.Get(ctx, "/metrics"); err == nil && code == 200 {
 		for _, kind := range []string{"mutating", "validating"} {
@@ -352,10 +531,8 @@ func (o observer) sample(ctx context.Context) sample {
 
 // since fills r with what happened between before and s.
 func (s sample) since(before sample, r *perf.PodCreateRun) {
-	if n := s.calls - before.calls; n > 0 {
-		r.WebhookCalls = int(n)
-		r.WebhookCallMean = time.Duration((s.callSum - before.callSum) / n * float64(time.Second))
-	}
+	r.Webhook = s.webhook.Since(before.webhook)
+	r.Policy = s.policy.Since(before.policy)
 	if n := s.reviews - before.reviews; n > 0 {
 		r.ServeReviews = int(n)
 		r.ServeReviewMean = time.Duration((s.reviewSum - before.reviewSum) / n * float64(time.Second))

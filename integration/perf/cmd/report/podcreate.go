@@ -5,13 +5,22 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/perf"
 )
 
-// maxPodCreateP99Ratio is the target for the webhook's share of pod creation: the
-// p99 of a Create call with the webhook at most this times the p99 without.
-const maxPodCreateP99Ratio = 1.05
+// Targets of issue 15 for pod creation at rates below saturation: the webhook's p99
+// at most maxWebhookP99Ratio times no hook's at the rates in ratioTargetRates, and
+// within maxWebhookP99OverPolicy of the MutatingAdmissionPolicy's at every rate.
+const (
+	maxWebhookP99Ratio      = 1.10
+	maxWebhookP99OverPolicy = 2 * time.Millisecond
+)
+
+var ratioTargetRates = []float64{10, 25}
 
 // readPodCreate reads perf/cmd/podcreate's JSON; no path, no section.
 func readPodCreate(path string) (*perf.PodCreateResults, error) {
@@ -26,13 +35,16 @@ func readPodCreate(path string) (*perf.PodCreateResults, error) {
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("%s is not the JSON of perf/cmd/podcreate: %w", path, err)
 	}
+	if len(r.Arms) == 0 {
+		return nil, fmt.Errorf("%s has no arms: it is from before podcreate ran at fixed rates; rerun it", path)
+	}
 	return &r, nil
 }
 
-func podCreateRuns(pc *perf.PodCreateResults, webhook bool) []perf.PodCreateRun {
+func podCreateRuns(pc *perf.PodCreateResults, arm string, rate float64) []perf.PodCreateRun {
 	var runs []perf.PodCreateRun
 	for _, r := range pc.Runs {
-		if r.Webhook == webhook {
+		if r.Arm == arm && r.Rate == rate {
 			runs = append(runs, r)
 		}
 	}
@@ -47,35 +59,76 @@ func podCreateField(runs []perf.PodCreateRun, f func(perf.PodCreateRun) float64)
 	return perf.Summarize(xs)
 }
 
-// podCreateRatios pairs the runs with and without the webhook of one repetition.
-func podCreateRatios(pc *perf.PodCreateResults) (p50, p99 perf.Summary) {
-	var a, b []float64
-	for _, w := range podCreateRuns(pc, true) {
-		for _, wo := range podCreateRuns(pc, false) {
-			if w.Repeat == wo.Repeat && wo.P50 > 0 && wo.P99 > 0 {
-				a = append(a, float64(w.P50)/float64(wo.P50))
-				b = append(b, float64(w.P99)/float64(wo.P99))
+func p99Of(r perf.PodCreateRun) float64 { return float64(r.P99) }
+
+// pairedP99 pairs arm a's runs with arm b's of the same repetition at rate and
+// returns f of each pair's p99s.
+func pairedP99(pc *perf.PodCreateResults, rate float64, a, b string, f func(pa, pb float64) float64) perf.Summary {
+	var xs []float64
+	for _, ra := range podCreateRuns(pc, a, rate) {
+		for _, rb := range podCreateRuns(pc, b, rate) {
+			if ra.Repeat == rb.Repeat && rb.P99 > 0 {
+				xs = append(xs, f(p99Of(ra), p99Of(rb)))
 			}
 		}
 	}
-	return perf.Summarize(a), perf.Summarize(b)
+	return perf.Summarize(xs)
 }
 
-func podCreateTarget(pc *perf.PodCreateResults) target {
-	t := target{name: fmt.Sprintf("pod create through the API server: p99 with the webhook ≤ %.2f × without", maxPodCreateP99Ratio), measured: "not measured", verdict: "—"}
+func podCreateTargets(pc *perf.PodCreateResults) []target {
 	if pc == nil {
-		return t
+		return []target{{name: "pod create at 10 and 25 pods/s: webhook p99 ≤ 1.10 × no hook, and within 2 ms of a MutatingAdmissionPolicy", measured: "not measured", verdict: "—"}}
 	}
-	t.name = fmt.Sprintf("pod create through the API server (%d pods, %d clients): p99 with the webhook ≤ %.2f × without", pc.Pods, pc.Clients, maxPodCreateP99Ratio)
-	_, p99 := podCreateRatios(pc)
-	if p99.N == 0 {
-		return t
+	var ts []target
+	ratio := func(pa, pb float64) float64 { return pa / pb }
+	diff := func(pa, pb float64) float64 { return pa - pb }
+	for _, rate := range pc.Rates {
+		if slices.Contains(ratioTargetRates, rate) {
+			t := target{name: fmt.Sprintf("pod create at %g pods/s: webhook p99 ≤ %.2f × no hook", rate, maxWebhookP99Ratio), measured: "not measured", verdict: "—"}
+			if r := pairedP99(pc, rate, perf.ArmWebhook, perf.ArmNone, ratio); r.N > 0 {
+				t.measured = fmt.Sprintf("%.2f× (%s with, %s without)%s", r.Median,
+					fmtMs(podCreateField(podCreateRuns(pc, perf.ArmWebhook, rate), p99Of).Median),
+					fmtMs(podCreateField(podCreateRuns(pc, perf.ArmNone, rate), p99Of).Median), loadNote(pc, rate))
+				t.verdict = verdict(r.Median <= maxWebhookP99Ratio)
+			}
+			ts = append(ts, t)
+		}
+		t := target{name: fmt.Sprintf("pod create at %g pods/s: webhook p99 within %s of the MutatingAdmissionPolicy's", rate, maxWebhookP99OverPolicy), measured: "not measured", verdict: "—"}
+		if d := pairedP99(pc, rate, perf.ArmWebhook, perf.ArmPolicy, diff); d.N > 0 {
+			t.measured = fmt.Sprintf("%+.2f ms (%s webhook, %s policy)%s", d.Median/1e6,
+				fmtMs(podCreateField(podCreateRuns(pc, perf.ArmWebhook, rate), p99Of).Median),
+				fmtMs(podCreateField(podCreateRuns(pc, perf.ArmPolicy, rate), p99Of).Median), loadNote(pc, rate))
+			t.verdict = verdict(d.Median <= float64(maxWebhookP99OverPolicy))
+		}
+		ts = append(ts, t)
 	}
-	with := podCreateField(podCreateRuns(pc, true), func(r perf.PodCreateRun) float64 { return float64(r.P99) })
-	without := podCreateField(podCreateRuns(pc, false), func(r perf.PodCreateRun) float64 { return float64(r.P99) })
-	t.measured = fmt.Sprintf("%.2f× (runs: %.2f–%.2f); p99 %s with, %s without", p99.Median, p99.Min, p99.Max, fmtMs(with.Median), fmtMs(without.Median))
-	t.verdict = verdict(p99.Median <= maxPodCreateP99Ratio)
-	return t
+	return ts
+}
+
+// loadNote gives the load averages of the runs at rate, which say whether the
+// machine could show a difference of a few milliseconds.
+func loadNote(pc *perf.PodCreateResults, rate float64) string {
+	var loads []string
+	for _, r := range pc.Runs {
+		if r.Rate == rate {
+			loads = append(loads, fmt.Sprintf("%.1f", r.LoadAverage))
+		}
+	}
+	return "; load average " + strings.Join(loads, ", ")
+}
+
+// summarize summarises a field over the runs of one rate and arm.
+type summarize func(func(perf.PodCreateRun) float64) perf.Summary
+
+// eachCell calls f with the runs of each rate and arm that ran, in table order.
+func eachCell(pc *perf.PodCreateResults, f func(rate float64, arm string, runs []perf.PodCreateRun, d summarize)) {
+	for _, rate := range pc.Rates {
+		for _, arm := range pc.Arms {
+			if runs := podCreateRuns(pc, arm, rate); len(runs) > 0 {
+				f(rate, arm, runs, func(g func(perf.PodCreateRun) float64) perf.Summary { return podCreateField(runs, g) })
+			}
+		}
+	}
 }
 
 func renderPodCreate(w io.Writer, pc *perf.PodCreateResults) {
@@ -84,75 +137,65 @@ func renderPodCreate(w io.Writer, pc *perf.PodCreateResults) {
 	}
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	p("## End to end: pod creation through the API server\n\n")
-	qps := "no client-side rate limit"
-	if pc.QPS > 0 {
-		qps = fmt.Sprintf("client QPS %.0f, burst %d", pc.QPS, pc.Burst)
-	}
-	p("`integration/perf/cmd/podcreate`: the integration control plane with the default pools; %d pods asking for\n", pc.Pods)
-	p("kernel.shmmax and kernel.sem created by %d concurrent clients (%s) in a fresh namespace labelled\n", pc.Clients, qps)
-	p("`sysctl-placement.io/enabled=true`, with the real `serve` registered through the shipped webhook configurations\n")
-	p("(mutating and validating, JSON logs at info level) and with no webhook configuration at all. Latency is each\n")
-	p("Create call's, measured by the client; the scheduler and the simulated kubelets run meanwhile. Runs alternate\n")
-	p("which goes first, and each namespace is deleted before the next run.\n\n")
-	p("| webhook | runs | pods/s | p50 | p90 | p99 | max | errors | placed by the webhook | 1-min load average |\n|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, on := range []bool{true, false} {
-		runs := podCreateRuns(pc, on)
-		if len(runs) == 0 {
-			continue
-		}
-		name := "none"
-		if on {
-			name = "registered"
-		}
+	p("`integration/perf/cmd/podcreate`: the integration control plane with the default pools; pods asking for\n")
+	p("kernel.shmmax and kernel.sem created in a fresh namespace labelled `sysctl-placement.io/enabled=true` at fixed\n")
+	p("arrival rates (open loop: each Create is sent at its scheduled time and its latency counts from then; no\n")
+	p("client-side rate limit), for %s per rate and arm, in three arms:\n\n", pc.Duration)
+	p("- **none**: no admission webhook or policy;\n")
+	p("- **webhook**: the real `serve` registered through the shipped webhook configurations (mutating and\n")
+	p("  validating, JSON logs at info level);\n")
+	p("- **policy**: what a user might pick instead, a `MutatingAdmissionPolicy` (`admissionregistration.k8s.io/v1`,\n")
+	p("  CEL evaluated in the API server) and its binding, adding on CREATE of a pod in an opted-in namespace that\n")
+	p("  asks for both sysctls the nodeSelector %v and the toleration %s that the webhook gave a probe pod\n", pc.NodeSelector, pc.Toleration)
+	p("  (it neither validates nor labels or annotates, and knows nothing of pools or kubelets).\n\n")
+	p("For each rate the arms run one after the other, in an order that rotates; each namespace is deleted before\n")
+	p("the next run. The scheduler and the simulated kubelets run meanwhile.\n\n")
+	p("| rate | arm | runs | created | p50 | p90 | p99 | max | errors | placed | send lag max | 1-min load average |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	eachCell(pc, func(rate float64, arm string, runs []perf.PodCreateRun, d summarize) {
 		errs, placed, created := 0, 0, 0
 		for _, r := range runs {
-			errs += r.Errors
-			placed += r.Placed
-			created += r.Created
+			errs, placed, created = errs+r.Errors, placed+r.Placed, created+r.Created
 		}
-		d := func(f func(perf.PodCreateRun) float64) perf.Summary { return podCreateField(runs, f) }
-		p("| %s | %d | %s | %s | %s | %s | %s | %d / %d | %d / %d | %s |\n", name, len(runs),
-			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.Created) / r.Took.Seconds() }), fmtInt),
+		p("| %g/s | %s | %d | %d | %s | %s | %s | %s | %d | %d | %s | %s |\n", rate, arm, len(runs), created,
 			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.P50) }), fmtMs),
 			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.P90) }), fmtMs),
-			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.P99) }), fmtMs),
+			triple(d(p99Of), fmtMs),
 			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.Max) }), fmtMs),
-			errs, errs+created, placed, created,
+			errs, placed,
+			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.MaxSendLag) }), fmtMs),
 			triple(d(func(r perf.PodCreateRun) float64 { return r.LoadAverage }), func(v float64) string { return fmt.Sprintf("%.1f", v) }))
-	}
-	p50, p99 := podCreateRatios(pc)
-	p("\nRatios with / without the webhook, paired run by run: p50 %s, p99 %s.\n\n", triple(p50, fmt2), triple(p99, fmt2))
-
-	p("Where the time goes: CPU time of kube-apiserver and of serve per created pod (`/proc`, around each run), and\n")
-	p("the mean admission webhook call as the API server timed it (`apiserver_admission_webhook_admission_duration_seconds`:\n")
-	p("connection, TLS, serve) next to the mean review inside serve (kubewebhook's `review_duration_seconds`).\n\n")
-	p("| webhook | kube-apiserver CPU per pod | serve CPU per pod | webhook calls per pod | mean webhook call (API server) | mean review (inside serve) |\n|---|---|---|---|---|---|\n")
-	for _, on := range []bool{true, false} {
-		runs := podCreateRuns(pc, on)
-		if len(runs) == 0 {
-			continue
-		}
-		name := "none"
-		if on {
-			name = "registered"
-		}
-		d := func(f func(perf.PodCreateRun) float64) perf.Summary { return podCreateField(runs, f) }
+	})
+	p("\nWhere the time goes, per arm and rate: the API server's own timing of the admission it runs — each webhook\n")
+	p("call (`apiserver_admission_webhook_admission_duration_seconds`, both webhooks: connection, TLS, serve) and the\n")
+	p("`MutatingAdmissionPolicy` plugin (`apiserver_admission_controller_admission_duration_seconds{name=\"MutatingAdmissionPolicy\"}`),\n")
+	p("p99 interpolated in the API server's buckets (5 ms, 25 ms, 100 ms, …, so a p99 under 5 ms reads as a fraction\n")
+	p("of 5 ms) and the exact mean; serve's own mean review (kubewebhook's `review_duration_seconds`); CPU time\n")
+	p("(`/proc`, around each run) of kube-apiserver and serve per created pod.\n\n")
+	p("| rate | arm | webhook calls per pod | webhook call p99 / mean | policy p99 / mean | serve review mean | kube-apiserver CPU per pod | serve CPU per pod |\n|---|---|---|---|---|---|---|---|\n")
+	eachCell(pc, func(rate float64, arm string, runs []perf.PodCreateRun, d summarize) {
 		perPod := func(cpu func(perf.PodCreateRun) float64) perf.Summary {
 			return d(func(r perf.PodCreateRun) float64 { return cpu(r) / float64(max(1, r.Created)) })
 		}
-		p("| %s | %s | %s | %s | %s | %s |\n", name,
+		hist := func(h func(perf.PodCreateRun) perf.Histogram) string {
+			if d(func(r perf.PodCreateRun) float64 { return h(r).Count }).Median == 0 {
+				return "—"
+			}
+			return triple(d(func(r perf.PodCreateRun) float64 { return h(r).Quantile(0.99) * 1e9 }), fmtMs) + " / " +
+				triple(d(func(r perf.PodCreateRun) float64 { return h(r).Mean() * 1e9 }), fmtMs)
+		}
+		p("| %g/s | %s | %s | %s | %s | %s | %s | %s |\n", rate, arm,
+			triple(d(func(r perf.PodCreateRun) float64 { return r.Webhook.Count / float64(max(1, r.Created)) }), fmt2),
+			hist(func(r perf.PodCreateRun) perf.Histogram { return r.Webhook }),
+			hist(func(r perf.PodCreateRun) perf.Histogram { return r.Policy }),
+			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.ServeReviewMean) }), fmtMs),
 			triple(perPod(func(r perf.PodCreateRun) float64 { return float64(r.APIServerCPU) }), fmtMs),
-			triple(perPod(func(r perf.PodCreateRun) float64 { return float64(r.ServeCPU) }), fmtMs),
-			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.WebhookCalls) / float64(max(1, r.Created)) }), fmt2),
-			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.WebhookCallMean) }), fmtMs),
-			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.ServeReviewMean) }), fmtMs))
-	}
-	p("\nThe clients form a closed loop, so when the machine is CPU-bound every millisecond of CPU a pod costs (in\n")
-	p("kube-apiserver for the two webhook calls as much as in serve) becomes latency for all of them; a webhook call\n")
-	p("much longer than serve's own review is time spent waiting for a CPU or in the API server's webhook client.\n\n")
+			triple(perPod(func(r perf.PodCreateRun) float64 { return float64(r.ServeCPU) }), fmtMs))
+	})
+	p("\n")
 	for _, n := range pc.Notes {
 		p("- Note: %s.\n", n)
 	}
+	p("\n")
 }
 
 // renderProfile says what dominated serve's CPU profile and what changed because of
@@ -178,4 +221,11 @@ const profileSummary = "## What dominates the profile\n\n" +
 	"  (logrus JSON), TLS reads and writes about 11%, GC about 10%, the patch 3.2%, `Plan` 1.3%, the response encode\n" +
 	"  1.3%, the guard 0.8%; kubewebhook's logger no longer shows. What is left is mostly reading the same body three\n" +
 	"  times: kubewebhook's kind pass and full decode, then ours of the object. Decoding the AdmissionReview once\n" +
-	"  ourselves, with the object going straight into the narrow types, would remove about a quarter of serve's CPU.\n\n"
+	"  ourselves, with the object going straight into the narrow types, would remove about a quarter of serve's CPU.\n" +
+	"- **Then** (issue 15): the handler decodes each AdmissionReview once with `encoding/json/v2` (one streaming\n" +
+	"  pass; the object straight into the narrow types; kubewebhook's own handler only for bodies it might read\n" +
+	"  otherwise), and writes the patch and the response without reflection. `BenchmarkMutateHandler` went from 214\n" +
+	"  to 80 allocations. In the `-profile` run of 2026-12-02 00:30 UTC (load average about 20, so the shares matter,\n" +
+	"  not the times): the per-admission log line 18.1% (logrus's JSON formatter and `WithFields`), the single decode\n" +
+	"  13.5%, TLS reads and writes about 11%, GC 9.3%, the patch 6.2%, kubewebhook's Prometheus recorder 5.7%,\n" +
+	"  `Plan` 4.2%, the response 1%. The log line, which the floor does not write, is now the largest cost.\n\n"
