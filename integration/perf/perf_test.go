@@ -203,7 +203,7 @@ d_count{name="b"} 1
 dd_bucket{name="a",le="0.005"} 7
 `
 	a := ReadHistogram(text, "d", map[string]string{"name": "a"})
-	if a.Count != 100 || a.Sum != 0.5 || len(a.Bounds) != 3 || a.Counts[2] != 100 {
+	if a.Count != 100 || a.Sum != 0.5 || len(a.Bounds) != 2 || a.Counts[1] != 99 {
 		t.Fatalf("series a: %+v", a)
 	}
 	if got := a.Quantile(0.5); math.Abs(got-0.005*50/90) > 1e-9 {
@@ -225,5 +225,8 @@ dd_bucket{name="a",le="0.005"} 7
 	}
 	if (Histogram{}).Quantile(0.99) != 0 || (Histogram{}).Mean() != 0 {
 		t.Error("an empty histogram must give zeros")
+	}
+	if _, err := json.Marshal(a); err != nil {
+		t.Errorf("the histogram must encode as JSON (podcreate writes it): %v", err)
 	}
 }

@@ -43,7 +43,8 @@ func FindProcess(parts ...string) int {
 }
 
 // Histogram is a Prometheus histogram summed over the series a filter selected:
-// cumulative bucket counts by upper bound (ascending, +Inf last), sum and count.
+// cumulative bucket counts by finite upper bound (ascending; the +Inf bucket is
+// Count), sum and count.
 type Histogram struct {
 	Bounds []float64 `json:"bounds"`
 	Counts []float64 `json:"counts"`
@@ -80,12 +81,8 @@ func ReadHistogram(text, name string, match map[string]string) Histogram {
 		}
 		switch suffix[len(name)+1:] {
 		case "bucket":
-			le := labelValue(labels, "le")
-			bound, err := strconv.ParseFloat(le, 64)
-			if le == "+Inf" {
-				bound, err = math.Inf(1), nil
-			}
-			if err == nil {
+			// The +Inf bucket is Count; leaving it out keeps the histogram JSON.
+			if bound, err := strconv.ParseFloat(labelValue(labels, "le"), 64); err == nil && !math.IsInf(bound, 1) {
 				byBound[bound] += v
 			}
 		case "sum":
@@ -151,17 +148,13 @@ func (h Histogram) Mean() float64 {
 // interpolation inside the bucket that holds it (from 0 for the first bucket), the
 // highest finite bound when it falls in +Inf. 0 with no observations.
 func (h Histogram) Quantile(q float64) float64 {
-	n := len(h.Counts)
-	if n == 0 || h.Counts[n-1] <= 0 {
+	if h.Count <= 0 {
 		return 0
 	}
-	rank := q * h.Counts[n-1]
+	rank := q * h.Count
 	lower, below := 0.0, 0.0
 	for i, b := range h.Bounds {
 		if h.Counts[i] >= rank {
-			if math.IsInf(b, 1) {
-				return lower
-			}
 			inBucket := h.Counts[i] - below
 			if inBucket <= 0 {
 				return b

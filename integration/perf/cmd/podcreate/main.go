@@ -191,6 +191,10 @@ func run(ctx context.Context, o options) error {
 					return err
 				}
 				results.Runs = append(results.Runs, r)
+				// Written after every run: a later failure keeps what was measured.
+				if err := writeResults(o.out, results); err != nil {
+					return err
+				}
 				fmt.Printf("#%d %-7s %3.0f pods/s: %d sent, %d created, %d errors, %d placed in %s (send lag max %s): p50 %s p99 %s max %s  load avg %.1f\n",
 					r.Repeat, r.Arm, r.Rate, r.Sent, r.Created, r.Errors, r.Placed, r.Took.Round(time.Millisecond), r.MaxSendLag.Round(time.Microsecond),
 					r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond), r.LoadAverage)
@@ -207,14 +211,21 @@ func run(ctx context.Context, o options) error {
 	if err := a.set(ctx, perf.ArmNone); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(results, "", "  ")
-	if err != nil {
+	if err := writeResults(o.out, results); err != nil {
 		return err
 	}
-	if err := os.WriteFile(o.out, append(b, '\n'), 0o644); err != nil {
+	fmt.Println("results written to", o.out)
+	return nil
+}
+
+func writeResults(path string, results *perf.PodCreateResults) error {
+	b, err := json.MarshalIndent(results, "", "  ")
+	if err != nil {
+		return fmt.Errorf("could not encode the results: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("could not write the results: %w", err)
 	}
-	fmt.Println("results written to", o.out)
 	return nil
 }
 
