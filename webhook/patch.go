@@ -181,10 +181,12 @@ func pointerEscape(key string) string {
 }
 
 // addSpecChanges appends the operations for ch against spec, located at paths.spec.
-func (b *patchBuilder) addSpecChanges(paths podPaths, spec *corev1.PodSpec, ch scheduling.Changes) {
+// ch is a pointer: Change(&ch) on a copy would move the copy to the heap on every
+// admission.
+func (b *patchBuilder) addSpecChanges(paths podPaths, spec *corev1.PodSpec, ch *scheduling.Changes) {
 	b.dropSysctls(paths.spec, spec, ch.DroppedSysctls)
 	for i := range scheduling.HostNamespaces {
-		if v := *scheduling.HostNamespaces[i].Change(&ch); v != nil {
+		if v := *scheduling.HostNamespaces[i].Change(ch); v != nil {
 			b.add(paths.spec+"/"+scheduling.HostNamespaces[i].Field, *v)
 		}
 	}
@@ -293,23 +295,12 @@ func (b *patchBuilder) addTolerations(specPath string, spec *corev1.PodSpec, tol
 	}
 }
 
-// addMetadataEntries sets entries in metadata.<field> (annotations or labels) without
+// addMetadataEntry sets key in metadata.<field> (annotations or labels) without
 // touching the other entries.
-func (b *patchBuilder) addMetadataEntries(metadataPath, field string, existing map[string]string, entries map[string]string) {
-	if len(entries) == 0 {
-		return
-	}
+func (b *patchBuilder) addMetadataEntry(metadataPath, field string, existing map[string]string, key, value string) {
 	if existing == nil {
-		b.add(metadataPath+"/"+field, entries)
+		b.add(metadataPath+"/"+field, map[string]string{key: value})
 		return
 	}
-	if len(entries) == 1 { // the placement annotation or label: no keys to sort
-		for k, v := range entries {
-			b.add(metadataPath+"/"+field+"/"+pointerEscape(k), v)
-		}
-		return
-	}
-	for _, k := range slices.Sorted(maps.Keys(entries)) {
-		b.add(metadataPath+"/"+field+"/"+pointerEscape(k), entries[k])
-	}
+	b.add(metadataPath+"/"+field+"/"+pointerEscape(key), value)
 }

@@ -49,9 +49,10 @@ func TestThePatchIsTheJSONOfItsOperations(t *testing.T) {
 			}
 			d := scheduling.Plan(scheduling.Input{Pod: obj.pod, Namespace: ns, Config: compiled, Template: obj.template})
 			var b patchBuilder
-			b.addSpecChanges(obj.paths, &obj.pod.Spec, d.Changes)
-			b.addMetadataEntries(obj.paths.metadata, "annotations", nil, map[string]string{scheduling.AnnotationPlacement: `{"pools":["a"]}`})
-			b.addMetadataEntries(obj.paths.metadata, "labels", map[string]string{"x": "y"}, map[string]string{scheduling.LabelPlaced: "true", "b/c~d": "e"})
+			b.addSpecChanges(obj.paths, &obj.pod.Spec, &d.Changes)
+			b.addMetadataEntry(obj.paths.metadata, "annotations", nil, scheduling.AnnotationPlacement, `{"pools":["a"]}`)
+			b.addMetadataEntry(obj.paths.metadata, "labels", map[string]string{"x": "y"}, scheduling.LabelPlaced, "true")
+			b.addMetadataEntry(obj.paths.metadata, "labels", map[string]string{"x": "y"}, "b/c~d", "e")
 			checkPatchIsTheJSONOfItsOperations(t, &b)
 		})
 	}

@@ -200,19 +200,20 @@ func (m *Mutator) Review(ctx context.Context, ar model.AdmissionReview) (model.A
 // mutationPatch turns a decision into JSON patch operations on the admitted object.
 func mutationPatch(obj *admittedObject, d *scheduling.Decision) ([]byte, error) {
 	var b patchBuilder
-	b.addSpecChanges(obj.paths, &obj.pod.Spec, d.Changes)
+	b.addSpecChanges(obj.paths, &obj.pod.Spec, &d.Changes)
 	if len(b.ops) > 0 && !obj.template {
 		audit, err := json.Marshal(d.Audit)
 		if err != nil {
 			return nil, fmt.Errorf("could not encode the audit record: %w", err)
 		}
-		annotations := map[string]string{scheduling.AnnotationPlacement: string(audit)}
-		labels := map[string]string{scheduling.LabelPlaced: "true"}
 		if obj.noMetadata {
-			b.add(obj.paths.metadata, map[string]any{"annotations": annotations, "labels": labels})
+			b.add(obj.paths.metadata, map[string]any{
+				"annotations": map[string]string{scheduling.AnnotationPlacement: string(audit)},
+				"labels":      map[string]string{scheduling.LabelPlaced: "true"},
+			})
 		} else {
-			b.addMetadataEntries(obj.paths.metadata, "annotations", obj.pod.Annotations, annotations)
-			b.addMetadataEntries(obj.paths.metadata, "labels", obj.pod.Labels, labels)
+			b.addMetadataEntry(obj.paths.metadata, "annotations", obj.pod.Annotations, scheduling.AnnotationPlacement, string(audit))
+			b.addMetadataEntry(obj.paths.metadata, "labels", obj.pod.Labels, scheduling.LabelPlaced, "true")
 		}
 	}
 	return b.marshal()
