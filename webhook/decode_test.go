@@ -95,6 +95,9 @@ func TestTheSingleDecodeAnswersAsKubewebhooksHandler(t *testing.T) {
 }
 
 func TestTheAPIServersReviewsAreReadInOnePass(t *testing.T) {
+	if !singleDecode {
+		t.Skip("built by Go < 1.27: no encoding/json/v2, every review takes kubewebhook's handler (the answers are the same: TestTheSingleDecodeAnswersAsKubewebhooksHandler)")
+	}
 	pod := strings.Replace(deploymentPod, `"image": "postgres:17"`, `"image": "postgres:17", "command": ["sh", "-c", "init && exec postgres > /dev/null"]`, 1)
 	for name, body := range map[string][]byte{
 		"a Deployment's pod":               reviewJSON(t, deploymentPod, reviewOptions{}),

@@ -13,6 +13,9 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 )
 
+// singleDecode says whether this build decodes reviews in one pass.
+const singleDecode = true
+
 // decodedReview is an AdmissionReview decoded in one pass.
 type decodedReview struct {
 	APIVersion string          `json:"apiVersion"`
