@@ -27,7 +27,7 @@ func writeFile(t *testing.T, name, content string) string {
 }
 
 func TestPlanPrintsTheExamplePodPlacedOnTheIPCPool(t *testing.T) {
-	code, out, errOut := runCommand(t, "", "plan", "-f", "../../deploy/examples/postgres-pod.yaml")
+	code, out, errOut := runCommand(t, "", "plan", "-o", "yaml", "-f", "../../deploy/examples/postgres-pod.yaml")
 	if code != 0 {
 		t.Fatalf("exit %d, stderr: %s", code, errOut)
 	}
