@@ -4,7 +4,6 @@ package main
 // verdicts are tested without a cluster; audit.go only lists.
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -15,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"sigs.k8s.io/yaml"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
@@ -147,7 +145,8 @@ type auditPlan struct {
 	Added   string   `json:"added,omitempty"`
 	// Message explains a denial: each sysctl and per pool why it was excluded.
 	Message string `json:"message,omitempty"`
-	// Unallowed are the sysctls no pool allows.
+	// Unallowed are the sysctls no pool allows; when each alone has a pool but no pool
+	// allows them all, the one entry "a+b" names the combination.
 	Unallowed []string `json:"unallowed,omitempty"`
 }
 
@@ -278,11 +277,14 @@ func (a *auditor) attachPods() {
 		if p.Labels[scheduling.LabelPlaced] == "true" {
 			s.Pods.Placed++
 		}
-		if p.Spec.NodeName == "" || p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
+		if p.Spec.NodeName == "" {
 			continue
 		}
 		if !slices.Contains(s.Nodes, p.Spec.NodeName) {
 			s.Nodes = append(s.Nodes, p.Spec.NodeName)
+		}
+		if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
+			continue // a failed pod is counted above; its kubelet has spoken
 		}
 		if why := a.nodeRefuses(p); why != "" {
 			s.Pods.OnRefusingNodes++
@@ -423,6 +425,9 @@ func (a *auditor) planSubject(s *auditSubject, pod *corev1.Pod) (plan auditPlan,
 				plan.Unallowed = append(plan.Unallowed, sc.Name)
 			}
 		}
+		if len(plan.Unallowed) == 0 {
+			plan.Unallowed = []string{strings.Join(scheduling.SysctlNames(probe), "+")}
+		}
 	}
 	return plan, isOptedIn
 }
@@ -495,18 +500,8 @@ func (a *auditor) report() auditReport {
 
 // writeAudit prints the report in the chosen output.
 func writeAudit(w io.Writer, format string, r auditReport) error {
-	switch format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	case "yaml":
-		data, err := yaml.Marshal(r)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(data)
-		return err
+	if format != "table" {
+		return writeData(w, format, r)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tWORKLOAD\tSYSCTLS\tOPTED IN\tPODS RUNNING/FORBIDDEN/ALL\tNODES\tEVENTS\tSTATUS\tWEBHOOK")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 
@@ -34,7 +35,7 @@ func (g *globalOptions) addFlags(fs *pflag.FlagSet) {
 
 // setUpLogging builds the logger from --log-format and --log-level and routes
 // client-go's klog output through it, so a command writes one stream in one format.
-func (g *globalOptions) setUpLogging(cmd *cobra.Command, out io.Writer) error {
+func (g *globalOptions) setUpLogging(out io.Writer) error {
 	if g.logFormat != "json" && g.logFormat != "text" {
 		return usageError("--log-format %q is not supported: use json or text", g.logFormat)
 	}
@@ -52,6 +53,20 @@ func (g *globalOptions) setUpLogging(cmd *cobra.Command, out io.Writer) error {
 	}
 	g.logger = l
 	klog.SetLogger(newKlogLogger(l))
+	// klog drops V(n) messages above its own verbosity before the logger sees them:
+	// open it as far as the level asks (see logrusSink.level).
+	verbosity := "0"
+	switch level {
+	case logrus.DebugLevel:
+		verbosity = "4"
+	case logrus.TraceLevel:
+		verbosity = "10"
+	}
+	var klogFlags flag.FlagSet
+	klog.InitFlags(&klogFlags)
+	if err := klogFlags.Set("v", verbosity); err != nil {
+		return fmt.Errorf("could not set client-go's log verbosity: %w", err)
+	}
 	return nil
 }
 

@@ -100,8 +100,8 @@ what it would change in the live cluster (read-only).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		// Flag errors go through run, which names the command's help.
-		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return g.setUpLogging(cmd, s.errOut)
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			return g.setUpLogging(s.errOut)
 		},
 	}
 	if strings.HasPrefix(binary, "kubectl-") {

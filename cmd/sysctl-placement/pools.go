@@ -309,20 +309,26 @@ func poolsOutputs(report []discovery.PoolStatus) []poolsOutput {
 	return out
 }
 
-func printPools(w io.Writer, report []discovery.PoolStatus, format string) error {
-	out := poolsOutputs(report)
-	switch format {
-	case "json":
+// writeData writes v as indented JSON (format "json") or YAML: the machine outputs of
+// pools and audit.
+func writeData(w io.Writer, format string, v any) error {
+	if format == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(out)
-	case "yaml":
-		data, err := yaml.Marshal(out)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(data)
+		return enc.Encode(v)
+	}
+	data, err := yaml.Marshal(v)
+	if err != nil {
 		return err
+	}
+	_, err = w.Write(data)
+	return err
+}
+
+func printPools(w io.Writer, report []discovery.PoolStatus, format string) error {
+	out := poolsOutputs(report)
+	if format != "table" {
+		return writeData(w, format, out)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSELECTOR\tNODES\tTAINTS\tKUBELET\tKERNEL\tALLOWED UNSAFE SYSCTLS\tSOURCE\tPROBLEMS")
