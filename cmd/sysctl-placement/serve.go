@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
@@ -170,6 +171,18 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 	if err != nil {
 		return err
 	}
+	var nodeCounter *discovery.NodeCounter
+	if discoverer == nil {
+		// Without discovery, still count each config pool's nodes, so a pool that
+		// matches none is reported (log, sysctl_placement_pool_nodes, pools).
+		client, err := kubernetes.NewForConfig(restConfig)
+		if err != nil {
+			return fmt.Errorf("could not build a Kubernetes client: %w", err)
+		}
+		if nodeCounter, err = discovery.NewNodeCounter(client, combiner); err != nil {
+			return err
+		}
+	}
 
 	reloader, err := certs.NewReloader(certs.ReloaderConfig{CertFile: o.certFile, KeyFile: o.keyFile, Logger: log, OnReload: metrics.ObserveServingCertificate})
 	if err != nil {
@@ -293,6 +306,9 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 	goRun("config watcher", func() error { return configWatcher.Run(ctx) })
 	if discoverer != nil {
 		goRun("pool discovery", func() error { return discoverer.Run(ctx) })
+	}
+	if nodeCounter != nil {
+		goRun("node counter", func() error { return nodeCounter.Run(ctx) })
 	}
 	goRun("audit events", func() error { return audit.Run(ctx) })
 	goRun("certificate reloader", func() error { return reloader.Run(ctx) })
