@@ -112,7 +112,7 @@ type poolsFlags struct {
 }
 
 func (o *poolsFlags) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.configFile, "config", "", "PlacementConfig file, as given to serve (default: no static pools, discovery by --pool-label)")
+	fs.StringVar(&o.configFile, "config", "", "PlacementConfig file, as given to serve (default: no static pools, discovery by --pool-label); without a discovery section only its pools are shown, as serve uses them")
 	fs.StringVar(&o.poolLabel, "pool-label", "", "node label grouping nodes into pools, overriding the config's discovery.poolLabel (default: the config's, else the first of "+strings.Join(discovery.WellKnownPoolLabels, ", ")+" found on a node)")
 	fs.StringVar(&o.allowlistFrom, "allowlist-from", "", "configz or annotation, overriding the config's discovery.allowlistFrom (default configz)")
 	o.discovery.addFlags(fs)
@@ -125,10 +125,14 @@ func newPoolsCommand(g *globalOptions, s streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pools [--config FILE] [--pool-label LABEL] [-o table|yaml|json]",
 		Short: "Show the pools of a live cluster as the webhook sees them",
-		Long: `Prints the pools the webhook would place pods on: discovered from the live Nodes and
-merged with the config's static pools, with each pool's node count and problems (a
-config pool that matches no node, kubelets that disagree or cannot be read). Run it
-with --config before installing: every pool of the config should match nodes.`,
+		Long: `Prints the pools the webhook would place pods on, as serve sees them: the config's
+static pools, merged with the pools discovered from the live Nodes when the config has
+a discovery section, --pool-label or --allowlist-from is given, or there is no
+--config. Each pool shows its node count and problems (a config pool that matches no
+node, kubelets that disagree or cannot be read).
+
+Step 0 of installing: run it with --config on the config you will install; every pool
+should match nodes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "yaml" && output != "json" {
@@ -146,7 +150,7 @@ with --config before installing: every pool of the config should match nodes.`,
 			if err != nil {
 				return exitError{code: 1, err: err}
 			}
-			loaded, err := o.load(ctx, restConfig, g.logger)
+			loaded, err := o.loadLikeServe(ctx, restConfig, g.logger)
 			if err != nil {
 				return err
 			}
