@@ -363,6 +363,41 @@ func TestAuditReportsBrokenPlacedUnplaceableAndNotOptedInWorkloads(t *testing.T)
 			t.Errorf("want the three pools, got %+v", pools)
 		}
 	})
+	baseConfig := filepath.Join(cluster.RepoRoot(), "deploy", "base", "placement-config.yaml")
+	t.Run("step 0: pools --config on the shipped base config shows that its sample pools match no node", func(t *testing.T) {
+		out, errOut, code := a.run(ctx, t, "pools", "--config", baseConfig, "-o", "json")
+		if code != 0 {
+			t.Fatalf("exit %d\n%s", code, errOut)
+		}
+		var pools []discoveredPool
+		if err := json.Unmarshal([]byte(out), &pools); err != nil {
+			t.Fatal(err)
+		}
+		if len(pools) != 3 {
+			t.Fatalf("want the three sample pools and no discovered one, got %+v", pools)
+		}
+		for _, p := range pools {
+			if p.Source != "config" || p.Nodes != 0 || len(p.Problems) != 1 || p.Problems[0].Kind != "NoMatchingNodes" {
+				t.Errorf("sample pool %s = %+v; want 0 nodes and NoMatchingNodes", p.Name, p)
+			}
+		}
+	})
+	t.Run("serve without discovery reports the sample pools at 0 nodes, logged once", func(t *testing.T) {
+		wh, err := c.StartWebhook(ctx, cluster.WebhookOptions{Name: "samples", ConfigFile: baseConfig, AsServiceAccount: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = wh.Terminate(30 * time.Second) }()
+		metricEquals(ctx, t, wh, `sysctl_placement_pool_nodes{pool="db-ipc"}`, "0")
+		metricEquals(ctx, t, wh, `sysctl_placement_discovery_problems{kind="NoMatchingNodes"}`, "3")
+		log, err := os.ReadFile(wh.LogFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(string(log), "nodeSelector cloud.google.com/gke-nodepool=db-ipc matches no node"); n != 1 {
+			t.Errorf("the db-ipc pool matching no node was logged %d times, want once:\n%s", n, log)
+		}
+	})
 	t.Run("as a kubectl plugin, kubectl sysctl-placement runs plan", func(t *testing.T) {
 		bin, err := cluster.WebhookBinary()
 		if err != nil {
