@@ -516,6 +516,8 @@ func writeAudit(w io.Writer, format string, r auditReport) error {
 			webhook += " on " + strings.Join(s.Webhook.Pools, ",")
 		case len(s.Webhook.Unallowed) > 0:
 			webhook += ": no pool allows " + strings.Join(s.Webhook.Unallowed, ",")
+		case s.Webhook.Outcome == "unchanged":
+			webhook = "leave unchanged (" + s.Webhook.Reason + ")"
 		case s.Webhook.Outcome == "skip":
 			webhook += " (" + s.Webhook.Reason + ")"
 		}

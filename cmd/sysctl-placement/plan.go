@@ -265,7 +265,7 @@ func (p *offlinePlanner) planDocument(doc json.RawMessage) (planResult, error) {
 	before, fromTemplate, err := webhook.PodOf(doc)
 	if err != nil {
 		// A kind the webhook does not handle: admitted unchanged, nothing more to show.
-		return res, nil //nolint:nilerr // the mutator already admitted it with a warning
+		return res, nil // the mutator already admitted it unchanged, with a warning
 	}
 	pod, err := p.decodePod(before)
 	if err != nil {

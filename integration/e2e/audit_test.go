@@ -328,13 +328,13 @@ func TestAuditReportsBrokenPlacedUnplaceableAndNotOptedInWorkloads(t *testing.T)
 			t.Fatalf("exit %d\n%s", code, errOut)
 		}
 		t.Logf("audit:\n%s", out)
-		for _, want := range []string{"opt namespace team-b in → 2 workload(s) placeable (1 broken today)", "team-a     Deployment/mq"} {
+		for _, want := range []string{"opt namespace team-b in → 2 workload(s) placeable (1 broken today)", "would leave unchanged (SafeSysctlsOnly)", "team-a     Deployment/mq"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("the table lacks %q:\n%s", want, out)
 			}
 		}
 	})
-	t.Run("--fail-on broken exits 2 for a CI pipeline, -n narrows to one namespace", func(t *testing.T) {
+	t.Run("--fail-on unplaceable exits 2 for a CI pipeline, and -n and -l narrow what is audited", func(t *testing.T) {
 		_, errOut, code := a.run(ctx, t, append([]string{"audit", "-n", teamA, "--fail-on", "unplaceable", "-o", "json"}, poolArgs...)...)
 		if code != 2 || !strings.Contains(errOut, "1 unplaceable") {
 			t.Errorf("exit %d, stderr %q; want 2 naming 1 unplaceable", code, errOut)

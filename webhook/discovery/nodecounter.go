@@ -85,12 +85,5 @@ func (n *NodeCounter) Run(ctx context.Context) error {
 }
 
 func (n *NodeCounter) publish() {
-	objs := n.informer.GetStore().List()
-	nodes := make([]*corev1.Node, 0, len(objs))
-	for _, o := range objs {
-		if node, ok := o.(*corev1.Node); ok {
-			nodes = append(nodes, node)
-		}
-	}
-	n.publisher.SetDiscovered(nil, nodes)
+	n.publisher.SetDiscovered(nil, cachedNodes(n.informer.GetStore()))
 }
