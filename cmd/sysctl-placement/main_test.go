@@ -139,9 +139,10 @@ func TestCompletionScriptsAreGenerated(t *testing.T) {
 	}
 }
 
-func TestVersionPrintsTheVersion(t *testing.T) {
-	code, out, _ := runCommand(t, "", "version")
-	if code != 0 || out != Version+"\n" {
-		t.Errorf("exit %d, %q", code, out)
+func TestTheVersionFlagPrintsWhatTheVersionCommandPrints(t *testing.T) {
+	_, cmdOut, _ := runCommand(t, "", "version")
+	code, flagOut, _ := runCommand(t, "", "--version")
+	if code != 0 || flagOut != cmdOut || !strings.HasPrefix(flagOut, "sysctl-placement ") {
+		t.Errorf("--version: exit %d, %q; version: %q", code, flagOut, cmdOut)
 	}
 }
