@@ -29,6 +29,29 @@ const (
 	reasonFailedCreate = "FailedCreate"
 )
 
+// auditStatus is the verdict on a subject's pods today.
+type auditStatus string
+
+const (
+	statusBroken auditStatus = "broken"
+	statusPlaced auditStatus = "placed"
+	statusNoPods auditStatus = "no pods"
+	statusOK     auditStatus = "ok"
+)
+
+// auditOutcome is what the webhook does with a subject's pods, in a verb.
+type auditOutcome string
+
+const (
+	outcomePlace            auditOutcome = "place"
+	outcomeChange           auditOutcome = "change"
+	outcomeAlreadyPlaced    auditOutcome = "already placed"
+	outcomeDeny             auditOutcome = "deny"
+	outcomeAdmitUnplaceable auditOutcome = "admit unplaceable"
+	outcomeUnchanged        auditOutcome = "unchanged"
+	outcomeSkip             auditOutcome = "skip"
+)
+
 // auditWorkload is one listed workload with sysctls in its template.
 type auditWorkload struct {
 	kind     string
@@ -99,7 +122,7 @@ type auditSubject struct {
 	Sysctls   []string `json:"sysctls"`
 	OptedIn   bool     `json:"optedIn"`
 	// Status is broken, placed, ok or no pods; see the fields for why.
-	Status string `json:"status"`
+	Status auditStatus `json:"status"`
 	// Broken: pods failed with SysctlForbidden, sit on nodes that refuse their
 	// sysctls, or could not be created for their sysctls.
 	Broken bool `json:"broken"`
@@ -139,10 +162,10 @@ type auditChurn struct {
 // auditPlan is the engine's answer for a subject's pods.
 type auditPlan struct {
 	// Outcome: place, already placed, deny, admit unplaceable, unchanged or skip.
-	Outcome string   `json:"outcome"`
-	Reason  string   `json:"reason"`
-	Pools   []string `json:"pools,omitempty"`
-	Added   string   `json:"added,omitempty"`
+	Outcome auditOutcome `json:"outcome"`
+	Reason  string       `json:"reason"`
+	Pools   []string     `json:"pools,omitempty"`
+	Added   string       `json:"added,omitempty"`
 	// Message explains a denial: each sysctl and per pool why it was excluded.
 	Message string `json:"message,omitempty"`
 	// Unallowed are the sysctls no pool allows; when each alone has a pool but no pool
@@ -401,21 +424,21 @@ func (a *auditor) planSubject(s *auditSubject, pod *corev1.Pod) (plan auditPlan,
 	plan = auditPlan{Reason: d.Reason, Pools: d.Audit.Pools, Added: changesText(d.Changes)}
 	switch {
 	case d.Outcome == scheduling.OutcomeUnplaceable && !d.Allowed:
-		plan.Outcome, plan.Message = "deny", d.Message
+		plan.Outcome, plan.Message = outcomeDeny, d.Message
 	case d.Outcome == scheduling.OutcomeUnplaceable:
-		plan.Outcome, plan.Message = "admit unplaceable", d.Message
+		plan.Outcome, plan.Message = outcomeAdmitUnplaceable, d.Message
 	case d.Outcome == scheduling.OutcomeConflict:
-		plan.Outcome, plan.Message = "deny", d.Message
+		plan.Outcome, plan.Message = outcomeDeny, d.Message
 	case d.Outcome == scheduling.OutcomeChanged && len(d.Audit.Pools) > 0:
-		plan.Outcome = "place"
+		plan.Outcome = outcomePlace
 	case d.Outcome == scheduling.OutcomeChanged:
-		plan.Outcome = "change"
+		plan.Outcome = outcomeChange
 	case d.Reason == scheduling.ReasonAlreadyPlaced:
-		plan.Outcome = "already placed"
+		plan.Outcome = outcomeAlreadyPlaced
 	case d.Outcome == scheduling.OutcomeSkipped:
-		plan.Outcome = "skip"
+		plan.Outcome = outcomeSkip
 	default:
-		plan.Outcome = "unchanged"
+		plan.Outcome = outcomeUnchanged
 	}
 	if d.Outcome == scheduling.OutcomeUnplaceable {
 		// Which sysctls no pool allows: each planned alone.
@@ -445,16 +468,16 @@ func (a *auditor) report() auditReport {
 		}
 		s.Broken = s.Pods.Forbidden > 0 || s.Pods.OnRefusingNodes > 0 || s.Events.FailedCreate > 0 ||
 			(s.Events.SysctlForbidden > 0 && s.Pods.Running < s.Pods.Total)
-		s.Unplaceable = s.Webhook.Outcome == "deny" || s.Webhook.Outcome == "admit unplaceable"
+		s.Unplaceable = s.Webhook.Outcome == outcomeDeny || s.Webhook.Outcome == outcomeAdmitUnplaceable
 		switch {
 		case s.Broken:
-			s.Status = "broken"
+			s.Status = statusBroken
 		case s.Pods.Placed > 0:
-			s.Status = "placed"
+			s.Status = statusPlaced
 		case s.Pods.Total == 0:
-			s.Status = "no pods"
+			s.Status = statusNoPods
 		default:
-			s.Status = "ok"
+			s.Status = statusOK
 		}
 		r.Totals.Workloads++
 		if s.Broken {
@@ -463,7 +486,7 @@ func (a *auditor) report() auditReport {
 		if s.Unplaceable {
 			r.Totals.Unplaceable++
 		}
-		if s.Status == "placed" {
+		if s.Status == statusPlaced {
 			r.Totals.Placed++
 		}
 		ns := namespaces[s.Namespace]
@@ -481,7 +504,7 @@ func (a *auditor) report() auditReport {
 					ns.Unallowed = append(ns.Unallowed, u)
 				}
 			}
-		} else if s.Webhook.Outcome != "skip" {
+		} else if s.Webhook.Outcome != outcomeSkip {
 			ns.Placeable++
 			if s.Broken {
 				ns.BrokenPlaceable++
@@ -510,15 +533,15 @@ func writeAudit(w io.Writer, format string, r auditReport) error {
 		if s.OptedIn {
 			optedIn = "yes"
 		}
-		webhook := s.Webhook.Outcome
+		webhook := string(s.Webhook.Outcome)
 		switch {
 		case len(s.Webhook.Pools) > 0:
 			webhook += " on " + strings.Join(s.Webhook.Pools, ",")
 		case len(s.Webhook.Unallowed) > 0:
 			webhook += ": no pool allows " + strings.Join(s.Webhook.Unallowed, ",")
-		case s.Webhook.Outcome == "unchanged":
+		case s.Webhook.Outcome == outcomeUnchanged:
 			webhook = "leave unchanged (" + s.Webhook.Reason + ")"
-		case s.Webhook.Outcome == "skip":
+		case s.Webhook.Outcome == outcomeSkip:
 			webhook += " (" + s.Webhook.Reason + ")"
 		}
 		if !s.OptedIn {
@@ -565,7 +588,7 @@ func writeAudit(w io.Writer, format string, r auditReport) error {
 		for _, f := range s.Findings {
 			problems = append(problems, fmt.Sprintf("  %s %s/%s: %s: %s", s.Namespace, s.Kind, s.Name, f.Reason, f.Detail))
 		}
-		if s.Webhook.Outcome == "deny" && s.OptedIn {
+		if s.Webhook.Outcome == outcomeDeny && s.OptedIn {
 			problems = append(problems, fmt.Sprintf("  %s %s/%s: denied: %s", s.Namespace, s.Kind, s.Name, s.Webhook.Message))
 		}
 	}
