@@ -64,8 +64,9 @@ func main() {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root := newRootCommand(streams{in: stdin, out: stdout, errOut: stderr}, filepath.Base(os.Args[0]))
-	root.SetArgs(args)
+	binary := filepath.Base(os.Args[0])
+	root := newRootCommand(streams{in: stdin, out: stdout, errOut: stderr}, binary)
+	root.SetArgs(completionArgs(binary, args))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
@@ -83,6 +84,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", sub.CommandPath())
 	}
 	return 1
+}
+
+// completionArgs turns a run as kubectl's completion helper into cobra's completion
+// request: kubectl completes `kubectl sysctl-placement …` by running
+// kubectl_complete-sysctl_placement with the words typed so far, so the binary linked
+// under that name answers as `__complete`.
+func completionArgs(binary string, args []string) []string {
+	if strings.HasPrefix(binary, "kubectl_complete-") {
+		return append([]string{cobra.ShellCompRequestCmd}, args...)
+	}
+	return args
 }
 
 // newRootCommand builds the command tree. binary is the name the program was run as:
@@ -104,7 +116,7 @@ what it would change in the live cluster (read-only).`,
 			return g.setUpLogging(s.errOut)
 		},
 	}
-	if strings.HasPrefix(binary, "kubectl-") {
+	if strings.HasPrefix(binary, "kubectl-") || strings.HasPrefix(binary, "kubectl_complete-") {
 		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl sysctl-placement"}
 	}
 	root.SetIn(s.in)

@@ -126,6 +126,18 @@ func TestAsAKubectlPluginHelpSaysKubectlSysctlPlacement(t *testing.T) {
 	}
 }
 
+func TestAsKubectlsCompletionHelperItCompletesTheWordsGiven(t *testing.T) {
+	var out bytes.Buffer
+	root := newRootCommand(streams{out: &out, errOut: &out}, "kubectl_complete-sysctl_placement")
+	root.SetArgs(completionArgs("kubectl_complete-sysctl_placement", []string{"au"}))
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "audit\t") {
+		t.Errorf("completing \"au\" gave %q, want audit", out.String())
+	}
+}
+
 func TestCompletionScriptsAreGenerated(t *testing.T) {
 	for _, shell := range []string{"bash", "zsh", "fish"} {
 		code, out, errOut := runCommand(t, "", "completion", shell)

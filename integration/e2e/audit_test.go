@@ -398,7 +398,7 @@ func TestAuditReportsBrokenPlacedUnplaceableAndNotOptedInWorkloads(t *testing.T)
 			t.Errorf("the db-ipc pool matching no node was logged %d times, want once:\n%s", n, log)
 		}
 	})
-	t.Run("as a kubectl plugin, kubectl sysctl-placement runs plan", func(t *testing.T) {
+	t.Run("as a kubectl plugin, kubectl sysctl-placement runs plan and completes its commands", func(t *testing.T) {
 		bin, err := cluster.WebhookBinary()
 		if err != nil {
 			t.Fatal(err)
@@ -418,6 +418,16 @@ func TestAuditReportsBrokenPlacedUnplaceableAndNotOptedInWorkloads(t *testing.T)
 		out, err = cmd.CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "kubectl sysctl-placement audit") {
 			t.Errorf("kubectl sysctl-placement audit --help: %v\n%s", err, out)
+		}
+		// kubectl completes a plugin's words through kubectl_complete-<plugin>.
+		if err := os.Symlink(bin, filepath.Join(dir, "kubectl_complete-sysctl_placement")); err != nil {
+			t.Fatal(err)
+		}
+		cmd = exec.CommandContext(ctx, filepath.Join(c.BinDir, "kubectl"), "__complete", "sysctl-placement", "au")
+		cmd.Env = append(os.Environ(), "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+		out, err = cmd.Output()
+		if err != nil || !strings.HasPrefix(string(out), "audit\t") {
+			t.Errorf("kubectl __complete sysctl-placement au: %v\n%s", err, out)
 		}
 	})
 }
