@@ -138,5 +138,7 @@ what it would change in the live cluster (read-only).`,
 	)
 	root.Version = currentBuild().String()
 	root.SetVersionTemplate("{{.Version}}")
+	// Declared here so cobra adds no -v shorthand: kubectl users read -v as verbosity.
+	root.Flags().Bool("version", false, "print the version, as the version command does")
 	return root
 }
