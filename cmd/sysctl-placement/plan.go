@@ -379,6 +379,8 @@ func summarize(res planResult) (outcome, added string) {
 	switch {
 	case !allowed:
 		outcome = "denied"
+	case d.Outcome == "":
+		return "not handled: admitted unchanged", ""
 	case d.Outcome == scheduling.OutcomeSkipped:
 		outcome = "skipped (" + d.Reason + ")"
 	case d.Outcome == scheduling.OutcomeUnplaceable:

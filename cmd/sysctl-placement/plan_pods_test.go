@@ -102,3 +102,10 @@ func TestPlanYAMLKeepsTheObjectsOnStdoutAndSaysWhereThePodsGoOnStderr(t *testing
 		t.Errorf("stderr does not say where the pods go: %s", errOut)
 	}
 }
+
+func TestPlanTableSaysAKindTheWebhookDoesNotHandleIsAdmittedUnchanged(t *testing.T) {
+	code, out, errOut := runCommand(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n", "plan", "-f", "-")
+	if code != 0 || !strings.Contains(out, "ConfigMap/c") || !strings.Contains(out, "not handled: admitted unchanged") {
+		t.Errorf("exit %d, stdout:\n%s\nstderr: %s", code, out, errOut)
+	}
+}
