@@ -218,48 +218,63 @@ func (c *auditCollector) collect(ctx context.Context) (auditInput, error) {
 			in.workloads = append(in.workloads, auditWorkload{kind: kind, meta: meta, template: tpl})
 		}
 	}
+	type listFunc = func(context.Context, metav1.ListOptions) (runtime.Object, error)
 	lists := []struct {
 		what string
-		list func(context.Context, metav1.ListOptions) (runtime.Object, error)
+		list listFunc
 		add  func(runtime.Object)
-	}{
-		{"deployments", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+	}{{
+		what: "deployments",
+		list: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return apps.Deployments(ns).List(ctx, o)
 		},
-			func(o runtime.Object) { w := o.(*appsv1.Deployment); add("Deployment", w.ObjectMeta, &w.Spec.Template) }},
-		{"replicasets", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		add: func(o runtime.Object) { w := o.(*appsv1.Deployment); add("Deployment", w.ObjectMeta, &w.Spec.Template) },
+	}, {
+		what: "replicasets",
+		list: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return apps.ReplicaSets(ns).List(ctx, o)
 		},
-			func(o runtime.Object) { w := o.(*appsv1.ReplicaSet); add("ReplicaSet", w.ObjectMeta, &w.Spec.Template) }},
-		{"statefulsets", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		add: func(o runtime.Object) { w := o.(*appsv1.ReplicaSet); add("ReplicaSet", w.ObjectMeta, &w.Spec.Template) },
+	}, {
+		what: "statefulsets",
+		list: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return apps.StatefulSets(ns).List(ctx, o)
 		},
-			func(o runtime.Object) {
-				w := o.(*appsv1.StatefulSet)
-				add("StatefulSet", w.ObjectMeta, &w.Spec.Template)
-			}},
-		{"daemonsets", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		add: func(o runtime.Object) {
+			w := o.(*appsv1.StatefulSet)
+			add("StatefulSet", w.ObjectMeta, &w.Spec.Template)
+		},
+	}, {
+		what: "daemonsets",
+		list: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return apps.DaemonSets(ns).List(ctx, o)
 		},
-			func(o runtime.Object) { w := o.(*appsv1.DaemonSet); add("DaemonSet", w.ObjectMeta, &w.Spec.Template) }},
-		{"jobs", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		add: func(o runtime.Object) { w := o.(*appsv1.DaemonSet); add("DaemonSet", w.ObjectMeta, &w.Spec.Template) },
+	}, {
+		what: "jobs",
+		list: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return batch.Jobs(ns).List(ctx, o)
 		},
-			func(o runtime.Object) { w := o.(*batchv1.Job); add("Job", w.ObjectMeta, &w.Spec.Template) }},
-		{"cronjobs", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		add: func(o runtime.Object) { w := o.(*batchv1.Job); add("Job", w.ObjectMeta, &w.Spec.Template) },
+	}, {
+		what: "cronjobs",
+		list: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return batch.CronJobs(ns).List(ctx, o)
 		},
-			func(o runtime.Object) {
-				w := o.(*batchv1.CronJob)
-				add("CronJob", w.ObjectMeta, &w.Spec.JobTemplate.Spec.Template)
-			}},
-		{"replicationcontrollers", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		add: func(o runtime.Object) {
+			w := o.(*batchv1.CronJob)
+			add("CronJob", w.ObjectMeta, &w.Spec.JobTemplate.Spec.Template)
+		},
+	}, {
+		what: "replicationcontrollers",
+		list: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return core.ReplicationControllers(ns).List(ctx, o)
-		}, func(o runtime.Object) {
+		},
+		add: func(o runtime.Object) {
 			w := o.(*corev1.ReplicationController)
 			add("ReplicationController", w.ObjectMeta, w.Spec.Template)
-		}},
-	}
+		},
+	}}
 	for _, l := range lists {
 		if _, err := c.each(ctx, l.what, sel, l.list, l.add); err != nil {
 			return in, err
