@@ -218,3 +218,36 @@ func TestAuditFlagsAreChecked(t *testing.T) {
 		})
 	}
 }
+
+func TestAuditReportsWhatTheNamespacesPodSecurityLevelRefuses(t *testing.T) {
+	in := auditFixture(t)
+	in.namespaces["team-c"] = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-c",
+		Labels: map[string]string{scheduling.LabelEnabled: "true", "pod-security.kubernetes.io/enforce": "baseline"}}}
+	in.workloads = append(in.workloads, auditWorkload{kind: "Deployment", meta: metav1.ObjectMeta{Namespace: "team-c", Name: "db"},
+		template: &corev1.PodTemplateSpec{Spec: corev1.PodSpec{SecurityContext: &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: "kernel.shmmax", Value: "1"}}}}}})
+	r := buildAudit(in)
+	var db auditSubject
+	for _, s := range r.Workloads {
+		if s.Namespace == "team-c" {
+			db = s
+		}
+	}
+	t.Run("the workload carries the enforce finding and the webhook's denial, and is not called unplaceable", func(t *testing.T) {
+		if len(db.Findings) != 1 || db.Findings[0].Reason != "PodSecurity" || !strings.Contains(db.Findings[0].Detail, "enforce baseline:latest: forbidden sysctls kernel.shmmax") {
+			t.Errorf("findings = %+v", db.Findings)
+		}
+		if db.Webhook.Outcome != outcomeDeny || db.Webhook.Reason != scheduling.ReasonPodSecurityForbidden || db.Unplaceable || len(db.Webhook.Unallowed) != 0 {
+			t.Errorf("db = %+v", db)
+		}
+	})
+	t.Run("the namespace summary is Pod Security's own wording", func(t *testing.T) {
+		var out bytes.Buffer
+		if err := writeAudit(&out, "table", r); err != nil {
+			t.Fatal(err)
+		}
+		want := "namespace team-c enforces Pod Security baseline:latest: 1 workload with unsafe sysctls can never run there"
+		if !strings.Contains(out.String(), "Pod Security:\n  "+want) || !strings.Contains(out.String(), "deny (PodSecurityForbidden)") {
+			t.Errorf("the table lacks %q or the denial's reason:\n%s", want, out.String())
+		}
+	})
+}

@@ -84,6 +84,8 @@ type auditListed struct {
 type auditFinding struct {
 	Reason string `json:"reason"`
 	Detail string `json:"detail"`
+	// enforced: the finding alone makes the API server refuse the pods.
+	enforced bool
 }
 
 // auditCheck adds findings about a subject's pod (as its template creates it) in its
@@ -93,7 +95,30 @@ type auditFinding struct {
 type auditCheck func(ns *corev1.Namespace, pod *corev1.Pod) []auditFinding
 
 // auditChecks run on every subject.
-var auditChecks []auditCheck
+var auditChecks = []auditCheck{podSecurityFindings}
+
+// reasonPodSecurity is the reason of findings from the namespace's Pod Security levels.
+const reasonPodSecurity = "PodSecurity"
+
+// podSecurityFindings reports each Pod Security mode of the pod's namespace whose level
+// forbids its sysctls (scheduling.CheckPodSecurity, the check Plan runs): enforce
+// means the API server refuses the pods whatever the webhook does.
+func podSecurityFindings(ns *corev1.Namespace, pod *corev1.Pod) []auditFinding {
+	if ns == nil {
+		return nil
+	}
+	var out []auditFinding
+	for _, f := range scheduling.CheckPodSecurity(asScheduling(ns), scheduling.SysctlNames(pod)) {
+		out = append(out, auditFinding{Reason: reasonPodSecurity,
+			Detail: fmt.Sprintf("%s %s: %s %s", f.Mode, f.PodSecurityLevel, f.Reason, f.Detail), enforced: f.Mode == scheduling.PodSecurityEnforce})
+	}
+	return out
+}
+
+// asScheduling is the namespace as Plan reads it.
+func asScheduling(ns *corev1.Namespace) scheduling.Namespace {
+	return scheduling.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}
+}
 
 // auditReport is the output of `audit -o json|yaml`: a stable interface.
 type auditReport struct {
@@ -184,6 +209,11 @@ type auditNamespace struct {
 	// Denied workloads would have their pods denied; Unallowed says for which sysctls.
 	Denied    int      `json:"denied"`
 	Unallowed []string `json:"unallowed,omitempty"`
+	// PodSecurity says how many workloads its enforced Pod Security level refuses
+	// (scheduling.PodSecuritySummary), when any.
+	PodSecurity string `json:"podSecurity,omitempty"`
+	// podSecurityRefused counts them.
+	podSecurityRefused int
 }
 
 // buildAudit decides every verdict of the report.
@@ -411,7 +441,7 @@ func (a *auditor) planSubject(s *auditSubject, pod *corev1.Pod) (plan auditPlan,
 	ns := a.in.namespaces[s.Namespace]
 	asIs := scheduling.Namespace{Name: s.Namespace}
 	if ns != nil {
-		asIs.Labels, asIs.Annotations = ns.Labels, ns.Annotations
+		asIs = asScheduling(ns)
 	}
 	probe := pod.DeepCopy()
 	probe.Spec.NodeName = "" // planned as the controller creates it, before binding
@@ -423,12 +453,12 @@ func (a *auditor) planSubject(s *auditSubject, pod *corev1.Pod) (plan auditPlan,
 	}
 	plan = auditPlan{Reason: d.Reason, Pools: d.Audit.Pools, Added: changesText(d.Changes)}
 	switch {
-	case d.Outcome == scheduling.OutcomeUnplaceable && !d.Allowed:
+	case !d.Allowed:
+		// No pool (Unplaceable), the namespace's enforced Pod Security level
+		// (Forbidden) or a host-namespace clash under flag (Conflict).
 		plan.Outcome, plan.Message = outcomeDeny, d.Message
 	case d.Outcome == scheduling.OutcomeUnplaceable:
 		plan.Outcome, plan.Message = outcomeAdmitUnplaceable, d.Message
-	case d.Outcome == scheduling.OutcomeConflict:
-		plan.Outcome, plan.Message = outcomeDeny, d.Message
 	case d.Outcome == scheduling.OutcomeChanged && len(d.Audit.Pools) > 0:
 		plan.Outcome = outcomePlace
 	case d.Outcome == scheduling.OutcomeChanged:
@@ -440,11 +470,14 @@ func (a *auditor) planSubject(s *auditSubject, pod *corev1.Pod) (plan auditPlan,
 	default:
 		plan.Outcome = outcomeUnchanged
 	}
-	if d.Outcome == scheduling.OutcomeUnplaceable {
-		// Which sysctls no pool allows: each planned alone.
+	if d.Outcome == scheduling.OutcomeUnplaceable && d.Reason != scheduling.ReasonPodSecurityForbidden {
+		// Which sysctls no pool allows: each planned alone, Pod Security aside (it is
+		// reported as a finding of its own).
+		pools := optedIn(s.Namespace, ns)
+		pools.Annotations[scheduling.AnnotationPodSecurityExempt] = "true"
 		for _, sc := range probe.Spec.SecurityContext.Sysctls {
 			one := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: probe.Name}, Spec: corev1.PodSpec{SecurityContext: &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{sc}}}}
-			if scheduling.Plan(scheduling.Input{Pod: one, Namespace: optedIn(s.Namespace, ns), Config: a.in.config}).Outcome == scheduling.OutcomeUnplaceable {
+			if scheduling.Plan(scheduling.Input{Pod: one, Namespace: pools, Config: a.in.config}).Outcome == scheduling.OutcomeUnplaceable {
 				plan.Unallowed = append(plan.Unallowed, sc.Name)
 			}
 		}
@@ -468,7 +501,8 @@ func (a *auditor) report() auditReport {
 		}
 		s.Broken = s.Pods.Forbidden > 0 || s.Pods.OnRefusingNodes > 0 || s.Events.FailedCreate > 0 ||
 			(s.Events.SysctlForbidden > 0 && s.Pods.Running < s.Pods.Total)
-		s.Unplaceable = s.Webhook.Outcome == outcomeDeny || s.Webhook.Outcome == outcomeAdmitUnplaceable
+		s.Unplaceable = (s.Webhook.Outcome == outcomeDeny || s.Webhook.Outcome == outcomeAdmitUnplaceable) &&
+			s.Webhook.Reason != scheduling.ReasonPodSecurityForbidden
 		switch {
 		case s.Broken:
 			s.Status = statusBroken
@@ -497,6 +531,9 @@ func (a *auditor) report() auditReport {
 		if !s.OptedIn {
 			r.Totals.NotOptedIn++
 		}
+		if slices.ContainsFunc(s.Findings, func(f auditFinding) bool { return f.enforced }) {
+			ns.podSecurityRefused++
+		}
 		if s.Unplaceable {
 			ns.Denied++
 			for _, u := range s.Webhook.Unallowed {
@@ -514,6 +551,12 @@ func (a *auditor) report() auditReport {
 	}
 	for _, ns := range namespaces {
 		sort.Strings(ns.Unallowed)
+		// podSecurityRefused is only counted for namespaces that were listed.
+		if ns.podSecurityRefused > 0 {
+			if level, ok := scheduling.PodSecurityOf(asScheduling(a.in.namespaces[ns.Name])).EnforcedSysctlRestriction(); ok {
+				ns.PodSecurity = scheduling.PodSecuritySummary(ns.Name, level, ns.podSecurityRefused)
+			}
+		}
 		r.Namespaces = append(r.Namespaces, *ns)
 	}
 	sort.Slice(r.Namespaces, func(i, j int) bool { return r.Namespaces[i].Name < r.Namespaces[j].Name })
@@ -539,6 +582,8 @@ func writeAudit(w io.Writer, format string, r auditReport) error {
 			webhook += " on " + strings.Join(s.Webhook.Pools, ",")
 		case len(s.Webhook.Unallowed) > 0:
 			webhook += ": no pool allows " + strings.Join(s.Webhook.Unallowed, ",")
+		case s.Webhook.Outcome == outcomeDeny:
+			webhook += " (" + s.Webhook.Reason + ")"
 		case s.Webhook.Outcome == outcomeUnchanged:
 			webhook = "leave unchanged (" + s.Webhook.Reason + ")"
 		case s.Webhook.Outcome == outcomeSkip:
@@ -579,6 +624,16 @@ func writeAudit(w io.Writer, format string, r auditReport) error {
 	if len(notes) > 0 {
 		fmt.Fprintln(w, "\nNamespaces not opted in:")
 		fmt.Fprintln(w, strings.Join(notes, "\n"))
+	}
+	var podSecurity []string
+	for _, ns := range r.Namespaces {
+		if ns.PodSecurity != "" {
+			podSecurity = append(podSecurity, "  "+ns.PodSecurity)
+		}
+	}
+	if len(podSecurity) > 0 {
+		fmt.Fprintln(w, "\nPod Security:")
+		fmt.Fprintln(w, strings.Join(podSecurity, "\n"))
 	}
 	var problems []string
 	for _, s := range r.Workloads {

@@ -385,6 +385,8 @@ func summarize(res planResult) (outcome, added string) {
 		outcome = "skipped (" + d.Reason + ")"
 	case d.Outcome == scheduling.OutcomeUnplaceable:
 		outcome = "unplaceable, admitted"
+	case d.Outcome == scheduling.OutcomeForbidden:
+		outcome = "forbidden by Pod Security, admitted"
 	case d.Outcome == scheduling.OutcomeChanged && len(d.Audit.Pools) > 0:
 		outcome = "placed"
 	case d.Outcome == scheduling.OutcomeChanged:
