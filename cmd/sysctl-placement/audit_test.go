@@ -245,6 +245,11 @@ func TestAuditReportsWhatTheNamespacesPodSecurityLevelRefuses(t *testing.T) {
 		if err := writeAudit(&out, "table", r); err != nil {
 			t.Fatal(err)
 		}
+		for _, ns := range r.Namespaces {
+			if ns.Name == "team-c" && (ns.Refused != 1 || ns.Placeable != 0 || ns.Denied != 0) {
+				t.Errorf("team-c = %+v; want its one workload refused, not placeable", ns)
+			}
+		}
 		want := "namespace team-c enforces Pod Security baseline:latest: 1 workload with unsafe sysctls can never run there"
 		if !strings.Contains(out.String(), "Pod Security:\n  "+want) || !strings.Contains(out.String(), "deny (PodSecurityForbidden)") {
 			t.Errorf("the table lacks %q or the denial's reason:\n%s", want, out.String())

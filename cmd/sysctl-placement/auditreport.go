@@ -209,6 +209,10 @@ type auditNamespace struct {
 	// Denied workloads would have their pods denied; Unallowed says for which sysctls.
 	Denied    int      `json:"denied"`
 	Unallowed []string `json:"unallowed,omitempty"`
+	// Refused workloads would be denied for another reason than the pools: the
+	// namespace's Pod Security level, or a host-namespace clash (see the findings and
+	// the webhook's message).
+	Refused int `json:"refused"`
 	// PodSecurity says how many workloads its enforced Pod Security level refuses
 	// (scheduling.PodSecuritySummary), when any.
 	PodSecurity string `json:"podSecurity,omitempty"`
@@ -534,14 +538,17 @@ func (a *auditor) report() auditReport {
 		if slices.ContainsFunc(s.Findings, func(f auditFinding) bool { return f.enforced }) {
 			ns.podSecurityRefused++
 		}
-		if s.Unplaceable {
+		switch {
+		case s.Unplaceable:
 			ns.Denied++
 			for _, u := range s.Webhook.Unallowed {
 				if !slices.Contains(ns.Unallowed, u) {
 					ns.Unallowed = append(ns.Unallowed, u)
 				}
 			}
-		} else if s.Webhook.Outcome != outcomeSkip {
+		case s.Webhook.Outcome == outcomeDeny:
+			ns.Refused++
+		case s.Webhook.Outcome != outcomeSkip:
 			ns.Placeable++
 			if s.Broken {
 				ns.BrokenPlaceable++
@@ -618,6 +625,9 @@ func writeAudit(w io.Writer, format string, r auditReport) error {
 		}
 		if ns.Denied > 0 {
 			line += fmt.Sprintf(", %d would be denied because no pool allows %s", ns.Denied, strings.Join(ns.Unallowed, ", "))
+		}
+		if ns.Refused > 0 {
+			line += fmt.Sprintf(", %d would be denied all the same (Pod Security or a host-namespace clash: see below)", ns.Refused)
 		}
 		notes = append(notes, line)
 	}

@@ -49,6 +49,10 @@ type auditReport struct {
 			SysctlForbidden int `json:"sysctlForbidden"`
 			FailedCreate    int `json:"failedCreate"`
 		} `json:"events"`
+		Findings []struct {
+			Reason string `json:"reason"`
+			Detail string `json:"detail"`
+		} `json:"findings"`
 		Webhook struct {
 			Outcome   string   `json:"outcome"`
 			Reason    string   `json:"reason"`
@@ -62,7 +66,9 @@ type auditReport struct {
 		Placeable       int      `json:"placeable"`
 		BrokenPlaceable int      `json:"brokenPlaceable"`
 		Denied          int      `json:"denied"`
+		Refused         int      `json:"refused"`
 		Unallowed       []string `json:"unallowed"`
+		PodSecurity     string   `json:"podSecurity"`
 	} `json:"namespaces"`
 	Totals struct {
 		Workloads, Broken, Unplaceable, Placed, NotOptedIn int
@@ -216,6 +222,16 @@ func TestAuditReportsBrokenPlacedUnplaceableAndNotOptedInWorkloads(t *testing.T)
 	tuned := postgres(1)
 	tuned.Name = "tuned"
 	tuned.Spec.Template.Spec.SecurityContext.Sysctls = []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "80"}}
+	// team-c enforces Pod Security baseline: the API server itself refuses postgres's
+	// pods, whatever the webhook does.
+	teamC := "team-c"
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: teamC,
+		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "baseline"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.client.AppsV1().Deployments(teamC).Create(ctx, postgres(1), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	for ns, deployments := range map[string][]string{teamA: {"cache", "mq"}, teamB: {"postgres", "tuned"}} {
 		for _, name := range deployments {
 			d := map[string]*appsv1.Deployment{"cache": cache, "mq": mq, "postgres": postgres(2), "tuned": tuned}[name]
@@ -241,6 +257,11 @@ func TestAuditReportsBrokenPlacedUnplaceableAndNotOptedInWorkloads(t *testing.T)
 	})
 	waitFor(ctx, t, "mq's ReplicaSet records the webhook's denial as FailedCreate", func(ctx context.Context) (bool, error) {
 		events, err := c.Client.CoreV1().Events(teamA).List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("reason", "FailedCreate").String()})
+		return err == nil && len(events.Items) > 0, err
+	})
+
+	waitFor(ctx, t, "team-c's ReplicaSet records Pod Security's refusal as FailedCreate", func(ctx context.Context) (bool, error) {
+		events, err := c.Client.CoreV1().Events(teamC).List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("reason", "FailedCreate").String()})
 		return err == nil && len(events.Items) > 0, err
 	})
 
@@ -312,13 +333,26 @@ func TestAuditReportsBrokenPlacedUnplaceableAndNotOptedInWorkloads(t *testing.T)
 			t.Errorf("tuned = %+v", w)
 		}
 	})
+	t.Run("a Deployment its namespace's Pod Security level refuses is broken, with the finding and the namespace summary", func(t *testing.T) {
+		w := report.Workloads[subject(t, "team-c/Deployment/postgres")]
+		if !w.Broken || w.Unplaceable || w.Events.FailedCreate < 1 || len(w.Findings) != 1 || w.Findings[0].Reason != "PodSecurity" ||
+			!strings.Contains(w.Findings[0].Detail, "enforce baseline:latest: forbidden sysctls kernel.shmmax, kernel.sem") {
+			t.Errorf("team-c postgres = %+v", w)
+		}
+		for _, ns := range report.Namespaces {
+			if ns.Name == teamC && (ns.Placeable != 0 || ns.Refused != 1 ||
+				ns.PodSecurity != "namespace team-c enforces Pod Security baseline:latest: 1 workload with unsafe sysctls can never run there") {
+				t.Errorf("team-c = %+v", ns)
+			}
+		}
+	})
 	t.Run("the namespace summary says what opting team-b in would change", func(t *testing.T) {
 		for _, ns := range report.Namespaces {
 			if ns.Name == teamB && (ns.OptedIn || ns.Placeable != 2 || ns.BrokenPlaceable != 1 || ns.Denied != 0) {
 				t.Errorf("team-b = %+v", ns)
 			}
 		}
-		if report.Totals.Broken != 2 || report.Totals.Unplaceable != 1 || report.Totals.Placed != 1 || report.Totals.NotOptedIn != 2 {
+		if report.Totals.Broken != 3 || report.Totals.Unplaceable != 1 || report.Totals.Placed != 1 || report.Totals.NotOptedIn != 3 {
 			t.Errorf("totals = %+v", report.Totals)
 		}
 	})
