@@ -6,7 +6,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 )
 
-func TestTheAuditClusterRoleOnlyReadsWhatAuditLists(t *testing.T) {
+func TestAuditClusterRole(t *testing.T) {
 	r := render(t, "audit")
 	role := one[rbacv1.ClusterRole](t, r, "ClusterRole", "sysctl-placement-audit")
 	assertGrants(t, "ClusterRole sysctl-placement-audit", role.Rules, []string{

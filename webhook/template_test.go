@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestPodOfGivesThePodAWorkloadsTemplateCreates(t *testing.T) {
+func TestPodOf(t *testing.T) {
 	cases := map[string]struct {
 		doc          string
 		fromTemplate bool

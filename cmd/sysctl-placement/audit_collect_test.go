@@ -14,7 +14,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 )
 
-func TestAuditListsInPagesAndShowsProgressOnStderr(t *testing.T) {
+func TestAuditPaging(t *testing.T) {
 	const total, pageSize = 4500, 500
 	client := fake.NewClientset()
 	var limits []int64

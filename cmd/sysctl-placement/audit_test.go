@@ -86,7 +86,7 @@ func auditFixture(t *testing.T) auditInput {
 	return in
 }
 
-func TestAuditFindsBrokenPlacedAndUnplaceableWorkloads(t *testing.T) {
+func TestAuditVerdicts(t *testing.T) {
 	r := buildAudit(auditFixture(t))
 	got := map[string]auditSubject{}
 	for _, s := range r.Workloads {
@@ -143,7 +143,7 @@ func TestAuditFindsBrokenPlacedAndUnplaceableWorkloads(t *testing.T) {
 	}
 }
 
-func TestAuditTableSummarisesEachWorkloadAndWhatOptingInWouldDo(t *testing.T) {
+func TestAuditTable(t *testing.T) {
 	var out bytes.Buffer
 	if err := writeAudit(&out, "table", buildAudit(auditFixture(t))); err != nil {
 		t.Fatal(err)
@@ -168,7 +168,7 @@ func TestAuditTableSummarisesEachWorkloadAndWhatOptingInWouldDo(t *testing.T) {
 	}
 }
 
-func TestAuditJSONIsTheReport(t *testing.T) {
+func TestAuditJSON(t *testing.T) {
 	var out bytes.Buffer
 	if err := writeAudit(&out, "json", buildAudit(auditFixture(t))); err != nil {
 		t.Fatal(err)
@@ -182,7 +182,7 @@ func TestAuditJSONIsTheReport(t *testing.T) {
 	}
 }
 
-func TestAuditChecksAddTheirFindings(t *testing.T) {
+func TestAuditChecks(t *testing.T) {
 	defer func(saved []auditCheck) { auditChecks = saved }(auditChecks)
 	auditChecks = append(auditChecks, func(ns *corev1.Namespace, pod *corev1.Pod) []auditFinding {
 		if ns != nil && ns.Name == "team-b" {
@@ -200,7 +200,7 @@ func TestAuditChecksAddTheirFindings(t *testing.T) {
 	}
 }
 
-func TestAuditFlagsAreChecked(t *testing.T) {
+func TestAuditFlags(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -219,7 +219,7 @@ func TestAuditFlagsAreChecked(t *testing.T) {
 	}
 }
 
-func TestAuditReportsWhatTheNamespacesPodSecurityLevelRefuses(t *testing.T) {
+func TestAuditPodSecurity(t *testing.T) {
 	in := auditFixture(t)
 	in.namespaces["team-c"] = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-c",
 		Labels: map[string]string{scheduling.LabelEnabled: "true", "pod-security.kubernetes.io/enforce": "baseline"}}}

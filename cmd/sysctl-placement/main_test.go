@@ -11,7 +11,7 @@ import (
 	"k8s.io/klog/v2"
 )
 
-func TestClientGoLogsGoThroughOurLogger(t *testing.T) {
+func TestKlogThroughLogrus(t *testing.T) {
 	defer klog.ClearLogger()
 	var out bytes.Buffer
 	g := &globalOptions{logFormat: "json", logLevel: "debug"}
@@ -40,7 +40,7 @@ func TestClientGoLogsGoThroughOurLogger(t *testing.T) {
 	}
 }
 
-func TestLogFlagsAreChecked(t *testing.T) {
+func TestLogFlags(t *testing.T) {
 	for _, tc := range []struct{ args []string }{
 		{[]string{"--log-format", "xml", "version"}},
 		{[]string{"--log-level", "loud", "version"}},
@@ -70,7 +70,7 @@ contexts: [{name: `+name+`, context: {cluster: `+name+`, user: `+name+`}}]
 `+cur)
 }
 
-func TestEveryCommandLoadsTheKubeconfigAsKubectlDoes(t *testing.T) {
+func TestKubeconfigLoading(t *testing.T) {
 	a := writeKubeconfig(t, "a", "https://a.example:6443", true, "{token: a}")
 	b := writeKubeconfig(t, "b", "https://b.example:6443", false,
 		`{exec: {apiVersion: client.authentication.k8s.io/v1, command: get-token, interactiveMode: Never}}`)
@@ -114,7 +114,7 @@ func TestEveryCommandLoadsTheKubeconfigAsKubectlDoes(t *testing.T) {
 	})
 }
 
-func TestAsAKubectlPluginHelpSaysKubectlSysctlPlacement(t *testing.T) {
+func TestKubectlPluginHelp(t *testing.T) {
 	var out bytes.Buffer
 	root := newRootCommand(streams{out: &out, errOut: &out}, pluginName)
 	root.SetArgs([]string{"audit", "--help"})
@@ -126,7 +126,7 @@ func TestAsAKubectlPluginHelpSaysKubectlSysctlPlacement(t *testing.T) {
 	}
 }
 
-func TestAsKubectlsCompletionHelperItCompletesTheWordsGiven(t *testing.T) {
+func TestKubectlPluginCompletion(t *testing.T) {
 	var out bytes.Buffer
 	root := newRootCommand(streams{out: &out, errOut: &out}, "kubectl_complete-sysctl_placement")
 	root.SetArgs(completionArgs("kubectl_complete-sysctl_placement", []string{"au"}))
@@ -138,7 +138,7 @@ func TestAsKubectlsCompletionHelperItCompletesTheWordsGiven(t *testing.T) {
 	}
 }
 
-func TestCompletionScriptsAreGenerated(t *testing.T) {
+func TestCompletion(t *testing.T) {
 	for _, shell := range []string{"bash", "zsh", "fish"} {
 		code, out, errOut := runCommand(t, "", "completion", shell)
 		if code != 0 || !strings.Contains(out, "sysctl-placement") {
@@ -151,7 +151,7 @@ func TestCompletionScriptsAreGenerated(t *testing.T) {
 	}
 }
 
-func TestTheVersionFlagPrintsWhatTheVersionCommandPrints(t *testing.T) {
+func TestVersionFlag(t *testing.T) {
 	_, cmdOut, _ := runCommand(t, "", "version")
 	code, flagOut, _ := runCommand(t, "", "--version")
 	if code != 0 || flagOut != cmdOut || !strings.HasPrefix(flagOut, "sysctl-placement ") {

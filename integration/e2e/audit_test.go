@@ -201,12 +201,12 @@ func (a auditor) run(ctx context.Context, t testing.TB, args ...string) (stdout,
 	return out.String(), errOut.String(), code
 }
 
-// TestAuditReportsBrokenPlacedUnplaceableAndNotOptedInWorkloads builds a cluster with
+// TestAuditOfALiveCluster builds a cluster with
 // the webhook serving the opted-in namespace team-a, and team-b not opted in, where the
 // cluster's own kubelets reject postgres's pods in a SysctlForbidden loop. audit runs as
 // a ServiceAccount with exactly deploy/audit's ClusterRole, through an exec credential
 // plugin, with pools discovered from the kubelets' /configz.
-func TestAuditReportsBrokenPlacedUnplaceableAndNotOptedInWorkloads(t *testing.T) {
+func TestAuditOfALiveCluster(t *testing.T) {
 	env := startPlacementEnv(t, cluster.WebhookOptions{})
 	c := env.Cluster
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)

@@ -16,7 +16,7 @@ import (
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 )
 
-func TestConfigPoolsMatchingNoNodeAreReportedWithoutDiscovery(t *testing.T) {
+func TestNodeCounter(t *testing.T) {
 	static, err := scheduling.CompilePools(scheduling.Policy{}, []scheduling.Pool{
 		{Name: "ipc", NodeSelector: map[string]string{"pool": "ipc"}, AllowedUnsafeSysctls: []string{"kernel.shm*"}},
 		{Name: "sample", NodeSelector: map[string]string{"cloud.google.com/gke-nodepool": "db-ipc"}},
