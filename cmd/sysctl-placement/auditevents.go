@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
+	"github.com/spf13/pflag"
 	"os"
 	"sync"
 	"time"
@@ -27,7 +27,7 @@ type auditEventsOptions struct {
 	workloadInterval        time.Duration
 }
 
-func (o *auditEventsOptions) addFlags(fs *flag.FlagSet) {
+func (o *auditEventsOptions) addFlags(fs *pflag.FlagSet) {
 	defaultNamespace := os.Getenv("POD_NAMESPACE")
 	if defaultNamespace == "" {
 		defaultNamespace = "sysctl-placement"

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"flag"
+	"github.com/spf13/pflag"
 	"io"
 	"strings"
 	"testing"
@@ -11,7 +11,7 @@ import (
 func parseAuditEventsFlags(t *testing.T, args ...string) auditEventsOptions {
 	t.Helper()
 	var o auditEventsOptions
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	o.addFlags(fs)
 	if err := fs.Parse(args); err != nil {

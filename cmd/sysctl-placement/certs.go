@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -19,12 +18,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/sysctl-placement/sysctl-placement/certs"
 )
@@ -43,12 +43,11 @@ type certsOptions struct {
 	secret            string
 	mutatingWebhook   string
 	validatingWebhook string
-	kubeconfig        string
 	validity          time.Duration
 	caValidity        time.Duration
 	renewBefore       time.Duration
 	writeDir          string
-	hosts             stringList
+	hosts             []string
 
 	// Parsed from hosts by validate.
 	extraDNS []string
@@ -90,21 +89,38 @@ func (o *certsOptions) validate() error {
 	return nil
 }
 
-func runCerts(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, err := parseCertsFlags(args, stderr)
-	if err != nil {
-		return err
+func newCertsCommand(g *globalOptions, s streams) *cobra.Command {
+	o := &certsOptions{}
+	cmd := &cobra.Command{
+		Use:   "certs",
+		Short: "Create or renew the TLS Secret and set the webhooks' caBundle",
+		Long: `Creates or renews the webhook's CA and serving certificate in a Secret and sets the
+caBundle of both webhook configurations; changes nothing that is still good.`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError("unexpected argument %q: certs takes flags only", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			return runCerts(cmd.Context(), g, o, s.out)
+		},
 	}
+	o.addFlags(cmd.Flags())
+	return cmd
+}
+
+func runCerts(ctx context.Context, g *globalOptions, o *certsOptions, stdout io.Writer) error {
 	if o.writeDir != "" {
 		return o.ensureDir(stdout)
 	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = o.kubeconfig
-	restConfig, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	restConfig, err := g.restConfig(false, "sysctl-placement-certs/"+Version)
 	if err != nil {
-		return fmt.Errorf("could not load a kubeconfig (pass --kubeconfig, set KUBECONFIG, run in a pod, or use --write-dir for local files): %w", err)
+		return fmt.Errorf("%w (or use --write-dir for local files)", err)
 	}
-	restConfig.UserAgent = "sysctl-placement-certs/" + Version
 	client, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
 		return fmt.Errorf("could not build a Kubernetes client: %w", err)
@@ -112,31 +128,27 @@ func runCerts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return o.ensureCluster(ctx, client, stdout)
 }
 
-// parseCertsFlags reads and checks the flags of `certs`.
-func parseCertsFlags(args []string, stderr io.Writer) (*certsOptions, error) {
-	o := &certsOptions{}
-	fs := flag.NewFlagSet("certs", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func (o *certsOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.namespace, "namespace", "sysctl-placement", "namespace of the webhook's Service and of the TLS Secret")
 	fs.StringVar(&o.service, "service", "sysctl-placement", "the webhook's Service; the serving certificate names its in-cluster DNS names")
 	fs.StringVar(&o.secret, "secret", "sysctl-placement-tls", "kubernetes.io/tls Secret that holds tls.crt, tls.key, ca.crt and ca.key")
 	fs.StringVar(&o.mutatingWebhook, "mutating-webhook", "sysctl-placement", "MutatingWebhookConfiguration whose webhooks get the caBundle (empty: none)")
 	fs.StringVar(&o.validatingWebhook, "validating-webhook", "sysctl-placement", "ValidatingWebhookConfiguration whose webhooks get the caBundle (empty: none)")
-	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster config)")
 	fs.DurationVar(&o.validity, "validity", 8760*time.Hour, "lifetime of a new serving certificate")
 	fs.DurationVar(&o.caValidity, "ca-validity", 87600*time.Hour, "lifetime of a new CA; it signs many serving certificates, so caBundle rarely changes")
 	fs.DurationVar(&o.renewBefore, "renew-before", 720*time.Hour, "replace a certificate (serving or CA) that expires within this time")
 	fs.StringVar(&o.writeDir, "write-dir", "", "instead of a cluster, keep ca.crt, ca.key, tls.crt and tls.key in this directory (for local runs)")
-	fs.Var(&o.hosts, "host", "extra DNS name or IP address for the serving certificate, such as 127.0.0.1 (repeatable)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: sysctl-placement certs [flags]\n\nCreates or renews the webhook's CA and serving certificate in a Secret and sets the\ncaBundle of both webhook configurations; changes nothing that is still good.")
-		fs.PrintDefaults()
-	}
+	fs.StringArrayVar(&o.hosts, "host", nil, "extra DNS name or IP address for the serving certificate, such as 127.0.0.1 (repeatable)")
+}
+
+// parseCertsFlags reads and checks the flags of `certs`.
+func parseCertsFlags(args []string, stderr io.Writer) (*certsOptions, error) {
+	o := &certsOptions{}
+	fs := pflag.NewFlagSet("certs", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.addFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, exitError{code: 1}
+		return nil, usageError("%w", err)
 	}
 	if fs.NArg() > 0 {
 		return nil, usageError("unexpected argument %q: certs takes flags only", fs.Arg(0))

@@ -27,7 +27,7 @@ func writeFile(t *testing.T, name, content string) string {
 }
 
 func TestPlanPrintsTheExamplePodPlacedOnTheIPCPool(t *testing.T) {
-	code, out, errOut := runCommand(t, "", "plan", "-f", "../../deploy/examples/postgres-pod.yaml")
+	code, out, errOut := runCommand(t, "", "plan", "-o", "yaml", "-f", "../../deploy/examples/postgres-pod.yaml")
 	if code != 0 {
 		t.Fatalf("exit %d, stderr: %s", code, errOut)
 	}
@@ -192,7 +192,7 @@ func TestPlanReportsWhatTheNamespacesPodSecurityLevelForbids(t *testing.T) {
 	})
 	t.Run("a pod under enforce=privileged is placed", func(t *testing.T) {
 		code, out, errOut := runCommand(t, "", "plan", "--namespace-label", "pod-security.kubernetes.io/enforce=privileged",
-			"-f", "../../deploy/examples/postgres-pod.yaml")
+			"-o", "yaml", "-f", "../../deploy/examples/postgres-pod.yaml")
 		if code != 0 || !strings.Contains(out, "sysctl-placement.io/pool: ipc") || strings.Contains(errOut, "Pod Security") {
 			t.Fatalf("exit %d, stdout:\n%s\nstderr: %s", code, out, errOut)
 		}

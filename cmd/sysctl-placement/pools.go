@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -14,12 +12,15 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/pager"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
@@ -36,7 +37,7 @@ type discoveryOptions struct {
 	workers            int
 }
 
-func (o *discoveryOptions) addFlags(fs *flag.FlagSet) {
+func (o *discoveryOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.kubeletCAFile, "kubelet-ca-file", "", "CA bundle that verifies the kubelets' serving certificates for discovery.allowlistFrom: configz (default: the cluster CA, right for kubelets with serverTLSBootstrap)")
 	fs.BoolVar(&o.kubeletInsecureTLS, "kubelet-insecure-tls", false, "do not verify kubelets' serving certificates (kubelets with self-signed certificates, the kubelet default); the service account token is still sent, so only on a trusted node network")
 	fs.DurationVar(&o.refresh, "discovery-refresh", 5*time.Minute, "how often every kubelet's /configz is read again (it is also read when its Node restarts or changes version or address)")
@@ -102,90 +103,165 @@ type poolsOutput struct {
 	Problems             []discovery.Problem `json:"problems,omitempty"`
 }
 
-func runPools(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("pools", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
-	configFile := fs.String("config", "", "PlacementConfig file, as given to serve (default: no static pools, discovery by --pool-label)")
-	poolLabel := fs.String("pool-label", "", "node label grouping nodes into pools, overriding the config's discovery.poolLabel (default: the config's, else the first of "+strings.Join(discovery.WellKnownPoolLabels, ", ")+" found on a node)")
-	allowlistFrom := fs.String("allowlist-from", "", "configz or annotation, overriding the config's discovery.allowlistFrom (default configz)")
-	output := fs.String("o", "table", "output: table, yaml or json")
-	timeout := fs.Duration("timeout", time.Minute, "how long discovery may take")
-	var do discoveryOptions
-	do.addFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: sysctl-placement pools [--kubeconfig FILE] [--config FILE] [--pool-label LABEL] [-o table|yaml|json]")
-		fmt.Fprintln(stderr, "Prints the pools the webhook would place pods on: discovered from the live Nodes and merged with the config's static pools.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return exitError{code: 1}
-	}
-	if fs.NArg() > 0 {
-		return usageError("unexpected argument %q", fs.Arg(0))
-	}
-	if *output != "table" && *output != "yaml" && *output != "json" {
-		return usageError("-o %q is not supported: use table, yaml or json", *output)
-	}
-	if err := do.validate(); err != nil {
-		return err
-	}
+// poolsFlags are the flags of `pools` that `audit` shares: where the pools come from.
+type poolsFlags struct {
+	configFile    string
+	poolLabel     string
+	allowlistFrom string
+	discovery     discoveryOptions
+}
 
-	static, err := poolsStaticConfig(*configFile)
-	if err != nil {
-		return exitError{code: 1, err: err}
-	}
-	loading := clientcmd.NewDefaultClientConfigLoadingRules()
-	loading.ExplicitPath = *kubeconfig
-	restConfig, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loading, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return exitError{code: 1, err: fmt.Errorf("could not load the kubeconfig (set --kubeconfig): %w", err)}
-	}
-	restConfig.UserAgent = "sysctl-placement-pools/" + Version
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
+func (o *poolsFlags) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.configFile, "config", "", "PlacementConfig file, as given to serve (default: no static pools, discovery by --pool-label); without a discovery section only its pools are used, as serve uses them")
+	fs.StringVar(&o.poolLabel, "pool-label", "", "node label grouping nodes into pools, overriding the config's discovery.poolLabel (default: the config's, else the first of "+strings.Join(discovery.WellKnownPoolLabels, ", ")+" found on a node)")
+	fs.StringVar(&o.allowlistFrom, "allowlist-from", "", "configz or annotation, overriding the config's discovery.allowlistFrom (default configz)")
+	o.discovery.addFlags(fs)
+}
 
+func newPoolsCommand(g *globalOptions, s streams) *cobra.Command {
+	var o poolsFlags
+	var output string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "pools [--config FILE] [--pool-label LABEL] [-o table|yaml|json]",
+		Short: "Show the pools of a live cluster as the webhook sees them",
+		Long: `Prints the pools the webhook would place pods on, as serve sees them: the config's
+static pools, merged with the pools discovered from the live Nodes when the config has
+a discovery section, --pool-label or --allowlist-from is given, or there is no
+--config. Each pool shows its node count and problems (a config pool that matches no
+node, kubelets that disagree or cannot be read).
+
+Step 0 of installing: run it with --config on the config you will install; every pool
+should match nodes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "yaml" && output != "json" {
+				return usageError("-o %q is not supported: use table, yaml or json", output)
+			}
+			if err := o.discovery.validate(); err != nil {
+				return err
+			}
+			if !levelChanged(cmd) {
+				g.logger.Level = logrus.ErrorLevel // problems are in the output; do not print them twice
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			restConfig, err := g.restConfig(false, "sysctl-placement-pools/"+Version)
+			if err != nil {
+				return exitError{code: 1, err: err}
+			}
+			loaded, err := o.loadLikeServe(ctx, restConfig, g.logger)
+			if err != nil {
+				return err
+			}
+			return printPools(s.out, loaded.report, output)
+		},
+	}
+	o.addFlags(cmd.Flags())
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table, yaml or json")
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long discovery may take")
+	return cmd
+}
+
+// loadedPools are the pools the webhook would use, as `pools` shows and `audit` plans
+// with.
+type loadedPools struct {
+	// compiled is the placement table: the config's pools and policy merged with the
+	// discovered pools.
+	compiled *scheduling.Compiled
+	// report is every pool with its node count and problems.
+	report []discovery.PoolStatus
+	client kubernetes.Interface
+}
+
+// loadLikeServe takes the pools as serve would: the config's static pools alone when
+// the config has no discovery section (and no --pool-label or --allowlist-from asks for
+// one), with each pool's nodes counted; otherwise discovery merged with the config.
+func (o *poolsFlags) loadLikeServe(ctx context.Context, restConfig *rest.Config, log logrus.FieldLogger) (*loadedPools, error) {
+	if o.configFile == "" || o.poolLabel != "" || o.allowlistFrom != "" {
+		return o.load(ctx, restConfig, log)
+	}
+	static, err := poolsStaticConfig(o.configFile)
+	if err != nil {
+		return nil, exitError{code: 1, err: err}
+	}
+	if static.Config().Discovery != nil {
+		return o.load(ctx, restConfig, log)
+	}
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return nil, exitError{code: 1, err: fmt.Errorf("could not build a Kubernetes client: %w", err)}
+	}
+	var nodes []*corev1.Node
+	err = pager.New(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		return client.CoreV1().Nodes().List(ctx, opts)
+	}).EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
+		nodes = append(nodes, obj.(*corev1.Node))
+		return nil
+	})
+	if err != nil {
+		return nil, exitError{code: 1, err: fmt.Errorf("could not list nodes (check the kubeconfig and RBAC: list nodes): %w", err)}
+	}
+	store, combiner, err := newPoolsCombiner(static, log)
+	if err != nil {
+		return nil, err
+	}
+	combiner.SetDiscovered(nil, nodes)
+	return &loadedPools{compiled: store.Current(), report: combiner.Report(), client: client}, nil
+}
+
+// newPoolsCombiner merges the static config with what discovery or a node list adds,
+// into a store, as serve does.
+func newPoolsCombiner(static *scheduling.Compiled, log logrus.FieldLogger) (*config.Store, *discovery.Combiner, error) {
+	store := config.NewStore(nil)
+	combiner, err := discovery.NewCombiner(discovery.CombinerConfig{Sink: store, Logger: log})
+	if err != nil {
+		return nil, nil, exitError{code: 1, err: err}
+	}
+	combiner.Set(static)
+	return store, combiner, nil
+}
+
+// load runs discovery once, as serve does at start-up, and merges it with the config.
+func (o *poolsFlags) load(ctx context.Context, restConfig *rest.Config, log logrus.FieldLogger) (*loadedPools, error) {
+	static, err := poolsStaticConfig(o.configFile)
+	if err != nil {
+		return nil, exitError{code: 1, err: err}
+	}
 	disc := static.Config().Discovery
-	if *poolLabel != "" || *allowlistFrom != "" || disc == nil {
+	if o.poolLabel != "" || o.allowlistFrom != "" || disc == nil {
 		d := scheduling.Discovery{AllowlistFrom: scheduling.AllowlistFromConfigz}
 		if disc != nil {
 			d = *disc
 		}
-		if *poolLabel != "" {
-			d.PoolLabel = *poolLabel
+		if o.poolLabel != "" {
+			d.PoolLabel = o.poolLabel
 		}
-		if *allowlistFrom != "" {
-			d.AllowlistFrom = *allowlistFrom
+		if o.allowlistFrom != "" {
+			d.AllowlistFrom = o.allowlistFrom
 		}
 		disc = &d
 	}
 	if disc.AllowlistFrom != scheduling.AllowlistFromConfigz && disc.AllowlistFrom != scheduling.AllowlistFromAnnotation {
-		return usageError("--allowlist-from %q is not supported: use configz or annotation", disc.AllowlistFrom)
+		return nil, usageError("--allowlist-from %q is not supported: use configz or annotation", disc.AllowlistFrom)
 	}
 	client, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
-		return exitError{code: 1, err: fmt.Errorf("could not build a Kubernetes client: %w", err)}
+		return nil, exitError{code: 1, err: fmt.Errorf("could not build a Kubernetes client: %w", err)}
 	}
 	if disc.PoolLabel == "" {
 		if disc.PoolLabel, err = detectPoolLabel(ctx, client); err != nil {
-			return exitError{code: 1, err: err}
+			return nil, exitError{code: 1, err: err}
 		}
 	}
 
-	log := logrus.New()
-	log.Out = stderr
-	log.Level = logrus.ErrorLevel // problems are in the output; do not print them twice
-	combiner, err := discovery.NewCombiner(discovery.CombinerConfig{Sink: config.NewStore(nil), Logger: log})
+	store, combiner, err := newPoolsCombiner(static, log)
 	if err != nil {
-		return exitError{code: 1, err: err}
+		return nil, err
 	}
-	combiner.Set(static)
-	d, err := do.newDiscoverer(disc, restConfig, combiner, nil, log)
+	d, err := o.discovery.newDiscoverer(disc, restConfig, combiner, nil, log)
 	if err != nil {
-		return exitError{code: 1, err: err}
+		return nil, exitError{code: 1, err: err}
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -194,9 +270,9 @@ func runPools(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	stop()
 	<-done
 	if waitErr != nil {
-		return exitError{code: 1, err: fmt.Errorf("%w (could the nodes be listed? check the kubeconfig and RBAC: list/watch nodes)", waitErr)}
+		return nil, exitError{code: 1, err: fmt.Errorf("%w (could the nodes be listed? check the kubeconfig and RBAC: list/watch nodes)", waitErr)}
 	}
-	return printPools(stdout, combiner.Report(), *output)
+	return &loadedPools{compiled: store.Current(), report: combiner.Report(), client: client}, nil
 }
 
 // poolsStaticConfig loads the config file, or an empty one (no static pools).
@@ -222,7 +298,8 @@ func detectPoolLabel(ctx context.Context, client kubernetes.Interface) (string, 
 	return "", fmt.Errorf("no node carries any of %s: give the label that names your pools with --pool-label or discovery.poolLabel in --config", strings.Join(discovery.WellKnownPoolLabels, ", "))
 }
 
-func printPools(w io.Writer, report []discovery.PoolStatus, format string) error {
+// poolsOutput converts the combiner's report to the output shape.
+func poolsOutputs(report []discovery.PoolStatus) []poolsOutput {
 	out := make([]poolsOutput, 0, len(report))
 	for i := range report {
 		p := report[i]
@@ -233,18 +310,29 @@ func printPools(w io.Writer, report []discovery.PoolStatus, format string) error
 			Source:               p.Source, Used: p.Usable(), Problems: p.Problems,
 		})
 	}
-	switch format {
-	case "json":
+	return out
+}
+
+// writeData writes v as indented JSON (format "json") or YAML: the machine outputs of
+// pools and audit.
+func writeData(w io.Writer, format string, v any) error {
+	if format == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(out)
-	case "yaml":
-		data, err := yaml.Marshal(out)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(data)
+		return enc.Encode(v)
+	}
+	data, err := yaml.Marshal(v)
+	if err != nil {
 		return err
+	}
+	_, err = w.Write(data)
+	return err
+}
+
+func printPools(w io.Writer, report []discovery.PoolStatus, format string) error {
+	out := poolsOutputs(report)
+	if format != "table" {
+		return writeData(w, format, out)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSELECTOR\tNODES\tTAINTS\tKUBELET\tKERNEL\tALLOWED UNSAFE SYSCTLS\tSOURCE\tPROBLEMS")

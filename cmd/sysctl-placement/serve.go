@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	stdlog "log"
@@ -19,8 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/rest"
 
 	"github.com/sysctl-placement/sysctl-placement/certs"
 	"github.com/sysctl-placement/sysctl-placement/webhook"
@@ -38,7 +39,6 @@ type serveOptions struct {
 	clientCAFile  string
 	listen        string
 	metricsListen string
-	kubeconfig    string
 	development   bool
 	profiling     bool
 	// metricsSecure serves the metrics address over HTTPS and lets only callers the
@@ -73,30 +73,48 @@ func (o *serveOptions) validate() error {
 	return o.discovery.validate()
 }
 
-func newLogger(development bool, out io.Writer) *logrus.Logger {
-	l := logrus.New()
-	l.Out = out
-	if development {
-		l.Formatter = &logrus.TextFormatter{FullTimestamp: true}
-		l.Level = logrus.DebugLevel
-	} else {
-		l.Formatter = &logrus.JSONFormatter{}
-	}
-	return l
-}
-
-func runServe(ctx context.Context, args []string, stderr io.Writer) error {
+func newServeCommand(g *globalOptions, s streams) *cobra.Command {
 	o := serveOptions{}
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE --tls-cert-file FILE --tls-private-key-file FILE",
+		Short: "Run the mutating and validating admission webhook",
+		Long: `Serves /mutate and /validate over HTTPS, and /healthz, /readyz and /metrics on the
+plain metrics port. In a pod it uses the pod's service account; elsewhere the kubeconfig
+as kubectl loads it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			if err := o.events.validate(); err != nil {
+				return err
+			}
+			logger := g.logger
+			if o.development {
+				// --development is shorthand for text logs at debug level, unless the
+				// log flags say otherwise.
+				if !cmd.Flags().Changed("log-format") {
+					logger.Formatter = &logrus.TextFormatter{FullTimestamp: true}
+				}
+				if !levelChanged(cmd) {
+					logger.Level = logrus.DebugLevel
+				}
+			}
+			restConfig, err := g.restConfig(true, "sysctl-placement/"+Version)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), o, restConfig, logger.WithField("version", currentBuild().Version))
+		},
+	}
+	fs := cmd.Flags()
 	fs.StringVar(&o.configFile, "config", "", "PlacementConfig file; reloaded when it changes (required)")
 	fs.StringVar(&o.certFile, "tls-cert-file", "", "PEM serving certificate; reloaded when it changes (required)")
 	fs.StringVar(&o.keyFile, "tls-private-key-file", "", "PEM private key of --tls-cert-file (required)")
 	fs.StringVar(&o.clientCAFile, "client-ca-file", "", "if set, require a client certificate signed by this CA (the API server's, see docs)")
 	fs.StringVar(&o.listen, "listen", ":8443", "HTTPS address of /mutate and /validate")
 	fs.StringVar(&o.metricsListen, "metrics-listen", ":8080", "address of /healthz, /readyz and /metrics (plain HTTP unless --metrics-secure)")
-	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; in-cluster config when empty")
-	fs.BoolVar(&o.development, "development", false, "human-readable text logs at debug level instead of JSON")
+	fs.BoolVar(&o.development, "development", false, "human-readable text logs at debug level (shorthand for --log-format text --log-level debug)")
 	fs.BoolVar(&o.profiling, "profiling", false, "serve pprof under /debug/pprof/ on the metrics address")
 	fs.BoolVar(&o.metricsSecure, "metrics-secure", false, "serve --metrics-listen over HTTPS with the serving certificate; /metrics and pprof need a bearer token that the API server authenticates (TokenReview) and authorizes for the path (SubjectAccessReview, RBAC nonResourceURLs); /healthz and /readyz stay open")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 20*time.Second, "how long in-flight requests may take after SIGTERM")
@@ -104,24 +122,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&o.resync, "resync", 10*time.Minute, "informer resync period")
 	o.events.addFlags(fs)
 	o.discovery.addFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return exitError{code: 1}
-	}
-	if err := o.validate(); err != nil {
-		return err
-	}
-	if err := o.events.validate(); err != nil {
-		return err
-	}
-	logger := newLogger(o.development, stderr)
-	log := logger.WithField("version", currentBuild().Version)
-	return serve(ctx, o, log)
+	return cmd
 }
 
-func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
+func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *logrus.Entry) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -144,11 +148,6 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 		return err
 	}
 
-	restConfig, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
-	if err != nil {
-		return fmt.Errorf("could not load the kubeconfig (set --kubeconfig, or run in a pod): %w", err)
-	}
-	restConfig.UserAgent = "sysctl-placement/" + Version
 	metaClient, err := metadata.NewForConfig(restConfig)
 	if err != nil {
 		return fmt.Errorf("could not build a Kubernetes client: %w", err)
@@ -171,6 +170,18 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 	discoverer, err := o.discovery.newDiscoverer(combiner.Static().Config().Discovery, restConfig, combiner, discoveryMetrics, log)
 	if err != nil {
 		return err
+	}
+	var nodeCounter *discovery.NodeCounter
+	if discoverer == nil {
+		// Without discovery, still count each config pool's nodes, so a pool that
+		// matches none is reported (log, sysctl_placement_pool_nodes, pools).
+		client, err := kubernetes.NewForConfig(restConfig)
+		if err != nil {
+			return fmt.Errorf("could not build a Kubernetes client: %w", err)
+		}
+		if nodeCounter, err = discovery.NewNodeCounter(client, combiner); err != nil {
+			return err
+		}
 	}
 
 	reloader, err := certs.NewReloader(certs.ReloaderConfig{CertFile: o.certFile, KeyFile: o.keyFile, Logger: log, OnReload: metrics.ObserveServingCertificate})
@@ -295,6 +306,9 @@ func serve(ctx context.Context, o serveOptions, log *logrus.Entry) error {
 	goRun("config watcher", func() error { return configWatcher.Run(ctx) })
 	if discoverer != nil {
 		goRun("pool discovery", func() error { return discoverer.Run(ctx) })
+	}
+	if nodeCounter != nil {
+		goRun("node counter", func() error { return nodeCounter.Run(ctx) })
 	}
 	goRun("audit events", func() error { return audit.Run(ctx) })
 	goRun("certificate reloader", func() error { return reloader.Run(ctx) })

@@ -173,23 +173,12 @@ func (c *Controller) recordPod(ctx context.Context, pod *corev1.Pod) error {
 	regarding := corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
 	now := c.cfg.now()
 	var errs []error
-	for _, e := range ForPod(audit, podSysctls(pod)) {
+	for _, e := range ForPod(audit, scheduling.SysctlNames(pod)) {
 		if err := c.cfg.Recorder.write(ctx, newEvent(regarding, e, 0, c.cfg.Recorder.instance, now)); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func podSysctls(pod *corev1.Pod) []string {
-	if pod.Spec.SecurityContext == nil {
-		return nil
-	}
-	names := make([]string, 0, len(pod.Spec.SecurityContext.Sysctls))
-	for _, s := range pod.Spec.SecurityContext.Sysctls {
-		names = append(names, s.Name)
-	}
-	return names
 }
 
 // trimPod keeps what the Controller reads — identity, creation time, our label and

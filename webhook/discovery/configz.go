@@ -12,7 +12,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/transport"
 )
 
 // ConfigzProber reads a kubelet's allowedUnsafeSysctls from its /configz endpoint, the
@@ -26,8 +25,9 @@ type ConfigzProber struct {
 
 // ProberConfig configures NewConfigzProber.
 type ProberConfig struct {
-	// Rest supplies the credentials: BearerToken or BearerTokenFile (re-read as it
-	// rotates), or a client certificate. Its API server CA is the default kubelet CA.
+	// Rest supplies the credentials, of any kind a rest.Config carries (token, token
+	// file, client certificate, exec plugin, auth provider). Its API server CA is the
+	// default kubelet CA.
 	Rest *rest.Config
 	// CAFile verifies the kubelets' serving certificates. Empty: the cluster CA of Rest
 	// (right for kubelets with serverTLSBootstrap, whose certificates the cluster signs).
@@ -48,26 +48,21 @@ func NewConfigzProber(cfg ProberConfig) (*ConfigzProber, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	tc := &transport.Config{
-		BearerToken:     cfg.Rest.BearerToken,
-		BearerTokenFile: cfg.Rest.BearerTokenFile,
-		UserAgent:       cfg.Rest.UserAgent,
-		TLS: transport.TLSConfig{
-			CertFile: cfg.Rest.CertFile, KeyFile: cfg.Rest.KeyFile,
-			CertData: cfg.Rest.CertData, KeyData: cfg.Rest.KeyData,
-		},
-	}
+	// The kubelet gets the same credentials as the API server, whatever their kind:
+	// rest.TransportFor applies a bearer token or token file (re-read as it rotates), a
+	// client certificate, an exec credential plugin (cloud logins) or an auth
+	// provider. Only the server side differs: the kubelet's own CA and address.
+	rc := rest.CopyConfig(cfg.Rest)
+	rc.ServerName = ""
 	switch {
 	case cfg.Insecure:
-		tc.TLS.Insecure = true
+		rc.Insecure, rc.CAFile, rc.CAData = true, "", nil
 	case cfg.CAFile != "":
-		tc.TLS.CAFile = cfg.CAFile
-	default:
-		tc.TLS.CAFile, tc.TLS.CAData = cfg.Rest.CAFile, cfg.Rest.CAData
+		rc.CAFile, rc.CAData = cfg.CAFile, nil
 	}
-	rt, err := transport.New(tc)
+	rt, err := rest.TransportFor(rc)
 	if err != nil {
-		return nil, fmt.Errorf("could not build the kubelet client (check --kubelet-ca-file): %w", err)
+		return nil, fmt.Errorf("could not build the kubelet client (check --kubelet-ca-file and the kubeconfig's credentials): %w", err)
 	}
 	return &ConfigzProber{client: &http.Client{Transport: rt, Timeout: cfg.Timeout}}, nil
 }

@@ -300,13 +300,7 @@ func (d *Discoverer) checkFirstPass() {
 
 // rebuild groups the cached nodes into pools and publishes them.
 func (d *Discoverer) rebuild() {
-	objs := d.informer.GetStore().List()
-	nodes := make([]*corev1.Node, 0, len(objs))
-	for _, o := range objs {
-		if n, ok := o.(*corev1.Node); ok {
-			nodes = append(nodes, n)
-		}
-	}
+	nodes := cachedNodes(d.informer.GetStore())
 	d.cfg.Metrics.observeNodes(len(nodes))
 	pools := Group(nodes, GroupOptions{PoolLabel: d.cfg.PoolLabel, Source: d.cfg.Source, Allowlist: d.allowlist})
 	d.cfg.Publisher.SetDiscovered(pools, nodes)

@@ -9,10 +9,11 @@ import (
 // Metrics tell how discovery is doing. Label values are bounded: sources, problem kinds
 // and probe results are fixed sets.
 type Metrics struct {
-	pools    *prometheus.GaugeVec
-	problems *prometheus.GaugeVec
-	nodes    prometheus.Gauge
-	probes   *prometheus.CounterVec
+	pools     *prometheus.GaugeVec
+	poolNodes *prometheus.GaugeVec
+	problems  *prometheus.GaugeVec
+	nodes     prometheus.Gauge
+	probes    *prometheus.CounterVec
 }
 
 // NewMetrics registers discovery's metrics on reg.
@@ -22,6 +23,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sysctl_placement_discovery_pools",
 			Help: "Pools in the placement table, by source (config, configz, annotation); discovered pools overridden by the config are not counted.",
 		}, []string{"source"}),
+		poolNodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sysctl_placement_pool_nodes",
+			Help: "Nodes each pool's nodeSelector matches; 0 for a config pool that matches no node (scaled to zero, or its labels are wrong). Alert on a pool that stays at 0.",
+		}, []string{"pool"}),
 		problems: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sysctl_placement_discovery_problems",
 			Help: "Current pool problems by kind (" + problemKindNames() + "); see `sysctl-placement pools`.",
@@ -35,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Reads of kubelets' /configz, by result (success, failure).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.pools, m.problems, m.nodes, m.probes)
+	reg.MustRegister(m.pools, m.poolNodes, m.problems, m.nodes, m.probes)
 	return m
 }
 
@@ -54,6 +59,14 @@ func (m *Metrics) observeReport(report []PoolStatus) {
 		}
 		for _, p := range report[i].Problems {
 			problems[p.Kind]++
+		}
+	}
+	// One series per pool in use (a discovered pool the config overrides shares its
+	// name); a pool removed from the config loses its series.
+	m.poolNodes.Reset()
+	for i := range report {
+		if report[i].Usable() {
+			m.poolNodes.WithLabelValues(report[i].Pool.Name).Set(float64(report[i].Nodes))
 		}
 	}
 	for s, n := range pools {

@@ -51,6 +51,18 @@ func TrimNode(obj any) (any, error) {
 
 var _ cache.TransformFunc = TrimNode
 
+// cachedNodes returns the Nodes of an informer's store.
+func cachedNodes(store cache.Store) []*corev1.Node {
+	objs := store.List()
+	nodes := make([]*corev1.Node, 0, len(objs))
+	for _, o := range objs {
+		if n, ok := o.(*corev1.Node); ok {
+			nodes = append(nodes, n)
+		}
+	}
+	return nodes
+}
+
 // needsProbe reports whether a Node changed in a way that may change what its kubelet
 // allows or where to reach it: a new kubelet version, address or port, a reboot (boot
 // ID), or a Ready transition (a kubelet restart re-posts Ready). Label, taint and

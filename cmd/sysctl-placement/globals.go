@@ -1,0 +1,105 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+)
+
+// globalOptions are the flags every command takes: how to reach the cluster, as
+// kubectl does, and how to log.
+type globalOptions struct {
+	kubeconfig string
+	context    string
+	logFormat  string
+	logLevel   string
+
+	// logger is built from the flags before a command runs.
+	logger *logrus.Logger
+}
+
+func (g *globalOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&g.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, which may list several files, else ~/.kube/config; serve and certs use the in-cluster config when run in a pod)")
+	fs.StringVar(&g.context, "context", "", "the kubeconfig context to use (default: its current-context)")
+	fs.StringVar(&g.logFormat, "log-format", "json", "log format: json or text; client-go's own messages use it too")
+	fs.StringVar(&g.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
+}
+
+// setUpLogging builds the logger from --log-format and --log-level and routes
+// client-go's klog output through it, so a command writes one stream in one format.
+func (g *globalOptions) setUpLogging(out io.Writer) error {
+	if g.logFormat != "json" && g.logFormat != "text" {
+		return usageError("--log-format %q is not supported: use json or text", g.logFormat)
+	}
+	level, err := logrus.ParseLevel(g.logLevel)
+	if err != nil {
+		return usageError("--log-level %q is not supported: use trace, debug, info, warn or error", g.logLevel)
+	}
+	l := logrus.New()
+	l.Out = out
+	l.Level = level
+	if g.logFormat == "text" {
+		l.Formatter = &logrus.TextFormatter{FullTimestamp: true}
+	} else {
+		l.Formatter = &logrus.JSONFormatter{}
+	}
+	g.logger = l
+	klog.SetLogger(newKlogLogger(l))
+	// klog drops V(n) messages above its own verbosity before the logger sees them:
+	// open it as far as the level asks (see logrusSink.level).
+	verbosity := "0"
+	switch level {
+	case logrus.DebugLevel:
+		verbosity = "4"
+	case logrus.TraceLevel:
+		verbosity = "10"
+	}
+	var klogFlags flag.FlagSet
+	klog.InitFlags(&klogFlags)
+	if err := klogFlags.Set("v", verbosity); err != nil {
+		return fmt.Errorf("could not set client-go's log verbosity: %w", err)
+	}
+	return nil
+}
+
+// levelChanged reports whether the user gave --log-level, so a command may pick a
+// quieter default of its own.
+func levelChanged(cmd *cobra.Command) bool {
+	f := cmd.Flags().Lookup("log-level")
+	return f != nil && f.Changed
+}
+
+// restConfig loads the cluster credentials the way kubectl does: --kubeconfig, else
+// $KUBECONFIG (several files are merged), else ~/.kube/config; --context picks the
+// context. Exec credential plugins and auth providers work because clientcmd builds
+// them into the rest.Config. inClusterFirst (serve, running in a pod) uses the pod's
+// service account unless --kubeconfig or --context is given.
+func (g *globalOptions) restConfig(inClusterFirst bool, userAgent string) (*rest.Config, error) {
+	if inClusterFirst && g.kubeconfig == "" && g.context == "" {
+		cfg, err := rest.InClusterConfig()
+		if err == nil {
+			cfg.UserAgent = userAgent
+			return cfg, nil
+		}
+		if !errors.Is(err, rest.ErrNotInCluster) {
+			return nil, fmt.Errorf("could not load the in-cluster config: %w", err)
+		}
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = g.kubeconfig
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: g.context}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("could not load the kubeconfig (set --kubeconfig or $KUBECONFIG, or --context): %w", err)
+	}
+	cfg.UserAgent = userAgent
+	return cfg, nil
+}
