@@ -3,9 +3,9 @@
 // kube-controller-manager and kube-scheduler as child processes, all built from the
 // Kubernetes Go modules by `go tool task control-plane` into integration/bin.
 //
-// There are no real kubelets. AddPool creates Node objects and runs a simulated
-// kubelet per pool that admits or rejects the pods bound to its nodes with the
-// kubelet's own sysctl admission code (see kubelet.go).
+// AddPools runs a hollow kubelet process per node — the real kubelet over a fake
+// container runtime — that registers its Node, admits or rejects the pods bound to it
+// and serves the kubelet API (see kubelet.go).
 //
 // A typical test:
 //
@@ -48,13 +48,14 @@ const BinDirEnv = "SYSCTL_PLACEMENT_CONTROL_PLANE_BIN"
 
 // requiredBinaries are the executables Start needs in the binary directory; envtest
 // insists on kubectl being there too.
-var requiredBinaries = []string{"etcd", "kube-apiserver", "kubectl", "kube-controller-manager", "kube-scheduler"}
+var requiredBinaries = []string{"etcd", "kube-apiserver", "kubectl", "kube-controller-manager", "kube-scheduler", kubeletBinary}
 
 // controllers are the kube-controller-manager controllers the tests rely on:
 // workloads turn into Pods (Deployment → ReplicaSet → Pod, StatefulSet, DaemonSet,
-// Job, CronJob), owners' deletion cascades (garbage collector), and namespaces can
-// be deleted. The node lifecycle controller is deliberately off: there are no real
-// kubelets to post heartbeats, and the simulated nodes simply stay Ready. The
+// Job, CronJob), owners' deletion cascades (garbage collector), namespaces can be
+// deleted, and the node lifecycle controller lifts the not-ready taint from a Node
+// whose kubelet reports Ready (and marks it unreachable when its kubelet stops).
+// Taint-based eviction is off, so a stopped kubelet's pods stay where they are. The
 // ServiceAccount admission plugin is disabled by envtest, so Pods need no service
 // account and the token controller (and its key) is not needed either.
 var controllers = []string{
@@ -67,6 +68,7 @@ var controllers = []string{
 	"garbage-collector-controller",
 	"namespace-controller",
 	"serviceaccount-controller",
+	"node-lifecycle-controller",
 }
 
 var setControllerRuntimeLogger sync.Once
@@ -76,8 +78,8 @@ var ErrBinariesMissing = errors.New("control-plane binaries are missing: run `go
 
 // Options configure Start. The zero value starts a default cluster.
 type Options struct {
-	// BinDir holds etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
-	// kubectl. Default: $SYSCTL_PLACEMENT_CONTROL_PLANE_BIN, else integration/bin.
+	// BinDir holds etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+	// kubectl and hollow-kubelet. Default: $SYSCTL_PLACEMENT_CONTROL_PLANE_BIN, else integration/bin.
 	BinDir string
 
 	// WorkDir receives the kubeconfig and each component's log. Default: a new
@@ -122,6 +124,8 @@ type Cluster struct {
 	mu       sync.Mutex
 	stopped  bool
 	kubelets []*kubelet
+	// kubeletRoots holds the kubelets' root directories; Stop removes it.
+	kubeletRoots string
 	// stoppedAPIServer is the command line of the API server StopAPIServer stopped,
 	// until StartAPIServer runs it again.
 	stoppedAPIServer []string
@@ -246,6 +250,10 @@ func (c *Cluster) startAPIServer(opts Options) error {
 	c.env.ControlPlane.Etcd = &envtest.Etcd{Path: etcdPath, Out: etcdLog, Err: etcdLog}
 	apiServer := c.env.ControlPlane.GetAPIServer()
 	apiServer.Path, apiServer.Out, apiServer.Err = apiServerPath, apiLog, apiLog
+	// As in a real cluster, kubelets (system:node:<name>) are authorized by the Node
+	// authorizer and limited to their own Node and pods by NodeRestriction.
+	apiServer.Configure().Set("authorization-mode", "Node,RBAC")
+	apiServer.Configure().Set("enable-admission-plugins", "NodeRestriction")
 	for flag, values := range opts.APIServerFlags {
 		apiServer.Configure().Set(flag, values...)
 	}
@@ -320,7 +328,7 @@ func (c *Cluster) waitForComponents(ctx context.Context, timeout time.Duration) 
 	return nil
 }
 
-// Stop stops the simulated kubelets, the scheduler, the controller manager, the API
+// Stop stops the kubelets, the scheduler, the controller manager, the API
 // server and etcd, and removes the work directory if Start created it. It is safe to
 // call more than once.
 func (c *Cluster) Stop() error {
@@ -330,18 +338,23 @@ func (c *Cluster) Stop() error {
 		return nil
 	}
 	c.stopped = true
-	kubelets := c.kubelets
+	kubelets, kubeletRoots := c.kubelets, c.kubeletRoots
 	c.mu.Unlock()
 
+	var stopping sync.WaitGroup
 	for _, k := range kubelets {
-		k.stop()
+		stopping.Go(k.stop)
 	}
+	stopping.Wait()
 	var errs []error
 	for i := len(c.components) - 1; i >= 0; i-- {
 		errs = append(errs, c.components[i].stop())
 	}
 	if c.env != nil {
 		errs = append(errs, c.env.Stop())
+	}
+	if kubeletRoots != "" {
+		errs = append(errs, os.RemoveAll(kubeletRoots))
 	}
 	if c.ownWorkDir {
 		errs = append(errs, os.RemoveAll(c.WorkDir))

@@ -2,7 +2,9 @@ package cluster_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,8 +16,8 @@ import (
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
 )
 
-// TestHarness checks the control plane and the simulated pools on their own, so that
-// a failing end-to-end test points at the webhook, not at the harness.
+// TestHarness checks the control plane and the pools' hollow kubelets on their own, so
+// that a failing end-to-end test points at the webhook, not at the harness.
 func TestHarness(t *testing.T) {
 	c := cluster.StartForTest(t, cluster.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -84,6 +86,65 @@ func TestHarness(t *testing.T) {
 		running := waitRunning(ctx, t, c, pod)
 		if pool := poolOf(ctx, t, c, running.Spec.NodeName); pool != "ipc" {
 			t.Errorf("ran on %s in pool %q, want ipc", running.Spec.NodeName, pool)
+		}
+	})
+
+	t.Run("each pool's kubelets admit exactly what their allowlist allows", func(t *testing.T) {
+		tests := []struct {
+			name    string
+			pool    string
+			sysctls []string
+			want    string // "" when admitted, else the rejection message
+		}{
+			{name: "the general pool admits a pod without sysctls", pool: "general"},
+			{name: "the general pool admits a safe sysctl", pool: "general", sysctls: []string{"net.ipv4.tcp_syncookies"}},
+			{name: "the general pool rejects kernel.shmmax", pool: "general", sysctls: []string{"kernel.shmmax", "kernel.sem"},
+				want: `Pod was rejected: forbidden sysctl: "kernel.shmmax" not allowlisted`},
+			{name: "the ipc pool admits kernel.shmmax and kernel.sem", pool: "ipc", sysctls: []string{"kernel.shmmax", "kernel.sem"}},
+			{name: "the ipc pool rejects net.core.somaxconn", pool: "ipc", sysctls: []string{"net.core.somaxconn"},
+				want: `Pod was rejected: forbidden sysctl: "net.core.somaxconn" not allowlisted`},
+			{name: "the net pool admits net.core.somaxconn and a tcp_ sysctl in slash form", pool: "net",
+				sysctls: []string{"net.core.somaxconn", "net/ipv4/tcp_max_syn_backlog"}},
+		}
+		for i, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				pod := &corev1.Pod{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("admit-%d", i)},
+					Spec: corev1.PodSpec{
+						NodeSelector:    map[string]string{cluster.PoolLabel: tt.pool},
+						Tolerations:     []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpExists}},
+						SecurityContext: &corev1.PodSecurityContext{},
+						Containers:      []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
+					},
+				}
+				for _, s := range tt.sysctls {
+					pod.Spec.SecurityContext.Sysctls = append(pod.Spec.SecurityContext.Sysctls, corev1.Sysctl{Name: s, Value: "1"})
+				}
+				if _, err := c.Client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				got, err := c.WaitForPod(ctx, "default", "is "+pod.Name+" and Running or Failed", func(p *corev1.Pod) bool {
+					return p.Name == pod.Name && (p.Status.Phase == corev1.PodRunning || p.Status.Phase == corev1.PodFailed)
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch {
+				case tt.want == "" && got.Status.Phase != corev1.PodRunning:
+					t.Errorf("rejected: %s: %s", got.Status.Reason, got.Status.Message)
+				case tt.want != "" && got.Status.Phase != corev1.PodFailed:
+					t.Errorf("admitted, want rejection %q", tt.want)
+				case tt.want != "" && (got.Status.Reason != "SysctlForbidden" || got.Status.Message != tt.want):
+					t.Errorf("rejected with %s: %q, want SysctlForbidden: %q", got.Status.Reason, got.Status.Message, tt.want)
+				}
+			})
+		}
+	})
+
+	t.Run("a kubelet whose allowlist has a sysctl that is not namespaced refuses to start", func(t *testing.T) {
+		_, err := c.AddPool(ctx, cluster.PoolSpec{Name: "bad", Nodes: 1, AllowedUnsafeSysctls: []string{"kernel.panic"}})
+		if err == nil || !strings.Contains(err.Error(), "not known to be namespaced") {
+			t.Fatalf("adding a pool whose kubelets allow kernel.panic: %v; want the kubelet's refusal (not known to be namespaced)", err)
 		}
 	})
 

@@ -6,13 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// component is a control-plane binary run as a child process, its output in
-// <WorkDir>/<name>.log.
+// component is a control-plane binary or a kubelet run as a child process, its output
+// in its log file (<WorkDir>/<name>.log for the control plane).
 type component struct {
 	name    string
 	path    string
@@ -34,12 +35,16 @@ func newComponent(c *Cluster, name string, args []string) *component {
 	}
 }
 
-func (p *component) start() error {
+func (p *component) start() error { return p.startWith() }
+
+// startWith starts the process with extra arguments after its own, e.g. a kubelet's
+// allowlist, which changes between restarts.
+func (p *component) startWith(extra ...string) error {
 	log, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	p.cmd = exec.Command(p.path, p.args...)
+	p.cmd = exec.Command(p.path, append(slices.Clone(p.args), extra...)...)
 	p.cmd.Stdout, p.cmd.Stderr = log, log
 	// Kill the child with its parent: a test binary that panics or hits -timeout
 	// must not leave a scheduler running.

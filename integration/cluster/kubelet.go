@@ -1,226 +1,355 @@
 package cluster
 
+// Every node of a pool is a hollow kubelet process (the hollow-kubelet command of
+// integration/cmd/local-cluster): the real kubelet of k8s.io/kubernetes over a fake
+// container runtime. It registers its Node with the pool's labels and taints, admits
+// or rejects the pods bound to it with its own allowlist (a rejected pod is Failed
+// with reason SysctlForbidden and a Warning Event from "kubelet"), runs the admitted
+// ones, and serves the kubelet API over HTTPS with webhook authentication
+// (TokenReview) and authorization (SubjectAccessReview), /configz included.
+//
+// The kubelets share this machine's address (a kubelet refuses a loopback node IP),
+// each on its own port, with a serving certificate from a test kubelet CA
+// (KubeletCAFile). Each authenticates as system:node:<name> in group system:nodes,
+// authorized by the API server's Node authorizer, as in a real cluster.
+
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/retry"
-	"k8s.io/klog/v2"
-	"k8s.io/kubernetes/pkg/kubelet/lifecycle"
-	"k8s.io/kubernetes/pkg/kubelet/sysctl"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
-// kubelet simulates the kubelets of one pool. For each node it watches the pods bound
-// there (field selector spec.nodeName=<node>, like a kubelet) and decides admission
-// with the kubelet's own sysctl admit handler, built the way kubelet.go builds it:
-// NewAllowlist(safe sysctls for the node's kernel + allowedUnsafeSysctls). A rejected
-// pod gets the status and Warning Event that Kubelet.rejectPod writes; an admitted
-// one is reported Running with every container started and ready. Pods being deleted
-// are removed at once, as a kubelet does once their containers have stopped.
-//
-// Only sysctl admission is simulated: no resource fit, node affinity or taint checks
-// (the scheduler has made those), no containers, no probes.
+// kubeletBinary is the command every node runs, found in the binary directory.
+const kubeletBinary = "hollow-kubelet"
+
+// kubelet is one node's hollow kubelet process.
 type kubelet struct {
-	client    kubernetes.Interface
-	pool      *Pool
-	allowlist lifecycle.PodAdmitHandler
+	node string
+	pool *Pool
+	proc *component
+	// fixed at the first start, so a restarted kubelet keeps its Node's address
+	ip   string
+	port int
 
-	// mu guards allowlist (RestartPoolKubelets replaces it) and configz, the nodes'
-	// /configz servers when the pool serves them (configz.go).
 	mu      sync.Mutex
-	configz map[string]*configzServer
-
-	cancel      context.CancelFunc
-	factories   []informers.SharedInformerFactory
-	broadcaster record.EventBroadcaster
+	allowed []string
 }
 
-func startKubelet(ctx context.Context, client kubernetes.Interface, pool *Pool) (*kubelet, error) {
-	safe, err := safeSysctlsForKernel(ctx, pool.Spec.KernelVersion)
+// kubeletCA signs the kubelets' serving certificates of this test process.
+var kubeletCA struct {
+	once sync.Once
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+	err  error
+}
+
+func loadKubeletCA() error {
+	kubeletCA.once.Do(func() {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			kubeletCA.err = err
+			return
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sysctl-placement-test-kubelet-ca"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			kubeletCA.err = err
+			return
+		}
+		kubeletCA.cert, _ = x509.ParseCertificate(der)
+		kubeletCA.key = key
+		kubeletCA.pem = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	})
+	return kubeletCA.err
+}
+
+// KubeletCAFile writes the CA of the kubelets' serving certificates into the work
+// directory and returns its path, for serve's --kubelet-ca-file.
+func (c *Cluster) KubeletCAFile() (string, error) {
+	if err := loadKubeletCA(); err != nil {
+		return "", err
+	}
+	path := filepath.Join(c.WorkDir, "kubelet-ca.crt")
+	return path, os.WriteFile(path, kubeletCA.pem, 0o600)
+}
+
+// writeServingCert writes a serving certificate for a node's kubelet API, valid for the
+// node's name and IP, signed by the kubelet CA.
+func writeServingCert(dir, node, ip string) (certFile, keyFile string, err error) {
+	if err := loadKubeletCA(); err != nil {
+		return "", "", err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return "", "", err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: node},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames: []string{node}, IPAddresses: []net.IP{net.ParseIP(ip)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, kubeletCA.cert, &key.PublicKey, kubeletCA.key)
+	if err != nil {
+		return "", "", err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return "", "", err
+	}
+	certFile, keyFile = filepath.Join(dir, "kubelet.crt"), filepath.Join(dir, "kubelet.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return "", "", err
+	}
+	return certFile, keyFile, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+}
+
+// nodeIP is the address every kubelet reports as its InternalIP: the one a kubelet
+// picks by default (the default route's interface), since it refuses loopback.
+func nodeIP() (string, error) {
+	ip, err := utilnet.ChooseHostInterface()
+	if err != nil {
+		return "", fmt.Errorf("the hollow kubelets need a non-loopback address of this machine for their nodes, as any kubelet does: %w", err)
+	}
+	return ip.String(), nil
+}
+
+// freePort asks the kernel for a port that is free on ip.
+func freePort(ip string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// kubeletRoot returns the node's kubelet root directory. It is not in the work
+// directory: the kubelet puts unix sockets there, whose paths may not be longer than
+// 107 bytes, and a test's temporary directory is named after the test.
+func (c *Cluster) kubeletRoot(node string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.kubeletRoots == "" {
+		dir, err := os.MkdirTemp("", "kubelets-")
+		if err != nil {
+			return "", err
+		}
+		c.kubeletRoots = dir
+	}
+	return filepath.Join(c.kubeletRoots, node), nil
+}
+
+// startKubelet provisions the node's identity, directory and serving certificate and
+// starts its kubelet.
+func (c *Cluster) startKubelet(pool *Pool, node string, allowed []string) (*kubelet, error) {
+	ip, err := nodeIP()
 	if err != nil {
 		return nil, err
 	}
-	allowlist, err := sysctl.NewAllowlist(append(safe, pool.Spec.AllowedUnsafeSysctls...))
+	port, err := freePort(ip)
 	if err != nil {
-		return nil, fmt.Errorf("kubelet would not start: %w", err)
+		return nil, err
 	}
+	dir := filepath.Join(c.WorkDir, "kubelets", node)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	root, err := c.kubeletRoot(node)
+	if err != nil {
+		return nil, err
+	}
+	kubeconfig, err := c.writeKubeconfig("system:node:"+node, "system:nodes")
+	if err != nil {
+		return nil, err
+	}
+	certFile, keyFile, err := writeServingCert(dir, node, ip)
+	if err != nil {
+		return nil, err
+	}
+	k := &kubelet{node: node, pool: pool, ip: ip, port: port, allowed: allowed}
+	labels := []string{PoolLabel + "=" + pool.Spec.Name}
+	for key, value := range pool.Spec.Labels {
+		labels = append(labels, key+"="+value)
+	}
+	slices.Sort(labels)
+	var taints []string
+	for _, t := range pool.Spec.Taints {
+		taints = append(taints, t.ToString())
+	}
+	args := []string{
+		"--kubeconfig=" + kubeconfig,
+		"--node-name=" + node,
+		"--node-ip=" + ip,
+		"--port=" + strconv.Itoa(port),
+		"--root-dir=" + root,
+		"--tls-cert-file=" + certFile,
+		"--tls-private-key-file=" + keyFile,
+		"--node-labels=" + strings.Join(labels, ","),
+		"--register-with-taints=" + strings.Join(taints, ","),
+		"--kubelet-version=" + pool.Spec.KubeletVersion,
+		"--kernel-version=" + pool.Spec.KernelVersion,
+	}
+	k.proc = &component{name: "kubelet " + node, path: filepath.Join(c.BinDir, kubeletBinary),
+		args: args, logPath: filepath.Join(c.WorkDir, "kubelet-"+node+".log")}
+	return k, k.start()
+}
 
-	runCtx, cancel := context.WithCancel(context.Background())
-	k := &kubelet{
-		client:      client,
-		pool:        pool,
-		allowlist:   allowlist,
-		cancel:      cancel,
-		broadcaster: record.NewBroadcaster(record.WithContext(runCtx)),
-	}
-	k.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-
-	var synced []cache.InformerSynced
-	for _, node := range pool.NodeNames {
-		factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-				o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
-			}))
-		pods := factory.Core().V1().Pods().Informer()
-		recorder := k.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: node})
-		handle := func(obj any) {
-			if pod, ok := obj.(*corev1.Pod); ok {
-				k.sync(runCtx, recorder, pod)
-			}
-		}
-		if _, err := pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    handle,
-			UpdateFunc: func(_, obj any) { handle(obj) },
-		}); err != nil {
-			k.stop()
-			return nil, err
-		}
-		factory.Start(runCtx.Done())
-		k.factories = append(k.factories, factory)
-		synced = append(synced, pods.HasSynced)
-	}
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		k.stop()
-		return nil, fmt.Errorf("the simulated kubelet's pod watch did not sync: %w", ctx.Err())
-	}
-	return k, nil
+// start runs the kubelet process with its current allowlist.
+func (k *kubelet) start() error {
+	k.mu.Lock()
+	allowed := k.allowed
+	k.mu.Unlock()
+	return k.proc.startWith("--allowed-unsafe-sysctls=" + strings.Join(allowed, ","))
 }
 
 func (k *kubelet) stop() {
-	k.stopConfigz()
-	k.cancel()
-	for _, f := range k.factories {
-		f.Shutdown()
-	}
-	k.broadcaster.Shutdown()
+	_ = k.proc.stop()
 }
 
-// sync is the kubelet's reaction to a pod it sees bound to one of its nodes.
-func (k *kubelet) sync(ctx context.Context, recorder record.EventRecorder, pod *corev1.Pod) {
-	switch {
-	case pod.DeletionTimestamp != nil:
-		k.remove(ctx, pod)
-	case pod.Status.Phase == "" || pod.Status.Phase == corev1.PodPending:
-		k.admit(ctx, recorder, pod)
+// waitForNodes waits until each node is Ready and schedulable (the node lifecycle
+// controller has lifted the not-ready taint), failing early with the log of a kubelet
+// that exited. Restarted kubelets are waited for until their Node shows the new boot ID.
+func (c *Cluster) waitForNodes(ctx context.Context, kubelets []*kubelet, oldBootIDs map[string]string) error {
+	pending := slices.Clone(kubelets)
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		var still []*kubelet
+		for _, k := range pending {
+			if exited, err := k.proc.exited(); exited {
+				return false, fmt.Errorf("the kubelet of node %s exited: %v\n%s", k.node, err, k.proc.logTail(15))
+			}
+			node, err := c.Client.CoreV1().Nodes().Get(ctx, k.node, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				still = append(still, k)
+				continue
+			}
+			if err != nil {
+				return false, err
+			}
+			if !nodeReady(node) || hasTaint(node, corev1.TaintNodeNotReady) ||
+				(oldBootIDs != nil && node.Status.NodeInfo.BootID == oldBootIDs[k.node]) {
+				still = append(still, k)
+			}
+		}
+		pending = still
+		return len(pending) == 0, nil
+	})
+	if err != nil {
+		var names []string
+		for _, k := range pending {
+			names = append(names, k.node)
+		}
+		return fmt.Errorf("nodes %s did not become Ready and schedulable (logs in %s): %w", strings.Join(names, ", "), c.WorkDir, err)
 	}
+	return nil
 }
 
-func (k *kubelet) admit(ctx context.Context, recorder record.EventRecorder, pod *corev1.Pod) {
-	result := k.admitHandler().Admit(ctx, &lifecycle.PodAdmitAttributes{Pod: pod, Operation: lifecycle.AddOperation})
-	if !result.Admit {
-		// Kubelet.rejectPod: a Warning Event and a terminal status.
-		recorder.Eventf(pod, corev1.EventTypeWarning, result.Reason, "%s", result.Message)
+func nodeReady(n *corev1.Node) bool {
+	return slices.ContainsFunc(n.Status.Conditions, func(c corev1.NodeCondition) bool {
+		return c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue
+	})
+}
+
+func hasTaint(n *corev1.Node, key string) bool {
+	return slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == key })
+}
+
+func (c *Cluster) kubeletOf(node string) *kubelet {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range c.kubelets {
+		if k.node == node {
+			return k
+		}
 	}
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		current, err := k.client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	return nil
+}
+
+// RestartPoolKubelets changes what a pool's kubelets allow and restarts them, as an
+// admin does after editing --allowed-unsafe-sysctls, and returns once every node of
+// the pool is Ready again with a new boot ID.
+func (c *Cluster) RestartPoolKubelets(ctx context.Context, pool string, allowed []string) error {
+	c.mu.Lock()
+	var kubelets []*kubelet
+	for _, k := range c.kubelets {
+		if k.pool.Spec.Name == pool {
+			kubelets = append(kubelets, k)
+		}
+	}
+	c.mu.Unlock()
+	if len(kubelets) == 0 {
+		return fmt.Errorf("no pool %q", pool)
+	}
+	kubelets[0].pool.Spec.AllowedUnsafeSysctls = allowed
+	return c.restartKubelets(ctx, kubelets, allowed)
+}
+
+// RestartKubelet restarts one node's kubelet allowing allowed, and returns once its
+// Node is Ready again with a new boot ID.
+func (c *Cluster) RestartKubelet(ctx context.Context, node string, allowed []string) error {
+	k := c.kubeletOf(node)
+	if k == nil {
+		return fmt.Errorf("no node %q", node)
+	}
+	return c.restartKubelets(ctx, []*kubelet{k}, allowed)
+}
+
+func (c *Cluster) restartKubelets(ctx context.Context, kubelets []*kubelet, allowed []string) error {
+	bootIDs := map[string]string{}
+	for _, k := range kubelets {
+		node, err := c.Client.CoreV1().Nodes().Get(ctx, k.node, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		if current.UID != pod.UID || current.DeletionTimestamp != nil ||
-			(current.Status.Phase != "" && current.Status.Phase != corev1.PodPending) {
-			return nil // replaced, going away, or already decided
+		bootIDs[k.node] = node.Status.NodeInfo.BootID
+		k.stop()
+		k.mu.Lock()
+		k.allowed = allowed
+		k.mu.Unlock()
+		if err := k.start(); err != nil {
+			return err
 		}
-		if result.Admit {
-			current.Status = runningStatus(current)
-		} else {
-			current.Status = rejectedStatus(current, result.Reason, result.Message)
-		}
-		_, err = k.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, current, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil && !apierrors.IsNotFound(err) && ctx.Err() == nil {
-		// Like a kubelet, keep going; the next update of the pod retries.
-		klog.FromContext(ctx).Error(err, "simulated kubelet could not update a pod's status", "pool", k.pool.Spec.Name, "pod", klog.KObj(pod))
 	}
+	return c.waitForNodes(ctx, kubelets, bootIDs)
 }
 
-// remove finishes a graceful deletion: a kubelet deletes the pod with grace period
-// zero once its containers have stopped, and the simulated ones never run.
-func (k *kubelet) remove(ctx context.Context, pod *corev1.Pod) {
-	err := k.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
-		GracePeriodSeconds: new(int64),
-		Preconditions:      metav1.NewUIDPreconditions(string(pod.UID)),
-	})
-	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) && ctx.Err() == nil {
-		klog.FromContext(ctx).Error(err, "simulated kubelet could not delete a pod", "pool", k.pool.Spec.Name, "pod", klog.KObj(pod))
+// StopKubelet stops a node's kubelet: its API stops answering and its pods are no
+// longer looked after. The Node stays until the node lifecycle controller notices the
+// missing heartbeats (--node-monitor-grace-period), as in a real cluster.
+func (c *Cluster) StopKubelet(node string) error {
+	k := c.kubeletOf(node)
+	if k == nil {
+		return fmt.Errorf("no node %q", node)
 	}
-}
-
-// rejectedStatus is the status Kubelet.rejectPod sets; conditions owned by others
-// (PodScheduled) are kept, as the kubelet's status manager keeps them.
-func rejectedStatus(pod *corev1.Pod, reason, message string) corev1.PodStatus {
-	now := metav1.Now()
-	return corev1.PodStatus{
-		Phase:      corev1.PodFailed,
-		Reason:     reason,
-		Message:    "Pod was rejected: " + message,
-		QOSClass:   pod.Status.QOSClass,
-		Conditions: pod.Status.Conditions,
-		StartTime:  &now,
-	}
-}
-
-// runningStatus is what a kubelet reports once every container has started and
-// passed its (absent) readiness probe.
-func runningStatus(pod *corev1.Pod) corev1.PodStatus {
-	now := metav1.Now()
-	status := *pod.Status.DeepCopy()
-	status.Phase = corev1.PodRunning
-	status.StartTime = &now
-	for _, t := range []corev1.PodConditionType{
-		corev1.PodReadyToStartContainers, corev1.PodInitialized, corev1.ContainersReady, corev1.PodReady,
-	} {
-		setCondition(&status, corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, LastTransitionTime: now})
-	}
-	started := true
-	status.InitContainerStatuses = nil
-	for _, c := range pod.Spec.InitContainers {
-		cs := corev1.ContainerStatus{
-			Name:        c.Name,
-			Image:       c.Image,
-			ImageID:     "simulated://" + c.Image,
-			ContainerID: fmt.Sprintf("simulated://%s/%s", pod.UID, c.Name),
-		}
-		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			cs.Ready, cs.Started = true, &started // a sidecar keeps running
-			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: now}
-		} else {
-			cs.State.Terminated = &corev1.ContainerStateTerminated{Reason: "Completed", StartedAt: now, FinishedAt: now}
-		}
-		status.InitContainerStatuses = append(status.InitContainerStatuses, cs)
-	}
-	status.ContainerStatuses = nil
-	for _, c := range pod.Spec.Containers {
-		status.ContainerStatuses = append(status.ContainerStatuses, corev1.ContainerStatus{
-			Name:        c.Name,
-			Image:       c.Image,
-			ImageID:     "simulated://" + c.Image,
-			ContainerID: fmt.Sprintf("simulated://%s/%s", pod.UID, c.Name),
-			Ready:       true,
-			Started:     &started,
-			State:       corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
-		})
-	}
-	return status
-}
-
-func setCondition(status *corev1.PodStatus, c corev1.PodCondition) {
-	for i := range status.Conditions {
-		if status.Conditions[i].Type == c.Type {
-			status.Conditions[i] = c
-			return
-		}
-	}
-	status.Conditions = append(status.Conditions, c)
+	k.stop()
+	return nil
 }

@@ -31,6 +31,12 @@ func StartForTest(t testing.TB, opts Options) *Cluster {
 			for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
 				t.Logf("last lines of %s.log:\n%s", name, tail(filepath.Join(c.WorkDir, name+".log"), 15))
 			}
+			c.mu.Lock()
+			kubelets := c.kubelets
+			c.mu.Unlock()
+			for _, k := range kubelets {
+				t.Logf("last lines of %s:\n%s", k.proc.logPath, k.proc.logTail(8))
+			}
 		}
 		if err := c.Stop(); err != nil {
 			t.Errorf("stopping the cluster: %v", err)

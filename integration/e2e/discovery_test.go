@@ -54,19 +54,16 @@ type discoveredPool struct {
 
 // TestDiscoveryFindsThePoolsFromTheKubeletsAndPlacementFollowsThem runs serve with
 // discovery and no static pool, as the shipped ServiceAccount with exactly the shipped
-// RBAC, against simulated kubelets that serve /configz over HTTPS and check callers
-// with TokenReview and SubjectAccessReview like real ones.
+// RBAC, against real (hollow) kubelets: /configz over HTTPS from each kubelet's own
+// server, which checks the token with a TokenReview and the permission with a
+// SubjectAccessReview for nodes/configz. A stopped kubelet is an unreachable one.
 func TestDiscoveryFindsThePoolsFromTheKubeletsAndPlacementFollowsThem(t *testing.T) {
 	c := cluster.StartForTest(t, cluster.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	specs := cluster.DefaultPools()
-	for i := range specs {
-		specs[i].ServeConfigz = true
-	}
 	// A pool whose second node's kubelet allows less than the first's.
-	specs = append(specs, cluster.PoolSpec{
-		Name: "mixed", Nodes: 2, ServeConfigz: true,
+	specs := append(cluster.DefaultPools(), cluster.PoolSpec{
+		Name: "mixed", Nodes: 2,
 		Taints:                   []corev1.Taint{{Key: "dedicated", Value: "mixed", Effect: corev1.TaintEffectNoSchedule}},
 		AllowedUnsafeSysctls:     []string{"kernel.shm*", "kernel.sem"},
 		NodeAllowedUnsafeSysctls: map[string][]string{"mixed-2": {"kernel.sem"}},

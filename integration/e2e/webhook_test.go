@@ -44,11 +44,7 @@ func startPlacementEnv(t *testing.T, opts cluster.WebhookOptions) *placementEnv 
 	// The user flows run with discovery: no static pools, the pools and what their
 	// kubelets allow read from the Nodes and each kubelet's /configz, as in a cluster
 	// whose admin wrote no pool list.
-	specs := cluster.DefaultPools()
-	for i := range specs {
-		specs[i].ServeConfigz = true
-	}
-	pools, err := c.AddPools(ctx, specs...)
+	pools, err := c.AddPools(ctx, cluster.DefaultPools()...)
 	if err != nil {
 		t.Fatal(err)
 	}

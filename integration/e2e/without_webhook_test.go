@@ -17,7 +17,8 @@ import (
 
 // The problem sysctl-placement solves, shown without it: the scheduler knows nothing
 // of kubelet allowlists, so a Deployment asking for IPC sysctls lands on the only
-// pool it tolerates — general — whose kubelets reject its pods.
+// pool it tolerates — general — whose real kubelets reject its pods, and its
+// ReplicaSet keeps creating replacements that are rejected in turn.
 func TestWithoutTheWebhookADeploymentAskingForKernelShmmaxAndSemHasPodsRejectedWithSysctlForbidden(t *testing.T) {
 	c := cluster.StartForTest(t, cluster.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -68,6 +69,26 @@ func TestWithoutTheWebhookADeploymentAskingForKernelShmmaxAndSemHasPodsRejectedW
 	})
 	if err != nil {
 		t.Errorf("no Warning SysctlForbidden Event from the kubelet for pod %s: %v", rejected.Name, err)
+	}
+
+	// The loop: the ReplicaSet replaces each rejected pod with one that is rejected
+	// again, so rejected pods pile up beyond the 3 replicas.
+	var failed int
+	err = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		failed = 0
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodFailed && p.Status.Reason == "SysctlForbidden" {
+				failed++
+			}
+		}
+		return failed > 3, nil
+	})
+	if err != nil {
+		t.Errorf("%d pods rejected with SysctlForbidden; want more than the 3 replicas, as the ReplicaSet keeps replacing them: %v", failed, err)
 	}
 }
 

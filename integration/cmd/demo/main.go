@@ -95,7 +95,7 @@ func run(ctx context.Context, out io.Writer, workDir string, keepRunning bool) e
 
 	setupCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	step("adding node pools with simulated kubelets (the kubelet's own sysctl admission code)")
+	step("adding node pools: a hollow kubelet per node (the real kubelet over a fake container runtime)")
 	pools, err := c.AddPools(setupCtx, cluster.DefaultPools()...)
 	if err != nil {
 		return err
@@ -196,7 +196,12 @@ func report(ctx context.Context, out io.Writer, c *cluster.Cluster, pods []corev
 		if node, err := c.Client.CoreV1().Nodes().Get(ctx, p.Spec.NodeName, metav1.GetOptions{}); err == nil {
 			pool = node.Labels[cluster.PoolLabel]
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, sysctlNames(p), p.Spec.NodeName, pool, p.Status.Phase, auditSummary(p))
+		// The phase and any reason are what the pod's kubelet reported.
+		phase := string(p.Status.Phase)
+		if p.Status.Reason != "" {
+			phase += " (" + p.Status.Reason + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, sysctlNames(p), p.Spec.NodeName, pool, phase, auditSummary(p))
 	}
 	_ = tw.Flush()
 
