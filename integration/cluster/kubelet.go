@@ -37,6 +37,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/wait"
+	certutil "k8s.io/client-go/util/cert"
 )
 
 // kubeletBinary is the command every node runs, found in the binary directory.
@@ -71,19 +72,13 @@ func loadKubeletCA() error {
 			kubeletCA.err = err
 			return
 		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sysctl-placement-test-kubelet-ca"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		ca, err := certutil.NewSelfSignedCACert(certutil.Config{CommonName: "sysctl-placement-test-kubelet-ca"}, key)
 		if err != nil {
 			kubeletCA.err = err
 			return
 		}
-		kubeletCA.cert, _ = x509.ParseCertificate(der)
-		kubeletCA.key = key
-		kubeletCA.pem = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		kubeletCA.cert, kubeletCA.key = ca, key
+		kubeletCA.pem, kubeletCA.err = certutil.EncodeCertificates(ca)
 	})
 	return kubeletCA.err
 }
