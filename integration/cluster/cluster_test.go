@@ -148,6 +148,20 @@ func TestHarness(t *testing.T) {
 		}
 	})
 
+	t.Run("a pool's kubelets report the kubelet and kernel versions the pool says", func(t *testing.T) {
+		pool, err := c.AddPool(ctx, cluster.PoolSpec{Name: "old", Nodes: 1, KubeletVersion: "v1.30.4", KernelVersion: "5.4.0-1100-aws"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		node, err := c.Client.CoreV1().Nodes().Get(ctx, pool.NodeNames[0], metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info := node.Status.NodeInfo; info.KubeletVersion != "v1.30.4" || info.KernelVersion != "5.4.0-1100-aws" {
+			t.Errorf("nodeInfo reports kubelet %q and kernel %q, want v1.30.4 and 5.4.0-1100-aws", info.KubeletVersion, info.KernelVersion)
+		}
+	})
+
 	t.Run("a deleted pod goes away, as its kubelet confirms the deletion", func(t *testing.T) {
 		pods := c.Client.CoreV1().Pods("default")
 		if err := pods.Delete(ctx, "plain", metav1.DeleteOptions{}); err != nil {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 	_ "unsafe" // for go:linkname
@@ -104,12 +105,14 @@ func newHollowKubeletCommand() *cobra.Command {
 	return cmd
 }
 
-// gitVersion is the version component-base reports (set by -X at link time). The
-// hollow kubelet overwrites it to report another kubelet version in status.nodeInfo,
-// as an older pool's kubelets would; everything else of the build stays v1.37.
+// reportedVersion is the GitVersion component-base's version.Get returns, which the
+// kubelet puts in status.nodeInfo.kubeletVersion. The hollow kubelet stores another
+// version there to report an older pool's kubelet; its exported setter,
+// SetDynamicVersion, only accepts the same major.minor.patch. Everything else of the
+// build stays v1.37.
 //
-//go:linkname gitVersion k8s.io/component-base/version.gitVersion
-var gitVersion string
+//go:linkname reportedVersion k8s.io/component-base/version.dynamicGitVersion
+var reportedVersion atomic.Value
 
 func (o *hollowKubeletOptions) run(ctx context.Context) error {
 	if o.kubeconfig == "" || o.nodeName == "" {
@@ -120,7 +123,7 @@ func (o *hollowKubeletOptions) run(ctx context.Context) error {
 		return fmt.Errorf("--memory: %w", err)
 	}
 	if o.kubeletVersion != "" {
-		gitVersion = o.kubeletVersion
+		reportedVersion.Store(o.kubeletVersion)
 	}
 	if o.rootDir == "" {
 		dir, err := os.MkdirTemp("", "hollow-kubelet-")
