@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	utilversion "k8s.io/apimachinery/pkg/util/version"
 	clientset "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/component-base/cli"
@@ -123,6 +124,9 @@ func (o *hollowKubeletOptions) run(ctx context.Context) error {
 		return fmt.Errorf("--memory: %w", err)
 	}
 	if o.kubeletVersion != "" {
+		if _, err := utilversion.ParseSemantic(o.kubeletVersion); err != nil {
+			return fmt.Errorf("--kubelet-version %q is not a version like v1.30.4: %w", o.kubeletVersion, err)
+		}
 		reportedVersion.Store(o.kubeletVersion)
 	}
 	if o.rootDir == "" {
@@ -194,10 +198,8 @@ func (o *hollowKubeletOptions) run(ctx context.Context) error {
 		return err
 	}
 
-	endpoint, err := fakeremote.GenerateEndpoint()
-	if err != nil {
-		return fmt.Errorf("fake CRI endpoint: %w", err)
-	}
+	// fakeremote.GenerateEndpoint would leave a socket in /tmp for every start.
+	endpoint := "unix://" + filepath.Join(o.rootDir, "cri.sock")
 	fakeRuntime := fakeremote.NewFakeRemoteRuntime()
 	if err := fakeRuntime.Start(endpoint); err != nil {
 		return fmt.Errorf("fake CRI runtime: %w", err)
