@@ -153,7 +153,7 @@ func run(dir, binDir string, force bool) error {
 		}
 	}
 	fmt.Printf("[%s] building %s (%s) from %s@%s\n", localCluster, localCluster, strings.Join(linked, ", "), kubernetes, versions[kubernetes])
-	fmt.Println("      a cold build compiles a few thousand packages (about 20 minutes on two cores); later builds reuse the Go build cache")
+	fmt.Println("      a cold build compiles about 3,000 packages (about 12 minutes of CPU: 6-8 minutes on two idle cores); later builds reuse the Go build cache")
 	if err := build(dir, binDir, localCluster, localClusterPkg, ldflags(versions[kubernetes]), tags); err != nil {
 		return fmt.Errorf("could not build %s: %w", localCluster, err)
 	}
