@@ -71,11 +71,7 @@ func TestMonitoringMetrics(t *testing.T) {
 	c := cluster.StartForTest(t, cluster.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	specs := cluster.DefaultPools()
-	for i := range specs {
-		specs[i].ServeConfigz = true
-	}
-	if _, err := c.AddPools(ctx, specs...); err != nil {
+	if _, err := c.AddPools(ctx, cluster.DefaultPools()...); err != nil {
 		t.Fatal(err)
 	}
 	wh := startDiscoveryWebhook(ctx, t, c, "monitoring").Webhook
