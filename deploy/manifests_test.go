@@ -203,7 +203,7 @@ func TestTheWebhookClusterRoleGrantsExactlyWhatServeReads(t *testing.T) {
 	}
 }
 
-func TestTheWebhookRoleGrantsOnlyLeasesInItsOwnNamespace(t *testing.T) {
+func TestTheWebhookRoleGrantsOnlyLeasesAndTheDiscoveryResultInItsOwnNamespace(t *testing.T) {
 	r := render(t, "base")
 	roles := objects[rbacv1.Role](t, r, "Role")
 	if len(roles) != 1 {
@@ -216,6 +216,11 @@ func TestTheWebhookRoleGrantsOnlyLeasesInItsOwnNamespace(t *testing.T) {
 		"create leases.coordination.k8s.io",
 		"get leases.coordination.k8s.io",
 		"update leases.coordination.k8s.io",
+		"get configmaps/sysctl-placement-discovery",
+		"list configmaps/sysctl-placement-discovery",
+		"watch configmaps/sysctl-placement-discovery",
+		"update configmaps/sysctl-placement-discovery",
+		"create configmaps", // RBAC cannot restrict create by name; the Role is namespaced
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/events"
 
 	"github.com/sysctl-placement/sysctl-placement/webhook/auditevents"
+	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
 )
 
 // auditEventsOptions are the flags of `serve` that concern audit Events.
@@ -123,4 +124,24 @@ func (a *auditEvents) Run(ctx context.Context) error {
 		Client: a.client, Namespace: a.opts.leaderElectionNamespace, Identity: a.identity,
 		Metrics: a.metrics, Logger: a.log,
 	}, runController)
+}
+
+// discoveryShare makes one replica, elected on a Lease of its own with the same
+// mechanism as the audit Events, read the kubelets for all replicas (see
+// discovery.ShareConfig); nil without --leader-elect, where every replica reads them.
+func (a *auditEvents) discoveryShare() *discovery.ShareConfig {
+	if !a.opts.leaderElect {
+		return nil
+	}
+	return &discovery.ShareConfig{
+		Namespace: a.opts.leaderElectionNamespace,
+		Identity:  a.identity,
+		Elect: func(ctx context.Context, lead func(context.Context)) error {
+			return auditevents.RunWhileLeader(ctx, auditevents.LeaderElectionConfig{
+				Client: a.client, Namespace: a.opts.leaderElectionNamespace, Name: discovery.SharedName,
+				Identity: a.identity, Leads: "reading every kubelet's /configz for all replicas",
+				Logger: a.log.WithField("component", "discovery"),
+			}, lead)
+		},
+	}
 }

@@ -35,6 +35,7 @@ type discoveryOptions struct {
 	kubeletInsecureTLS bool
 	refresh            time.Duration
 	workers            int
+	qps                float64
 }
 
 func (o *discoveryOptions) addFlags(fs *pflag.FlagSet) {
@@ -42,6 +43,7 @@ func (o *discoveryOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.kubeletInsecureTLS, "kubelet-insecure-tls", false, "do not verify kubelets' serving certificates (kubelets with self-signed certificates, the kubelet default); the service account token is still sent, so only on a trusted node network")
 	fs.DurationVar(&o.refresh, "discovery-refresh", 5*time.Minute, "how often every kubelet's /configz is read again (it is also read when its Node restarts or changes version or address)")
 	fs.IntVar(&o.workers, "discovery-workers", 4, "kubelets read concurrently")
+	fs.Float64Var(&o.qps, "discovery-qps", 20, "most kubelet reads per second; with --leader-elect only the elected replica reads, so this bounds the whole cluster's (each read may cost the kubelet a TokenReview and a SubjectAccessReview)")
 }
 
 func (o *discoveryOptions) validate() error {
@@ -52,13 +54,16 @@ func (o *discoveryOptions) validate() error {
 		return usageError("--discovery-refresh must be positive")
 	case o.workers < 1:
 		return usageError("--discovery-workers must be at least 1")
+	case o.qps <= 0:
+		return usageError("--discovery-qps must be positive")
 	}
 	return nil
 }
 
 // newDiscoverer builds the Discoverer the config asks for, or nil when it has no
-// discovery section. Results go to publisher.
-func (o *discoveryOptions) newDiscoverer(d *scheduling.Discovery, restConfig *rest.Config, publisher discovery.Publisher, metrics *discovery.Metrics, log logrus.FieldLogger) (*discovery.Discoverer, error) {
+// discovery section. Results go to publisher; share, if not nil, makes one elected
+// replica read the kubelets for all.
+func (o *discoveryOptions) newDiscoverer(d *scheduling.Discovery, restConfig *rest.Config, publisher discovery.Publisher, metrics *discovery.Metrics, share *discovery.ShareConfig, log logrus.FieldLogger) (*discovery.Discoverer, error) {
 	if d == nil {
 		return nil, nil
 	}
@@ -73,6 +78,8 @@ func (o *discoveryOptions) newDiscoverer(d *scheduling.Discovery, restConfig *re
 		Publisher: publisher,
 		Refresh:   o.refresh,
 		Workers:   o.workers,
+		QPS:       o.qps,
+		Share:     share,
 		Metrics:   metrics,
 		Logger:    log,
 	}
@@ -259,7 +266,7 @@ func (o *poolsFlags) load(ctx context.Context, restConfig *rest.Config, log logr
 	if err != nil {
 		return nil, err
 	}
-	d, err := o.discovery.newDiscoverer(disc, restConfig, combiner, nil, log)
+	d, err := o.discovery.newDiscoverer(disc, restConfig, combiner, nil, nil, log)
 	if err != nil {
 		return nil, exitError{code: 1, err: err}
 	}

@@ -167,7 +167,7 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 	if err != nil {
 		return err
 	}
-	discoverer, err := o.discovery.newDiscoverer(combiner.Static().Config().Discovery, restConfig, combiner, discoveryMetrics, log)
+	discoverer, err := o.discovery.newDiscoverer(combiner.Static().Config().Discovery, restConfig, combiner, discoveryMetrics, audit.discoveryShare(), log)
 	if err != nil {
 		return err
 	}

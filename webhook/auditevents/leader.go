@@ -31,6 +31,8 @@ type LeaderElectionConfig struct {
 	// LeaseDuration, RenewDeadline, RetryPeriod: client-go's leader election timing.
 	// Defaults 15s, 10s, 2s, as kube-controller-manager's.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Leads says what the leader does, for the log. Default "recording pod Events".
+	Leads string
 	// Metrics shows whether this replica leads; nil shows nothing.
 	Metrics *Metrics
 	// Logger gets leadership changes; nil logs nothing.
@@ -48,6 +50,9 @@ func (c *LeaderElectionConfig) defaults() error {
 	}
 	if c.Name == "" {
 		c.Name = LeaseName
+	}
+	if c.Leads == "" {
+		c.Leads = "recording pod Events"
 	}
 	if c.LeaseDuration <= 0 {
 		c.LeaseDuration = 15 * time.Second
@@ -104,7 +109,7 @@ func RunWhileLeader(ctx context.Context, cfg LeaderElectionConfig, run func(cont
 		}()
 		select {
 		case leading := <-acquired:
-			log.Info("leading: recording pod Events")
+			log.Info("leading: " + cfg.Leads)
 			cfg.Metrics.setLeader(true)
 			run(leading)
 			cfg.Metrics.setLeader(false)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,7 +47,11 @@ type Config struct {
 	Resync time.Duration
 	// Batch is how long a change waits for more before the pools are rebuilt, so a
 	// burst of 5,000 probe results costs a few rebuilds, not 5,000. Default 100ms.
-	Batch   time.Duration
+	Batch time.Duration
+	// Share, when set, makes one elected replica read the kubelets and publish the
+	// result for all replicas (see ShareConfig); nil reads every kubelet from this
+	// replica, as `sysctl-placement pools` and a single replica do.
+	Share   *ShareConfig
 	Metrics *Metrics
 	Logger  logrus.FieldLogger
 }
@@ -79,6 +84,13 @@ func (c *Config) defaults() error {
 	if c.Batch <= 0 {
 		c.Batch = 100 * time.Millisecond
 	}
+	if c.Share != nil && c.Source == SourceConfigz {
+		if err := c.Share.defaults(); err != nil {
+			return err
+		}
+	} else {
+		c.Share = nil // annotations are read from each replica's own Node cache
+	}
 	if c.Logger == nil {
 		l := logrus.New()
 		l.Out = io.Discard
@@ -91,20 +103,39 @@ func (c *Config) defaults() error {
 // TrimNode) groups nodes into pools, and a bounded, rate-limited work queue reads each
 // kubelet's allowlist when its Node appears, restarts or changes address or version,
 // and every Refresh. Results go to the Publisher; nothing here is on the admission path.
+//
+// With Config.Share only the elected replica reads kubelets; it publishes what they
+// allow in one ConfigMap, and every replica (the elected one too) takes the allowlists
+// from that ConfigMap's informer, so all of them place pods alike.
 type Discoverer struct {
 	cfg      Config
 	factory  informers.SharedInformerFactory
 	informer cache.SharedIndexInformer
-	queue    workqueue.TypedRateLimitingInterface[string]
-	limiter  *rate.Limiter
-	regroup  chan struct{}
+	// sharedFactory and sharedInformer watch the shared result (nil without Share).
+	sharedFactory  informers.SharedInformerFactory
+	sharedInformer cache.SharedIndexInformer
+	regroup        chan struct{}
 
-	mu         sync.Mutex
+	mu sync.Mutex
+	// queue is the probe queue while this replica reads kubelets, else nil.
+	queue      workqueue.TypedRateLimitingInterface[string]
 	allowlists map[string]Allowlist
+	// readAt is when each kubelet was last read successfully (published when sharing).
+	readAt map[string]time.Time
 	// pending holds the nodes of the first pass not probed yet.
-	pending   map[string]bool
+	pending map[string]bool
+	// shared is what the last shared result says each node allows; sharedResult is
+	// that result (nil before one was read).
+	shared       map[string]Allowlist
+	sharedResult *SharedResult
+	// leaderComplete: this replica, leading, has read every node once.
+	leaderComplete bool
+	// dirty: probe results not yet published.
+	dirty     bool
 	firstPass chan struct{}
 	done      atomic.Bool
+	// synced: the informers have synced, so a rebuild sees every Node.
+	synced atomic.Bool
 }
 
 // New builds a Discoverer; call Run.
@@ -114,15 +145,12 @@ func New(cfg Config) (*Discoverer, error) {
 	}
 	factory := informers.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.Resync, informers.WithTransform(TrimNode))
 	d := &Discoverer{
-		cfg:      cfg,
-		factory:  factory,
-		informer: factory.Core().V1().Nodes().Informer(),
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[string](2*time.Second, cfg.Refresh),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "sysctl-placement-configz"}),
-		limiter:    rate.NewLimiter(rate.Limit(cfg.QPS), cfg.Burst),
+		cfg:        cfg,
+		factory:    factory,
+		informer:   factory.Core().V1().Nodes().Informer(),
 		regroup:    make(chan struct{}, 1),
 		allowlists: map[string]Allowlist{},
+		readAt:     map[string]time.Time{},
 		firstPass:  make(chan struct{}),
 	}
 	_, err := d.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -145,21 +173,39 @@ func New(cfg Config) (*Discoverer, error) {
 			if n, ok := obj.(*corev1.Node); ok {
 				d.mu.Lock()
 				delete(d.allowlists, n.Name)
+				delete(d.readAt, n.Name)
 				d.donePendingLocked(n.Name)
+				d.dirty = true
 				d.mu.Unlock()
 				d.signal()
+				d.checkFirstPass()
 			}
 		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
+	if cfg.Share != nil {
+		d.sharedFactory, d.sharedInformer = newSharedInformer(cfg.Client, cfg.Share)
+		changed := func(any) { d.sharedChanged() }
+		_, err := d.sharedInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: changed, DeleteFunc: changed,
+			UpdateFunc: func(_, obj any) { changed(obj) },
+		})
+		if err != nil {
+			return nil, fmt.Errorf("discovery: %w", err)
+		}
+	}
 	return d, nil
 }
 
 func (d *Discoverer) nodeChanged(old, cur *corev1.Node) {
 	if d.cfg.Source == SourceConfigz && needsProbe(old, cur) {
-		d.queue.Add(cur.Name)
+		d.mu.Lock()
+		if d.queue != nil {
+			d.queue.Add(cur.Name)
+		}
+		d.mu.Unlock()
 	}
 	if needsRegroup(old, cur) {
 		d.signal()
@@ -173,54 +219,48 @@ func (d *Discoverer) signal() {
 	}
 }
 
-// Run starts the informer, the probe workers and the periodic refresh, and blocks
-// until ctx ends.
+// Run starts the informers, the probe workers (with Share, only while this replica is
+// elected) and the periodic refresh, and blocks until ctx ends.
 func (d *Discoverer) Run(ctx context.Context) error {
-	defer d.queue.ShutDown()
 	d.factory.Start(ctx.Done())
 	defer d.factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), d.informer.HasSynced) {
+	synced := []cache.InformerSynced{d.informer.HasSynced}
+	if d.cfg.Share != nil {
+		d.sharedFactory.Start(ctx.Done())
+		defer d.sharedFactory.Shutdown()
+		synced = append(synced, d.sharedInformer.HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil // ctx ended
 	}
-	d.mu.Lock()
-	d.pending = map[string]bool{}
-	if d.cfg.Source == SourceConfigz {
-		for _, name := range d.informer.GetStore().ListKeys() {
-			d.pending[name] = true
-		}
-	}
-	d.mu.Unlock()
-	d.checkFirstPass()
-
+	d.synced.Store(true)
 	var wg sync.WaitGroup
-	if d.cfg.Source == SourceConfigz {
-		for range d.cfg.Workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for d.probeNext(ctx) {
-				}
-			}()
-		}
+	defer wg.Wait()
+	switch {
+	case d.cfg.Source != SourceConfigz:
+		d.mu.Lock()
+		d.pending = map[string]bool{}
+		d.mu.Unlock()
+		d.checkFirstPass()
+	case d.cfg.Share == nil:
+		wg.Go(func() { d.probe(ctx) })
+	default:
+		d.sharedChanged()
+		wg.Go(func() {
+			if err := d.cfg.Share.Elect(ctx, d.probe); err != nil {
+				d.cfg.Logger.WithError(err).Error("discovery: the leader election stopped; this replica only follows the shared result")
+			}
+		})
 	}
+
 	d.rebuild()
-	refresh := time.NewTicker(d.cfg.Refresh)
-	defer refresh.Stop()
 	batch := time.NewTimer(0)
 	<-batch.C
 	batching := false
 	for {
 		select {
 		case <-ctx.Done():
-			d.queue.ShutDown()
-			wg.Wait()
 			return nil
-		case <-refresh.C:
-			if d.cfg.Source == SourceConfigz {
-				for _, name := range d.informer.GetStore().ListKeys() {
-					d.queue.Add(name)
-				}
-			}
 		case <-d.regroup:
 			if !batching {
 				batching = true
@@ -233,23 +273,100 @@ func (d *Discoverer) Run(ctx context.Context) error {
 	}
 }
 
+// probe reads every kubelet, then each again every Refresh and whenever its Node says
+// so, until ctx ends. With Share it runs while this replica is elected: it starts from
+// the shared result (so nothing regresses to unknown while it reads again) and
+// publishes what it reads.
+func (d *Discoverer) probe(ctx context.Context) {
+	queue := workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](2*time.Second, d.cfg.Refresh),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "sysctl-placement-configz"})
+	limiter := rate.NewLimiter(rate.Limit(d.cfg.QPS), d.cfg.Burst)
+	keys := d.informer.GetStore().ListKeys()
+	d.mu.Lock()
+	d.queue = queue
+	d.pending = map[string]bool{}
+	inherited := d.cfg.Share != nil && d.sharedResult != nil && d.sharedResult.Complete
+	if !inherited {
+		for _, name := range keys {
+			d.pending[name] = true
+		}
+	}
+	if d.cfg.Share != nil {
+		d.allowlists = maps.Clone(d.shared)
+		if d.allowlists == nil {
+			d.allowlists = map[string]Allowlist{}
+		}
+		d.leaderComplete = inherited
+		d.dirty = true
+	}
+	d.mu.Unlock()
+	for _, name := range keys {
+		queue.Add(name)
+	}
+	if d.cfg.Share != nil {
+		d.cfg.Logger.WithField("nodes", len(keys)).Info("discovery: elected; reading every kubelet for all replicas")
+		d.cfg.Metrics.setLeader(true)
+		defer d.cfg.Metrics.setLeader(false)
+	}
+	d.checkFirstPass()
+
+	var wg sync.WaitGroup
+	for range d.cfg.Workers {
+		wg.Go(func() {
+			for d.probeNext(ctx, queue, limiter) {
+			}
+		})
+	}
+	defer func() {
+		queue.ShutDown()
+		wg.Wait()
+		d.mu.Lock()
+		d.queue = nil
+		d.mu.Unlock()
+	}()
+	refresh := time.NewTicker(d.cfg.Refresh)
+	defer refresh.Stop()
+	var publish <-chan time.Time
+	if d.cfg.Share != nil {
+		t := time.NewTicker(d.cfg.Share.PublishInterval)
+		defer t.Stop()
+		publish = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-refresh.C:
+			for _, name := range d.informer.GetStore().ListKeys() {
+				queue.Add(name)
+			}
+		case <-publish:
+			d.publish(ctx)
+		}
+	}
+}
+
 // probeNext reads one kubelet; false once the queue shuts down.
-func (d *Discoverer) probeNext(ctx context.Context) bool {
-	name, shutdown := d.queue.Get()
+func (d *Discoverer) probeNext(ctx context.Context, queue workqueue.TypedRateLimitingInterface[string], limiter *rate.Limiter) bool {
+	name, shutdown := queue.Get()
 	if shutdown {
 		return false
 	}
-	defer d.queue.Done(name)
+	defer queue.Done(name)
 	obj, exists, err := d.informer.GetStore().GetByKey(name)
 	if err != nil || !exists {
-		d.queue.Forget(name)
+		queue.Forget(name)
 		return true
 	}
 	node := obj.(*corev1.Node)
-	if err := d.limiter.Wait(ctx); err != nil {
+	if err := limiter.Wait(ctx); err != nil {
 		return true // ctx ended
 	}
 	patterns, err := d.cfg.Prober.Probe(ctx, node)
+	if ctx.Err() != nil {
+		return true // leadership or the process ended: the read may be cut short
+	}
 	d.cfg.Metrics.observeProbe(err)
 	d.mu.Lock()
 	prev := d.allowlists[name]
@@ -260,7 +377,9 @@ func (d *Discoverer) probeNext(ctx context.Context) bool {
 		d.allowlists[name] = prev
 	} else {
 		d.allowlists[name] = Allowlist{Known: true, Patterns: patterns}
+		d.readAt[name] = time.Now()
 	}
+	d.dirty = true
 	d.donePendingLocked(name)
 	d.mu.Unlock()
 	if err != nil {
@@ -269,11 +388,9 @@ func (d *Discoverer) probeNext(ctx context.Context) bool {
 		} else {
 			d.cfg.Logger.WithError(err).WithField("node", name).Warn("could not read the kubelet's /configz; its pool allows only what its other nodes allow")
 		}
-		if ctx.Err() == nil {
-			d.queue.AddRateLimited(name)
-		}
+		queue.AddRateLimited(name)
 	} else {
-		d.queue.Forget(name)
+		queue.Forget(name)
 	}
 	d.signal()
 	d.checkFirstPass()
@@ -287,6 +404,16 @@ func (d *Discoverer) donePendingLocked(name string) {
 func (d *Discoverer) checkFirstPass() {
 	d.mu.Lock()
 	empty := d.pending != nil && len(d.pending) == 0
+	if empty && d.cfg.Share != nil {
+		// Sharing: replicas (this one too) are ready once they read a complete result;
+		// the next publish marks it so.
+		if !d.leaderComplete {
+			d.leaderComplete, d.dirty = true, true
+			d.cfg.Logger.Info("discovery: read every kubelet once; publishing a complete result")
+		}
+		d.mu.Unlock()
+		return
+	}
 	d.mu.Unlock()
 	if empty && !d.done.Load() {
 		// Publish the complete first result before reporting ready.
@@ -294,6 +421,72 @@ func (d *Discoverer) checkFirstPass() {
 		if d.done.CompareAndSwap(false, true) {
 			close(d.firstPass)
 			d.cfg.Logger.Info("discovery finished its first pass")
+		}
+	}
+}
+
+// publish writes the probe results to the shared ConfigMap when they changed since the
+// last write (or the ConfigMap is gone). A failed write is tried again at the next tick.
+func (d *Discoverer) publish(ctx context.Context) {
+	share := d.cfg.Share
+	var current *corev1.ConfigMap
+	if obj, ok, _ := d.sharedInformer.GetStore().GetByKey(share.Namespace + "/" + share.Name); ok {
+		current, _ = obj.(*corev1.ConfigMap)
+	}
+	d.mu.Lock()
+	if !d.dirty && current != nil {
+		d.mu.Unlock()
+		return
+	}
+	d.dirty = false
+	allowlists, readAt := maps.Clone(d.allowlists), maps.Clone(d.readAt)
+	complete := d.leaderComplete
+	d.mu.Unlock()
+	res := encodeShared(cachedNodes(d.informer.GetStore()), d.cfg.PoolLabel, allowlists, readAt, share.Identity, complete, time.Now())
+	if err := writeShared(ctx, d.cfg.Client, share, current, res); err != nil {
+		if ctx.Err() == nil {
+			d.cfg.Logger.WithError(err).Warn("discovery: could not publish the shared result; trying again")
+		}
+		d.mu.Lock()
+		d.dirty = true
+		d.mu.Unlock()
+		return
+	}
+	d.cfg.Metrics.observePublish()
+}
+
+// sharedChanged takes in the shared result as the ConfigMap informer has it now. A
+// replica is ready once it has read a complete one; a missing or unreadable one leaves
+// the last allowlists in force (like unreachable kubelets), and the elected replica
+// writes it again.
+func (d *Discoverer) sharedChanged() {
+	share := d.cfg.Share
+	obj, exists, _ := d.sharedInformer.GetStore().GetByKey(share.Namespace + "/" + share.Name)
+	cm, _ := obj.(*corev1.ConfigMap)
+	if !exists || cm == nil {
+		d.mu.Lock()
+		d.sharedResult, d.dirty = nil, true
+		d.mu.Unlock()
+		return
+	}
+	res, err := parseShared(cm)
+	if err != nil {
+		d.cfg.Logger.WithError(err).Error("discovery: ignoring the shared result")
+		d.mu.Lock()
+		d.dirty = true
+		d.mu.Unlock()
+		return
+	}
+	d.mu.Lock()
+	d.sharedResult, d.shared = res, res.decode()
+	d.mu.Unlock()
+	d.cfg.Metrics.observeShared(res.PublishedAt.Time)
+	d.signal()
+	if res.Complete && d.synced.Load() && !d.done.Load() {
+		d.rebuild()
+		if d.done.CompareAndSwap(false, true) {
+			close(d.firstPass)
+			d.cfg.Logger.WithFields(logrus.Fields{"leader": res.Leader, "publishedAt": res.PublishedAt.String()}).Info("discovery: read the shared result; ready")
 		}
 	}
 }
@@ -312,11 +505,17 @@ func (d *Discoverer) allowlist(n *corev1.Node) Allowlist {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.cfg.Share != nil {
+		// A node the shared result does not name is not read yet: its pool allows only
+		// what its read nodes allow, and nothing if it has none.
+		return d.shared[n.Name]
+	}
 	return d.allowlists[n.Name]
 }
 
-// FirstPassDone reports whether every node present at start-up has been read once
-// (successfully or not) and the result published: until then the webhook is not ready.
+// FirstPassDone reports whether the webhook may be ready: every node present at
+// start-up has been read once (successfully or not) and the result published, or, with
+// Share, a complete shared result has been read.
 func (d *Discoverer) FirstPassDone() bool { return d.done.Load() }
 
 // WaitForFirstPass blocks until FirstPassDone or ctx ends.

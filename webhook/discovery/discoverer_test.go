@@ -79,12 +79,20 @@ type discoveryFixture struct {
 
 func startDiscovery(t *testing.T, prober Prober, nodes ...*corev1.Node) *discoveryFixture {
 	t.Helper()
-	f := &discoveryFixture{client: fake.NewClientset()}
+	client := fake.NewClientset()
 	for _, n := range nodes {
-		if _, err := f.client.CoreV1().Nodes().Create(t.Context(), n, metav1.CreateOptions{}); err != nil {
+		if _, err := client.CoreV1().Nodes().Create(t.Context(), n, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return startReplica(t, client, Config{Prober: prober})
+}
+
+// startReplica runs a Discoverer with cfg (its client, pool label, source, publisher
+// and batch filled in) feeding a Combiner, and waits until it is ready.
+func startReplica(t *testing.T, client *fake.Clientset, cfg Config) *discoveryFixture {
+	t.Helper()
+	f := &discoveryFixture{client: client}
 	combiner, err := NewCombiner(CombinerConfig{Sink: &recordingSink{}})
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +106,8 @@ func startDiscovery(t *testing.T, prober Prober, nodes ...*corev1.Node) *discove
 		t.Fatal(err)
 	}
 	f.combiner.Set(static)
-	f.disc, err = New(Config{Client: f.client, PoolLabel: testLabel, Source: SourceConfigz, Prober: prober, Publisher: f.combiner, Batch: time.Millisecond})
+	cfg.Client, cfg.PoolLabel, cfg.Source, cfg.Publisher, cfg.Batch = client, testLabel, SourceConfigz, f.combiner, time.Millisecond
+	f.disc, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -14,6 +15,10 @@ type Metrics struct {
 	problems  *prometheus.GaugeVec
 	nodes     prometheus.Gauge
 	probes    *prometheus.CounterVec
+	// leader, published and sharedAt concern the shared result (ShareConfig).
+	leader    prometheus.Gauge
+	published prometheus.Counter
+	sharedAt  prometheus.Gauge
 }
 
 // NewMetrics registers discovery's metrics on reg.
@@ -40,7 +45,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Reads of kubelets' /configz, by result (success, failure).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.pools, m.poolNodes, m.problems, m.nodes, m.probes)
+	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sysctl_placement_discovery_leader",
+		Help: "1 while this replica is the one reading every kubelet and publishing the shared result.",
+	})
+	m.published = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sysctl_placement_discovery_shared_writes_total",
+		Help: "Writes of the shared discovery result (ConfigMap " + SharedName + ") by this replica.",
+	})
+	m.sharedAt = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sysctl_placement_discovery_shared_published_timestamp_seconds",
+		Help: "When the shared discovery result this replica uses was published (Unix time); time() minus it is its age, which grows when no replica leads.",
+	})
+	reg.MustRegister(m.pools, m.poolNodes, m.problems, m.nodes, m.probes, m.leader, m.published, m.sharedAt)
 	return m
 }
 
@@ -86,6 +103,31 @@ func (m *Metrics) observeProbe(err error) {
 		return
 	}
 	m.probes.WithLabelValues("success").Inc()
+}
+
+func (m *Metrics) setLeader(leading bool) {
+	if m == nil {
+		return
+	}
+	if leading {
+		m.leader.Set(1)
+	} else {
+		m.leader.Set(0)
+	}
+}
+
+func (m *Metrics) observePublish() {
+	if m == nil {
+		return
+	}
+	m.published.Inc()
+}
+
+func (m *Metrics) observeShared(at time.Time) {
+	if m == nil {
+		return
+	}
+	m.sharedAt.Set(float64(at.UnixNano()) / 1e9)
 }
 
 func (m *Metrics) observeNodes(n int) {

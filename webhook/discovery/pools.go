@@ -384,7 +384,9 @@ func poolAllowlist(nodes []*corev1.Node, opts GroupOptions, problems []Problem) 
 		sort.Strings(unreachable)
 		problems = append(problems, Problem{ProblemKubeletUnreachable, abbreviate(unreachable)})
 	}
-	if len(unknown) > 0 && len(unknown) < len(nodes) && len(unreachable) == 0 {
+	// A node not read yet (no kubelet answered for it, nor did the shared result name
+	// it) counts for nothing: a pool of only such nodes allows no unsafe sysctl.
+	if len(unknown) > 0 && len(unreachable) == 0 {
 		problems = append(problems, Problem{ProblemKubeletUnreachable, "not read yet: " + abbreviate(unknown)})
 	}
 	for _, p := range slices.Sorted(maps.Keys(invalid)) {

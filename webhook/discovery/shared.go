@@ -1,0 +1,218 @@
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// SharedName is the ConfigMap, in the webhook's namespace, in which the elected replica
+// publishes what the kubelets allow for every replica.
+const SharedName = "sysctl-placement-discovery"
+
+// SharedKey is the ConfigMap data key holding the SharedResult as JSON.
+const SharedKey = "allowlists.json"
+
+// ShareConfig makes one elected replica read every kubelet and publish the result in
+// one ConfigMap that every replica watches, instead of each replica reading every
+// kubelet: a replica is ready as soon as it has read that object (its start-up no
+// longer grows with the node count), and the kubelets, and the TokenReviews and
+// SubjectAccessReviews they send the API server, see one prober however many replicas
+// run.
+type ShareConfig struct {
+	// Namespace holds the ConfigMap (required): the webhook's own namespace.
+	Namespace string
+	// Name of the ConfigMap. Default SharedName.
+	Name string
+	// Identity of this replica, written into the result it publishes (required).
+	Identity string
+	// Elect runs lead while this replica is the elected one and competes again after
+	// that, until ctx ends; lead returns when its context ends (required; serve passes
+	// the audit Events' Lease election, on a Lease of its own).
+	Elect func(ctx context.Context, lead func(context.Context)) error
+	// PublishInterval is the least time between two writes of the ConfigMap, so a pass
+	// over 5,000 kubelets costs a few dozen writes, not 5,000. Default 2s.
+	PublishInterval time.Duration
+}
+
+func (c *ShareConfig) defaults() error {
+	switch {
+	case c.Namespace == "":
+		return errors.New("discovery: sharing needs the webhook's namespace (--leader-election-namespace)")
+	case c.Identity == "":
+		return errors.New("discovery: sharing needs this replica's identity")
+	case c.Elect == nil:
+		return errors.New("discovery: sharing needs a leader election")
+	}
+	if c.Name == "" {
+		c.Name = SharedName
+	}
+	if c.PublishInterval <= 0 {
+		c.PublishInterval = 2 * time.Second
+	}
+	return nil
+}
+
+// SharedResult is what the elected replica publishes: every kubelet's allowlist as
+// last read, grouped by pool. Only probe results are shared; taints, versions and the
+// grouping itself come from each replica's own Node cache, so every replica computes
+// the pools, their disagreements and their problems with the same code as without
+// sharing, and a node the result does not name is a node not read yet.
+type SharedResult struct {
+	// Leader is the identity of the replica that published it.
+	Leader string `json:"leader"`
+	// Complete: every node present when the publishing replica started leading has
+	// been read once (successfully or not). Replicas are ready once they see it.
+	Complete bool `json:"complete"`
+	// PublishedAt is when it was written.
+	PublishedAt metav1.Time `json:"publishedAt"`
+	// Pools are keyed by pool label value ("" for nodes without the label).
+	Pools map[string]SharedPool `json:"pools"`
+}
+
+// SharedPool is what the kubelets of one pool allow.
+type SharedPool struct {
+	// ReadAt is the last successful read of a kubelet of the pool.
+	ReadAt *metav1.Time `json:"readAt,omitempty"`
+	// Allowlists group the pool's nodes by what their kubelets allow (normally one
+	// group: nodes of a pool are alike), so 5,000 nodes take about 150 kB.
+	Allowlists []SharedAllowlist `json:"allowlists,omitempty"`
+	// Unreachable maps each node whose last read failed to the error; one with a
+	// last known allowlist is also in Allowlists.
+	Unreachable map[string]string `json:"unreachable,omitempty"`
+}
+
+// SharedAllowlist is the nodes whose kubelets allow the same patterns.
+type SharedAllowlist struct {
+	Patterns []string `json:"patterns"`
+	Nodes    []string `json:"nodes"`
+}
+
+// encodeShared builds the result from the per-node allowlists and the nodes' pool
+// labels. Nodes the cache no longer holds are left out.
+func encodeShared(nodes []*corev1.Node, poolLabel string, allowlists map[string]Allowlist, readAt map[string]time.Time, leader string, complete bool, now time.Time) SharedResult {
+	res := SharedResult{Leader: leader, Complete: complete, PublishedAt: metav1.NewTime(now), Pools: map[string]SharedPool{}}
+	groups := map[string]map[string][]string{} // pool → patterns key → nodes
+	for _, n := range nodes {
+		al, ok := allowlists[n.Name]
+		if !ok {
+			continue
+		}
+		pool := n.Labels[poolLabel]
+		sp := res.Pools[pool]
+		if al.Err != nil {
+			if sp.Unreachable == nil {
+				sp.Unreachable = map[string]string{}
+			}
+			sp.Unreachable[n.Name] = al.Err.Error()
+		}
+		if al.Known {
+			if groups[pool] == nil {
+				groups[pool] = map[string][]string{}
+			}
+			key := strings.Join(al.Patterns, "\x00")
+			groups[pool][key] = append(groups[pool][key], n.Name)
+		}
+		if t, ok := readAt[n.Name]; ok && (sp.ReadAt == nil || sp.ReadAt.Time.Before(t)) {
+			mt := metav1.NewTime(t)
+			sp.ReadAt = &mt
+		}
+		res.Pools[pool] = sp
+	}
+	for pool, byKey := range groups {
+		sp := res.Pools[pool]
+		for _, key := range slices.Sorted(maps.Keys(byKey)) {
+			patterns := []string{}
+			if key != "" {
+				patterns = strings.Split(key, "\x00")
+			}
+			sp.Allowlists = append(sp.Allowlists, SharedAllowlist{Patterns: patterns, Nodes: slices.Sorted(slices.Values(byKey[key]))})
+		}
+		res.Pools[pool] = sp
+	}
+	return res
+}
+
+// decode returns the per-node allowlists the result holds.
+func (r *SharedResult) decode() map[string]Allowlist {
+	out := map[string]Allowlist{}
+	for _, sp := range r.Pools {
+		for _, al := range sp.Allowlists {
+			for _, n := range al.Nodes {
+				out[n] = Allowlist{Known: true, Patterns: al.Patterns}
+			}
+		}
+		for n, msg := range sp.Unreachable {
+			al := out[n]
+			al.Err = errors.New(msg)
+			out[n] = al
+		}
+	}
+	return out
+}
+
+// parseShared reads the result out of the ConfigMap.
+func parseShared(cm *corev1.ConfigMap) (*SharedResult, error) {
+	data, ok := cm.Data[SharedKey]
+	if !ok {
+		return nil, fmt.Errorf("ConfigMap %s/%s has no %s: delete it, the elected replica writes it again", cm.Namespace, cm.Name, SharedKey)
+	}
+	var res SharedResult
+	if err := json.Unmarshal([]byte(data), &res); err != nil {
+		return nil, fmt.Errorf("ConfigMap %s/%s: %s is not a discovery result (%v): delete it, the elected replica writes it again", cm.Namespace, cm.Name, SharedKey, err)
+	}
+	return &res, nil
+}
+
+// newSharedInformer watches the one ConfigMap (RBAC: get, list, watch on that name).
+func newSharedInformer(client kubernetes.Interface, cfg *ShareConfig) (informers.SharedInformerFactory, cache.SharedIndexInformer) {
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithNamespace(cfg.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", cfg.Name).String()
+		}))
+	return factory, factory.Core().V1().ConfigMaps().Informer()
+}
+
+// writeShared creates or updates the ConfigMap with res. A conflict (another replica
+// that still thinks it leads) is returned; the caller writes again at its next tick.
+func writeShared(ctx context.Context, client kubernetes.Interface, cfg *ShareConfig, current *corev1.ConfigMap, res SharedResult) error {
+	data, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	if current == nil {
+		cm := &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: cfg.Name, Namespace: cfg.Namespace, Labels: map[string]string{"app.kubernetes.io/name": "sysctl-placement"}},
+			Data:       map[string]string{SharedKey: string(data)},
+		}
+		_, err = client.CoreV1().ConfigMaps(cfg.Namespace).Create(ctx, cm, metav1.CreateOptions{})
+		if apierrors.IsForbidden(err) {
+			return fmt.Errorf("could not create ConfigMap %s/%s (grant create on configmaps in that namespace, deploy/base/rbac.yaml): %w", cfg.Namespace, cfg.Name, err)
+		}
+		return err
+	}
+	cm := current.DeepCopy()
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
+	}
+	cm.Data[SharedKey] = string(data)
+	_, err = client.CoreV1().ConfigMaps(cfg.Namespace).Update(ctx, cm, metav1.UpdateOptions{})
+	if apierrors.IsForbidden(err) {
+		return fmt.Errorf("could not update ConfigMap %s/%s (grant update on it, deploy/base/rbac.yaml): %w", cfg.Namespace, cfg.Name, err)
+	}
+	return err
+}
