@@ -392,7 +392,10 @@ func (d *Discoverer) probeNext(ctx context.Context, queue workqueue.TypedRateLim
 	} else {
 		queue.Forget(name)
 	}
-	d.signal()
+	if d.cfg.Share == nil {
+		// Sharing, the pools change when the published result comes back.
+		d.signal()
+	}
 	d.checkFirstPass()
 	return true
 }
