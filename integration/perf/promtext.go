@@ -17,6 +17,28 @@ func HistogramTotals(text, name string) (sum, count float64) {
 	return h.Sum, h.Count
 }
 
+// MetricSum adds up every sample of the metric name (every label set) in a Prometheus
+// text exposition.
+func MetricSum(text, name string) float64 {
+	var sum float64
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), name)
+		if !ok || line == "" || (line[0] != '{' && line[0] != ' ') {
+			continue // another metric with this prefix
+		}
+		fields := strings.Fields(line[strings.LastIndexByte(line, '}')+1:])
+		if len(fields) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(fields[0], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
 // FindProcess returns the pid of a process whose command line contains every one of
 // parts, or 0.
 func FindProcess(parts ...string) int {

@@ -50,10 +50,6 @@ import (
 	"github.com/sysctl-placement/sysctl-placement/integration/perf"
 )
 
-// annotationEnabled opts a namespace in (scheduling.AnnotationEnabled; the integration
-// module does not import the main module).
-const annotationEnabled = "sysctl-placement.io/enabled"
-
 // perfNamespace is the opted-in namespace the load's pods are created in.
 const perfNamespace = "perf"
 
@@ -226,7 +222,7 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		defer c.Stop()
 		if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-			Name: perfNamespace, Annotations: map[string]string{annotationEnabled: "true"},
+			Name: perfNamespace, Annotations: map[string]string{perf.AnnotationEnabled: "true"},
 		}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("could not create the opted-in namespace %s: %w", perfNamespace, err)
 		}
@@ -428,7 +424,7 @@ func namespacesRun(ctx context.Context, o options, c *cluster.Cluster, running *
 	}
 	fmt.Printf("creating %d namespaces\n", o.namespaces)
 	started := time.Now()
-	if err := createNamespaces(ctx, cs, o.namespaces); err != nil {
+	if err := perf.CreateNamespaces(ctx, cs, o.namespaces); err != nil {
 		return nil, err
 	}
 	run := &perf.NamespacesRun{Count: o.namespaces, CreateTime: time.Since(started)}
@@ -467,57 +463,6 @@ func namespacesRun(ctx context.Context, o options, c *cluster.Cluster, running *
 		run.Starts = append(run.Starts, start)
 	}
 	return run, nil
-}
-
-// createNamespaces creates n namespaces like a multi-tenant cluster's: team and
-// environment labels, the kubectl last-applied annotation, and one in ten opted in.
-func createNamespaces(ctx context.Context, cs kubernetes.Interface, n int) error {
-	const workers = 16
-	names := make(chan int)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := range names {
-				name := fmt.Sprintf("perf-ns-%05d", i)
-				ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-					Name:   name,
-					Labels: map[string]string{"team": fmt.Sprintf("team-%02d", i%50), "environment": []string{"dev", "staging", "prod"}[i%3]},
-					Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": fmt.Sprintf(
-						`{"apiVersion":"v1","kind":"Namespace","metadata":{"annotations":{},"labels":{"environment":"%s","team":"team-%02d"},"name":"%s"}}`,
-						[]string{"dev", "staging", "prod"}[i%3], i%50, name)},
-				}}
-				if i%10 == 0 {
-					ns.Annotations[annotationEnabled] = "true"
-				}
-				if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-					errs <- fmt.Errorf("could not create namespace %s: %w", name, err)
-					return
-				}
-			}
-		})
-	}
-	var err error
-feed:
-	for i := range n {
-		select {
-		case names <- i:
-		case err = <-errs:
-			break feed
-		case <-ctx.Done():
-			err = ctx.Err()
-			break feed
-		}
-	}
-	close(names)
-	wg.Wait()
-	if err == nil {
-		select {
-		case err = <-errs:
-		default:
-		}
-	}
-	return err
 }
 
 func printResult(rep int, r perf.LoadResult) {

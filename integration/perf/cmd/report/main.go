@@ -45,18 +45,19 @@ func main() {
 	out := flag.String("out", "", "markdown file to write (required)")
 	repo := flag.String("repo", "..", "repository root, for the commit")
 	podCreatePath := flag.String("podcreate", "", "JSON written by perf/cmd/podcreate (optional: the end-to-end section)")
+	fleetPath := flag.String("fleet", "", "JSON written by perf/cmd/fleet (optional: the discovery-at-scale section)")
 	flag.Parse()
 	if *benchPath == "" || *loadPath == "" || *out == "" {
 		fmt.Fprintln(os.Stderr, "report: -bench, -load and -out are required; `go tool task bench` passes them")
 		os.Exit(2)
 	}
-	if err := run(*benchPath, *loadPath, *podCreatePath, *out, *repo); err != nil {
+	if err := run(*benchPath, *loadPath, *podCreatePath, *fleetPath, *out, *repo); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
 }
 
-func run(benchPath, loadPath, podCreatePath, out, repo string) error {
+func run(benchPath, loadPath, podCreatePath, fleetPath, out, repo string) error {
 	bf, err := os.Open(benchPath)
 	if err != nil {
 		return fmt.Errorf("could not read the benchmark output: %w", err)
@@ -78,7 +79,11 @@ func run(benchPath, loadPath, podCreatePath, out, repo string) error {
 	if err != nil {
 		return err
 	}
-	doc := render(machineOf(repo), benches, &load, podCreate)
+	fleet, err := readFleet(fleetPath)
+	if err != nil {
+		return err
+	}
+	doc := render(machineOf(repo), benches, &load, podCreate, fleet)
 	if err := os.WriteFile(out, []byte(doc), 0o644); err != nil {
 		return err
 	}
@@ -178,7 +183,7 @@ func parseBench(r io.Reader) ([]*benchmark, error) {
 }
 
 // render writes the whole document.
-func render(m machine, benches []*benchmark, load *perf.Results, podCreate *perf.PodCreateResults) string {
+func render(m machine, benches []*benchmark, load *perf.Results, podCreate *perf.PodCreateResults, fleet *perf.FleetResult) string {
 	var w strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
 
@@ -195,7 +200,7 @@ func render(m machine, benches []*benchmark, load *perf.Results, podCreate *perf
 
 	p("## Targets\n\n")
 	p("| target | measured (median) | met |\n|---|---|---|\n")
-	for _, t := range append(targets(benches, load), podCreateTargets(podCreate)...) {
+	for _, t := range append(append(targets(benches, load), podCreateTargets(podCreate)...), fleetTargets(fleet)...) {
 		p("| %s | %s | %s |\n", t.name, t.measured, t.verdict)
 	}
 	p("\n")
@@ -217,6 +222,7 @@ func render(m machine, benches []*benchmark, load *perf.Results, podCreate *perf
 	renderLoad(&w, load)
 	renderMemory(&w, load)
 	renderPodCreate(&w, podCreate)
+	renderFleet(&w, fleet)
 	renderProfile(&w)
 
 	p("## How it is measured\n\n")

@@ -24,19 +24,28 @@ var ratioTargetRates = []float64{10, 25}
 
 // readPodCreate reads perf/cmd/podcreate's JSON; no path, no section.
 func readPodCreate(path string) (*perf.PodCreateResults, error) {
+	r, err := readOptional[perf.PodCreateResults](path, "perf/cmd/podcreate")
+	if err != nil || r == nil {
+		return r, err
+	}
+	if len(r.Arms) == 0 {
+		return nil, fmt.Errorf("%s has no arms: it is from before podcreate ran at fixed rates; rerun it", path)
+	}
+	return r, nil
+}
+
+// readOptional reads the JSON that the command what wrote to path; no path, nil.
+func readOptional[T any](path, what string) (*T, error) {
 	if path == "" {
 		return nil, nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("could not read the pod-create results: %w", err)
+		return nil, fmt.Errorf("could not read the results of %s: %w", what, err)
 	}
-	var r perf.PodCreateResults
+	var r T
 	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("%s is not the JSON of perf/cmd/podcreate: %w", path, err)
-	}
-	if len(r.Arms) == 0 {
-		return nil, fmt.Errorf("%s has no arms: it is from before podcreate ran at fixed rates; rerun it", path)
+		return nil, fmt.Errorf("%s is not the JSON of %s: %w", path, what, err)
 	}
 	return &r, nil
 }
