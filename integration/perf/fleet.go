@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -293,6 +294,14 @@ func RunFleet(ctx context.Context, c *cluster.Cluster, o FleetOptions) (*FleetRe
 		res.RSS, res.HWM = append(res.RSS, s.RSS), append(res.HWM, s.HWM)
 	}
 	logf("RSS of the replicas (MiB): %v; peaks: %v", mibs(res.RSS), mibs(res.HWM))
+	for _, r := range replicas {
+		var vals []string
+		for _, m := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines"} {
+			v, _ := scrape(ctx, plain, r.metricsURL, m)
+			vals = append(vals, fmt.Sprintf("%s=%.1f", strings.TrimPrefix(m, "go_memstats_"), v/(1<<20)))
+		}
+		logf("%s: %v (MiB; goroutines /2^20)", r.name, vals)
+	}
 
 	// Restart a replica that is not the elected one.
 	victim := len(replicas) - 1
