@@ -255,6 +255,27 @@ func RunFleet(ctx context.Context, c *cluster.Cluster, o FleetOptions) (*FleetRe
 	}
 	logf("%d replicas: %.1f probes/s, %.1f TokenReviews/s, %.1f SubjectAccessReviews/s", o.Replicas, res.AllReplicas.ProbesPerSecond, res.AllReplicas.TokenReviewsPerSecond, res.AllReplicas.SubjectAccessReviewsPerSecond)
 
+	// Memory while the elected replica reads kubelets, before any admission load.
+	for _, r := range replicas {
+		s, err := ReadProc(r.proc.Pid())
+		if err != nil {
+			return nil, err
+		}
+		res.RSS, res.HWM = append(res.RSS, s.RSS), append(res.HWM, s.HWM)
+	}
+	logf("RSS of the replicas (MiB): %v; peaks: %v", mibs(res.RSS), mibs(res.HWM))
+	for _, r := range replicas {
+		var vals []string
+		for _, m := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines"} {
+			v, _ := scrape(ctx, plain, r.metricsURL, m)
+			if strings.HasSuffix(m, "_bytes") {
+				v /= 1 << 20
+			}
+			vals = append(vals, fmt.Sprintf("%s=%.1f", strings.TrimPrefix(m, "go_memstats_"), v))
+		}
+		logf("%s: %v (bytes in MiB)", r.name, vals)
+	}
+
 	// Admission load on the elected replica while it reads kubelets (a full pass takes
 	// Nodes/QPS; with Refresh shorter than that it never stops).
 	leader := replicas[0]
@@ -285,23 +306,6 @@ func RunFleet(ctx context.Context, c *cluster.Cluster, o FleetOptions) (*FleetRe
 	res.Admission.LoadAverage, _ = LoadAverage()
 	logf("admission on the elected replica (%s) during %d probes: p50 %s, p99 %s, %d errors of %d; load average %.1f",
 		leader.name, res.ProbesDuringLoad, res.Admission.P50, res.Admission.P99, res.Admission.Errors, res.Admission.Requests, res.Admission.LoadAverage)
-
-	for _, r := range replicas {
-		s, err := ReadProc(r.proc.Pid())
-		if err != nil {
-			return nil, err
-		}
-		res.RSS, res.HWM = append(res.RSS, s.RSS), append(res.HWM, s.HWM)
-	}
-	logf("RSS of the replicas (MiB): %v; peaks: %v", mibs(res.RSS), mibs(res.HWM))
-	for _, r := range replicas {
-		var vals []string
-		for _, m := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines"} {
-			v, _ := scrape(ctx, plain, r.metricsURL, m)
-			vals = append(vals, fmt.Sprintf("%s=%.1f", strings.TrimPrefix(m, "go_memstats_"), v/(1<<20)))
-		}
-		logf("%s: %v (MiB; goroutines /2^20)", r.name, vals)
-	}
 
 	// Restart a replica that is not the elected one.
 	victim := len(replicas) - 1

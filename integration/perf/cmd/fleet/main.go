@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -33,6 +34,7 @@ func main() {
 	var o perf.FleetOptions
 	out := flag.String("out", "", "write the results as JSON to this file (required)")
 	keep := flag.Bool("keep", false, "keep the work directory (component and replica logs)")
+	section := flag.String("section", "", "also write the markdown section perf/cmd/report renders from the JSON to this file")
 	flag.IntVar(&o.Nodes, "nodes", 5000, "Nodes, each with its own /configz listener")
 	flag.IntVar(&o.Pools, "pools", 50, "pools the Nodes are spread over")
 	flag.IntVar(&o.Namespaces, "namespaces", 5000, "namespaces (one in ten opted in)")
@@ -49,13 +51,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, o, *out, *keep); err != nil {
+	if err := run(ctx, o, *out, *section, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "fleet:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, o perf.FleetOptions, out string, keep bool) error {
+func run(ctx context.Context, o perf.FleetOptions, out, section string, keep bool) error {
 	work, err := os.MkdirTemp("", "sysctl-placement-fleet-")
 	if err != nil {
 		return err
@@ -81,5 +83,13 @@ func run(ctx context.Context, o perf.FleetOptions, out string, keep bool) error 
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(out, data, 0o644)
+	if err := os.WriteFile(out, data, 0o644); err != nil {
+		return err
+	}
+	if section == "" {
+		return nil
+	}
+	var md strings.Builder
+	perf.WriteFleetSection(&md, res)
+	return os.WriteFile(section, []byte(md.String()), 0o644)
 }
