@@ -35,6 +35,7 @@ func main() {
 	out := flag.String("out", "", "write the results as JSON to this file (required)")
 	keep := flag.Bool("keep", false, "keep the work directory (component and replica logs)")
 	section := flag.String("section", "", "also write the markdown section perf/cmd/report renders from the JSON to this file")
+	from := flag.String("from", "", "do not run: read this JSON of an earlier run and write -section from it")
 	flag.IntVar(&o.Nodes, "nodes", 5000, "Nodes, each with its own /configz listener")
 	flag.IntVar(&o.Pools, "pools", 50, "pools the Nodes are spread over")
 	flag.IntVar(&o.Namespaces, "namespaces", 5000, "namespaces (one in ten opted in)")
@@ -45,6 +46,13 @@ func main() {
 	flag.IntVar(&o.LoadRate, "load-rate", 100, "admissions/s sent to the elected replica while it reads kubelets")
 	flag.DurationVar(&o.LoadDuration, "load-duration", 20*time.Second, "how long")
 	flag.Parse()
+	if *from != "" {
+		if err := rerender(*from, *section); err != nil {
+			fmt.Fprintln(os.Stderr, "fleet:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *out == "" {
 		fmt.Fprintln(os.Stderr, "fleet: -out is required: the JSON file perf/cmd/report reads")
 		os.Exit(2)
@@ -86,6 +94,25 @@ func run(ctx context.Context, o perf.FleetOptions, out, section string, keep boo
 	if err := os.WriteFile(out, data, 0o644); err != nil {
 		return err
 	}
+	return writeSection(res, section)
+}
+
+func rerender(from, section string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	var res perf.FleetResult
+	if err := json.Unmarshal(data, &res); err != nil {
+		return fmt.Errorf("%s is not the JSON of perf/cmd/fleet: %w", from, err)
+	}
+	if section == "" {
+		return fmt.Errorf("-from needs -section: the file to write")
+	}
+	return writeSection(&res, section)
+}
+
+func writeSection(res *perf.FleetResult, section string) error {
 	if section == "" {
 		return nil
 	}
