@@ -53,6 +53,8 @@ func TestServeAsTheShippedServiceAccountWithExactlyTheShippedRBACPlacesADeployme
 		{Verb: "create", Group: "events.k8s.io", Resource: "events", Namespace: ns},
 		{Verb: "get", Resource: "nodes", Subresource: "configz", Name: "any"},
 		{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement"},
+		{Verb: "watch", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
+		{Verb: "update", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
 	}
 	denied := []authorizationv1.ResourceAttributes{
 		{Verb: "get", Resource: "secrets", Namespace: "sysctl-placement"},
@@ -64,6 +66,8 @@ func TestServeAsTheShippedServiceAccountWithExactlyTheShippedRBACPlacesADeployme
 		{Verb: "get", Resource: "nodes", Subresource: "proxy", Name: "any"},
 		{Verb: "create", Resource: "pods", Subresource: "exec", Namespace: ns},
 		{Verb: "list", Resource: "configmaps"},
+		{Verb: "update", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-config"},
+		{Verb: "watch", Resource: "configmaps", Namespace: "sysctl-placement"},
 		{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations"},
 		{Verb: "escalate", Group: "rbac.authorization.k8s.io", Resource: "clusterroles"},
 		{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system"},
