@@ -28,13 +28,14 @@ func fleetTargets(f *perf.FleetResult) []target {
 	ready.name = fmt.Sprintf("discovery at scale (%d nodes): a joining or restarted replica is ready ≤ %s after start", f.Nodes, maxFleetReady)
 	ready.measured = fmt.Sprintf("%.1f s (slowest of %d)", perf.FleetReady(f).Seconds(), len(f.FollowerReady)+1)
 	ready.verdict = verdict(perf.FleetReady(f) <= maxFleetReady)
-	var worst uint64
-	for _, r := range f.RSS {
-		worst = max(worst, r)
+	// Judged on the peak (VmHWM), not only the RSS when sampled: a limit is hit at the peak.
+	var worst, peak uint64
+	for i := range f.RSS {
+		worst, peak = max(worst, f.RSS[i]), max(peak, f.HWM[i])
 	}
-	rss.name = fmt.Sprintf("discovery at scale (%d nodes, %d namespaces): RSS of each replica < 96 MiB", f.Nodes, f.Namespaces)
-	rss.measured = fmt.Sprintf("%.1f MiB (largest of %d)", float64(worst)/(1<<20), len(f.RSS))
-	rss.verdict = verdict(worst < maxFleetRSS)
+	rss.name = fmt.Sprintf("discovery at scale (%d nodes, %d namespaces): RSS of each replica < 96 MiB, peak included", f.Nodes, f.Namespaces)
+	rss.measured = fmt.Sprintf("%.1f MiB, peak %.1f MiB (largest of %d)", float64(worst)/(1<<20), float64(peak)/(1<<20), len(f.RSS))
+	rss.verdict = verdict(peak < maxFleetRSS)
 	return []target{ready, rss}
 }
 
