@@ -13,9 +13,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
 )
@@ -154,8 +156,19 @@ func RunFleet(ctx context.Context, c *cluster.Cluster, o FleetOptions) (*FleetRe
 		if err != nil {
 			return fmt.Errorf("could not create node %s: %w", names[i], err)
 		}
-		n.Status = farm.FarmNodeStatus(i, "v1.37.2", "6.8.0")
-		if _, err := nodes.UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		// The node lifecycle controller may write the new Node (its taints) first: on a
+		// conflict, post the status again on the latest version.
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			n.Status = farm.FarmNodeStatus(i, "v1.37.2", "6.8.0")
+			_, err := nodes.UpdateStatus(ctx, n, metav1.UpdateOptions{})
+			if apierrors.IsConflict(err) {
+				if latest, getErr := nodes.Get(ctx, names[i], metav1.GetOptions{}); getErr == nil {
+					n = latest
+				}
+			}
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("could not post the status of node %s: %w", names[i], err)
 		}
 		return nil
