@@ -23,6 +23,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	mathrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -138,14 +139,24 @@ func nodeIP() (string, error) {
 	return ip.String(), nil
 }
 
-// freePort asks the kernel for a port that is free on ip.
+// freePort finds a port that is free on ip, below the kernel's ephemeral range
+// (32768 and up on Linux). A port the kernel hands out for ":0" is closed again
+// before the kubelet binds it, and in that gap any outgoing connection from this
+// address — a discovery probe, the API server calling a kubelet — may take it as its
+// source port: seen as "bind: address already in use" in a CI run with several
+// clusters at once. Below the ephemeral range only another listener can collide.
 func freePort(ip string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		return 0, err
+	const lowest, highest = 20000, 32767
+	var err error
+	for range 100 {
+		port := lowest + mathrand.IntN(highest-lowest+1)
+		var l net.Listener
+		if l, err = net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port))); err == nil {
+			l.Close()
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no free port on %s between %d and %d: %w", ip, lowest, highest, err)
 }
 
 // kubeletRoot returns the node's kubelet root directory. It is not in the work
