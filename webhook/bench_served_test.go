@@ -26,7 +26,7 @@ func servedEnv(b *testing.B) testEnv {
 	}
 	l := logrus.New()
 	l.Out = io.Discard
-	l.Formatter = &logrus.JSONFormatter{}
+	l.Formatter = JSONFormatter{}
 	log := l.WithField("version", "bench")
 	reg := prometheus.NewRegistry()
 	cfg := Config{

@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+
+	"github.com/sysctl-placement/sysctl-placement/webhook"
 )
 
 // globalOptions are the flags every command takes: how to reach the cluster, as
@@ -49,7 +51,8 @@ func (g *globalOptions) setUpLogging(out io.Writer) error {
 	if g.logFormat == "text" {
 		l.Formatter = &logrus.TextFormatter{FullTimestamp: true}
 	} else {
-		l.Formatter = &logrus.JSONFormatter{}
+		// logrus's JSON, written without reflection: serve writes a line per admission.
+		l.Formatter = webhook.JSONFormatter{}
 	}
 	g.logger = l
 	klog.SetLogger(newKlogLogger(l))
