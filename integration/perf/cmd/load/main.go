@@ -28,7 +28,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -365,7 +364,7 @@ func measure(ctx context.Context, s perf.Scenario, t *server, reviews []perf.Rev
 	var profiled sync.WaitGroup
 	if profile != "" {
 		profiled.Go(func() {
-			if err := saveProfile(ctx, t.pprof, max(1, int(s.Duration.Seconds())-1), profile); err != nil {
+			if err := perf.SaveProfile(ctx, t.pprof, max(1, int(s.Duration.Seconds())-1), profile); err != nil {
 				fmt.Fprintln(os.Stderr, "load: no CPU profile:", err)
 			}
 		})
@@ -380,35 +379,6 @@ func measure(ctx context.Context, s perf.Scenario, t *server, reviews []perf.Rev
 	}
 	res.LoadAverage, _ = perf.LoadAverage()
 	return res, nil
-}
-
-// saveProfile fetches a CPU profile of seconds from a pprof endpoint into path.
-func saveProfile(ctx context.Context, url string, seconds int, path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s?seconds=%d", url, seconds), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	fmt.Println("CPU profile of serve saved to", path)
-	return f.Close()
 }
 
 // namespacesRun creates o.namespaces namespaces, reads the running serve's memory,

@@ -16,6 +16,13 @@
 // before the next run. Around each run it reads the API server's admission metrics
 // and the CPU time of kube-apiserver and serve.
 //
+// The pods name a scheduler that does not run (unscheduledScheduler): they stay
+// Pending, unbound, so neither kube-scheduler nor the hollow kubelets work during a
+// run, and the arms differ only in what admits the pods. What the webhook and the
+// policy add (nodeSelector, toleration) is the same for any schedulerName; the
+// scheduler reads it only later. Bound pods would also not fit: 50 pods/s for a
+// minute is 3,000 pods, and the ipc pool holds 110 per node.
+//
 // Run it from integration/ after `go tool task control-plane`; `go tool task bench`
 // runs it and perf/cmd/report reads its JSON:
 //
@@ -65,6 +72,7 @@ type options struct {
 	repeat   int
 	settle   time.Duration
 	keep     bool
+	profile  string
 }
 
 func main() {
@@ -79,6 +87,7 @@ func main() {
 	flag.IntVar(&o.repeat, "repeat", 1, "how many times every (rate, arm) runs")
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "wait before each run, after the previous namespace is gone")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (component and webhook logs)")
+	flag.StringVar(&o.profile, "profile", "", "if set, start serve with --profiling and save CPU profiles of serve and kube-apiserver during the first run of each arm at each rate in this directory")
 	flag.Parse()
 	var err error
 	if o.rates, err = parseRates(rates); err == nil {
@@ -151,7 +160,7 @@ func run(ctx context.Context, o options) error {
 	}
 	// Production logging (JSON at info level, one line per admission), not the
 	// harness's --development text at debug level.
-	wh, err := c.StartWebhook(ctx, cluster.WebhookOptions{ExtraArgs: []string{"--development=false"}})
+	wh, err := c.StartWebhook(ctx, cluster.WebhookOptions{ExtraArgs: []string{"--development=false", fmt.Sprintf("--profiling=%t", o.profile != "")}})
 	if err != nil {
 		return fmt.Errorf("could not start the webhook: %w", err)
 	}
@@ -186,7 +195,11 @@ func run(ctx context.Context, o options) error {
 				if err := a.set(ctx, arm); err != nil {
 					return fmt.Errorf("could not set up arm %s: %w", arm, err)
 				}
-				r, err := measure(ctx, client, o, rep, arm, rate, a.probeWants(arm), observe)
+				var profile string
+				if o.profile != "" && rep == 1 {
+					profile = filepath.Join(o.profile, fmt.Sprintf("%%s-%s-%g.pprof", arm, rate))
+				}
+				r, err := measure(ctx, client, o, rep, arm, rate, a.probeWants(arm), observe, profile)
 				if err != nil {
 					return err
 				}
@@ -393,11 +406,16 @@ func createNamespace(ctx context.Context, client kubernetes.Interface, name stri
 	return nil
 }
 
+// unscheduledScheduler is the schedulerName of every pod podcreate creates: no
+// scheduler runs by that name, so the pods stay Pending (see the package comment).
+const unscheduledScheduler = "podcreate-unscheduled"
+
 // sysctlPod asks for kernel.shmmax and kernel.sem, like a database's pod.
 func sysctlPod(name string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "podcreate"}},
 		Spec: corev1.PodSpec{
+			SchedulerName: unscheduledScheduler,
 			SecurityContext: &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{
 				{Name: "kernel.shmmax", Value: "68719476736"},
 				{Name: "kernel.sem", Value: "250 32000 100 128"},
@@ -408,8 +426,10 @@ func sysctlPod(name string) *corev1.Pod {
 }
 
 // measure creates pods in a fresh namespace at rate pods/s for o.duration, each sent
-// at its scheduled time whatever the earlier ones are doing, then deletes them.
-func measure(ctx context.Context, client kubernetes.Interface, o options, rep int, arm string, rate float64, wantPlaced bool, observe observer) (perf.PodCreateRun, error) {
+// at its scheduled time whatever the earlier ones are doing, then deletes them. When
+// profile is set, it saves CPU profiles of serve and kube-apiserver for the length
+// of the run there (%s in it is the process).
+func measure(ctx context.Context, client kubernetes.Interface, o options, rep int, arm string, rate float64, wantPlaced bool, observe observer, profile string) (perf.PodCreateRun, error) {
 	r := perf.PodCreateRun{Repeat: rep, Arm: arm, Rate: rate, Namespace: fmt.Sprintf("podcreate-%d-%s-%g", rep, arm, rate)}
 	if err := createNamespace(ctx, client, r.Namespace, true); err != nil {
 		return r, err
@@ -436,6 +456,25 @@ func measure(ctx context.Context, client kubernetes.Interface, o options, rep in
 		wg        sync.WaitGroup
 	)
 	before := observe.sample(ctx)
+	var profiled sync.WaitGroup
+	if profile != "" {
+		seconds := max(1, int(o.duration.Seconds()))
+		profiled.Go(func() {
+			if err := perf.SaveProfile(ctx, observe.wh.MetricsURL+"/debug/pprof/profile", seconds, fmt.Sprintf(profile, "serve")); err != nil {
+				fmt.Fprintln(os.Stderr, "podcreate: no CPU profile of serve:", err)
+			}
+		})
+		profiled.Go(func() {
+			// The API server serves pprof to an admin (--profiling defaults to true).
+			b, err := client.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", strconv.Itoa(seconds)).DoRaw(ctx)
+			if err == nil {
+				err = os.WriteFile(fmt.Sprintf(profile, "kube-apiserver"), b, 0o644)
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "podcreate: no CPU profile of kube-apiserver:", err)
+			}
+		})
+	}
 	start := time.Now()
 	for i := range n {
 		scheduled := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
@@ -468,6 +507,7 @@ func measure(ctx context.Context, client kubernetes.Interface, o options, rep in
 	}
 	wg.Wait()
 	r.Took = time.Since(start)
+	profiled.Wait()
 	observe.sample(ctx).since(before, &r)
 	r.Latencies = perf.Percentiles(latencies)
 	r.LoadAverage, _ = perf.LoadAverage()
