@@ -51,6 +51,11 @@ type serveOptions struct {
 	// before this one stops accepting.
 	shutdownDelay time.Duration
 	resync        time.Duration
+	// kubeAPIQPS and kubeAPIBurst rate-limit serve's own API calls (client-go's
+	// defaults, 5 and 10, would hold the audit Events, one per placed pod, to 5 a
+	// second: a scale-up of 500 pods would be audited over 100 seconds).
+	kubeAPIQPS   float32
+	kubeAPIBurst int
 	// events configures the audit Events (see auditevents.go).
 	events auditEventsOptions
 	// discovery says how to reach kubelets when the config has a discovery section.
@@ -69,6 +74,8 @@ func (o *serveOptions) validate() error {
 		return usageError("--shutdown-grace must be positive")
 	case o.shutdownDelay < 0:
 		return usageError("--shutdown-delay must not be negative")
+	case o.kubeAPIQPS <= 0 || o.kubeAPIBurst < 1:
+		return usageError("--kube-api-qps and --kube-api-burst must be positive")
 	}
 	return o.discovery.validate()
 }
@@ -104,6 +111,7 @@ as kubectl loads it.`,
 			if err != nil {
 				return err
 			}
+			restConfig.QPS, restConfig.Burst = o.kubeAPIQPS, o.kubeAPIBurst
 			return serve(cmd.Context(), o, restConfig, logger.WithField("version", currentBuild().Version))
 		},
 	}
@@ -120,6 +128,8 @@ as kubectl loads it.`,
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 20*time.Second, "how long in-flight requests may take after SIGTERM")
 	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, how long /readyz answers 503 and connections are closed after each response before the listener closes (lets Service endpoints drop this replica)")
 	fs.DurationVar(&o.resync, "resync", 10*time.Minute, "informer resync period")
+	fs.Float32Var(&o.kubeAPIQPS, "kube-api-qps", 50, "most requests per second to the API server (the admission path makes none; mostly the audit Events, one per placed pod)")
+	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 100, "requests to the API server allowed at once above --kube-api-qps")
 	o.events.addFlags(fs)
 	o.discovery.addFlags(fs)
 	return cmd

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,5 +58,28 @@ func TestDrainWaitsForTheDelayOrAServerError(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("drain did not return on a server error")
+	}
+}
+
+// TestServeRateLimitsItsAPICallsByFlags: serve's own API calls (mostly the audit
+// Events, one per placed pod) are limited by --kube-api-qps and --kube-api-burst,
+// 50 and 100 by default instead of client-go's 5 and 10, and a limit that could never
+// let a call through is refused before anything starts.
+func TestServeRateLimitsItsAPICallsByFlags(t *testing.T) {
+	cmd := newServeCommand(&globalOptions{}, streams{out: io.Discard, errOut: io.Discard})
+	if err := cmd.ParseFlags(nil); err != nil {
+		t.Fatal(err)
+	}
+	qps, _ := cmd.Flags().GetFloat32("kube-api-qps")
+	burst, _ := cmd.Flags().GetInt("kube-api-burst")
+	if qps != 50 || burst != 100 {
+		t.Errorf("defaults: --kube-api-qps %v --kube-api-burst %d, want 50 and 100", qps, burst)
+	}
+	required := []string{"serve", "--config", "c.yaml", "--tls-cert-file", "tls.crt", "--tls-private-key-file", "tls.key"}
+	for _, bad := range []string{"--kube-api-qps=0", "--kube-api-burst=0", "--kube-api-qps=-1"} {
+		code, _, errOut := runCommand(t, "", append(required, bad)...)
+		if code == 0 || !strings.Contains(errOut, "--kube-api-qps and --kube-api-burst must be positive") {
+			t.Errorf("%s: exit %d, stderr %q", bad, code, errOut)
+		}
 	}
 }
