@@ -64,6 +64,9 @@ type PodCreateRun struct {
 	// (kubewebhook's review_duration_seconds, mutating and validating).
 	ServeReviews    int           `json:"serveReviews"`
 	ServeReviewMean time.Duration `json:"serveReviewMean"`
+	// ServeEvents are the audit Events serve recorded during the run
+	// (sysctl_placement_events_recorded_total): one SysctlPlaced per placed pod.
+	ServeEvents int `json:"serveEvents"`
 	// ServeCPU and APIServerCPU are the CPU time (utime+stime) serve and kube-apiserver
 	// used during the run; zero when the process was not found.
 	ServeCPU     time.Duration `json:"serveCPU"`

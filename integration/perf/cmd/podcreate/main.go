@@ -211,10 +211,10 @@ func run(ctx context.Context, o options) error {
 				fmt.Printf("#%d %-7s %3.0f pods/s: %d sent, %d created, %d errors, %d placed in %s (send lag max %s): p50 %s p99 %s max %s  load avg %.1f\n",
 					r.Repeat, r.Arm, r.Rate, r.Sent, r.Created, r.Errors, r.Placed, r.Took.Round(time.Millisecond), r.MaxSendLag.Round(time.Microsecond),
 					r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond), r.LoadAverage)
-				fmt.Printf("    API server: webhook calls %.0f (p99 %s, mean %s), policy %.0f (p99 %s, mean %s); serve reviews %d (mean %s); CPU serve %s, kube-apiserver %s\n",
+				fmt.Printf("    API server: webhook calls %.0f (p99 %s, mean %s), policy %.0f (p99 %s, mean %s); serve reviews %d (mean %s), Events %d; CPU serve %s, kube-apiserver %s\n",
 					r.Webhook.Count, seconds(r.Webhook.Quantile(0.99)), seconds(r.Webhook.Mean()),
 					r.Policy.Count, seconds(r.Policy.Quantile(0.99)), seconds(r.Policy.Mean()),
-					r.ServeReviews, r.ServeReviewMean.Round(time.Microsecond), r.ServeCPU.Round(time.Millisecond), r.APIServerCPU.Round(time.Millisecond))
+					r.ServeReviews, r.ServeReviewMean.Round(time.Microsecond), r.ServeEvents, r.ServeCPU.Round(time.Millisecond), r.APIServerCPU.Round(time.Millisecond))
 				if r.ErrorExample != "" {
 					fmt.Println("    e.g.", r.ErrorExample)
 				}
@@ -547,6 +547,7 @@ type observer struct {
 type sample struct {
 	webhook, policy        perf.Histogram
 	reviewSum, reviews     float64
+	events                 float64
 	serveCPU, apiServerCPU time.Duration
 }
 
@@ -564,6 +565,7 @@ func (o observer) sample(ctx context.Context) sample {
 			sum, n := perf.HistogramTotals(text, "kubewebhook_"+kind+"_webhook_review_duration_seconds")
 			s.reviewSum, s.reviews = s.reviewSum+sum, s.reviews+n
 		}
+		s.events = perf.MetricSum(text, "sysctl_placement_events_recorded_total")
 	}
 	if pid := perf.FindProcess("sysctl-placement", "serve", strings.TrimPrefix(o.wh.URL, "https://")); pid > 0 {
 		if p, err := perf.ReadProc(pid); err == nil {
@@ -588,6 +590,7 @@ func (s sample) since(before sample, r *perf.PodCreateRun) {
 		r.ServeReviews = int(n)
 		r.ServeReviewMean = time.Duration((s.reviewSum - before.reviewSum) / n * float64(time.Second))
 	}
+	r.ServeEvents = int(s.events - before.events)
 	if before.serveCPU > 0 {
 		r.ServeCPU = s.serveCPU - before.serveCPU
 	}

@@ -205,8 +205,9 @@ func renderPodCreate(w io.Writer, pc *perf.PodCreateResults) {
 	p("which runs for every request the API server admits, pods or not, with or without a policy),\n")
 	p("p99 interpolated in the API server's buckets (5 ms, 25 ms, 100 ms, …, so a p99 under 5 ms reads as a fraction\n")
 	p("of 5 ms) and the exact mean; serve's own mean review (kubewebhook's `review_duration_seconds`); CPU time\n")
-	p("(`/proc`, around each run) of kube-apiserver and serve per created pod.\n\n")
-	p("| rate | arm | webhook calls per pod | webhook call | MutatingAdmissionPolicy plugin (every request) | serve review mean | kube-apiserver CPU per pod | serve CPU per pod |\n|---|---|---|---|---|---|---|---|\n")
+	p("(`/proc`, around each run) of kube-apiserver and serve per created pod; and the audit Events serve recorded\n")
+	p("during the run per created pod (one `SysctlPlaced` per placed pod when they keep up).\n\n")
+	p("| rate | arm | webhook calls per pod | webhook call | MutatingAdmissionPolicy plugin (every request) | serve review mean | kube-apiserver CPU per pod | serve CPU per pod | Events per pod |\n|---|---|---|---|---|---|---|---|---|\n")
 	eachCell(pc, func(rate float64, arm string, runs []perf.PodCreateRun, d summarize) {
 		perPod := func(cpu func(perf.PodCreateRun) float64) perf.Summary {
 			return d(func(r perf.PodCreateRun) float64 { return cpu(r) / float64(max(1, r.Created)) })
@@ -218,13 +219,14 @@ func renderPodCreate(w io.Writer, pc *perf.PodCreateResults) {
 			return "p99 " + triple(d(func(r perf.PodCreateRun) float64 { return h(r).Quantile(0.99) * 1e9 }), fmtMs) + "; mean " +
 				triple(d(func(r perf.PodCreateRun) float64 { return h(r).Mean() * 1e9 }), fmtMs)
 		}
-		p("| %g/s | %s | %s | %s | %s | %s | %s | %s |\n", rate, arm,
+		p("| %g/s | %s | %s | %s | %s | %s | %s | %s | %s |\n", rate, arm,
 			triple(d(func(r perf.PodCreateRun) float64 { return r.Webhook.Count / float64(max(1, r.Created)) }), fmt2),
 			hist(func(r perf.PodCreateRun) perf.Histogram { return r.Webhook }),
 			hist(func(r perf.PodCreateRun) perf.Histogram { return r.Policy }),
 			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.ServeReviewMean) }), fmtMs),
 			triple(perPod(func(r perf.PodCreateRun) float64 { return float64(r.APIServerCPU) }), fmtMs),
-			triple(perPod(func(r perf.PodCreateRun) float64 { return float64(r.ServeCPU) }), fmtMs))
+			triple(perPod(func(r perf.PodCreateRun) float64 { return float64(r.ServeCPU) }), fmtMs),
+			triple(perPod(func(r perf.PodCreateRun) float64 { return float64(r.ServeEvents) }), fmt2))
 	})
 	p("\n")
 	for _, n := range pc.Notes {
