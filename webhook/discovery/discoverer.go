@@ -12,7 +12,6 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
@@ -109,10 +108,8 @@ func (c *Config) defaults() error {
 // from that ConfigMap's informer, so all of them place pods alike.
 type Discoverer struct {
 	cfg      Config
-	factory  informers.SharedInformerFactory
 	informer cache.SharedIndexInformer
-	// sharedFactory and sharedInformer watch the shared result (nil without Share).
-	sharedFactory  informers.SharedInformerFactory
+	// sharedInformer watches the shared result (nil without Share).
 	sharedInformer cache.SharedIndexInformer
 	regroup        chan struct{}
 
@@ -143,17 +140,19 @@ func New(cfg Config) (*Discoverer, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	factory := informers.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.Resync, informers.WithTransform(TrimNode))
+	informer, err := nodeInformer(cfg.Client, cfg.Resync)
+	if err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
+	}
 	d := &Discoverer{
 		cfg:        cfg,
-		factory:    factory,
-		informer:   factory.Core().V1().Nodes().Informer(),
+		informer:   informer,
 		regroup:    make(chan struct{}, 1),
 		allowlists: map[string]Allowlist{},
 		readAt:     map[string]time.Time{},
 		firstPass:  make(chan struct{}),
 	}
-	_, err := d.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, err = d.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if n, ok := obj.(*corev1.Node); ok {
 				d.nodeChanged(nil, n)
@@ -186,7 +185,7 @@ func New(cfg Config) (*Discoverer, error) {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
 	if cfg.Share != nil {
-		d.sharedFactory, d.sharedInformer = newSharedInformer(cfg.Client, cfg.Share)
+		d.sharedInformer = newSharedInformer(cfg.Client, cfg.Share)
 		changed := func(any) { d.sharedChanged() }
 		_, err := d.sharedInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc: changed, DeleteFunc: changed,
@@ -222,12 +221,13 @@ func (d *Discoverer) signal() {
 // Run starts the informers, the probe workers (with Share, only while this replica is
 // elected) and the periodic refresh, and blocks until ctx ends.
 func (d *Discoverer) Run(ctx context.Context) error {
-	d.factory.Start(ctx.Done())
-	defer d.factory.Shutdown()
+	running := []cache.SharedIndexInformer{d.informer}
+	if d.cfg.Share != nil {
+		running = append(running, d.sharedInformer)
+	}
+	defer startInformers(ctx, running...)()
 	synced := []cache.InformerSynced{d.informer.HasSynced}
 	if d.cfg.Share != nil {
-		d.sharedFactory.Start(ctx.Done())
-		defer d.sharedFactory.Shutdown()
 		synced = append(synced, d.sharedInformer.HasSynced)
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {

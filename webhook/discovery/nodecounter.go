@@ -6,7 +6,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
@@ -16,7 +15,6 @@ import (
 // place, a mistyped label) is reported as with discovery: logged once when it appears,
 // the sysctl_placement_pool_nodes gauge, and `pools`. It discovers no pool.
 type NodeCounter struct {
-	factory   informers.SharedInformerFactory
 	informer  cache.SharedIndexInformer
 	publisher Publisher
 	batch     time.Duration
@@ -28,15 +26,17 @@ func NewNodeCounter(client kubernetes.Interface, publisher Publisher) (*NodeCoun
 	if client == nil || publisher == nil {
 		return nil, fmt.Errorf("node counter: a Kubernetes client and a publisher are required")
 	}
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(TrimNode))
+	informer, err := nodeInformer(client, 0)
+	if err != nil {
+		return nil, fmt.Errorf("node counter: %w", err)
+	}
 	n := &NodeCounter{
-		factory:   factory,
-		informer:  factory.Core().V1().Nodes().Informer(),
+		informer:  informer,
 		publisher: publisher,
 		batch:     100 * time.Millisecond,
 		changed:   make(chan struct{}, 1),
 	}
-	_, err := n.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, err = n.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) { n.signal() },
 		UpdateFunc: func(oldObj, obj any) {
 			old, ok1 := oldObj.(*corev1.Node)
@@ -63,8 +63,7 @@ func (n *NodeCounter) signal() {
 // Run publishes the nodes after the first list and after each change (batched), until
 // ctx ends.
 func (n *NodeCounter) Run(ctx context.Context) error {
-	n.factory.Start(ctx.Done())
-	defer n.factory.Shutdown()
+	defer startInformers(ctx, n.informer)()
 	if !cache.WaitForCacheSync(ctx.Done(), n.informer.HasSynced) {
 		return nil // ctx ended
 	}

@@ -1,9 +1,13 @@
 package discovery
 
 import (
+	"context"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -159,4 +163,30 @@ func (i *interner) intern(s string) string {
 		i.strings[s] = s
 	}
 	return s
+}
+
+// nodeInformer is a Node informer whose objects are trimmed by TrimNode. Informers are
+// built one by one, never through informers.SharedInformerFactory: the factory can
+// build an informer for every resource of the API, so it links every typed client
+// and lister into the binary.
+func nodeInformer(client kubernetes.Interface, resync time.Duration) (cache.SharedIndexInformer, error) {
+	informer := coreinformers.NewNodeInformer(client, resync, cache.Indexers{})
+	if err := informer.SetTransform(TrimNode); err != nil {
+		return nil, err
+	}
+	return informer, nil
+}
+
+// startInformers runs the informers until ctx ends or the returned stop is called;
+// stop returns once they have all stopped.
+func startInformers(ctx context.Context, informers ...cache.SharedIndexInformer) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, informer := range informers {
+		wg.Go(func() { informer.RunWithContext(ctx) })
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
 }

@@ -14,7 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
@@ -178,13 +178,10 @@ func parseShared(cm *corev1.ConfigMap) (*SharedResult, error) {
 }
 
 // newSharedInformer watches the one ConfigMap (RBAC: get, list, watch on that name).
-func newSharedInformer(client kubernetes.Interface, cfg *ShareConfig) (informers.SharedInformerFactory, cache.SharedIndexInformer) {
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
-		informers.WithNamespace(cfg.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", cfg.Name).String()
-		}))
-	return factory, factory.Core().V1().ConfigMaps().Informer()
+func newSharedInformer(client kubernetes.Interface, cfg *ShareConfig) cache.SharedIndexInformer {
+	return coreinformers.NewFilteredConfigMapInformer(client, cfg.Namespace, 0, cache.Indexers{}, func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", cfg.Name).String()
+	})
 }
 
 // writeShared creates or updates the ConfigMap with res. A conflict (another replica
