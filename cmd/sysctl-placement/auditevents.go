@@ -67,7 +67,7 @@ type auditEvents struct {
 }
 
 func newAuditEvents(o auditEventsOptions, restConfig *rest.Config, registry prometheus.Registerer, log *logrus.Entry) (*auditEvents, error) {
-	client, err := kubernetes.NewForConfig(restConfig)
+	client, err := newKubeClient(restConfig)
 	if err != nil {
 		return nil, fmt.Errorf("could not build a Kubernetes client: %w", err)
 	}

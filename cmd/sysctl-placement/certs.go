@@ -121,7 +121,7 @@ func runCerts(ctx context.Context, g *globalOptions, o *certsOptions, stdout io.
 	if err != nil {
 		return fmt.Errorf("%w (or use --write-dir for local files)", err)
 	}
-	client, err := kubernetes.NewForConfig(restConfig)
+	client, err := newKubeClient(restConfig)
 	if err != nil {
 		return fmt.Errorf("could not build a Kubernetes client: %w", err)
 	}

@@ -67,7 +67,7 @@ func (o *discoveryOptions) newDiscoverer(d *scheduling.Discovery, restConfig *re
 	if d == nil {
 		return nil, nil
 	}
-	client, err := kubernetes.NewForConfig(restConfig)
+	client, err := newKubeClient(restConfig)
 	if err != nil {
 		return nil, fmt.Errorf("could not build a Kubernetes client: %w", err)
 	}
@@ -195,7 +195,7 @@ func (o *poolsFlags) loadLikeServe(ctx context.Context, restConfig *rest.Config,
 	if static.Config().Discovery != nil {
 		return o.load(ctx, restConfig, log)
 	}
-	client, err := kubernetes.NewForConfig(restConfig)
+	client, err := newKubeClient(restConfig)
 	if err != nil {
 		return nil, exitError{code: 1, err: fmt.Errorf("could not build a Kubernetes client: %w", err)}
 	}
@@ -252,7 +252,7 @@ func (o *poolsFlags) load(ctx context.Context, restConfig *rest.Config, log logr
 	if disc.AllowlistFrom != scheduling.AllowlistFromConfigz && disc.AllowlistFrom != scheduling.AllowlistFromAnnotation {
 		return nil, usageError("--allowlist-from %q is not supported: use configz or annotation", disc.AllowlistFrom)
 	}
-	client, err := kubernetes.NewForConfig(restConfig)
+	client, err := newKubeClient(restConfig)
 	if err != nil {
 		return nil, exitError{code: 1, err: fmt.Errorf("could not build a Kubernetes client: %w", err)}
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
@@ -185,7 +184,7 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 	if discoverer == nil {
 		// Without discovery, still count each config pool's nodes, so a pool that
 		// matches none is reported (log, sysctl_placement_pool_nodes, pools).
-		client, err := kubernetes.NewForConfig(restConfig)
+		client, err := newKubeClient(restConfig)
 		if err != nil {
 			return fmt.Errorf("could not build a Kubernetes client: %w", err)
 		}
