@@ -6,15 +6,19 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 )
 
-// JSONFormatter writes each log entry as logrus's JSONFormatter (with its defaults)
-// writes it: one JSON object per line with the entry's fields, "level", "msg" and
-// "time" (RFC 3339), keys sorted, an error field as its Error() text, and a field
-// named like one of those keys renamed "fields.<key>". What differs is the cost: it
+// JSONFormatter writes for each log entry the JSON object logrus's JSONFormatter (with
+// its defaults) writes: one object per line with the entry's fields, "level", "msg"
+// and "time" (RFC 3339), keys sorted, an error field as its Error() text, and a field
+// named like one of those keys renamed "fields.<key>" (replacing a field already named
+// so, as logrus does). The same object, not the same bytes: strings are escaped as
+// encoding/json/v2 escapes them, so '<', '>', '&' and U+2028 are written as they are
+// where logrus writes \u003c and the like. What differs is the cost: it
 // appends strings, booleans and numbers itself instead of copying the fields into a
 // second map and encoding it with reflection, so the line `serve` writes for every
 // admission costs about a fifth of logrus's (BenchmarkJSONFormatter). A value of any
@@ -35,21 +39,16 @@ func (JSONFormatter) Format(entry *logrus.Entry) ([]byte, error) {
 	var stack [16]string
 	keys := stack[:0]
 	for k := range entry.Data {
-		keys = append(keys, k)
+		switch {
+		case slices.Contains(logrusKeys, k):
+			keys = append(keys, "fields."+k)
+		case renamedFrom(entry.Data, k) != "":
+			// Replaced by the field renamed to k, as in logrus's prefixFieldClashes.
+		default:
+			keys = append(keys, k)
+		}
 	}
 	keys = append(keys, logrus.FieldKeyLevel, logrus.FieldKeyMsg, logrus.FieldKeyTime)
-	name := func(k string) string { return k }
-	if slices.ContainsFunc(logrusKeys, func(k string) bool { _, ok := entry.Data[k]; return ok }) {
-		name = func(k string) string {
-			if slices.Contains(logrusKeys, k) {
-				return "fields." + k
-			}
-			return k
-		}
-		for i := range len(entry.Data) {
-			keys[i] = name(keys[i])
-		}
-	}
 	slices.Sort(keys)
 
 	var b []byte
@@ -57,8 +56,6 @@ func (JSONFormatter) Format(entry *logrus.Entry) ([]byte, error) {
 		b = entry.Buffer.AvailableBuffer()
 	}
 	b = append(b, '{')
-	// Only the three keys the formatter adds can repeat a renamed field's, so each
-	// key is looked up among the fields by the name it was renamed from.
 	for i, k := range keys {
 		if i > 0 {
 			b = append(b, ',')
@@ -76,8 +73,8 @@ func (JSONFormatter) Format(entry *logrus.Entry) ([]byte, error) {
 			b = append(b, '"')
 		default:
 			field := k
-			if _, ok := entry.Data[k]; !ok {
-				field = k[len("fields."):]
+			if from := renamedFrom(entry.Data, k); from != "" {
+				field = from
 			}
 			var err error
 			if b, err = appendLogValue(b, entry.Data[field]); err != nil {
@@ -91,6 +88,19 @@ func (JSONFormatter) Format(entry *logrus.Entry) ([]byte, error) {
 		return entry.Buffer.Bytes(), nil
 	}
 	return b, nil
+}
+
+// renamedFrom is the field renamed to k ("time" for "fields.time" when the fields
+// have a "time"), or "".
+func renamedFrom(data logrus.Fields, k string) string {
+	from, ok := strings.CutPrefix(k, "fields.")
+	if !ok || !slices.Contains(logrusKeys, from) {
+		return ""
+	}
+	if _, ok := data[from]; !ok {
+		return ""
+	}
+	return from
 }
 
 // appendLogValue appends v as JSON: the types our log lines carry directly, any other

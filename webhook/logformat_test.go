@@ -35,6 +35,9 @@ func TestJSONFormatter(t *testing.T) {
 		"a field named like the formatter's own keys is renamed": {logrus.InfoLevel, "m", logrus.Fields{
 			"msg": "field msg", "level": 3, "time": "then", "logrus_error": "x", "a": "b",
 		}},
+		"a field renamed replaces one already named fields.<key>": {logrus.InfoLevel, "m", logrus.Fields{
+			"msg": "field msg", "fields.msg": "older", "fields.level": "kept", "time": 1,
+		}},
 		"text that must be escaped": {logrus.DebugLevel, "tab\there \"quoted\" <html> & \u2028 \x01 é 🙂", logrus.Fields{
 			"k\"ey": "line\nbreak", "invalid": "\xff\xfe",
 		}},
