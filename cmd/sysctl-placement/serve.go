@@ -73,7 +73,7 @@ func (o *serveOptions) validate() error {
 		return usageError("--shutdown-grace must be positive")
 	case o.shutdownDelay < 0:
 		return usageError("--shutdown-delay must not be negative")
-	case o.kubeAPIQPS <= 0 || o.kubeAPIBurst < 1:
+	case !(o.kubeAPIQPS > 0) || o.kubeAPIBurst < 1: // !(> 0) refuses NaN too
 		return usageError("--kube-api-qps and --kube-api-burst must be positive")
 	}
 	return o.discovery.validate()

@@ -76,7 +76,7 @@ func TestServeRateLimitsItsAPICallsByFlags(t *testing.T) {
 		t.Errorf("defaults: --kube-api-qps %v --kube-api-burst %d, want 50 and 100", qps, burst)
 	}
 	required := []string{"serve", "--config", "c.yaml", "--tls-cert-file", "tls.crt", "--tls-private-key-file", "tls.key"}
-	for _, bad := range []string{"--kube-api-qps=0", "--kube-api-burst=0", "--kube-api-qps=-1"} {
+	for _, bad := range []string{"--kube-api-qps=0", "--kube-api-burst=0", "--kube-api-qps=-1", "--kube-api-qps=NaN"} {
 		code, _, errOut := runCommand(t, "", append(required, bad)...)
 		if code == 0 || !strings.Contains(errOut, "--kube-api-qps and --kube-api-burst must be positive") {
 			t.Errorf("%s: exit %d, stderr %q", bad, code, errOut)
