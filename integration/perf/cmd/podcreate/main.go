@@ -87,7 +87,7 @@ func main() {
 	flag.IntVar(&o.repeat, "repeat", 1, "how many times every (rate, arm) runs")
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "wait before each run, after the previous namespace is gone")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (component and webhook logs)")
-	flag.StringVar(&o.profile, "profile", "", "if set, start serve with --profiling and save CPU profiles of serve and kube-apiserver during the first run of each arm at each rate in this directory")
+	flag.StringVar(&o.profile, "profile", "", "if set, start serve with --profiling and save CPU profiles of serve and kube-apiserver during the first run of each arm at each rate in this directory (at most the first 50s of a run: the API server ends any request after 60s)")
 	flag.Parse()
 	var err error
 	if o.rates, err = parseRates(rates); err == nil {
@@ -136,6 +136,11 @@ func parseArms(s string) ([]string, error) {
 }
 
 func run(ctx context.Context, o options) error {
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return fmt.Errorf("-profile: %w", err)
+		}
+	}
 	work, err := os.MkdirTemp("", "sysctl-placement-podcreate-")
 	if err != nil {
 		return err
@@ -195,9 +200,11 @@ func run(ctx context.Context, o options) error {
 				if err := a.set(ctx, arm); err != nil {
 					return fmt.Errorf("could not set up arm %s: %w", arm, err)
 				}
-				var profile string
+				var profile func(process string) string
 				if o.profile != "" && rep == 1 {
-					profile = filepath.Join(o.profile, fmt.Sprintf("%%s-%s-%g.pprof", arm, rate))
+					profile = func(process string) string {
+						return filepath.Join(o.profile, fmt.Sprintf("%s-%s-%g.pprof", process, arm, rate))
+					}
 				}
 				r, err := measure(ctx, client, o, rep, arm, rate, a.probeWants(arm), observe, profile)
 				if err != nil {
@@ -406,6 +413,10 @@ func createNamespace(ctx context.Context, client kubernetes.Interface, name stri
 	return nil
 }
 
+// maxProfile bounds a CPU profile: kube-apiserver ends a request after 60s
+// (--request-timeout), pprof's included.
+const maxProfile = 50 * time.Second
+
 // unscheduledScheduler is the schedulerName of every pod podcreate creates: no
 // scheduler runs by that name, so the pods stay Pending (see the package comment).
 const unscheduledScheduler = "podcreate-unscheduled"
@@ -428,8 +439,8 @@ func sysctlPod(name string) *corev1.Pod {
 // measure creates pods in a fresh namespace at rate pods/s for o.duration, each sent
 // at its scheduled time whatever the earlier ones are doing, then deletes them. When
 // profile is set, it saves CPU profiles of serve and kube-apiserver for the length
-// of the run there (%s in it is the process).
-func measure(ctx context.Context, client kubernetes.Interface, o options, rep int, arm string, rate float64, wantPlaced bool, observe observer, profile string) (perf.PodCreateRun, error) {
+// of the run (at most maxProfile) in the file it names for each process.
+func measure(ctx context.Context, client kubernetes.Interface, o options, rep int, arm string, rate float64, wantPlaced bool, observe observer, profile func(process string) string) (perf.PodCreateRun, error) {
 	r := perf.PodCreateRun{Repeat: rep, Arm: arm, Rate: rate, Namespace: fmt.Sprintf("podcreate-%d-%s-%g", rep, arm, rate)}
 	if err := createNamespace(ctx, client, r.Namespace, true); err != nil {
 		return r, err
@@ -457,10 +468,10 @@ func measure(ctx context.Context, client kubernetes.Interface, o options, rep in
 	)
 	before := observe.sample(ctx)
 	var profiled sync.WaitGroup
-	if profile != "" {
-		seconds := max(1, int(o.duration.Seconds()))
+	if profile != nil {
+		seconds := max(1, int(min(o.duration, maxProfile).Seconds()))
 		profiled.Go(func() {
-			if err := perf.SaveProfile(ctx, observe.wh.MetricsURL+"/debug/pprof/profile", seconds, fmt.Sprintf(profile, "serve")); err != nil {
+			if err := perf.SaveProfile(ctx, observe.wh.MetricsURL+"/debug/pprof/profile", seconds, profile("serve")); err != nil {
 				fmt.Fprintln(os.Stderr, "podcreate: no CPU profile of serve:", err)
 			}
 		})
@@ -468,7 +479,7 @@ func measure(ctx context.Context, client kubernetes.Interface, o options, rep in
 			// The API server serves pprof to an admin (--profiling defaults to true).
 			b, err := client.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", strconv.Itoa(seconds)).DoRaw(ctx)
 			if err == nil {
-				err = os.WriteFile(fmt.Sprintf(profile, "kube-apiserver"), b, 0o644)
+				err = os.WriteFile(profile("kube-apiserver"), b, 0o644)
 			}
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "podcreate: no CPU profile of kube-apiserver:", err)
