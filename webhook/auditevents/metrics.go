@@ -13,6 +13,11 @@ type Metrics struct {
 }
 
 // Causes in sysctl_placement_events_skipped_total and _dropped_total.
+var (
+	skipCauses = []string{SkipAlreadyRecorded, SkipRepeated, SkipPodTooOld, SkipInvalidAudit}
+	dropCauses = []string{DropQueueFull, DropTooManyWorkloads, DropWriteFailed}
+)
+
 const (
 	// SkipAlreadyRecorded: the API server already had the Event (another replica, or
 	// this one before a restart, created it).
@@ -52,6 +57,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.recorded, m.skipped, m.dropped, m.leader)
+	// Every cause is exported at 0 from the start: an alert on
+	// increase(sysctl_placement_events_dropped_total[...]) sees the first drop only if
+	// the series existed before it.
+	for _, cause := range skipCauses {
+		m.skipped.WithLabelValues(cause)
+	}
+	for _, cause := range dropCauses {
+		m.dropped.WithLabelValues(cause)
+	}
 	return m
 }
 
