@@ -1,8 +1,6 @@
 package webhook
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -103,16 +101,13 @@ func renamedFrom(data logrus.Fields, k string) string {
 	return from
 }
 
-// appendLogValue appends v as JSON: the types our log lines carry directly, any other
-// through encoding/json (an error as its text, as logrus writes it).
+// appendLogValue appends v as JSON: an error as its text (as logrus writes it), the
+// other types our log lines carry without reflection, anything else as
+// appendJSONValue (the patch's encoder) writes it.
 func appendLogValue(b []byte, v any) ([]byte, error) {
 	switch v := v.(type) {
-	case string:
-		return appendJSONString(b, v), nil
 	case error:
 		return appendJSONString(b, v.Error()), nil
-	case bool:
-		return strconv.AppendBool(b, v), nil
 	case int:
 		return strconv.AppendInt(b, int64(v), 10), nil
 	case int64:
@@ -130,10 +125,5 @@ func appendLogValue(b []byte, v any) ([]byte, error) {
 		}
 		return append(b, ']'), nil
 	}
-	var out bytes.Buffer
-	enc := json.NewEncoder(&out)
-	if err := enc.Encode(v); err != nil {
-		return b, err
-	}
-	return append(b, bytes.TrimSuffix(out.Bytes(), []byte{'\n'})...), nil
+	return appendJSONValue(b, v)
 }
