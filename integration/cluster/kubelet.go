@@ -144,20 +144,35 @@ func nodeIP() (string, error) {
 // before the kubelet binds it, and in that gap any outgoing connection from this
 // address — a discovery probe, the API server calling a kubelet — may take it as its
 // source port: seen as "bind: address already in use" in a CI run with several
-// clusters at once. Below the ephemeral range only another listener can collide.
+// clusters at once. Below the ephemeral range only another listener can collide —
+// including another kubelet of this process that drew the same port and has not bound
+// it yet (seen in CI too: tests start clusters in parallel), so a port is never handed
+// out twice by one process.
 func freePort(ip string) (int, error) {
 	const lowest, highest = 20000, 32767
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	var err error
 	for range 100 {
 		port := lowest + mathrand.IntN(highest-lowest+1)
+		if handedOut.ports[port] {
+			continue
+		}
 		var l net.Listener
 		if l, err = net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port))); err == nil {
 			l.Close()
+			handedOut.ports[port] = true
 			return port, nil
 		}
 	}
 	return 0, fmt.Errorf("no free port on %s between %d and %d: %w", ip, lowest, highest, err)
 }
+
+// handedOut holds the kubelet ports freePort has given out in this process.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // kubeletRoot returns the node's kubelet root directory. It is not in the work
 // directory: the kubelet puts unix sockets there, whose paths may not be longer than
