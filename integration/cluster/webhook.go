@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -35,31 +34,6 @@ import (
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
-
-var (
-	buildOnce   sync.Once
-	builtBinary string
-	buildErr    error
-)
-
-// WebhookBinary builds the sysctl-placement command from the main module, exactly as
-// a user would install it (its own go.mod, not this module's), once per test process.
-func WebhookBinary() (string, error) {
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sysctl-placement-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBinary = filepath.Join(dir, "sysctl-placement")
-		cmd := exec.Command("go", "build", "-o", builtBinary, "./cmd/sysctl-placement")
-		cmd.Dir = RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("could not build sysctl-placement: %v\n%s", err, out)
-		}
-	})
-	return builtBinary, buildErr
 }
 
 // WebhookOptions configure a `sysctl-placement serve` process.
@@ -103,7 +77,7 @@ type Webhook struct {
 // StartWebhook starts the real serve command with certificates from
 // `sysctl-placement certs --write-dir`, and waits until /readyz answers 200.
 func (c *Cluster) StartWebhook(ctx context.Context, opts WebhookOptions) (*Webhook, error) {
-	bin, err := WebhookBinary()
+	bin, err := SysctlPlacement.Path()
 	if err != nil {
 		return nil, err
 	}

@@ -5,13 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -87,30 +85,6 @@ type auditor struct {
 	calls string
 }
 
-var (
-	execPluginOnce sync.Once
-	execPluginBin  string
-	execPluginErr  error
-)
-
-// execCredentialPlugin builds integration/cmd/exec-credential once per test process.
-func execCredentialPlugin() (string, error) {
-	execPluginOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "exec-credential-")
-		if err != nil {
-			execPluginErr = err
-			return
-		}
-		execPluginBin = filepath.Join(dir, "exec-credential")
-		cmd := exec.Command("go", "build", "-o", execPluginBin, "./cmd/exec-credential")
-		cmd.Dir = filepath.Join(cluster.RepoRoot(), "integration")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			execPluginErr = fmt.Errorf("could not build the exec credential plugin: %v\n%s", err, out)
-		}
-	})
-	return execPluginBin, execPluginErr
-}
-
 // newAuditor applies deploy/audit unchanged, binds its ClusterRole to a new
 // ServiceAccount and writes a kubeconfig whose exec plugin hands out that account's
 // token.
@@ -155,7 +129,7 @@ func newAuditor(ctx context.Context, t *testing.T, c *cluster.Cluster) auditor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plugin, err := execCredentialPlugin()
+	plugin, err := cluster.ExecCredential.Path()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +157,7 @@ func newAuditor(ctx context.Context, t *testing.T, c *cluster.Cluster) auditor {
 // stdout, stderr and exit status.
 func (a auditor) run(ctx context.Context, t testing.TB, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	bin, err := cluster.WebhookBinary()
+	bin, err := cluster.SysctlPlacement.Path()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,7 +407,7 @@ func TestAuditOfALiveCluster(t *testing.T) {
 		}
 	})
 	t.Run("as a kubectl plugin, kubectl sysctl-placement runs plan and completes its commands", func(t *testing.T) {
-		bin, err := cluster.WebhookBinary()
+		bin, err := cluster.SysctlPlacement.Path()
 		if err != nil {
 			t.Fatal(err)
 		}

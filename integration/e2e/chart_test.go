@@ -46,11 +46,15 @@ const chartNamespace = "sysctl-placement"
 // and returns the objects, in the order Helm installs them.
 func helmTemplate(ctx context.Context, t *testing.T, sets ...string) ([]byte, []*unstructured.Unstructured) {
 	t.Helper()
-	args := []string{"run", "./cmd/helm-template", "-n", chartNamespace}
+	bin, err := cluster.HelmTemplate.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-n", chartNamespace}
 	for _, s := range sets {
 		args = append(args, "--set", s)
 	}
-	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = filepath.Join(cluster.RepoRoot(), "deploy", "chartcheck")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -141,7 +145,7 @@ type chartReplica struct {
 
 func startChartReplica(ctx context.Context, t *testing.T, c *cluster.Cluster, objs []*unstructured.Unstructured) *chartReplica {
 	t.Helper()
-	bin, err := cluster.WebhookBinary()
+	bin, err := cluster.SysctlPlacement.Path()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +320,7 @@ func installChart(ctx context.Context, t *testing.T, c *cluster.Cluster, sets ..
 	serverSideApply(ctx, t, c, manifests)
 	job := find(t, objs, "Job", "sysctl-placement-certs")
 	jobSA, _, _ := unstructured.NestedString(job.Object, "spec", "template", "spec", "serviceAccountName")
-	bin, err := cluster.WebhookBinary()
+	bin, err := cluster.SysctlPlacement.Path()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,7 @@ func TestDiscoveryFindsThePoolsFromTheKubeletsAndPlacementFollowsThem(t *testing
 
 	poolsCommand := func(t *testing.T) map[string]discoveredPool {
 		t.Helper()
-		bin, err := cluster.WebhookBinary()
+		bin, err := cluster.SysctlPlacement.Path()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -32,7 +32,11 @@ import (
 // expression).
 func monitoringMetrics(ctx context.Context, t *testing.T) []string {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, "go", "run", "./cmd/monitoring-metrics")
+	bin, err := cluster.MonitoringMetrics.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, bin)
 	cmd.Dir = filepath.Join(cluster.RepoRoot(), "deploy", "chartcheck")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

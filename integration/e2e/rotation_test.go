@@ -83,7 +83,7 @@ func TestTheRunningServerPicksUpARotatedSecretWithoutDroppingRequests(t *testing
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	createSystemNamespace(ctx, t, c)
-	bin, err := cluster.WebhookBinary()
+	bin, err := cluster.SysctlPlacement.Path()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -154,7 +154,7 @@ func TestTheShippedManifestsAreAcceptedAndCertsIsIdempotent(t *testing.T) {
 		}
 	}
 
-	bin, err := cluster.WebhookBinary()
+	bin, err := cluster.SysctlPlacement.Path()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,7 +92,7 @@ pools:
 }
 
 func TestSafeSysctls(t *testing.T) {
-	binary, err := cluster.WebhookBinary()
+	binary, err := cluster.SysctlPlacement.Path()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -188,7 +188,7 @@ func RunFleet(ctx context.Context, c *cluster.Cluster, o FleetOptions) (*FleetRe
 	res.SetupTime = time.Since(setup)
 	logf("created %d nodes in %d pools and %d namespaces in %s", o.Nodes, o.Pools, o.Namespaces+1, res.SetupTime.Round(time.Second))
 
-	bin, err := cluster.WebhookBinary()
+	bin, err := cluster.SysctlPlacement.Path()
 	if err != nil {
 		return nil, err
 	}
