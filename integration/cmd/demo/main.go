@@ -64,36 +64,58 @@ var examples = []struct {
 }
 
 func main() {
-	workDir := flag.String("work-dir", filepath.Join(cluster.RepoRoot(), "integration", ".demo"), "where the kubeconfig and component logs go")
+	o := options{setupTimeout: 3 * time.Minute}
+	flag.StringVar(&o.workDir, "work-dir", filepath.Join(cluster.RepoRoot(), "integration", ".demo"), "where the kubeconfig and component logs go")
 	exit := flag.Bool("exit", false, "stop after the report instead of waiting for Ctrl-C")
 	flag.Parse()
+	o.keepRunning = !*exit
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Stdout, *workDir, !*exit); err != nil {
+	if err := run(ctx, os.Stdout, o); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-// run starts everything, applies the examples and prints the report to out. With
-// keepRunning it then waits until ctx ends.
-func run(ctx context.Context, out io.Writer, workDir string, keepRunning bool) error {
-	if err := os.RemoveAll(workDir); err != nil {
+// options are the demo's settings.
+type options struct {
+	// workDir receives the kubeconfig and the components' logs.
+	workDir string
+	// keepRunning waits for the end of ctx after the report.
+	keepRunning bool
+	// setupTimeout bounds everything from the first kubelet to the report. It starts
+	// after every binary is built: a cold build takes longer than any setup.
+	setupTimeout time.Duration
+}
+
+// run builds what the demo runs, starts everything, applies the examples and prints
+// the report to out. With keepRunning it then waits until ctx ends.
+func run(ctx context.Context, out io.Writer, o options) error {
+	if err := os.RemoveAll(o.workDir); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(workDir, 0o755); err != nil {
+	if err := os.MkdirAll(o.workDir, 0o755); err != nil {
 		return err
 	}
 	step := func(format string, args ...any) { fmt.Fprintf(out, "==> "+format+"\n", args...) }
 
+	// Built before any deadline starts: on a fresh machine this compile alone takes
+	// minutes (a no-op when `go tool task` built it already).
+	step("building sysctl-placement from this checkout (no deadline: cold, this takes a few minutes)")
+	started := time.Now()
+	if _, err := cluster.SysctlPlacement.Path(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "    built in %s\n", time.Since(started).Round(time.Second))
+
 	step("starting etcd, kube-apiserver, kube-controller-manager and kube-scheduler")
-	c, err := cluster.Start(ctx, cluster.Options{WorkDir: workDir})
+	c, err := cluster.Start(ctx, cluster.Options{WorkDir: o.workDir})
 	if err != nil {
 		return err
 	}
 	defer c.Stop()
 
-	setupCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	setupCtx, cancel := context.WithTimeout(ctx, o.setupTimeout)
 	defer cancel()
 	step("adding node pools: a hollow kubelet per node (the real kubelet over a fake container runtime)")
 	pools, err := c.AddPools(setupCtx, cluster.DefaultPools()...)
@@ -151,8 +173,8 @@ func run(ctx context.Context, out io.Writer, workDir string, keepRunning bool) e
 	fmt.Fprintf(out, "\nExplore it with kubectl:\n  export KUBECONFIG=%s\n  %s get pods -n %s -o wide\n  %s get events -n %s\n  %s get pod -n %s -l %s=true -o jsonpath='{..sysctl-placement\\.io/placement}'\n",
 		c.Kubeconfig, filepath.Join(c.BinDir, "kubectl"), demoNamespace, filepath.Join(c.BinDir, "kubectl"), demoNamespace,
 		filepath.Join(c.BinDir, "kubectl"), demoNamespace, labelPlaced)
-	fmt.Fprintf(out, "The webhook's log: %s; the components' logs are in %s.\n", wh.LogFile, workDir)
-	if !keepRunning {
+	fmt.Fprintf(out, "The webhook's log: %s; the components' logs are in %s.\n", wh.LogFile, o.workDir)
+	if !o.keepRunning {
 		return nil
 	}
 	fmt.Fprintln(out, "\nPress Ctrl-C to stop the cluster.")
