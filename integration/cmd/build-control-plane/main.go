@@ -153,7 +153,6 @@ func run(dir, binDir string, force bool) error {
 		}
 	}
 	fmt.Printf("[%s] building %s (%s) from %s@%s\n", localCluster, localCluster, strings.Join(linked, ", "), kubernetes, versions[kubernetes])
-	fmt.Println("      a cold build compiles about 3,000 packages (about 12 minutes of CPU: 6-8 minutes on two idle cores); later builds reuse the Go build cache")
 	if err := build(dir, binDir, localCluster, localClusterPkg, ldflags(versions[kubernetes]), tags); err != nil {
 		return fmt.Errorf("could not build %s: %w", localCluster, err)
 	}
@@ -360,15 +359,23 @@ func ldflags(version string) string {
 	return strings.Join(flags, " ")
 }
 
-// build runs `go build -v` and turns its package list into a running count, so a
-// long compile shows that it is moving. Anything else go prints (errors) is passed
+// build runs `go build -v` and turns its package list into a running count against
+// the number of packages the build cache lacks, with an estimate of the time left, so
+// a long cold compile shows how far it is. Anything else go prints (errors) is passed
 // through as it comes.
 func build(moduleDir, binDir, name, pkg, ldflags string, tags []string) error {
 	out := filepath.Join(binDir, "."+name+".tmp")
-	args := []string{"build", "-v", "-ldflags", ldflags, "-o", out}
+	var tagArgs []string
 	if len(tags) > 0 {
-		args = append(args, "-tags", strings.Join(tags, ","))
+		tagArgs = []string{"-tags", strings.Join(tags, ",")}
 	}
+	total, err := toCompile(moduleDir, pkg, tagArgs)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "      (no estimate of the packages to compile: %v)\n", err)
+	} else {
+		fmt.Printf("      %s: %d packages to compile, the rest are in the build cache\n", name, total)
+	}
+	args := append([]string{"build", "-v", "-ldflags", ldflags, "-o", out}, tagArgs...)
 	cmd := exec.Command("go", append(args, pkg)...)
 	cmd.Dir = moduleDir
 	cmd.Stdout = os.Stdout
@@ -391,8 +398,7 @@ func build(moduleDir, binDir, name, pkg, ldflags string, tags []string) error {
 			case <-done:
 				return
 			case <-ticker.C:
-				fmt.Printf("      still building %s: %s, %d packages compiled so far\n",
-					name, time.Since(started).Round(time.Second), compiled.Load())
+				fmt.Printf("      still building %s: %s\n", name, progress(time.Since(started), int(compiled.Load()), total))
 			}
 		}
 	}()
@@ -406,6 +412,33 @@ func build(moduleDir, binDir, name, pkg, ldflags string, tags []string) error {
 	fmt.Printf("      built %s in %s (%d packages compiled, the rest from the build cache)\n",
 		name, time.Since(started).Round(time.Second), compiled.Load())
 	return os.Rename(out, filepath.Join(binDir, name))
+}
+
+// toCompile counts the packages of pkg's build that are not in the build cache: the
+// ones `go build -v` will name. It reads the go command's own staleness, so a warm
+// cache counts 0 and a cold one counts every dependency, the standard library too.
+func toCompile(moduleDir, pkg string, tagArgs []string) (int, error) {
+	args := append([]string{"list", "-deps", "-f", "{{if .Stale}}{{.ImportPath}}{{end}}"}, tagArgs...)
+	list, err := goOutput(moduleDir, append(args, pkg)...)
+	if err != nil {
+		return 0, err
+	}
+	return len(strings.Fields(list)), nil
+}
+
+// progress is a heartbeat's text: how many packages of about how many are compiled,
+// and the time left at the rate so far (packages differ in size, so it is a guess).
+func progress(elapsed time.Duration, compiled, total int) string {
+	text := fmt.Sprintf("%s, %d", elapsed.Round(time.Second), compiled)
+	if total <= 0 || compiled >= total {
+		return text + " packages compiled so far"
+	}
+	text += fmt.Sprintf(" of about %d packages compiled", total)
+	if compiled == 0 {
+		return text
+	}
+	left := time.Duration(float64(elapsed) * float64(total-compiled) / float64(compiled))
+	return text + fmt.Sprintf(", about %s left", left.Round(time.Minute))
 }
 
 func countPackages(r io.Reader, compiled *atomic.Int64) {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // fakeBinary writes an executable that prints out, as `kube-apiserver --version` or
@@ -53,5 +54,27 @@ func TestAKubectlOnPathIsUsedOnlyWithinOneMinorVersion(t *testing.T) {
 		if got := withinOneMinor(v, "v1.37.2"); got != want {
 			t.Errorf("kubectl %q against v1.37.2: usable %v, want %v", v, got, want)
 		}
+	}
+}
+
+// A cold build shows how far it is: packages done of about how many, and the time
+// left at the rate so far.
+func TestProgress(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		elapsed         time.Duration
+		compiled, total int
+		want            string
+	}{
+		{"a quarter done after 5 minutes leaves about 15", 5 * time.Minute, 750, 3000, "5m0s, 750 of about 3000 packages compiled, about 15m0s left"},
+		{"nothing compiled yet has no estimate", 20 * time.Second, 0, 3000, "20s, 0 of about 3000 packages compiled"},
+		{"an unknown total counts only", 40 * time.Second, 12, 0, "40s, 12 packages compiled so far"},
+		{"more than the estimate counts only", time.Minute, 3010, 3000, "1m0s, 3010 packages compiled so far"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := progress(tc.elapsed, tc.compiled, tc.total); got != tc.want {
+				t.Errorf("progress = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
