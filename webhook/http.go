@@ -160,19 +160,30 @@ func (g guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.next.ServeHTTP(w, r)
 }
 
-// readBody reads the request body, at most MaxRequestBodyBytes. The buffer is sized
-// from Content-Length when there is one, so that a body the API server sends is read
-// into one allocation (io.ReadAll and bytes.Buffer grow theirs from 512 bytes).
+// firstBodyBuffer is the buffer a request body is first read into: an AdmissionReview
+// of an ordinary pod (a few KiB) fits, so most bodies cost one allocation, while a
+// connection that claims a large body and sends little holds no more than this.
+const firstBodyBuffer = 8 << 10
+
+// readBody reads the request body, at most MaxRequestBodyBytes, into a buffer that
+// grows with the bytes received, never with the bytes claimed: Content-Length is only
+// a claim, and a thousand connections each claiming 6 MB and sending 1 KiB must not
+// cost 6 GB. The claim still caps each growth (it doubles, up to the claim + 1), so an
+// honest body ends in a buffer of its own size.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	size := int64(512)
-	if r.ContentLength > 0 && r.ContentLength <= MaxRequestBodyBytes {
-		size = r.ContentLength + 1 // + 1: the read that returns EOF needs room
+	limit := int64(MaxRequestBodyBytes) + 1 // + 1: the read that returns EOF needs room
+	if r.ContentLength >= 0 && r.ContentLength < MaxRequestBodyBytes {
+		limit = r.ContentLength + 1
 	}
-	body := make([]byte, 0, size)
+	body := make([]byte, 0, min(limit, firstBodyBuffer))
 	rd := http.MaxBytesReader(w, r.Body, MaxRequestBodyBytes)
 	for {
 		if len(body) == cap(body) {
-			body = append(body, 0)[:len(body)]
+			grow := int64(cap(body))
+			if room := limit - int64(len(body)); room > 0 && room < grow {
+				grow = room
+			}
+			body = append(make([]byte, 0, int64(len(body))+max(grow, 512)), body...)
 		}
 		n, err := rd.Read(body[len(body):cap(body)])
 		body = body[:len(body)+n]
