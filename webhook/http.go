@@ -48,6 +48,9 @@ type HandlerConfig struct {
 	Recorder kwhwebhook.MetricsRecorder
 	// Logger receives kubewebhook's own error lines; nil logs nothing.
 	Logger *logrus.Entry
+	// Limit bounds the reviews in progress; share one between the handlers of a
+	// process. nil: no limit.
+	Limit *AdmissionLimit
 }
 
 // NewHandler returns the HTTP handler for one webhook: a guard that answers malformed
@@ -76,7 +79,7 @@ func NewHandler(cfg HandlerConfig) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("could not build the admission handler: %w", err)
 	}
-	return guard{next: h, webhook: wh, kwhLogger: logger, logger: cfg.Logger}, nil
+	return guard{next: h, webhook: wh, kwhLogger: logger, logger: cfg.Logger, limit: cfg.Limit}, nil
 }
 
 // kwhLogger is the logger kubewebhook gets: its errors and warnings, without its
@@ -104,6 +107,7 @@ type guard struct {
 	webhook   kwhwebhook.Webhook
 	kwhLogger kwhlog.Logger
 	logger    *logrus.Entry
+	limit     *AdmissionLimit
 }
 
 func (g guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -138,6 +142,14 @@ func (g guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the request body is empty: send an AdmissionReview (admission.k8s.io/v1) as JSON", http.StatusBadRequest)
 		return
 	}
+	// The slot is taken once the body has arrived: decoding and planning are where a
+	// review's memory goes, and a slow sender must not hold a slot.
+	release, ok := g.limit.acquire(r)
+	if !ok {
+		g.limit.throttled(w)
+		return
+	}
+	defer release()
 	if rev, ok := decodeReview(body); ok {
 		g.review(w, r, rev)
 		return

@@ -18,6 +18,12 @@ type Metrics struct {
 	// certificateExpiry lets an alert fire weeks before the serving certificate
 	// expires, whatever renews it (the certs CronJob or cert-manager).
 	certificateExpiry prometheus.Gauge
+	// admissionsInFlight, admissionsQueued and admissionsThrottled show AdmissionLimit
+	// at work: a replica that queues or throttles often needs a higher
+	// --max-concurrent-admissions (and memory) or another replica.
+	admissionsInFlight  prometheus.Gauge
+	admissionsQueued    prometheus.Counter
+	admissionsThrottled prometheus.Counter
 }
 
 // NewMetrics registers the counters on reg.
@@ -40,8 +46,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sysctl_placement_certificate_expiry_timestamp_seconds",
 			Help: "Unix time at which the serving certificate in force expires (NotAfter of its leaf).",
 		}),
+		admissionsInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sysctl_placement_admissions_in_flight",
+			Help: "Admission reviews being decoded and answered now (at most --max-concurrent-admissions).",
+		}),
+		admissionsQueued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sysctl_placement_admissions_queued_total",
+			Help: "Admission reviews that had to wait for a free slot because --max-concurrent-admissions reviews were in progress (answered or throttled after).",
+		}),
+		admissionsThrottled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sysctl_placement_admissions_throttled_total",
+			Help: "Admission reviews answered 429 with Retry-After (the API server retries within its webhook timeout) because no slot freed within the queue wait.",
+		}),
 	}
-	reg.MustRegister(m.placements, m.hostNamespace, m.denials, m.certificateExpiry)
+	reg.MustRegister(m.placements, m.hostNamespace, m.denials, m.certificateExpiry, m.admissionsInFlight, m.admissionsQueued, m.admissionsThrottled)
 	return m
 }
 
@@ -76,4 +94,32 @@ func (m *Metrics) ObserveServingCertificate(cert *tls.Certificate) {
 		return
 	}
 	m.certificateExpiry.Set(float64(cert.Leaf.NotAfter.Unix()))
+}
+
+func (m *Metrics) observeAdmissionStarted() {
+	if m == nil {
+		return
+	}
+	m.admissionsInFlight.Inc()
+}
+
+func (m *Metrics) observeAdmissionQueued() {
+	if m == nil {
+		return
+	}
+	m.admissionsQueued.Inc()
+}
+
+func (m *Metrics) observeAdmissionDone() {
+	if m == nil {
+		return
+	}
+	m.admissionsInFlight.Dec()
+}
+
+func (m *Metrics) observeAdmissionThrottled() {
+	if m == nil {
+		return
+	}
+	m.admissionsThrottled.Inc()
 }
