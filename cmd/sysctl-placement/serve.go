@@ -59,6 +59,11 @@ type serveOptions struct {
 	events auditEventsOptions
 	// discovery says how to reach kubelets when the config has a discovery section.
 	discovery discoveryOptions
+	// metricsAudience is the audience --metrics-secure asks TokenReviews to check.
+	metricsAudience string
+	// maxConcurrentAdmissions bounds the admission reviews in progress (see
+	// webhook.AdmissionLimit).
+	maxConcurrentAdmissions int
 }
 
 func (o *serveOptions) validate() error {
@@ -69,6 +74,8 @@ func (o *serveOptions) validate() error {
 		return usageError("--tls-cert-file and --tls-private-key-file are required: the API server only calls webhooks over HTTPS")
 	case o.listen == "" || o.metricsListen == "":
 		return usageError("--listen and --metrics-listen must not be empty")
+	case o.maxConcurrentAdmissions < 1:
+		return usageError("--max-concurrent-admissions must be at least 1")
 	case o.shutdownGrace <= 0:
 		return usageError("--shutdown-grace must be positive")
 	case o.shutdownDelay < 0:
@@ -124,6 +131,8 @@ as kubectl loads it.`,
 	fs.BoolVar(&o.development, "development", false, "human-readable text logs at debug level (shorthand for --log-format text --log-level debug)")
 	fs.BoolVar(&o.profiling, "profiling", false, "serve pprof under /debug/pprof/ on the metrics address")
 	fs.BoolVar(&o.metricsSecure, "metrics-secure", false, "serve --metrics-listen over HTTPS with the serving certificate; /metrics and pprof need a bearer token that the API server authenticates (TokenReview) and authorizes for the path (SubjectAccessReview, RBAC nonResourceURLs); /healthz and /readyz stay open")
+	fs.StringVar(&o.metricsAudience, "metrics-audience", "", "with --metrics-secure, accept only bearer tokens issued for this audience (TokenReview spec.audiences), e.g. a projected token for \"sysctl-placement\", so a token sent to serve is useless against the API server; empty: the API server's own audiences")
+	fs.IntVar(&o.maxConcurrentAdmissions, "max-concurrent-admissions", webhook.DefaultMaxConcurrentAdmissions, "most admission reviews decoded and answered at once; more wait up to 1s, then are answered 429 with Retry-After, which the API server retries (sized so the largest reviews fit the shipped 256Mi memory limit)")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 20*time.Second, "how long in-flight requests may take after SIGTERM")
 	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, how long /readyz answers 503 and connections are closed after each response before the listener closes (lets Service endpoints drop this replica)")
 	fs.DurationVar(&o.resync, "resync", 10*time.Minute, "informer resync period")
@@ -215,11 +224,17 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 	if err != nil {
 		return err
 	}
-	mutateHandler, err := webhook.NewHandler(webhook.HandlerConfig{Webhook: mutator, Recorder: recorder, Logger: log})
+	// One limit for both handlers: the API server calls /mutate and /validate for
+	// the same pod, and memory is the process's.
+	limit, err := webhook.NewAdmissionLimit(o.maxConcurrentAdmissions, webhook.DefaultAdmissionQueueWait, metrics)
 	if err != nil {
 		return err
 	}
-	validateHandler, err := webhook.NewHandler(webhook.HandlerConfig{Webhook: validator, Recorder: recorder, Logger: log})
+	mutateHandler, err := webhook.NewHandler(webhook.HandlerConfig{Webhook: mutator, Recorder: recorder, Logger: log, Limit: limit})
+	if err != nil {
+		return err
+	}
+	validateHandler, err := webhook.NewHandler(webhook.HandlerConfig{Webhook: validator, Recorder: recorder, Logger: log, Limit: limit})
 	if err != nil {
 		return err
 	}
@@ -229,16 +244,7 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 	admissionMux.Handle("/validate", validateHandler)
 	// draining is set after SIGTERM; see --shutdown-delay.
 	var draining atomic.Bool
-	admission := &http.Server{
-		Handler:           closeWhenDraining(&draining, admissionMux),
-		TLSConfig:         tlsConfig,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          newServerErrorLog(log),
-	}
+	admission := webhook.NewServer(closeWhenDraining(&draining, admissionMux), tlsConfig, webhook.AdmissionServerLimits(), newServerErrorLog(log))
 
 	ready := func() error {
 		if draining.Load() {
@@ -269,7 +275,7 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 	protect := func(h http.HandlerFunc) http.Handler { return h }
 	var opsTLS *tls.Config
 	if o.metricsSecure {
-		filter, err := delegatedauth.NewFilterForConfig(restConfig, log)
+		filter, err := delegatedauth.NewFilterForConfig(restConfig, o.metricsAudience, log)
 		if err != nil {
 			return err
 		}
@@ -286,7 +292,7 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 		opsMux.Handle("/debug/pprof/symbol", protect(pprof.Symbol))
 		opsMux.Handle("/debug/pprof/trace", protect(pprof.Trace))
 	}
-	ops := &http.Server{Handler: opsMux, TLSConfig: opsTLS, ReadHeaderTimeout: 5 * time.Second, ErrorLog: newServerErrorLog(log)}
+	ops := webhook.NewServer(opsMux, opsTLS, webhook.OpsServerLimits(), newServerErrorLog(log))
 
 	admissionListener, err := net.Listen("tcp", o.listen)
 	if err != nil {

@@ -1,34 +1,66 @@
 package delegatedauth
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 // apiServer answers TokenReviews and SubjectAccessReviews like a real one would with
 // the given tokens and grants, and counts the reviews.
 type apiServer struct {
-	tokens  map[string]string          // token → user
-	grants  map[string]map[string]bool // user → "verb path" allowed
-	reviews int
+	tokens map[string]string          // token → user
+	grants map[string]map[string]bool // user → "verb path" allowed
+	// audiences says which audience a token was issued for (default: the API
+	// server's, apiAudience); ignoreAudiences plays an API server that does not
+	// check spec.audiences.
+	audiences       map[string]string
+	ignoreAudiences bool
+	reviews         int
+	tokenReviews    int
 }
 
+// apiAudience is the API server's own audience, that of tokens issued without one.
+const apiAudience = "https://kubernetes.default.svc"
+
 func (a *apiServer) filter(t *testing.T) *Filter {
+	t.Helper()
+	return a.filterWith(t, Config{})
+}
+
+// filterWith is a Filter of cfg (Audiences, clock) on this API server's clients.
+func (a *apiServer) filterWith(t *testing.T, cfg Config) *Filter {
 	t.Helper()
 	client := fake.NewClientset()
 	client.PrependReactor("create", "tokenreviews", func(action k8stesting.Action) (bool, runtime.Object, error) {
 		a.reviews++
+		a.tokenReviews++
 		tr := action.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenReview)
-		if name, ok := a.tokens[tr.Spec.Token]; ok {
-			tr.Status = authenticationv1.TokenReviewStatus{Authenticated: true, User: authenticationv1.UserInfo{Username: name, Groups: []string{"system:authenticated"}}}
+		name, ok := a.tokens[tr.Spec.Token]
+		if !ok {
+			return true, tr, nil
+		}
+		audience := a.audiences[tr.Spec.Token]
+		if audience == "" {
+			audience = apiAudience
+		}
+		wanted := tr.Spec.Audiences
+		if len(wanted) == 0 || a.ignoreAudiences {
+			wanted = []string{apiAudience}
+		}
+		if slices.Contains(wanted, audience) {
+			tr.Status = authenticationv1.TokenReviewStatus{Authenticated: true, Audiences: []string{audience}, User: authenticationv1.UserInfo{Username: name, Groups: []string{"system:authenticated"}}}
 		}
 		return true, tr, nil
 	})
@@ -43,7 +75,8 @@ func (a *apiServer) filter(t *testing.T) *Filter {
 		sar.Status.Allowed = a.grants[sar.Spec.User][attrs.Verb+" "+attrs.Path]
 		return true, sar, nil
 	})
-	f, err := NewFilter(Config{TokenReviews: client.AuthenticationV1().TokenReviews(), SubjectAccessReviews: client.AuthorizationV1().SubjectAccessReviews()})
+	cfg.TokenReviews, cfg.SubjectAccessReviews = client.AuthenticationV1().TokenReviews(), client.AuthorizationV1().SubjectAccessReviews()
+	f, err := NewFilter(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +127,105 @@ func TestFilter(t *testing.T) {
 		}
 		if api.reviews != before {
 			t.Errorf("10 scrapes made %d reviews, want 0 (cached)", api.reviews-before)
+		}
+	})
+}
+
+// get sends a GET of path with the bearer token through handler.
+func get(handler http.Handler, path, token string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	rec := httptest.NewRecorder()
+	handler.ServeHTTP(rec, req)
+	return rec
+}
+
+var scraperAPI = &apiServer{
+	tokens: map[string]string{"prometheus-token": "system:serviceaccount:monitoring:prometheus"},
+	grants: map[string]map[string]bool{"system:serviceaccount:monitoring:prometheus": {"get /metrics": true}},
+}
+
+func metricsHandler(f *Filter) http.Handler {
+	return f.Wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("metrics")) }))
+}
+
+// Anyone who reaches the port can send made-up tokens; each new one used to cost a
+// TokenReview and push the real scraper out of the one cache.
+func TestAFloodOfMadeUpTokensCostsBoundedReviewsAndKeepsTheScraper(t *testing.T) {
+	api := *scraperAPI
+	clk := clocktesting.NewFakeClock(time.Now())
+	handler := metricsHandler(api.filterWith(t, Config{clock: clk}))
+	if rec := get(handler, "/metrics", "prometheus-token"); rec.Code != http.StatusOK {
+		t.Fatalf("the scraper's first scrape = %d %q", rec.Code, rec.Body.String())
+	}
+	flood := func() (refused map[int]int) {
+		refused = map[int]int{}
+		for i := range 2 * cacheSize {
+			refused[get(handler, "/metrics", fmt.Sprintf("made-up-%d-%d", clk.Now().UnixNano(), i)).Code]++
+		}
+		return refused
+	}
+
+	before := api.tokenReviews
+	refused := flood()
+	t.Run("made-up tokens cost at most the burst of TokenReviews", func(t *testing.T) {
+		if n := api.tokenReviews - before; n > unknownTokenBurst {
+			t.Errorf("%d made-up tokens made %d TokenReviews, want at most %d", 2*cacheSize, n, unknownTokenBurst)
+		}
+	})
+	t.Run("the made-up tokens beyond it are answered 429, the others 401", func(t *testing.T) {
+		if refused[http.StatusTooManyRequests]+refused[http.StatusUnauthorized] != 2*cacheSize || refused[http.StatusTooManyRequests] == 0 {
+			t.Errorf("answers to made-up tokens by status: %v, want only 401 and 429", refused)
+		}
+	})
+	t.Run("the scraper is still answered from the cache", func(t *testing.T) {
+		before := api.reviews
+		if rec := get(handler, "/metrics", "prometheus-token"); rec.Code != http.StatusOK {
+			t.Errorf("the scraper after the flood = %d %q, want 200", rec.Code, rec.Body.String())
+		}
+		if api.reviews != before {
+			t.Errorf("the scraper's token after the flood made %d reviews, want 0: it was pushed out of the cache", api.reviews-before)
+		}
+	})
+	t.Run("once its answer expires, the scraper's token is reviewed again whatever the flood", func(t *testing.T) {
+		clk.Step(authenticatedTTL + time.Second)
+		flood()
+		before := api.tokenReviews
+		if rec := get(handler, "/metrics", "prometheus-token"); rec.Code != http.StatusOK {
+			t.Errorf("the scraper during a flood after its answer expired = %d %q, want 200", rec.Code, rec.Body.String())
+		}
+		if n := api.tokenReviews - before; n != 1 {
+			t.Errorf("the scraper's expired answer made %d TokenReviews, want 1", n)
+		}
+	})
+}
+
+func TestTokenReviewsCarryTheAudience(t *testing.T) {
+	const audience = "sysctl-placement"
+	api := &apiServer{
+		tokens:    map[string]string{"api-token": "system:serviceaccount:monitoring:prometheus", "scoped-token": "system:serviceaccount:monitoring:prometheus"},
+		grants:    scraperAPI.grants,
+		audiences: map[string]string{"scoped-token": audience},
+	}
+	handler := metricsHandler(api.filterWith(t, Config{Audiences: []string{audience}}))
+	for _, tc := range []struct {
+		name, token string
+		code        int
+	}{
+		{"a token issued for the API server is refused", "api-token", http.StatusUnauthorized},
+		{"a token issued for the audience is accepted", "scoped-token", http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if rec := get(handler, "/metrics", tc.token); rec.Code != tc.code {
+				t.Errorf("GET /metrics with %s = %d %q, want %d", tc.token, rec.Code, rec.Body.String(), tc.code)
+			}
+		})
+	}
+	t.Run("an API server that ignores the audience does not make any token good", func(t *testing.T) {
+		api.ignoreAudiences = true
+		handler := metricsHandler(api.filterWith(t, Config{Audiences: []string{audience}}))
+		if rec := get(handler, "/metrics", "api-token"); rec.Code != http.StatusUnauthorized {
+			t.Errorf("GET /metrics with a token for the API server = %d, want 401", rec.Code)
 		}
 	})
 }
