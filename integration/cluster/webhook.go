@@ -184,6 +184,9 @@ func (w *Webhook) HTTPSClient() *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 }
 
+// PID is the process id of the serve process, to read its /proc/<pid>/status.
+func (w *Webhook) PID() int { return w.cmd.Process.Pid }
+
 // Exited is closed when the process has exited.
 func (w *Webhook) Exited() <-chan struct{} { return w.done }
 
