@@ -12,8 +12,9 @@ import (
 // A review is CPU-bound and answers in milliseconds (no API call on the admission
 // path), so more reviews at once than a few per core gain no throughput; what they
 // add is memory. The worst review is a body at MaxRequestBodyBytes (6 MiB) and its
-// decoded objects, about 20 MiB live: 8 of them, about 160 MiB, fit beside serve's
-// idle 55–60 MiB under the shipped 256 MiB memory limit, and 16 would not.
+// decoded objects, an estimated 20 MiB live once the answer itself is bounded
+// (issue 23, finding 1): 8 of them, about 160 MiB, fit beside serve's idle 40–60 MiB
+// under the shipped 256 MiB memory limit, and 16 would not.
 const DefaultMaxConcurrentAdmissions = 8
 
 // DefaultAdmissionQueueWait is how long a review waits for a free slot before it is
