@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 
@@ -71,6 +72,10 @@ func newAuditEvents(o auditEventsOptions, restConfig *rest.Config, registry prom
 	if err != nil {
 		return nil, fmt.Errorf("could not build a Kubernetes client: %w", err)
 	}
+	metaClient, err := metadata.NewForConfig(restConfig)
+	if err != nil {
+		return nil, fmt.Errorf("could not build a Kubernetes client: %w", err)
+	}
 	name := os.Getenv("POD_NAME")
 	if name == "" {
 		if name, err = os.Hostname(); err != nil || name == "" {
@@ -91,7 +96,7 @@ func newAuditEvents(o auditEventsOptions, restConfig *rest.Config, registry prom
 		return nil, err
 	}
 	controller, err := auditevents.NewController(auditevents.ControllerConfig{
-		Client: client, Recorder: recorder, MaxPodAge: o.maxPodAge, Logger: log,
+		Client: client, Metadata: metaClient, Recorder: recorder, MaxPodAge: o.maxPodAge, Logger: log,
 	})
 	if err != nil {
 		return nil, err

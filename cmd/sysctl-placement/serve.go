@@ -170,7 +170,8 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 	if err != nil {
 		return fmt.Errorf("could not build a Kubernetes client: %w", err)
 	}
-	namespaceCache, err := namespaces.NewCache(namespaces.CacheConfig{Client: metaClient, Resync: o.resync})
+	namespaceCache, err := namespaces.NewCache(namespaces.CacheConfig{Client: metaClient, Resync: o.resync,
+		Metrics: namespaces.NewMetrics(registry), Logger: log.WithField("component", "namespaces")})
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,17 @@
 // WorkloadInterval per replica, and the Event name carries the interval's number, so
 // replicas that saw the same denial in the same interval create one Event between them.
 //
+// # Tenants cannot cost us memory or one another's Events
+//
+// Whoever may create a pod may label it placed and give it 256 KiB of annotations, and
+// chooses its ownerReferences. So the Controller lists (a page of 16 at a time) and
+// watches only metadata and keeps a few hundred bytes per pod, drops a placement
+// annotation larger than any the webhook writes before reading the pod, and records a
+// pod's Events only when its spec carries every change the annotation claims
+// (admitted.go). Every namespace pays from a token bucket of its own: placed pods wait
+// for their namespace's turn (or are dropped when it would come too late), and workload
+// Events beyond the budget are dropped; workloads are de-duplicated per namespace.
+//
 // client-go's EventBroadcaster is not used to write: it names Events by timestamp (no
 // cross-replica or restart deduplication), starts one goroutine per Event that retries
 // for two minutes (unbounded while the API server is down), and gives no result to

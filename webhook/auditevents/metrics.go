@@ -14,8 +14,8 @@ type Metrics struct {
 
 // Causes in sysctl_placement_events_skipped_total and _dropped_total.
 var (
-	skipCauses = []string{SkipAlreadyRecorded, SkipRepeated, SkipPodTooOld, SkipInvalidAudit}
-	dropCauses = []string{DropQueueFull, DropTooManyWorkloads, DropWriteFailed}
+	skipCauses = []string{SkipAlreadyRecorded, SkipRepeated, SkipPodTooOld, SkipInvalidAudit, SkipNotAdmitted}
+	dropCauses = []string{DropQueueFull, DropTooManyWorkloads, DropWriteFailed, DropOversized, DropNamespaceBudget}
 )
 
 const (
@@ -28,12 +28,22 @@ const (
 	SkipPodTooOld = "pod_too_old"
 	// SkipInvalidAudit: the placement annotation is missing or not the audit JSON.
 	SkipInvalidAudit = "invalid_audit"
+	// SkipNotAdmitted: the pod carries a placement annotation that parses, but not the
+	// fields it claims were added: anyone who creates pods can set our label and
+	// annotation, and such a forgery is no placement of ours.
+	SkipNotAdmitted = "not_admitted"
 	// DropQueueFull: the admission path found the queue full.
 	DropQueueFull = "queue_full"
 	// DropTooManyWorkloads: too many workloads are being deduplicated at once.
 	DropTooManyWorkloads = "too_many_workloads"
 	// DropWriteFailed: the API server refused the Event or kept failing.
 	DropWriteFailed = "write_failed"
+	// DropOversized: a placed pod's annotation is larger than any the webhook writes
+	// (MaxPlacementAnnotationBytes); it is neither kept nor read.
+	DropOversized = "oversized"
+	// DropNamespaceBudget: the namespace has spent its budget of Events (a flood of
+	// placed or denied pods in it); other namespaces are not affected.
+	DropNamespaceBudget = "namespace_budget"
 )
 
 // NewMetrics registers the counters on reg.
@@ -45,11 +55,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sysctl_placement_events_skipped_total",
-			Help: "Events deliberately not written, by cause (already_recorded, repeated, pod_too_old, invalid_audit).",
+			Help: "Events deliberately not written, by cause (already_recorded, repeated, pod_too_old, invalid_audit, not_admitted).",
 		}, []string{"cause"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sysctl_placement_events_dropped_total",
-			Help: "Events lost, by cause (queue_full, too_many_workloads, write_failed).",
+			Help: "Events lost, by cause (queue_full, too_many_workloads, write_failed, oversized, namespace_budget).",
 		}, []string{"cause"}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sysctl_placement_events_leader",

@@ -29,6 +29,11 @@ type RecorderConfig struct {
 	// WorkloadInterval is how often at most one replica reports the same workload and
 	// reason (a ReplicaSet retrying a denied pod). Default 10 minutes.
 	WorkloadInterval time.Duration
+	// NamespaceBudget is each namespace's allowance of workload Events (after
+	// de-duplication): more are dropped (namespace_budget), so a flood of denied pods
+	// in one namespace never fills the queue or the de-duplication memory that every
+	// other namespace shares. Default 0.2 per second (12 a minute), 20 at once.
+	NamespaceBudget Budget
 	// WriteTimeout bounds one API call. Default 10 seconds.
 	WriteTimeout time.Duration
 	// Metrics counts Events; nil counts nothing.
@@ -54,6 +59,9 @@ func (c *RecorderConfig) defaults() error {
 	if c.WorkloadInterval <= 0 {
 		c.WorkloadInterval = 10 * time.Minute
 	}
+	if c.NamespaceBudget.PerSecond <= 0 || c.NamespaceBudget.Burst <= 0 {
+		c.NamespaceBudget = Budget{PerSecond: 0.2, Burst: 20}
+	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
@@ -72,6 +80,8 @@ func (c *RecorderConfig) defaults() error {
 }
 
 // maxTrackedWorkloads bounds the memory of which workloads were reported recently.
+// A namespace's budget keeps its own share to Burst + PerSecond × WorkloadInterval
+// (140 by default), so only many namespaces flooding at once reach it.
 const maxTrackedWorkloads = 4096
 
 // writeAttempts is how often an Event from the admission path is tried before it is
@@ -85,9 +95,13 @@ type Recorder struct {
 	cfg      RecorderConfig
 	instance string
 	queue    chan *eventsv1.Event
+	budgets  *namespaceBudgets
 
-	mu       sync.Mutex
-	reported map[string]time.Time // workload UID/reason → when it was last queued
+	mu sync.Mutex
+	// reported: namespace/workload UID/reason → when it was last queued. The UID comes
+	// from the pod's ownerReference, which the pod's creator writes: keyed without the
+	// namespace, one tenant could name another's workload and silence its Events.
+	reported map[string]time.Time
 }
 
 var _ webhook.WorkloadObserver = (*Recorder)(nil)
@@ -101,6 +115,7 @@ func NewRecorder(cfg RecorderConfig) (*Recorder, error) {
 		cfg:      cfg,
 		instance: reportingInstance(cfg.Identity),
 		queue:    make(chan *eventsv1.Event, cfg.QueueSize),
+		budgets:  newNamespaceBudgets(cfg.NamespaceBudget),
 		reported: map[string]time.Time{},
 	}, nil
 }
@@ -132,13 +147,16 @@ func (r *Recorder) TemplateChanged(c webhook.ChangedTemplate) {
 }
 
 // offerWorkloadEvent queues e about workload unless the same workload and reason was
-// queued within the interval, or the queue is full.
+// queued within the interval, its namespace has spent its budget, or the queue is full.
 func (r *Recorder) offerWorkloadEvent(workload corev1.ObjectReference, e Entry) {
 	now := r.cfg.now()
-	key := string(workload.UID) + "/" + e.Reason
-	switch r.remember(key, now) {
+	key := workload.Namespace + "/" + string(workload.UID) + "/" + e.Reason
+	switch r.remember(key, workload.Namespace, now) {
 	case rememberRepeated:
 		r.cfg.Metrics.observeSkipped(SkipRepeated)
+		return
+	case rememberOverBudget:
+		r.cfg.Metrics.observeDropped(DropNamespaceBudget)
 		return
 	case rememberFull:
 		r.cfg.Metrics.observeDropped(DropTooManyWorkloads)
@@ -159,15 +177,20 @@ type rememberResult int
 const (
 	rememberNew rememberResult = iota
 	rememberRepeated
+	rememberOverBudget
 	rememberFull
 )
 
-// remember records that key is reported at now, unless it was within the interval.
-func (r *Recorder) remember(key string, now time.Time) rememberResult {
+// remember records that key is reported at now, unless it was within the interval or
+// namespace has no budget left. A repeat costs no budget.
+func (r *Recorder) remember(key, namespace string, now time.Time) rememberResult {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if last, ok := r.reported[key]; ok && now.Sub(last) < r.cfg.WorkloadInterval {
 		return rememberRepeated
+	}
+	if !r.budgets.allow(namespace, now) {
+		return rememberOverBudget
 	}
 	if len(r.reported) >= maxTrackedWorkloads {
 		for k, last := range r.reported {

@@ -93,7 +93,9 @@ func TestRecorder(t *testing.T) {
 	t.Run("admission returns while the Events API blocks forever", func(t *testing.T) {
 		sink := &blockingSink{release: make(chan struct{})}
 		m := NewMetrics(prometheus.NewRegistry())
-		r, err := NewRecorder(RecorderConfig{Sink: sink, Identity: "replica-a", QueueSize: 4, WriteTimeout: time.Hour, Metrics: m})
+		// A budget that never runs out: this is about the queue, not the namespace's share.
+		r, err := NewRecorder(RecorderConfig{Sink: sink, Identity: "replica-a", QueueSize: 4, WriteTimeout: time.Hour, Metrics: m,
+			NamespaceBudget: Budget{PerSecond: 1, Burst: 1000}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,6 +234,54 @@ func TestRecorder(t *testing.T) {
 		e := listEvents(t, client)[0]
 		if e.Regarding.Kind != "Deployment" || e.Regarding.UID != "uid-shm" || e.Reason != ReasonHostNamespaceStripped || !strings.HasPrefix(e.Note, "pod template: set hostIPC: false") {
 			t.Fatalf("Event = %+v", e)
+		}
+	})
+
+	t.Run("a tenant naming another tenant's workload UID does not silence its Event", func(t *testing.T) {
+		client := fake.NewClientset()
+		r, err := NewRecorder(RecorderConfig{Sink: &events.EventSinkImpl{Interface: client.EventsV1()}, Identity: "replica-a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runRecorder(t, r)
+		// The ownerReference is written by the pod's creator: tenant-a's pod claims
+		// tenant-b's ReplicaSet, UID and all, just before tenant-b's own pod is denied.
+		owner := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web", UID: types.UID("uid-of-tenant-b-web")}
+		for _, ns := range []string{"tenant-a", "tenant-b"} {
+			r.PodDenied(webhook.DeniedPod{Namespace: ns, PodName: "web-", Owner: owner,
+				Outcome: scheduling.OutcomeUnplaceable, Message: "no pool allows kernel.msgmax"})
+		}
+		eventually(t, "both namespaces have their Event", func() bool { return len(listEvents(t, client)) == 2 })
+	})
+
+	t.Run("one namespace's flood of denials does not crowd out another's Event", func(t *testing.T) {
+		m := NewMetrics(prometheus.NewRegistry())
+		r, err := NewRecorder(RecorderConfig{Sink: &blockingSink{release: make(chan struct{})}, Identity: "replica-a", Metrics: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Nothing runs the queue: what is offered stays in it, as while the API is slow.
+		deny := func(ns, owner string) {
+			r.PodDenied(webhook.DeniedPod{Namespace: ns, PodName: owner + "-",
+				Owner:   metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: owner, UID: types.UID("uid-" + owner)},
+				Outcome: scheduling.OutcomeUnplaceable, Message: "no pool allows kernel.msgmax"})
+		}
+		for i := range 5000 {
+			deny("tenant-a", fmt.Sprintf("flood-%d", i))
+		}
+		deny("tenant-b", "web")
+		queued := map[string]int{}
+		for len(r.queue) > 0 {
+			queued[(<-r.queue).Namespace]++
+		}
+		if queued["tenant-b"] != 1 {
+			t.Errorf("tenant-b's Event was not queued behind tenant-a's flood (queued by namespace: %v)", queued)
+		}
+		if burst := 20; queued["tenant-a"] > burst { // the default budget's
+			t.Errorf("tenant-a queued %d Events, more than its budget's burst of %d", queued["tenant-a"], burst)
+		}
+		if got := testutil.ToFloat64(m.dropped.WithLabelValues("namespace_budget")); got < 5000-20 {
+			t.Errorf("dropped{namespace_budget} = %v, want tenant-a's flood beyond its budget", got)
 		}
 	})
 }

@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/metadata"
@@ -26,6 +31,7 @@ type Source interface {
 // namespaceSelectors, the opt-in label and the Pod Security labels) and
 // sysctl-placement.io/* annotations are kept, so thousands of namespaces stay small.
 type Cache struct {
+	cfg      CacheConfig
 	informer cache.SharedIndexInformer
 	factory  metadatainformer.SharedInformerFactory
 }
@@ -38,13 +44,43 @@ type CacheConfig struct {
 	Client metadata.Interface
 	// Resync is the informer's resync period; 0 never resyncs.
 	Resync time.Duration
+	// Metrics counts annotations too large to keep; nil counts nothing.
+	Metrics *Metrics
+	// Logger names each annotation too large to keep; nil logs nothing.
+	Logger logrus.FieldLogger
 }
 
 func (c *CacheConfig) defaults() error {
 	if c.Client == nil {
 		return errors.New("a metadata client is required")
 	}
+	if c.Logger == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		c.Logger = l
+	}
 	return nil
+}
+
+// Metrics counts what the cache leaves out.
+type Metrics struct {
+	oversized prometheus.Counter
+}
+
+// NewMetrics registers the cache's counter on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{oversized: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sysctl_placement_namespace_annotations_oversized_total",
+		Help: "Namespace annotations read as empty because they are larger than the webhook keeps (4 KiB each, 16 KiB a namespace); the log names each.",
+	})}
+	reg.MustRegister(m.oversized)
+	return m
+}
+
+func (m *Metrics) observeOversized() {
+	if m != nil {
+		m.oversized.Inc()
+	}
 }
 
 // NewCache builds the cache; call Start, then HasSynced reports readiness.
@@ -52,16 +88,26 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, fmt.Errorf("invalid namespace cache configuration: %w", err)
 	}
-	factory := metadatainformer.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.Resync,
-		metadatainformer.WithTransform(trimNamespace))
-	informer := factory.ForResource(namespacesResource).Informer()
-	return &Cache{informer: informer, factory: factory}, nil
+	c := &Cache{cfg: cfg}
+	c.factory = metadatainformer.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.Resync,
+		metadatainformer.WithTransform(c.trimNamespace))
+	c.informer = c.factory.ForResource(namespacesResource).Informer()
+	return c, nil
 }
+
+// MaxAnnotationBytes bounds each annotation the cache keeps, and
+// MaxNamespaceAnnotationBytes all of a namespace's together. The longest a real one
+// needs — a pools list, a tolerationsWhitelist — is a few hundred bytes; an object may
+// carry 256 KiB, which every replica would otherwise hold for every namespace.
+const (
+	MaxAnnotationBytes          = 4 << 10
+	MaxNamespaceAnnotationBytes = 16 << 10
+)
 
 // trimNamespace keeps what Plan reads: name, labels, our own annotations and the
 // PodTolerationRestriction plugin's tolerationsWhitelist (Plan never adds a toleration
-// outside it).
-func trimNamespace(obj any) (any, error) {
+// outside it), each within the bounds above.
+func (c *Cache) trimNamespace(obj any) (any, error) {
 	m, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return obj, nil
@@ -70,13 +116,28 @@ func trimNamespace(obj any) (any, error) {
 	trimmed.Name = m.Name
 	trimmed.ResourceVersion = m.ResourceVersion
 	trimmed.Labels = m.Labels
-	for k, v := range m.Annotations {
-		if strings.HasPrefix(k, scheduling.AnnotationPrefix) || k == scheduling.AnnotationTolerationsWhitelist {
-			if trimmed.Annotations == nil {
-				trimmed.Annotations = map[string]string{}
-			}
-			trimmed.Annotations[k] = v
+	keys := slices.Sorted(maps.Keys(m.Annotations))
+	total := 0
+	for _, k := range keys {
+		if !strings.HasPrefix(k, scheduling.AnnotationPrefix) && k != scheduling.AnnotationTolerationsWhitelist {
+			continue
 		}
+		if trimmed.Annotations == nil {
+			trimmed.Annotations = map[string]string{}
+		}
+		v := m.Annotations[k]
+		if len(v) > MaxAnnotationBytes || total+len(v) > MaxNamespaceAnnotationBytes {
+			// Kept empty rather than dropped: an empty value is invalid or empty
+			// wherever it is read, which fails closed (a pools list that names no pool,
+			// a whitelist that allows no toleration, a namespace not opted in), where a
+			// missing one would lift the restriction it carries.
+			c.cfg.Logger.WithFields(logrus.Fields{"namespace": m.Name, "annotation": k, "bytes": len(v)}).
+				Warnf("namespace annotation is larger than %d bytes (or the namespace's annotations than %d); it is read as empty: shorten it", MaxAnnotationBytes, MaxNamespaceAnnotationBytes)
+			c.cfg.Metrics.observeOversized()
+			v = ""
+		}
+		total += len(v)
+		trimmed.Annotations[k] = v
 	}
 	return trimmed, nil
 }

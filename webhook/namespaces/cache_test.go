@@ -3,10 +3,14 @@ package namespaces
 import (
 	"context"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	metadatafake "k8s.io/client-go/metadata/fake"
@@ -26,7 +30,7 @@ func TestCache(t *testing.T) {
 				"kubectl.kubernetes.io/last-applied-configuration": `{"big":"blob"}`,
 			},
 		}}
-		out, err := trimNamespace(in)
+		out, err := (&Cache{}).trimNamespace(in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -37,6 +41,54 @@ func TestCache(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("annotations kept: %v, want %v", got, want)
+		}
+	})
+
+	t.Run("an oversized annotation is kept empty, counted and logged", func(t *testing.T) {
+		big := strings.Repeat("x", 250<<10)
+		in := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
+			Name: "team-a",
+			Annotations: map[string]string{
+				scheduling.AnnotationEnabled:              "true",
+				scheduling.AnnotationPools:                big,
+				scheduling.AnnotationTolerationsWhitelist: big,
+				scheduling.AnnotationPrefix + "made-up-a": strings.Repeat("y", MaxAnnotationBytes),
+				scheduling.AnnotationPrefix + "made-up-b": strings.Repeat("y", MaxAnnotationBytes),
+				scheduling.AnnotationPrefix + "made-up-c": strings.Repeat("y", MaxAnnotationBytes),
+				scheduling.AnnotationPrefix + "made-up-d": strings.Repeat("y", MaxAnnotationBytes),
+			},
+		}}
+		reg := prometheus.NewRegistry()
+		logger, hook := logtest.NewNullLogger()
+		c := &Cache{cfg: CacheConfig{Metrics: NewMetrics(reg), Logger: logger}}
+		out, err := c.trimNamespace(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := out.(*metav1.PartialObjectMetadata).Annotations
+		total := 0
+		for _, v := range got {
+			total += len(v)
+		}
+		if total > MaxNamespaceAnnotationBytes {
+			t.Errorf("the cache keeps %d bytes of the namespace's annotations, more than %d", total, MaxNamespaceAnnotationBytes)
+		}
+		// In key order: enabled and three made-up ones fit, the fourth goes over the
+		// namespace's total, pools and the whitelist are each over the bound. Empty,
+		// not missing, so each fails closed.
+		for _, k := range []string{scheduling.AnnotationPools, scheduling.AnnotationTolerationsWhitelist, scheduling.AnnotationPrefix + "made-up-d"} {
+			if v, ok := got[k]; !ok || v != "" {
+				t.Errorf("annotation %s kept as %d bytes (present %v), want present and empty", k, len(v), ok)
+			}
+		}
+		if got[scheduling.AnnotationEnabled] != "true" {
+			t.Errorf("a small annotation was not kept: %v", got[scheduling.AnnotationEnabled])
+		}
+		if n := testutil.ToFloat64(c.cfg.Metrics.oversized); n != 3 {
+			t.Errorf("sysctl_placement_namespace_annotations_oversized_total = %v, want 3", n)
+		}
+		if len(hook.Entries) != 3 || hook.LastEntry().Data["namespace"] != "team-a" {
+			t.Errorf("log = %v, want one line per oversized annotation naming the namespace", hook.Entries)
 		}
 	})
 }
