@@ -1,10 +1,16 @@
 package main
 
-// `certs` bootstraps the webhook's TLS: a CA and a serving certificate for the
-// webhook's Service in a kubernetes.io/tls Secret, and the CA in the caBundle of every
-// webhook entry of both webhook configurations. It is idempotent, so the same command
-// serves as the first install, the periodic renewal (deploy/overlays/self-signed runs
-// it from a Job and a CronJob) and a repair: whatever is still good is left alone.
+// `certs` bootstraps the webhook's TLS: a CA in a Secret of its own, a serving
+// certificate for the webhook's Service in a kubernetes.io/tls Secret, and the CA in the
+// caBundle of every webhook entry of both webhook configurations. It is idempotent, so
+// the same command serves as the first install, the periodic renewal
+// (deploy/overlays/self-signed runs it from a Job and a CronJob) and a repair: whatever
+// is still good is left alone.
+//
+// The CA's key never goes into the Secret the webhook mounts: a compromised replica, or
+// the node it runs on (a kubelet reads every Secret its pods mount, whole), must not
+// yield a CA that caBundle trusts for years. Only this command, as its own
+// ServiceAccount, reads the CA Secret.
 
 import (
 	"bytes"
@@ -12,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,6 +32,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/sysctl-placement/sysctl-placement/certs"
 )
@@ -41,6 +49,7 @@ type certsOptions struct {
 	namespace         string
 	service           string
 	secret            string
+	caSecret          string
 	mutatingWebhook   string
 	validatingWebhook string
 	validity          time.Duration
@@ -86,6 +95,12 @@ func (o *certsOptions) validate() error {
 	if msgs := validation.IsDNS1123Subdomain(o.secret); len(msgs) > 0 {
 		return usageError("--secret %q is not a Secret name: %s", o.secret, strings.Join(msgs, "; "))
 	}
+	if msgs := validation.IsDNS1123Subdomain(o.caSecret); len(msgs) > 0 {
+		return usageError("--ca-secret %q is not a Secret name: %s", o.caSecret, strings.Join(msgs, "; "))
+	}
+	if o.caSecret == o.secret {
+		return usageError("--ca-secret and --secret are both %q: the CA's key must not be in the Secret the webhook mounts", o.secret)
+	}
 	return nil
 }
 
@@ -94,8 +109,9 @@ func newCertsCommand(g *globalOptions, s streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "certs",
 		Short: "Create or renew the TLS Secret and set the webhooks' caBundle",
-		Long: `Creates or renews the webhook's CA and serving certificate in a Secret and sets the
-caBundle of both webhook configurations; changes nothing that is still good.`,
+		Long: `Creates or renews the webhook's CA (in its own Secret) and serving certificate (in the
+Secret the webhook mounts) and sets the caBundle of both webhook configurations; changes
+nothing that is still good.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageError("unexpected argument %q: certs takes flags only", args[0])
@@ -131,7 +147,8 @@ func runCerts(ctx context.Context, g *globalOptions, o *certsOptions, stdout io.
 func (o *certsOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.namespace, "namespace", "sysctl-placement", "namespace of the webhook's Service and of the TLS Secret")
 	fs.StringVar(&o.service, "service", "sysctl-placement", "the webhook's Service; the serving certificate names its in-cluster DNS names")
-	fs.StringVar(&o.secret, "secret", "sysctl-placement-tls", "kubernetes.io/tls Secret that holds tls.crt, tls.key, ca.crt and ca.key")
+	fs.StringVar(&o.secret, "secret", "sysctl-placement-tls", "kubernetes.io/tls Secret the webhook mounts: tls.crt, tls.key and ca.crt")
+	fs.StringVar(&o.caSecret, "ca-secret", "sysctl-placement-ca", "Secret that keeps the CA (ca.crt, ca.key) so renewals keep caBundle; nothing mounts it")
 	fs.StringVar(&o.mutatingWebhook, "mutating-webhook", "sysctl-placement", "MutatingWebhookConfiguration whose webhooks get the caBundle (empty: none)")
 	fs.StringVar(&o.validatingWebhook, "validating-webhook", "sysctl-placement", "ValidatingWebhookConfiguration whose webhooks get the caBundle (empty: none)")
 	fs.DurationVar(&o.validity, "validity", 8760*time.Hour, "lifetime of a new serving certificate")
@@ -159,60 +176,39 @@ func parseCertsFlags(args []string, stderr io.Writer) (*certsOptions, error) {
 	return o, nil
 }
 
-// ensureCluster brings the Secret and both webhook configurations' caBundle up to
+// ensureCluster brings both Secrets and both webhook configurations' caBundle up to
 // date, writing only what differs.
 func (o *certsOptions) ensureCluster(ctx context.Context, client kubernetes.Interface, out io.Writer) error {
 	secrets := client.CoreV1().Secrets(o.namespace)
-	ref := o.namespace + "/" + o.secret
-	current, err := secrets.Get(ctx, o.secret, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		current = nil
-	case err != nil:
-		return fmt.Errorf("could not read Secret %s: %w", ref, err)
-	case current.Type != corev1.SecretTypeTLS:
-		return fmt.Errorf("the Secret %s has type %s, not %s; delete it or pass another --secret", ref, current.Type, corev1.SecretTypeTLS)
-	case current.Annotations[certManagerCertificateAnnotation] != "":
-		// Two owners would replace each other's CA and break caBundle in turn.
-		return fmt.Errorf("the Secret %s is managed by cert-manager (Certificate %s); leave it to cert-manager (deploy/overlays/cert-manager) or pass another --secret", ref, current.Annotations[certManagerCertificateAnnotation])
-	}
-	var data map[string][]byte
-	if current != nil {
-		data = current.Data
-	}
-	want, reasons, err := certs.EnsureMaterial(data, o.materialPolicy(), time.Now())
+	tlsCurrent, err := o.readSecret(ctx, secrets, o.secret, corev1.SecretTypeTLS, "--secret")
 	if err != nil {
 		return err
 	}
-	switch {
-	case current == nil:
-		secret := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{
-				Name:      o.secret,
-				Namespace: o.namespace,
-				Labels:    map[string]string{"app.kubernetes.io/name": "sysctl-placement", "app.kubernetes.io/component": "certs"},
-			},
-			Type: corev1.SecretTypeTLS,
-			Data: want,
-		}
-		if _, err := secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: "sysctl-placement-certs"}); err != nil {
-			return fmt.Errorf("could not create Secret %s: %w%s", ref, err, retryHint(err))
-		}
-		fmt.Fprintf(out, "Secret %s created: %s\n", ref, strings.Join(reasons, "; "))
-	case len(reasons) > 0:
-		updated := current.DeepCopy()
-		if updated.Data == nil {
-			updated.Data = map[string][]byte{}
-		}
-		for k, v := range want {
-			updated.Data[k] = v
-		}
-		if _, err := secrets.Update(ctx, updated, metav1.UpdateOptions{FieldManager: "sysctl-placement-certs"}); err != nil {
-			return fmt.Errorf("could not update Secret %s: %w%s", ref, err, retryHint(err))
-		}
-		fmt.Fprintf(out, "Secret %s updated: %s\n", ref, strings.Join(reasons, "; "))
-	default:
-		fmt.Fprintf(out, "Secret %s is up to date\n", ref)
+	caCurrent, err := o.readSecret(ctx, secrets, o.caSecret, corev1.SecretTypeOpaque, "--ca-secret")
+	if err != nil {
+		return err
+	}
+	current := map[string][]byte{}
+	if tlsCurrent != nil {
+		// A Secret from before the CA had its own keeps ca.key: carried over, so the
+		// move keeps the CA and caBundle.
+		maps.Copy(current, tlsCurrent.Data)
+	}
+	if caCurrent != nil {
+		current[certs.KeyCACert], current[certs.KeyCAKey] = caCurrent.Data[certs.KeyCACert], caCurrent.Data[certs.KeyCAKey]
+	}
+	want, reasons, err := certs.EnsureMaterial(current, o.materialPolicy(), time.Now())
+	if err != nil {
+		return err
+	}
+	// The CA first: a run that stops between the two writes has lost nothing.
+	caData := map[string][]byte{certs.KeyCACert: want[certs.KeyCACert], certs.KeyCAKey: want[certs.KeyCAKey]}
+	if err := o.writeSecret(ctx, secrets, caCurrent, o.caSecret, corev1.SecretTypeOpaque, caData, nil, reasons, out); err != nil {
+		return err
+	}
+	tlsData := map[string][]byte{certs.KeyTLSCert: want[certs.KeyTLSCert], certs.KeyTLSKey: want[certs.KeyTLSKey], certs.KeyCACert: want[certs.KeyCACert]}
+	if err := o.writeSecret(ctx, secrets, tlsCurrent, o.secret, corev1.SecretTypeTLS, tlsData, []string{certs.KeyCAKey}, reasons, out); err != nil {
+		return err
 	}
 
 	err = certs.SetCABundle(ctx, client, certs.WebhookConfigurations{Mutating: o.mutatingWebhook, Validating: o.validatingWebhook}, want[certs.KeyCACert], out)
@@ -225,6 +221,75 @@ func (o *certsOptions) ensureCluster(ctx context.Context, client kubernetes.Inte
 		return fmt.Errorf("%w: apply the manifests first (kubectl apply -k deploy/overlays/self-signed), or pass %s with its name, or %s='' to skip it", err, flagName, flagName)
 	}
 	return err
+}
+
+// readSecret returns the Secret name, nil when there is none, or an error when it is
+// not one certs may own.
+func (o *certsOptions) readSecret(ctx context.Context, secrets corev1client.SecretInterface, name string, typ corev1.SecretType, flagName string) (*corev1.Secret, error) {
+	ref := o.namespace + "/" + name
+	current, err := secrets.Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("could not read Secret %s: %w", ref, err)
+	case current.Annotations[certManagerCertificateAnnotation] != "":
+		// Two owners would replace each other's CA and break caBundle in turn.
+		return nil, fmt.Errorf("the Secret %s is managed by cert-manager (Certificate %s); leave it to cert-manager (deploy/overlays/cert-manager) or pass another %s", ref, current.Annotations[certManagerCertificateAnnotation], flagName)
+	case current.Type != typ:
+		return nil, fmt.Errorf("the Secret %s has type %s, not %s; delete it or pass another %s", ref, current.Type, typ, flagName)
+	}
+	return current, nil
+}
+
+// writeSecret creates the Secret name with data, or updates current where its data
+// differs from data or holds one of the drop keys; it says which it did and why.
+func (o *certsOptions) writeSecret(ctx context.Context, secrets corev1client.SecretInterface, current *corev1.Secret,
+	name string, typ corev1.SecretType, data map[string][]byte, drop []string, reasons []string, out io.Writer) error {
+	ref := o.namespace + "/" + name
+	if current == nil {
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:      name,
+				Namespace: o.namespace,
+				Labels:    map[string]string{"app.kubernetes.io/name": "sysctl-placement", "app.kubernetes.io/component": "certs"},
+			},
+			Type: typ,
+			Data: data,
+		}
+		if _, err := secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: "sysctl-placement-certs"}); err != nil {
+			return fmt.Errorf("could not create Secret %s: %w%s", ref, err, retryHint(err))
+		}
+		fmt.Fprintf(out, "Secret %s created: %s\n", ref, strings.Join(o.orMoved(reasons), "; "))
+		return nil
+	}
+	updated := current.DeepCopy()
+	if updated.Data == nil {
+		updated.Data = map[string][]byte{}
+	}
+	maps.Copy(updated.Data, data)
+	for _, k := range drop {
+		delete(updated.Data, k)
+	}
+	if maps.EqualFunc(updated.Data, current.Data, bytes.Equal) {
+		fmt.Fprintf(out, "Secret %s is up to date\n", ref)
+		return nil
+	}
+	if _, err := secrets.Update(ctx, updated, metav1.UpdateOptions{FieldManager: "sysctl-placement-certs"}); err != nil {
+		return fmt.Errorf("could not update Secret %s: %w%s", ref, err, retryHint(err))
+	}
+	fmt.Fprintf(out, "Secret %s updated: %s\n", ref, strings.Join(o.orMoved(reasons), "; "))
+	return nil
+}
+
+// orMoved is reasons, or, when the material itself was good, the one other reason to
+// write: the CA moving out of the Secret the webhook mounts (a Secret written before
+// the CA had its own).
+func (o *certsOptions) orMoved(reasons []string) []string {
+	if len(reasons) > 0 {
+		return reasons
+	}
+	return []string{fmt.Sprintf("the CA moves into Secret %s, out of %s, which the webhook mounts", o.caSecret, o.secret)}
 }
 
 // retryHint tells the user what to do about errors that a second run fixes.

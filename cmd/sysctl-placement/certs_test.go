@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/x509"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +94,15 @@ func tlsSecret(t *testing.T, client *fake.Clientset) *corev1.Secret {
 	return s
 }
 
+func caSecret(t *testing.T, client *fake.Clientset) *corev1.Secret {
+	t.Helper()
+	s, err := client.CoreV1().Secrets("sysctl-placement").Get(context.Background(), "sysctl-placement-ca", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the CA Secret: %v", err)
+	}
+	return s
+}
+
 // caBundles returns every webhook entry's caBundle, keyed "kind/webhook".
 func caBundles(t *testing.T, client *fake.Clientset) map[string][]byte {
 	t.Helper()
@@ -137,8 +148,8 @@ func assertServes(t *testing.T, certPEM, bundle []byte, host string) {
 	}
 }
 
-// seededSecret is a kubernetes.io/tls Secret made by ca, with a serving certificate
-// for service valid for validity.
+// seededSecret is the kubernetes.io/tls Secret a run with ca left, with a serving
+// certificate for service valid for validity.
 func seededSecret(t *testing.T, ca *certs.CA, service string, validity time.Duration) *corev1.Secret {
 	t.Helper()
 	certPEM, keyPEM, err := ca.IssueServing(service, "sysctl-placement", nil, nil, validity)
@@ -148,7 +159,16 @@ func seededSecret(t *testing.T, ca *certs.CA, service string, validity time.Dura
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "sysctl-placement-tls", Namespace: "sysctl-placement"},
 		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{"ca.crt": ca.CertPEM(), "ca.key": ca.KeyPEM(), "tls.crt": certPEM, "tls.key": keyPEM},
+		Data:       map[string][]byte{"ca.crt": ca.CertPEM(), "tls.crt": certPEM, "tls.key": keyPEM},
+	}
+}
+
+// seededCASecret is the Secret that keeps ca, as a run left it.
+func seededCASecret(ca *certs.CA) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "sysctl-placement-ca", Namespace: "sysctl-placement"},
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{"ca.crt": ca.CertPEM(), "ca.key": ca.KeyPEM()},
 	}
 }
 
@@ -164,14 +184,14 @@ func newCA(t *testing.T, validity time.Duration) *certs.CA {
 func TestCertsRunTwiceChangesNothingTheSecondTime(t *testing.T) {
 	client := fake.NewClientset(webhookConfigurations()...)
 	first := mustCertsRun(t, client)
-	if got := writes(client); len(got) != 3 {
-		t.Errorf("the first run wrote %q; want the Secret created and both configurations patched", got)
+	if got := writes(client); len(got) != 4 {
+		t.Errorf("the first run wrote %q; want both Secrets created and both configurations patched", got)
 	}
 	secret := tlsSecret(t, client)
 	if secret.Type != corev1.SecretTypeTLS {
 		t.Errorf("the Secret has type %s; want %s", secret.Type, corev1.SecretTypeTLS)
 	}
-	for _, key := range []string{"ca.crt", "ca.key", "tls.crt", "tls.key"} {
+	for _, key := range []string{"ca.crt", "tls.crt", "tls.key"} {
 		if len(secret.Data[key]) == 0 {
 			t.Errorf("the Secret has no %s", key)
 		}
@@ -186,8 +206,57 @@ func TestCertsRunTwiceChangesNothingTheSecondTime(t *testing.T) {
 	if !bytes.Equal(tlsSecret(t, client).Data["tls.crt"], secret.Data["tls.crt"]) {
 		t.Errorf("the second run replaced a good serving certificate")
 	}
-	if strings.Count(second, "up to date") != 3 {
-		t.Errorf("the second run said\n%s\nwant the Secret and both configurations reported up to date (first run said\n%s)", second, first)
+	if strings.Count(second, "up to date") != 4 {
+		t.Errorf("the second run said\n%s\nwant both Secrets and both configurations reported up to date (first run said\n%s)", second, first)
+	}
+}
+
+// The Secret the webhook mounts holds no key that can sign: a compromised replica, or
+// its node (a kubelet reads a mounted Secret whole), must not yield the CA.
+func TestTheCAKeyIsKeptOutOfTheSecretTheWebhookMounts(t *testing.T) {
+	client := fake.NewClientset(webhookConfigurations()...)
+	mustCertsRun(t, client)
+	mounted, ca := tlsSecret(t, client), caSecret(t, client)
+	if _, ok := mounted.Data["ca.key"]; ok {
+		t.Errorf("the Secret %s holds ca.key; want it only in %s", mounted.Name, ca.Name)
+	}
+	if ca.Type != corev1.SecretTypeOpaque || len(ca.Data["ca.key"]) == 0 || !bytes.Equal(ca.Data["ca.crt"], mounted.Data["ca.crt"]) {
+		t.Errorf("the CA Secret has type %s and keys %v; want an Opaque Secret with the CA mounted's ca.crt names and its key", ca.Type, slices.Collect(maps.Keys(ca.Data)))
+	}
+	if _, err := certs.LoadCA(ca.Data["ca.crt"], ca.Data["ca.key"]); err != nil {
+		t.Errorf("the CA Secret does not hold a usable CA: %v", err)
+	}
+}
+
+// Installations from before the CA had its own Secret keep their CA (and so caBundle):
+// the first run moves the key out, and the next changes nothing.
+func TestACASecretFromBeforeTheMoveKeepsItsCA(t *testing.T) {
+	ca := newCA(t, 87600*time.Hour)
+	old := seededSecret(t, ca, "sysctl-placement", 8760*time.Hour)
+	old.Data["ca.key"] = ca.KeyPEM()
+	bundles := [][]byte{ca.CertPEM(), ca.CertPEM(), ca.CertPEM(), ca.CertPEM()}
+	client := fake.NewClientset(append(webhookConfigurations(bundles...), old)...)
+	out := mustCertsRun(t, client)
+	if got := writes(client); !slices.Equal(got, []string{"create secrets", "update secrets"}) {
+		t.Errorf("wrote %q; want the CA Secret created and the mounted one updated, caBundle left alone", got)
+	}
+	if moved := caSecret(t, client); !bytes.Equal(moved.Data["ca.key"], ca.KeyPEM()) || !bytes.Equal(moved.Data["ca.crt"], ca.CertPEM()) {
+		t.Errorf("the CA Secret does not hold the CA that was in %s", old.Name)
+	}
+	secret := tlsSecret(t, client)
+	if _, ok := secret.Data["ca.key"]; ok {
+		t.Errorf("the mounted Secret still holds ca.key")
+	}
+	if !bytes.Equal(secret.Data["tls.crt"], old.Data["tls.crt"]) {
+		t.Errorf("the move replaced a good serving certificate")
+	}
+	if !strings.Contains(out, "moves into Secret sysctl-placement-ca") {
+		t.Errorf("output %q does not say the CA moved", out)
+	}
+	client.ClearActions()
+	mustCertsRun(t, client)
+	if got := writes(client); len(got) != 0 {
+		t.Errorf("the run after the move wrote %q; want nothing", got)
 	}
 }
 
@@ -213,7 +282,7 @@ func TestOnlyTheWebhooksWhoseCABundleDiffersArePatched(t *testing.T) {
 	ca := newCA(t, 87600*time.Hour)
 	secret := seededSecret(t, ca, "sysctl-placement", 8760*time.Hour)
 	// Three entries already trust the CA; the last has none.
-	objs := append(webhookConfigurations(ca.CertPEM(), ca.CertPEM(), ca.CertPEM()), secret)
+	objs := append(webhookConfigurations(ca.CertPEM(), ca.CertPEM(), ca.CertPEM()), secret, seededCASecret(ca))
 	client := fake.NewClientset(objs...)
 	mustCertsRun(t, client)
 	var patches []string
@@ -238,7 +307,7 @@ func TestOnlyTheWebhooksWhoseCABundleDiffersArePatched(t *testing.T) {
 func TestACertificateExpiringWithinRenewBeforeIsReplacedAndTheCAIsKept(t *testing.T) {
 	ca := newCA(t, 87600*time.Hour)
 	old := seededSecret(t, ca, "sysctl-placement", 240*time.Hour) // expires in 10 days
-	client := fake.NewClientset(append(webhookConfigurations(ca.CertPEM(), ca.CertPEM(), ca.CertPEM(), ca.CertPEM()), old)...)
+	client := fake.NewClientset(append(webhookConfigurations(ca.CertPEM(), ca.CertPEM(), ca.CertPEM(), ca.CertPEM()), old, seededCASecret(ca))...)
 	out := mustCertsRun(t, client, "--renew-before", "720h", "--validity", "8760h")
 
 	if got := writes(client); len(got) != 1 || !strings.HasPrefix(got[0], "update secrets") {
@@ -248,7 +317,7 @@ func TestACertificateExpiringWithinRenewBeforeIsReplacedAndTheCAIsKept(t *testin
 	if bytes.Equal(secret.Data["tls.crt"], old.Data["tls.crt"]) || bytes.Equal(secret.Data["tls.key"], old.Data["tls.key"]) {
 		t.Fatalf("the serving certificate or key expiring within --renew-before was kept")
 	}
-	if !bytes.Equal(secret.Data["ca.crt"], old.Data["ca.crt"]) || !bytes.Equal(secret.Data["ca.key"], old.Data["ca.key"]) {
+	if !bytes.Equal(secret.Data["ca.crt"], old.Data["ca.crt"]) || !bytes.Equal(caSecret(t, client).Data["ca.key"], ca.KeyPEM()) {
 		t.Errorf("the CA was replaced; a good CA must be kept so that caBundle stays")
 	}
 	if notAfter := leaf(t, secret.Data["tls.crt"]).NotAfter; time.Until(notAfter) < 8759*time.Hour {
@@ -263,11 +332,11 @@ func TestACertificateExpiringWithinRenewBeforeIsReplacedAndTheCAIsKept(t *testin
 func TestACertificateForAnotherServiceIsReplaced(t *testing.T) {
 	ca := newCA(t, 87600*time.Hour)
 	old := seededSecret(t, ca, "old-webhook", 8760*time.Hour)
-	client := fake.NewClientset(append(webhookConfigurations(), old)...)
+	client := fake.NewClientset(append(webhookConfigurations(), old, seededCASecret(ca))...)
 	out := mustCertsRun(t, client)
 	secret := tlsSecret(t, client)
 	assertServes(t, secret.Data["tls.crt"], secret.Data["ca.crt"], "sysctl-placement.sysctl-placement.svc")
-	if !bytes.Equal(secret.Data["ca.key"], old.Data["ca.key"]) {
+	if !bytes.Equal(caSecret(t, client).Data["ca.key"], ca.KeyPEM()) {
 		t.Errorf("the CA was replaced although only the names changed")
 	}
 	if !strings.Contains(out, "old-webhook") {
@@ -278,7 +347,7 @@ func TestACertificateForAnotherServiceIsReplaced(t *testing.T) {
 func TestAnExpiringCAIsReplacedAndStaysTrustedUntilItExpires(t *testing.T) {
 	oldCA := newCA(t, 240*time.Hour) // within --renew-before
 	old := seededSecret(t, oldCA, "sysctl-placement", 100*time.Hour)
-	client := fake.NewClientset(append(webhookConfigurations(), old)...)
+	client := fake.NewClientset(append(webhookConfigurations(), old, seededCASecret(oldCA))...)
 	mustCertsRun(t, client)
 
 	secret := tlsSecret(t, client)
@@ -322,7 +391,6 @@ func TestASecretOfAnotherTypeIsLeftAloneWithAHint(t *testing.T) {
 
 func TestASecretManagedByCertManagerIsLeftToIt(t *testing.T) {
 	managed := seededSecret(t, newCA(t, 87600*time.Hour), "sysctl-placement", 8760*time.Hour)
-	delete(managed.Data, "ca.key") // cert-manager keeps the CA key elsewhere
 	managed.Annotations = map[string]string{"cert-manager.io/certificate-name": "sysctl-placement-serving"}
 	client := fake.NewClientset(append(webhookConfigurations(), managed)...)
 	_, err := certsRun(t, client)
@@ -417,5 +485,12 @@ func TestCertsFlagMistakesAreRefusedWithAHint(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want exit 1 and a message about %s", code, stderr.String(), tc.want)
 			}
 		})
+	}
+}
+
+func TestTheCASecretMustNotBeTheMountedOne(t *testing.T) {
+	_, err := parseCertsFlags([]string{"--ca-secret", "sysctl-placement-tls"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--ca-secret") {
+		t.Errorf("err = %v; want a refusal naming --ca-secret", err)
 	}
 }
