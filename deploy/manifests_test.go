@@ -9,8 +9,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,12 +25,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/provider"
 	"sigs.k8s.io/kustomize/api/resmap"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sysctl-placement/sysctl-placement/deploy/apicalls"
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 )
 
@@ -35,6 +41,7 @@ const (
 	namespace     = "sysctl-placement"
 	image         = "ghcr.io/sysctl-placement/sysctl-placement"
 	tlsSecret     = "sysctl-placement-tls"
+	caSecret      = "sysctl-placement-ca"
 	webhookConfig = "sysctl-placement"
 	// serveShutdownGrace is the default of `serve --shutdown-grace`.
 	serveShutdownGrace = 20 * time.Second
@@ -135,20 +142,8 @@ func TestEveryKustomizationRendersAndEachObjectDecodesAsItsKubernetesType(t *tes
 	}
 }
 
-// grant is one (API group, resource, verb, resource name) that a rule allows.
-type grant struct{ group, resource, verb, name string }
-
-func (g grant) String() string {
-	s := g.verb + " " + g.resource
-	if g.group != "" {
-		s += "." + g.group
-	}
-	if g.name != "" {
-		s += "/" + g.name
-	}
-	return s
-}
-
+// grants spells each (API group, resource, verb, resource name) the rules allow as
+// deploy/apicalls spells a call.
 func grants(rules []rbacv1.PolicyRule) []string {
 	var out []string
 	for _, r := range rules {
@@ -160,7 +155,7 @@ func grants(rules []rbacv1.PolicyRule) []string {
 			for _, res := range r.Resources {
 				for _, v := range r.Verbs {
 					for _, n := range names {
-						out = append(out, grant{g, res, v, n}.String())
+						out = append(out, apicalls.Call{Verb: v, Group: g, Resource: res, Name: n}.Grant())
 					}
 				}
 			}
@@ -182,70 +177,102 @@ func assertGrants(t *testing.T, what string, rules []rbacv1.PolicyRule, want []s
 	}
 }
 
-func TestTheWebhookClusterRoleGrantsExactlyWhatServeReads(t *testing.T) {
-	r := render(t, "base")
-	role := one[rbacv1.ClusterRole](t, r, "ClusterRole", "sysctl-placement")
-	assertGrants(t, "ClusterRole sysctl-placement", role.Rules, []string{
-		"list namespaces",
-		"watch namespaces",
-		"list pods",
-		"watch pods",
-		"create events.events.k8s.io",
-		"get nodes",
-		"list nodes",
-		"watch nodes",
-		"get nodes/configz",
-	})
-	binding := one[rbacv1.ClusterRoleBinding](t, r, "ClusterRoleBinding", "sysctl-placement")
-	wantSubject := rbacv1.Subject{Kind: "ServiceAccount", Name: "sysctl-placement", Namespace: namespace}
-	if binding.RoleRef.Name != role.Name || len(binding.Subjects) != 1 || binding.Subjects[0] != wantSubject {
-		t.Errorf("ClusterRoleBinding binds %v to %v; want ClusterRole %s to %v", binding.RoleRef, binding.Subjects, role.Name, wantSubject)
-	}
-}
-
-func TestTheWebhookRoleGrantsOnlyLeasesAndTheDiscoveryResultInItsOwnNamespace(t *testing.T) {
-	r := render(t, "base")
-	roles := objects[rbacv1.Role](t, r, "Role")
-	if len(roles) != 1 {
-		t.Fatalf("base has %d Roles; want only the leader-election Role", len(roles))
-	}
-	if roles[0].Namespace != namespace {
-		t.Errorf("Role %s is in namespace %q; want %s", roles[0].Name, roles[0].Namespace, namespace)
-	}
-	assertGrants(t, "Role "+roles[0].Name, roles[0].Rules, []string{
-		"create leases.coordination.k8s.io",
-		"get leases.coordination.k8s.io",
-		"update leases.coordination.k8s.io",
-		"get configmaps/sysctl-placement-discovery",
-		"list configmaps/sysctl-placement-discovery",
-		"watch configmaps/sysctl-placement-discovery",
-		"update configmaps/sysctl-placement-discovery",
-		"create configmaps", // RBAC cannot restrict create by name; the Role is namespaced
-	})
-}
-
-func TestTheCertsJobMayTouchOnlyItsSecretAndTheTwoWebhookConfigurations(t *testing.T) {
-	r := render(t, "overlays/self-signed")
-	role := one[rbacv1.Role](t, r, "Role", "sysctl-placement-certs")
-	assertGrants(t, "Role sysctl-placement-certs", role.Rules, []string{
-		"create secrets", // RBAC cannot restrict create by name; the Role is namespaced
-		"get secrets/" + tlsSecret,
-		"update secrets/" + tlsSecret,
-	})
-	clusterRole := one[rbacv1.ClusterRole](t, r, "ClusterRole", "sysctl-placement-certs")
-	assertGrants(t, "ClusterRole sysctl-placement-certs", clusterRole.Rules, []string{
-		"get mutatingwebhookconfigurations.admissionregistration.k8s.io/" + webhookConfig,
-		"patch mutatingwebhookconfigurations.admissionregistration.k8s.io/" + webhookConfig,
-		"get validatingwebhookconfigurations.admissionregistration.k8s.io/" + webhookConfig,
-		"patch validatingwebhookconfigurations.admissionregistration.k8s.io/" + webhookConfig,
-	})
-	for _, kind := range []string{"Job", "CronJob"} {
-		for _, spec := range podSpecsOf(t, r, kind) {
-			if spec.ServiceAccountName != "sysctl-placement-certs" {
-				t.Errorf("the certs %s runs as %q; want its own ServiceAccount sysctl-placement-certs", kind, spec.ServiceAccountName)
-			}
+// callGrants is what deploy/apicalls says identity needs, namespaced or cluster-wide,
+// in the spelling of grants.
+func callGrants(identity apicalls.Identity, namespaced bool) []string {
+	var out []string
+	for _, c := range apicalls.Of(identity, namespaced) {
+		if g := c.Grant(); !slices.Contains(out, g) {
+			out = append(out, g)
 		}
 	}
+	return out
+}
+
+// rbacFile decodes the objects of one manifest file that is not a kustomization of
+// its own (a component's).
+func rbacFile(t *testing.T, path string) rendered {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := resmap.NewFactory(provider.NewDefaultDepProvider().GetResourceFactory()).NewResMapFromBytes(data)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return rendered{dir: path, resources: m}
+}
+
+// Each identity's roles grant exactly the calls deploy/apicalls lists for it: a grant
+// missing fails here (and, for serve, in the end-to-end tests as a forbidden call); a
+// grant no code path uses fails here too, because the table holds only calls the code
+// makes (deploy/apicalls' own test).
+func TestEachIdentityIsGrantedExactlyTheCallsItMakes(t *testing.T) {
+	base, selfSigned := render(t, "base"), render(t, "overlays/self-signed")
+	for _, tc := range []struct {
+		identity       apicalls.Identity
+		r              rendered
+		kind, name     string
+		namespaced     bool
+		serviceAccount string
+	}{
+		{apicalls.Serve, base, "ClusterRole", "sysctl-placement", false, "sysctl-placement"},
+		{apicalls.Serve, base, "Role", "sysctl-placement-leader-election", true, "sysctl-placement"},
+		{apicalls.MetricsSecure, rbacFile(t, "components/metrics-secure/rbac.yaml"), "ClusterRole", "sysctl-placement-metrics-auth", false, "sysctl-placement"},
+		{apicalls.Certs, selfSigned, "ClusterRole", "sysctl-placement-certs", false, "sysctl-placement-certs"},
+		{apicalls.Certs, selfSigned, "Role", "sysctl-placement-certs", true, "sysctl-placement-certs"},
+		{apicalls.Audit, render(t, "audit"), "ClusterRole", "sysctl-placement-audit", false, ""},
+	} {
+		t.Run(string(tc.identity)+" "+tc.kind+" "+tc.name, func(t *testing.T) {
+			var rules []rbacv1.PolicyRule
+			if tc.kind == "Role" {
+				role := one[rbacv1.Role](t, tc.r, tc.kind, tc.name)
+				if role.Namespace != apicalls.Namespace {
+					t.Errorf("Role %s is in namespace %q; want %s", role.Name, role.Namespace, apicalls.Namespace)
+				}
+				rules = role.Rules
+			} else {
+				rules = one[rbacv1.ClusterRole](t, tc.r, tc.kind, tc.name).Rules
+			}
+			assertGrants(t, tc.kind+" "+tc.name, rules, callGrants(tc.identity, tc.namespaced))
+			if tc.serviceAccount == "" {
+				return // bound by whoever runs it
+			}
+			want := rbacv1.Subject{Kind: "ServiceAccount", Name: tc.serviceAccount, Namespace: namespace}
+			bound := false
+			for _, res := range tc.r.resources.Resources() {
+				if res.GetKind() != tc.kind+"Binding" {
+					continue
+				}
+				b := one[rbacv1.RoleBinding](t, tc.r, res.GetKind(), res.GetName())
+				if b.RoleRef.Kind != tc.kind || b.RoleRef.Name != tc.name {
+					continue
+				}
+				if len(b.Subjects) != 1 || b.Subjects[0] != want {
+					t.Errorf("%s %s binds %s to %v; want only %v", res.GetKind(), b.Name, tc.name, b.Subjects, want)
+				}
+				bound = true
+			}
+			if !bound {
+				t.Errorf("no %sBinding binds %s %s to %v", tc.kind, tc.kind, tc.name, want)
+			}
+		})
+	}
+	t.Run("the webhook's namespace holds only the leader-election Role of serve", func(t *testing.T) {
+		if roles := objects[rbacv1.Role](t, base, "Role"); len(roles) != 1 {
+			t.Errorf("base has %d Roles; want only the leader-election Role", len(roles))
+		}
+	})
+	t.Run("the certs Job and CronJob run as their own ServiceAccount", func(t *testing.T) {
+		for _, kind := range []string{"Job", "CronJob"} {
+			for _, spec := range podSpecsOf(t, selfSigned, kind) {
+				if spec.ServiceAccountName != "sysctl-placement-certs" {
+					t.Errorf("the certs %s runs as %q; want its own ServiceAccount sysctl-placement-certs", kind, spec.ServiceAccountName)
+				}
+			}
+		}
+	})
 }
 
 func TestNoOverlayGrantsWildcardsNodesProxyOrSecretsClusterWide(t *testing.T) {
@@ -790,6 +817,105 @@ func TestTheDeploymentServesTheWebhookHighlyAvailable(t *testing.T) {
 	}
 }
 
+// kubeletEnv is the container's environment as the kubelet resolves it: values with
+// $(VAR) references to earlier variables expanded, and resourceFieldRefs to
+// limits.memory as the limit divided by the divisor, rounded up.
+func kubeletEnv(t *testing.T, c corev1.Container) map[string]string {
+	t.Helper()
+	ref := regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+	env := map[string]string{}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = ref.ReplaceAllStringFunc(e.Value, func(m string) string {
+				if v, ok := env[m[2:len(m)-1]]; ok {
+					return v
+				}
+				return m // the kubelet leaves an unknown reference as it is
+			})
+		case e.ValueFrom.ResourceFieldRef != nil:
+			f := e.ValueFrom.ResourceFieldRef
+			limit, ok := c.Resources.Limits[corev1.ResourceMemory]
+			if f.Resource != "limits.memory" || !ok {
+				t.Fatalf("env %s: resourceFieldRef %s; this test resolves only limits.memory of a container that sets it", e.Name, f.Resource)
+			}
+			divisor := f.Divisor
+			if divisor.IsZero() {
+				divisor = resource.MustParse("1")
+			}
+			env[e.Name] = strconv.FormatInt((limit.Value()+divisor.Value()-1)/divisor.Value(), 10)
+		}
+	}
+	return env
+}
+
+// GOMEMLIMIT keeps the Go runtime's memory under the container's limit, with room for
+// what the runtime does not count, whatever limit the admin sets.
+func TestGOMEMLIMITFollowsTheContainersMemoryLimitWithHeadroom(t *testing.T) {
+	for _, dir := range append([]string{"base"}, overlays...) {
+		d := one[appsv1.Deployment](t, render(t, dir), "Deployment", "sysctl-placement")
+		for _, limit := range []string{"", "100Mi", "256Mi", "1Gi", "3Gi"} {
+			c := d.Spec.Template.Spec.Containers[0]
+			if limit != "" {
+				c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(limit)}
+			}
+			mem := c.Resources.Limits[corev1.ResourceMemory]
+			got := kubeletEnv(t, c)["GOMEMLIMIT"]
+			bytes, err := strconv.ParseInt(got, 10, 64)
+			if err != nil {
+				t.Errorf("%s, limit %s: GOMEMLIMIT = %q; want a number of bytes derived from limits.memory", dir, mem.String(), got)
+				continue
+			}
+			if ratio := float64(bytes) / float64(mem.Value()); ratio < 0.9 || ratio > 0.96 {
+				t.Errorf("%s, limit %s: GOMEMLIMIT = %s, %.3f of the limit; want 90-96%%, below the limit by the memory the runtime does not count", dir, mem.String(), got, ratio)
+			}
+		}
+	}
+}
+
+// The CA's key is for `certs` (or cert-manager) alone: the replicas get the serving
+// pair only, never the CA Secret, and never ca.key of a Secret an older `certs` wrote.
+func TestNoWebhookReplicaMountsTheCAPrivateKey(t *testing.T) {
+	for _, dir := range append([]string{"base"}, overlays...) {
+		d := one[appsv1.Deployment](t, render(t, dir), "Deployment", "sysctl-placement")
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Secret == nil {
+				continue
+			}
+			if v.Secret.SecretName != tlsSecret {
+				t.Errorf("%s: the webhook mounts Secret %s; want only %s", dir, v.Secret.SecretName, tlsSecret)
+			}
+			var keys []string
+			for _, item := range v.Secret.Items {
+				keys = append(keys, item.Key)
+			}
+			if !slices.Equal(keys, []string{"tls.crt", "tls.key"}) {
+				t.Errorf("%s: Secret volume %s projects %q (none: the whole Secret); want items tls.crt and tls.key only", dir, v.Name, keys)
+			}
+		}
+	}
+}
+
+// minAvailable 1 with one replica refuses every eviction, and so every drain of the
+// replica's node.
+func TestThePodDisruptionBudgetAgreesWithTheShippedReplicas(t *testing.T) {
+	for _, dir := range append([]string{"base"}, overlays...) {
+		r := render(t, dir)
+		d := one[appsv1.Deployment](t, r, "Deployment", "sysctl-placement")
+		replicas := int32(1)
+		if d.Spec.Replicas != nil {
+			replicas = *d.Spec.Replicas
+		}
+		for _, pdb := range objects[policyv1.PodDisruptionBudget](t, r, "PodDisruptionBudget") {
+			if replicas <= 1 {
+				t.Errorf("%s: %d replica and PodDisruptionBudget %s: no drain could evict it; delete the budget with the replicas", dir, replicas, pdb.Name)
+			} else if pdb.Spec.MinAvailable == nil || int32(pdb.Spec.MinAvailable.IntValue()) >= replicas {
+				t.Errorf("%s: PodDisruptionBudget %s minAvailable %v with %d replicas blocks drains", dir, pdb.Name, deref(pdb.Spec.MinAvailable), replicas)
+			}
+		}
+	}
+}
+
 func assertSelects(t *testing.T, what string, selector, labels map[string]string) {
 	t.Helper()
 	if len(selector) == 0 {
@@ -814,9 +940,9 @@ func TestTheSelfSignedOverlayBootstrapsTheSecretTheDeploymentMounts(t *testing.T
 		for i := 1; i+1 < len(args); i += 2 {
 			flags[args[i]] = args[i+1]
 		}
-		if args[0] != "certs" || flags["--secret"] != tlsSecret || flags["--namespace"] != namespace ||
+		if args[0] != "certs" || flags["--secret"] != tlsSecret || flags["--ca-secret"] != caSecret || flags["--namespace"] != namespace ||
 			flags["--service"] != "sysctl-placement" || flags["--mutating-webhook"] != webhookConfig || flags["--validating-webhook"] != webhookConfig {
-			t.Errorf("%s args = %q; want certs for Secret %s, Service sysctl-placement and both webhook configurations %s", kind, args, tlsSecret, webhookConfig)
+			t.Errorf("%s args = %q; want certs for Secrets %s and %s, Service sysctl-placement and both webhook configurations %s", kind, args, tlsSecret, caSecret, webhookConfig)
 		}
 	}
 	for _, w := range webhooks(t, r) {

@@ -254,6 +254,42 @@ func TestChartValues(t *testing.T) {
 		}
 		t.Fatal("no ResourceQuota rendered")
 	})
+	t.Run("one replica renders no PodDisruptionBudget, which would block every drain", func(t *testing.T) {
+		for _, replicas := range []int{1, 2, 3} {
+			n := 0
+			for _, o := range render(t, map[string]any{"replicas": replicas}) {
+				if o.GetKind() == "PodDisruptionBudget" {
+					n++
+				}
+			}
+			if want := min(replicas-1, 1); n != want {
+				t.Errorf("%d replicas render %d PodDisruptionBudgets, want %d", replicas, n, want)
+			}
+		}
+	})
+	t.Run("GOMEMLIMIT is derived from whatever resources.limits.memory is", func(t *testing.T) {
+		values := map[string]any{"resources": map[string]any{"limits": map[string]any{"memory": "1Gi"}}}
+		for _, o := range render(t, values) {
+			if o.GetKind() != "Deployment" {
+				continue
+			}
+			containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			c := containers[0].(map[string]any)
+			limit, _, _ := unstructured.NestedString(c, "resources", "limits", "memory")
+			env := map[string]any{}
+			list, _, _ := unstructured.NestedSlice(c, "env")
+			for _, e := range list {
+				env[e.(map[string]any)["name"].(string)] = e
+			}
+			field, _, _ := unstructured.NestedMap(env, "MEMORY_LIMIT_MIB", "valueFrom", "resourceFieldRef")
+			gomemlimit, _, _ := unstructured.NestedString(env, "GOMEMLIMIT", "value")
+			if limit != "1Gi" || field["resource"] != "limits.memory" || field["divisor"] != "1Mi" || gomemlimit != "$(MEMORY_LIMIT_MIB)000000" {
+				t.Errorf("limit %q, MEMORY_LIMIT_MIB from %v, GOMEMLIMIT %q; want GOMEMLIMIT as 10^6 × the limit in MiB", limit, field, gomemlimit)
+			}
+			return
+		}
+		t.Fatal("no Deployment rendered")
+	})
 	t.Run("webhook.port moves the container port and --listen while the Service keeps 443", func(t *testing.T) {
 		objs := render(t, map[string]any{"webhook": map[string]any{"port": 10250}})
 		for _, o := range objs {

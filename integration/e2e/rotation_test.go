@@ -25,9 +25,10 @@ import (
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
 )
 
-// secretVolume lays files out as the kubelet does for a Secret volume: a timestamped
-// directory, a ..data symlink to it, and tls.crt/tls.key symlinks through ..data. An
-// update writes a new directory and renames a new ..data link over the old one.
+// secretVolume lays files out as the kubelet does for the Deployment's Secret volume:
+// a timestamped directory, a ..data symlink to it, and tls.crt/tls.key symlinks
+// through ..data (the volume's items: nothing else of the Secret, never the CA's key).
+// An update writes a new directory and renames a new ..data link over the old one.
 type secretVolume struct {
 	dir string
 	gen int
@@ -40,7 +41,7 @@ func (v *secretVolume) write(t *testing.T, from string) {
 	if err := os.MkdirAll(filepath.Join(v.dir, ts), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"tls.crt", "tls.key", "ca.crt"} {
+	for _, name := range []string{"tls.crt", "tls.key"} {
 		data, err := os.ReadFile(filepath.Join(from, name))
 		if err != nil {
 			t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/sysctl-placement/sysctl-placement/deploy/apicalls"
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
 )
 
@@ -44,17 +45,16 @@ func TestServeAsTheShippedServiceAccountWithExactlyTheShippedRBACPlacesADeployme
 		}
 	}
 
-	// What the account may do is exactly what the features use; everything a
+	// What the account may do is exactly what the code calls (deploy/apicalls, which
+	// the offline tests hold to the code and to the manifests); everything a
 	// compromised webhook could abuse is refused.
-	allowed := []authorizationv1.ResourceAttributes{
-		{Verb: "list", Resource: "namespaces"},
-		{Verb: "watch", Resource: "namespaces"},
-		{Verb: "watch", Resource: "pods"},
-		{Verb: "create", Group: "events.k8s.io", Resource: "events", Namespace: ns},
-		{Verb: "get", Resource: "nodes", Subresource: "configz", Name: "any"},
-		{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement"},
-		{Verb: "watch", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
-		{Verb: "update", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
+	var allowed []authorizationv1.ResourceAttributes
+	for _, c := range append(apicalls.Of(apicalls.Serve, false), apicalls.Of(apicalls.Serve, true)...) {
+		a := authorizationv1.ResourceAttributes{Verb: c.Verb, Group: c.Group, Resource: c.Resource, Subresource: c.Subresource, Name: c.Name}
+		if c.Namespaced {
+			a.Namespace = apicalls.Namespace
+		}
+		allowed = append(allowed, a)
 	}
 	denied := []authorizationv1.ResourceAttributes{
 		{Verb: "get", Resource: "secrets", Namespace: "sysctl-placement"},
@@ -71,6 +71,10 @@ func TestServeAsTheShippedServiceAccountWithExactlyTheShippedRBACPlacesADeployme
 		{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations"},
 		{Verb: "escalate", Group: "rbac.authorization.k8s.io", Resource: "clusterroles"},
 		{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system"},
+		// Only its own Leases and ConfigMap, by name.
+		{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "another-controller"},
+		{Verb: "get", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-config"},
+		{Verb: "get", Resource: "nodes", Name: "any"},
 		{Verb: "impersonate", Resource: "users"},
 	}
 	check := func(attrs authorizationv1.ResourceAttributes, want bool) {
@@ -83,7 +87,7 @@ func TestServeAsTheShippedServiceAccountWithExactlyTheShippedRBACPlacesADeployme
 			t.Fatal(err)
 		}
 		if got.Status.Allowed != want {
-			t.Errorf("%s %s/%s (group %q, namespace %q): allowed = %v, want %v", attrs.Verb, attrs.Resource, attrs.Subresource, attrs.Group, attrs.Namespace, got.Status.Allowed, want)
+			t.Errorf("%s %s/%s (group %q, namespace %q, name %q): allowed = %v, want %v", attrs.Verb, attrs.Resource, attrs.Subresource, attrs.Group, attrs.Namespace, attrs.Name, got.Status.Allowed, want)
 		}
 	}
 	for _, a := range allowed {

@@ -52,6 +52,8 @@ seccompProfile:
 - {{ include "sysctl-placement.fullname" . }}
 - --secret
 - {{ include "sysctl-placement.fullname" . }}-tls
+- --ca-secret
+- {{ include "sysctl-placement.fullname" . }}-ca
 - --mutating-webhook
 - {{ include "sysctl-placement.fullname" . }}
 - --validating-webhook

@@ -1,0 +1,164 @@
+// Package apicalls lists every kind of request a sysctl-placement process makes to the
+// API server (or, for nodes/configz, to a kubelet, which asks the API server to
+// authorize it), with the identity that makes it and the code that makes it. It is the
+// one source of the shipped RBAC: deploy's tests hold each identity's roles to exactly
+// its rows, and this package's tests hold the rows to the code (every client call in
+// the module is covered by a row, and every row's call is still in the code). The
+// integration tests ask the API server, with SubjectAccessReviews, whether the shipped
+// ServiceAccount may make each of serve's calls.
+package apicalls
+
+import (
+	"github.com/sysctl-placement/sysctl-placement/webhook/auditevents"
+	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
+)
+
+// Identity is who makes a call, and so which shipped RBAC objects must grant it.
+type Identity string
+
+const (
+	// Serve is `serve` as the ServiceAccount sysctl-placement: the ClusterRole and the
+	// Role of deploy/base/rbac.yaml (the chart's rbac.yaml).
+	Serve Identity = "serve"
+	// MetricsSecure is `serve --metrics-secure`, the same ServiceAccount: the
+	// ClusterRole sysctl-placement-metrics-auth of deploy/components/metrics-secure.
+	MetricsSecure Identity = "serve --metrics-secure"
+	// Certs is `certs` as the ServiceAccount sysctl-placement-certs: the Role and the
+	// ClusterRole of deploy/overlays/self-signed/certs-rbac.yaml.
+	Certs Identity = "certs"
+	// Audit is whoever runs `audit` or `pools`: the ClusterRole of deploy/audit.
+	Audit Identity = "audit"
+)
+
+// Namespace is where the namespaced rows apply: the webhook's namespace, where the
+// Role of each identity lives.
+const Namespace = "sysctl-placement"
+
+// Call is one RBAC grant an identity needs, and the code that needs it.
+type Call struct {
+	Identity Identity
+	// Verb, Group, Resource and Subresource are what RBAC checks.
+	Verb, Group, Resource, Subresource string
+	// Name is the one object the call touches (RBAC resourceNames); empty for a
+	// create (RBAC cannot restrict one by name) or for every object.
+	Name string
+	// Namespaced rows are granted by a Role in Namespace; the others by a ClusterRole.
+	Namespaced bool
+	// Source is the file, from the module root, that makes the call; Call is a
+	// fragment of one of its lines that makes it.
+	Source, Call string
+}
+
+// Grant is the call as deploy's tests spell an RBAC grant: "verb resource[/sub][.group][/name]".
+func (c Call) Grant() string {
+	s := c.Verb + " " + c.Resource
+	if c.Subresource != "" {
+		s += "/" + c.Subresource
+	}
+	if c.Group != "" {
+		s += "." + c.Group
+	}
+	if c.Name != "" {
+		s += "/" + c.Name
+	}
+	return s
+}
+
+// Files that make the calls.
+const (
+	namespaceCache  = "webhook/namespaces/cache.go"
+	auditController = "webhook/auditevents/controller.go"
+	auditRecorder   = "webhook/auditevents/recorder.go"
+	auditLeader     = "webhook/auditevents/leader.go"
+	discoveryNodes  = "webhook/discovery/nodes.go"
+	discoveryShared = "webhook/discovery/shared.go"
+	configz         = "webhook/discovery/configz.go"
+	delegatedAuth   = "webhook/delegatedauth/filter.go"
+	certsCmd        = "cmd/sysctl-placement/certs.go"
+	caBundle        = "certs/cabundle.go"
+	auditCmd        = "cmd/sysctl-placement/audit.go"
+	poolsCmd        = "cmd/sysctl-placement/pools.go"
+)
+
+// tlsSecret, caSecret and webhookConfigurations are the names `certs` runs with in the
+// shipped Job and CronJob.
+const (
+	tlsSecret             = "sysctl-placement-tls"
+	caSecret              = "sysctl-placement-ca"
+	webhookConfigurations = "sysctl-placement"
+)
+
+// Table is every call, by identity.
+var Table = []Call{
+	// serve: the namespace cache (opt-in and policy annotations), metadata only.
+	{Identity: Serve, Verb: "list", Resource: "namespaces", Source: namespaceCache, Call: ".ForResource(namespacesResource)"},
+	{Identity: Serve, Verb: "watch", Resource: "namespaces", Source: namespaceCache, Call: ".ForResource(namespacesResource)"},
+	// serve: the audit controller watches placed pods to record their Events.
+	{Identity: Serve, Verb: "list", Resource: "pods", Source: auditController, Call: "NewFilteredPodInformer("},
+	{Identity: Serve, Verb: "watch", Resource: "pods", Source: auditController, Call: "NewFilteredPodInformer("},
+	{Identity: Serve, Verb: "create", Group: "events.k8s.io", Resource: "events", Source: auditRecorder, Call: ".Sink.Create(ctx"},
+	// serve: pools' node counts and discovery read Nodes through an informer, and
+	// each kubelet's allowlist from /configz (the kubelet authorizes nodes/configz).
+	{Identity: Serve, Verb: "list", Resource: "nodes", Source: discoveryNodes, Call: "NewNodeInformer("},
+	{Identity: Serve, Verb: "watch", Resource: "nodes", Source: discoveryNodes, Call: "NewNodeInformer("},
+	{Identity: Serve, Verb: "get", Resource: "nodes", Subresource: "configz", Source: configz, Call: `"/configz"`},
+	// serve: the two leader elections. The Lease lock gets, creates (when missing)
+	// and updates its Lease; only create cannot be restricted by name.
+	{Identity: Serve, Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Name: auditevents.LeaseName, Namespaced: true, Source: auditLeader, Call: "resourcelock.LeaseLock{"},
+	{Identity: Serve, Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Name: auditevents.LeaseName, Namespaced: true, Source: auditLeader, Call: "resourcelock.LeaseLock{"},
+	{Identity: Serve, Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Name: discovery.SharedName, Namespaced: true, Source: auditLeader, Call: "resourcelock.LeaseLock{"},
+	{Identity: Serve, Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Name: discovery.SharedName, Namespaced: true, Source: auditLeader, Call: "resourcelock.LeaseLock{"},
+	{Identity: Serve, Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespaced: true, Source: auditLeader, Call: "resourcelock.LeaseLock{"},
+	// serve: the shared discovery result. The informer lists and watches it by name
+	// (a metadata.name field selector, which RBAC authorizes per name); the elected
+	// replica updates it, or creates it when it is missing.
+	{Identity: Serve, Verb: "list", Resource: "configmaps", Name: discovery.SharedName, Namespaced: true, Source: discoveryShared, Call: "NewFilteredConfigMapInformer("},
+	{Identity: Serve, Verb: "watch", Resource: "configmaps", Name: discovery.SharedName, Namespaced: true, Source: discoveryShared, Call: "NewFilteredConfigMapInformer("},
+	{Identity: Serve, Verb: "update", Resource: "configmaps", Name: discovery.SharedName, Namespaced: true, Source: discoveryShared, Call: ".ConfigMaps(cfg.Namespace).Update(ctx"},
+	{Identity: Serve, Verb: "create", Resource: "configmaps", Namespaced: true, Source: discoveryShared, Call: ".ConfigMaps(cfg.Namespace).Create(ctx"},
+
+	// serve --metrics-secure: who a scraper is, and whether it may read the path.
+	{Identity: MetricsSecure, Verb: "create", Group: "authentication.k8s.io", Resource: "tokenreviews", Source: delegatedAuth, Call: ".TokenReviews.Create(ctx"},
+	{Identity: MetricsSecure, Verb: "create", Group: "authorization.k8s.io", Resource: "subjectaccessreviews", Source: delegatedAuth, Call: ".SubjectAccessReviews.Create(ctx"},
+
+	// certs: the TLS Secret the webhook mounts, the CA Secret nothing mounts, and
+	// caBundle of the two webhook configurations.
+	{Identity: Certs, Verb: "get", Resource: "secrets", Name: tlsSecret, Namespaced: true, Source: certsCmd, Call: "secrets.Get(ctx"},
+	{Identity: Certs, Verb: "get", Resource: "secrets", Name: caSecret, Namespaced: true, Source: certsCmd, Call: "secrets.Get(ctx"},
+	{Identity: Certs, Verb: "create", Resource: "secrets", Namespaced: true, Source: certsCmd, Call: "secrets.Create(ctx"},
+	{Identity: Certs, Verb: "update", Resource: "secrets", Name: tlsSecret, Namespaced: true, Source: certsCmd, Call: "secrets.Update(ctx"},
+	{Identity: Certs, Verb: "update", Resource: "secrets", Name: caSecret, Namespaced: true, Source: certsCmd, Call: "secrets.Update(ctx"},
+	{Identity: Certs, Verb: "get", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: webhookConfigurations, Source: caBundle, Call: "mutating.Get(ctx"},
+	{Identity: Certs, Verb: "patch", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: webhookConfigurations, Source: caBundle, Call: "mutating.Patch(ctx"},
+	{Identity: Certs, Verb: "get", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: webhookConfigurations, Source: caBundle, Call: "validating.Get(ctx"},
+	{Identity: Certs, Verb: "patch", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: webhookConfigurations, Source: caBundle, Call: "validating.Patch(ctx"},
+
+	// audit and pools, as the user who runs them: read-only.
+	{Identity: Audit, Verb: "get", Resource: "namespaces", Source: auditCmd, Call: "Namespaces().Get(ctx"},
+	{Identity: Audit, Verb: "list", Resource: "namespaces", Source: auditCmd, Call: "Namespaces().List(ctx"},
+	{Identity: Audit, Verb: "list", Resource: "nodes", Source: auditCmd, Call: "Nodes().List(ctx"},
+	{Identity: Audit, Verb: "list", Resource: "nodes", Source: poolsCmd, Call: "Nodes().List(ctx"},
+	{Identity: Audit, Verb: "list", Resource: "nodes", Source: discoveryNodes, Call: "NewNodeInformer("},
+	{Identity: Audit, Verb: "watch", Resource: "nodes", Source: discoveryNodes, Call: "NewNodeInformer("},
+	{Identity: Audit, Verb: "get", Resource: "nodes", Subresource: "configz", Source: configz, Call: `"/configz"`},
+	{Identity: Audit, Verb: "list", Resource: "pods", Source: auditCmd, Call: "Pods(ns).List(ctx"},
+	{Identity: Audit, Verb: "list", Resource: "replicationcontrollers", Source: auditCmd, Call: "ReplicationControllers(ns).List(ctx"},
+	{Identity: Audit, Verb: "list", Resource: "events", Source: auditCmd, Call: "Events(ns).List(ctx"},
+	{Identity: Audit, Verb: "list", Group: "apps", Resource: "deployments", Source: auditCmd, Call: "Deployments(ns).List(ctx"},
+	{Identity: Audit, Verb: "list", Group: "apps", Resource: "replicasets", Source: auditCmd, Call: "ReplicaSets(ns).List(ctx"},
+	{Identity: Audit, Verb: "list", Group: "apps", Resource: "statefulsets", Source: auditCmd, Call: "StatefulSets(ns).List(ctx"},
+	{Identity: Audit, Verb: "list", Group: "apps", Resource: "daemonsets", Source: auditCmd, Call: "DaemonSets(ns).List(ctx"},
+	{Identity: Audit, Verb: "list", Group: "batch", Resource: "jobs", Source: auditCmd, Call: "Jobs(ns).List(ctx"},
+	{Identity: Audit, Verb: "list", Group: "batch", Resource: "cronjobs", Source: auditCmd, Call: "CronJobs(ns).List(ctx"},
+}
+
+// Of returns the rows of identity, namespaced ones or the others.
+func Of(identity Identity, namespaced bool) []Call {
+	var out []Call
+	for _, c := range Table {
+		if c.Identity == identity && c.Namespaced == namespaced {
+			out = append(out, c)
+		}
+	}
+	return out
+}
