@@ -4,8 +4,9 @@
 // one source of the shipped RBAC: deploy's tests hold each identity's roles to exactly
 // its rows, and this package's tests hold the rows to the code (every client call in
 // the module is covered by a row, and every row's call is still in the code). The
-// integration tests ask the API server, with SubjectAccessReviews, whether the shipped
-// ServiceAccount may make each of serve's calls.
+// end-to-end tests run serve with the shipped RBAC and ask the API server, with
+// SubjectAccessReviews, about serve's calls (spelled again there: the integration
+// module does not import this one).
 package apicalls
 
 import (

@@ -23,7 +23,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/sysctl-placement/sysctl-placement/deploy/apicalls"
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
 )
 
@@ -45,16 +44,29 @@ func TestServeAsTheShippedServiceAccountWithExactlyTheShippedRBACPlacesADeployme
 		}
 	}
 
-	// What the account may do is exactly what the code calls (deploy/apicalls, which
-	// the offline tests hold to the code and to the manifests); everything a
-	// compromised webhook could abuse is refused.
-	var allowed []authorizationv1.ResourceAttributes
-	for _, c := range append(apicalls.Of(apicalls.Serve, false), apicalls.Of(apicalls.Serve, true)...) {
-		a := authorizationv1.ResourceAttributes{Verb: c.Verb, Group: c.Group, Resource: c.Resource, Subresource: c.Subresource, Name: c.Name}
-		if c.Namespaced {
-			a.Namespace = apicalls.Namespace
-		}
-		allowed = append(allowed, a)
+	// What the account may do is exactly what the code calls; everything a compromised
+	// webhook could abuse is refused. The source of these calls is deploy/apicalls,
+	// which the main module's tests hold to the code and to the manifests; this module
+	// does not import the main module (its dependency versions would enter the control
+	// plane's build), so the calls are spelled here again.
+	allowed := []authorizationv1.ResourceAttributes{
+		{Verb: "list", Resource: "namespaces"},
+		{Verb: "watch", Resource: "namespaces"},
+		{Verb: "list", Resource: "pods"},
+		{Verb: "watch", Resource: "pods"},
+		{Verb: "create", Group: "events.k8s.io", Resource: "events", Namespace: ns},
+		{Verb: "list", Resource: "nodes"},
+		{Verb: "watch", Resource: "nodes"},
+		{Verb: "get", Resource: "nodes", Subresource: "configz", Name: "any"},
+		{Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "sysctl-placement-audit-events"},
+		{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "sysctl-placement-audit-events"},
+		{Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
+		{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
+		{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement"},
+		{Verb: "list", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
+		{Verb: "watch", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
+		{Verb: "update", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
+		{Verb: "create", Resource: "configmaps", Namespace: "sysctl-placement"},
 	}
 	denied := []authorizationv1.ResourceAttributes{
 		{Verb: "get", Resource: "secrets", Namespace: "sysctl-placement"},
