@@ -94,9 +94,14 @@ var Table = []Call{
 	// serve: the namespace cache (opt-in and policy annotations), metadata only.
 	{Identity: Serve, Verb: "list", Resource: "namespaces", Source: namespaceCache, Call: ".ForResource(namespacesResource)"},
 	{Identity: Serve, Verb: "watch", Resource: "namespaces", Source: namespaceCache, Call: ".ForResource(namespacesResource)"},
-	// serve: the audit controller watches placed pods to record their Events.
-	{Identity: Serve, Verb: "list", Resource: "pods", Source: auditController, Call: "NewFilteredPodInformer("},
-	{Identity: Serve, Verb: "watch", Resource: "pods", Source: auditController, Call: "NewFilteredPodInformer("},
+	// serve: the audit controller lists (a page at a time) and watches placed pods'
+	// metadata, then reads each candidate pod by listing it by name.
+	{Identity: Serve, Verb: "list", Resource: "pods", Source: auditController, Call: "NewSharedIndexInformer(c.listWatch()"},
+	{Identity: Serve, Verb: "watch", Resource: "pods", Source: auditController, Call: "ToListWatcherWithWatchListSemantics("},
+	{Identity: Serve, Verb: "list", Resource: "pods", Source: auditController, Call: "pods.List(ctx"},
+	{Identity: Serve, Verb: "list", Resource: "pods", Source: auditController, Call: "p.List(ctx"},
+	{Identity: Serve, Verb: "watch", Resource: "pods", Source: auditController, Call: "pods.Watch(ctx"},
+	{Identity: Serve, Verb: "list", Resource: "pods", Source: auditController, Call: ".Pods(namespace).List(ctx"},
 	{Identity: Serve, Verb: "create", Group: "events.k8s.io", Resource: "events", Source: auditRecorder, Call: ".Sink.Create(ctx"},
 	// serve: pools' node counts and discovery read Nodes through an informer, and
 	// each kubelet's allowlist from /configz (the kubelet authorizes nodes/configz).
