@@ -7,7 +7,6 @@ package scheduling
 
 import (
 	"strconv"
-	"strings"
 
 	"k8s.io/component-helpers/node/util/sysctl"
 )
@@ -72,7 +71,7 @@ func (p *planner) resolveClashes(m effectiveModes) (deny bool) {
 func (p *planner) denyHostUsers(rec HostNamespaceChange, why string) {
 	p.d.Audit.Flagged = append(p.d.Audit.Flagged, rec)
 	p.d.Message = "conflict: pod.spec.hostUsers = " + hostUsersString(p.pod.Spec.HostUsers) +
-		"; pod.spec.securityContext.sysctls = " + strings.Join(rec.Sysctls, ", ") + ": " + why
+		"; pod.spec.securityContext.sysctls = " + listShort(distinct(rec.Sysctls), wantedListBudget) + ": " + why
 	p.d.Allowed = false
 }
 

@@ -1,8 +1,10 @@
 package scheduling
 
 // Step 5: unplaceable. No pool can run the pod: under policy deny the validating webhook
-// rejects it with a message naming each sysctl and, per pool, every reason the pool was
-// excluded; under warn it is admitted unchanged with a warning.
+// rejects it with a message naming the sysctls and, per pool, every reason the pool was
+// excluded; under warn it is admitted unchanged with a warning. Lists of sysctls are
+// cut to a budget and name each sysctl once, so the message does not grow with the
+// number of sysctls times the number of pools.
 
 import (
 	"strconv"
@@ -15,22 +17,42 @@ import (
 // pools the message would otherwise exceed what an API error comfortably carries.
 const maxExplainedPools = 20
 
+// Budgets, in bytes, of the lists of sysctls in a denial message: the sysctls no pool
+// can run, those no kubelet can allow, and those one pool refuses. Whole lists could
+// be MaxSysctls names of MaxSysctlNameLength each, per pool; cut, they end with
+// "and N more" and the message stays within MaxMessageLength.
+const (
+	wantedListBudget    = 1024
+	notNamespacedBudget = 512
+	poolListBudget      = 160
+)
+
 // unplaceable is step 5: explain, per sysctl and per pool, why nothing fits.
 func (p *planner) unplaceable(policy UnplaceablePolicy) Decision {
-	wanted := p.toPlace(nil)
+	wanted := distinct(p.toPlace(nil))
 	if policy == UnplaceableWarn {
 		p.warn("no pool allows " + listShort(wanted, 50) + "; admitted without placement (policy warn)")
 		return p.finish(OutcomeUnplaceable, ReasonUnplaceable)
 	}
 	var sb strings.Builder
 	sb.WriteString("unplaceable sysctls: no node pool can run ")
-	sb.WriteString(strings.Join(wanted, ", "))
+	sb.WriteString(listShort(wanted, wantedListBudget))
+	var unknown []string
 	for _, s := range p.sysctls {
 		if !s.dropped && s.ns == sysctl.UnknownNamespace {
-			sb.WriteString("; ")
-			sb.WriteString(s.written)
-			sb.WriteString(" is not a namespaced sysctl; no kubelet can allow it")
+			unknown = append(unknown, s.written)
 		}
+	}
+	switch unknown = distinct(unknown); len(unknown) {
+	case 0:
+	case 1:
+		sb.WriteString("; ")
+		sb.WriteString(unknown[0])
+		sb.WriteString(" is not a namespaced sysctl; no kubelet can allow it")
+	default:
+		sb.WriteString("; ")
+		sb.WriteString(listShort(unknown, notNamespacedBudget))
+		sb.WriteString(" are not namespaced sysctls; no kubelet can allow them")
 	}
 	if len(p.c.pools) == 0 {
 		sb.WriteString("; no node pools are configured")
@@ -88,17 +110,14 @@ func (p *planner) explain(sb *strings.Builder, pool *compiledPool) {
 		sb.WriteString(p.explainWhitelist(t))
 	}
 	if ex&excludedBySysctls != 0 {
-		start()
-		sb.WriteString("does not allow ")
-		first := true
+		var refused []string
 		for i := range p.sysctls {
 			if refuses(pool, &p.sysctls[i]) {
-				if !first {
-					sb.WriteString(", ")
-				}
-				sb.WriteString(p.sysctls[i].written)
-				first = false
+				refused = append(refused, p.sysctls[i].written)
 			}
 		}
+		start()
+		sb.WriteString("does not allow ")
+		sb.WriteString(listShort(distinct(refused), poolListBudget))
 	}
 }

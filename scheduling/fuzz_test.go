@@ -15,7 +15,8 @@ import (
 
 // FuzzPlan builds a pod from JSON and a namespace from a byte of settings, plans it
 // against testdata/config.yaml and checks the promises of docs/design.md: Plan never
-// panics, its output is idempotent, it never removes a user's nodeSelector entry,
+// panics, its message, warnings and audit record stay within their bounds, its output
+// is idempotent, it never removes a user's nodeSelector entry,
 // required affinity requirement or toleration, and it never widens the set of nodes
 // (by labels) the pod may land on.
 func FuzzPlan(f *testing.F) {
@@ -64,7 +65,13 @@ func FuzzPlan(f *testing.F) {
 				t.Errorf("bad warning %q", w)
 			}
 		}
-		if (d.Outcome == OutcomeUnplaceable || d.Outcome == OutcomeConflict || d.Outcome == OutcomeForbidden) != (d.Message != "") && !d.Allowed {
+		if len(d.Warnings) > maxWarnings+1 || len(d.Message) > MaxMessageLength {
+			t.Errorf("%d warnings and a message of %d bytes; want at most %d and %d", len(d.Warnings), len(d.Message), maxWarnings+1, MaxMessageLength)
+		}
+		if audit, err := json.Marshal(d.Audit); err != nil || len(audit) > 16<<10 {
+			t.Errorf("audit record of %d bytes (%v); want at most 16 KiB", len(audit), err)
+		}
+		if (d.Outcome == OutcomeUnplaceable || d.Outcome == OutcomeConflict || d.Outcome == OutcomeForbidden || d.Outcome == OutcomeOverLimit) != (d.Message != "") && !d.Allowed {
 			t.Errorf("a denial without a message: %+v", d)
 		}
 		out := pod.DeepCopy()

@@ -4,6 +4,7 @@ package scheduling
 // tell ours from the API server's, and cut on a character boundary.
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -15,9 +16,33 @@ const WarningPrefix = "sysctl-placement: "
 // maxWarningLen is the longest warning we emit; kubectl shows each on one line.
 const maxWarningLen = 120
 
-// warn adds a short user-facing warning, prefixed and cut to maxWarningLen.
+// maxWarnings is the most warnings one Decision gives (and one more that counts the
+// rest): a namespace annotation naming thousands of unknown pools must not turn into
+// thousands of lines for every pod.
+const maxWarnings = 10
+
+// MaxMessageLength bounds Decision.Message, the denial a user reads in kubectl's
+// error and the API server sends back: every list in it is cut to a budget, and
+// finish cuts the whole to this length as the last guard.
+const MaxMessageLength = 4096
+
+// warn adds a short user-facing warning, prefixed and cut to maxWarningLen; beyond
+// maxWarnings it only counts.
 func (p *planner) warn(msg string) {
+	if len(p.d.Warnings) >= maxWarnings {
+		p.moreWarnings++
+		return
+	}
 	p.d.Warnings = append(p.d.Warnings, Truncate(WarningPrefix+msg, maxWarningLen))
+}
+
+// boundMessages caps what a Decision says, whatever the input: the message at
+// MaxMessageLength and the warnings at maxWarnings plus one that counts the rest.
+func (p *planner) boundMessages() {
+	p.d.Message = Truncate(p.d.Message, MaxMessageLength)
+	if p.moreWarnings > 0 {
+		p.d.Warnings = append(p.d.Warnings, WarningPrefix+strconv.Itoa(p.moreWarnings)+" more warnings not shown")
+	}
 }
 
 // ellipsis ends a cut text.
@@ -77,6 +102,18 @@ func listShort(names []string, budget int) string {
 		used += len(n)
 	}
 	return sb.String()
+}
+
+// distinct returns names without repeats, in order of first appearance. Plan sees at
+// most MaxSysctls names, so a quadratic scan costs less than a map.
+func distinct(names []string) []string {
+	out := names[:0:0]
+	for _, n := range names {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // quoteShort quotes an annotation value for a warning, shortened if long.

@@ -1,9 +1,10 @@
 package scheduling
 
 // Plan, the one entry point, and the state its steps share. Each step has its own file:
-// skip is below; clashes.go resolves host-namespace clashes (step 2); podsecurity.go
-// checks the remaining sysctls against the namespace's Pod Security level; candidates.go
-// finds the pools that can run the pod (step 3); placement.go recognises a pod that is
+// skip is below; limits.go denies a pod beyond MaxSysctls or MaxSysctlNameLength;
+// clashes.go resolves host-namespace clashes (step 2); podsecurity.go checks the
+// remaining sysctls against the namespace's Pod Security level; candidates.go finds
+// the pools that can run the pod (step 3); placement.go recognises a pod that is
 // already placed (step 4) and places it (step 6); explanation.go explains an
 // unplaceable pod (step 5); messages.go shapes warnings. Plan only reads its input; the
 // webhook applies the Decision (ApplyTo shows how).
@@ -63,6 +64,8 @@ type planner struct {
 	tolerations tolerationsWhitelist
 	// ps is the namespace's Pod Security policy (see podsecurity.go).
 	ps PodSecurity
+	// moreWarnings counts the warnings beyond maxWarnings (see warn).
+	moreWarnings int
 }
 
 // Plan decides what to do with a pod that asks for sysctls. It never modifies its
@@ -78,6 +81,9 @@ func Plan(in Input) Decision {
 	p.d.Allowed = true
 	if reason, skip := p.skip(); skip {
 		return Decision{Outcome: OutcomeSkipped, Reason: reason, Allowed: true}
+	}
+	if reason, exceeded := p.limitsExceeded(); exceeded {
+		return p.finish(OutcomeOverLimit, reason)
 	}
 	var buf [8]podSysctl
 	p.sysctls = classify(buf[:0], in.Pod.Spec.SecurityContext.Sysctls)
@@ -211,5 +217,7 @@ func (p *planner) finish(o Outcome, reason string) Decision {
 	p.d.Outcome = o
 	p.d.Reason = reason
 	p.d.Audit.Reason = reason
+	p.boundMessages()
+	p.d.Audit.boundAudit()
 	return p.d
 }

@@ -336,7 +336,7 @@ func podSecurityMessage(namespace string, f PodSecurityFinding) string {
 	sb.WriteString(", whose sysctls check allows only the safe sysctls of that version; the API server would refuse this pod with `violates PodSecurity \"")
 	sb.WriteString(f.String())
 	sb.WriteString("\": forbidden sysctls (")
-	sb.WriteString(f.Detail)
+	sb.WriteString(listShort(distinct(f.Sysctls), wantedListBudget))
 	sb.WriteString(")`, so it is not placed. A namespace that runs unsafe sysctls must enforce privileged (label ")
 	sb.WriteString(LabelPodSecurityEnforce)
 	sb.WriteString("=privileged), or the cluster's Pod Security configuration must exempt it; then annotate the namespace ")

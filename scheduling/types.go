@@ -146,6 +146,10 @@ const (
 	// sysctl and the unplaceable policy is deny; the pod is denied (Allowed false)
 	// before anything is placed, since the API server would refuse it anyway.
 	OutcomeForbidden Outcome = "Forbidden"
+	// OutcomeOverLimit: the pod sets more than MaxSysctls sysctls or a name longer
+	// than MaxSysctlNameLength (Reason says which); it is denied (Allowed false) by
+	// both webhooks before anything is planned.
+	OutcomeOverLimit Outcome = "OverLimit"
 )
 
 // Decision is the result of Plan.
@@ -155,9 +159,11 @@ type Decision struct {
 	Reason string
 	// Allowed is false only when the validating webhook must reject the pod.
 	Allowed bool
-	// Message explains a denial: each sysctl, and per pool why it was excluded.
+	// Message explains a denial: the sysctls, and per pool why it was excluded; at most
+	// MaxMessageLength bytes, lists of sysctls cut short.
 	Message string
-	// Warnings are short user-facing lines (≤120 characters, prefixed "sysctl-placement: ").
+	// Warnings are short user-facing lines (≤120 characters, prefixed "sysctl-placement: "),
+	// at most eleven: ten and one counting the rest.
 	Warnings []string
 	// Changes is what the mutating webhook applies (empty unless Outcome is Changed,
 	// though clash resolutions may be present together with Unplaceable).
@@ -205,6 +211,9 @@ type Audit struct {
 	// PodSecurity lists the namespace's Pod Security modes whose level forbids some
 	// of the remaining sysctls (enforce first).
 	PodSecurity []PodSecurityFinding `json:"podSecurity,omitempty"`
+	// OmittedSysctls counts the sysctl names left out of the lists above to keep the
+	// annotation small (see boundAudit); zero for any real pod.
+	OmittedSysctls int `json:"omittedSysctls,omitempty"`
 }
 
 // HostNamespaceChange records one clash and how it was resolved.
