@@ -40,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"field", "mode"}),
 		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sysctl_placement_denials_total",
-			Help: "Objects the webhooks rejected, by outcome (Unplaceable, Conflict; Forbidden: by the namespace's Pod Security level, denied by the mutating webhook).",
+			Help: "Objects the webhooks rejected, by outcome (Unplaceable, Conflict; Forbidden: by the namespace's Pod Security level, and OverLimit: beyond the sysctl limits, both denied by the mutating webhook).",
 		}, []string{"outcome"}),
 		certificateExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sysctl_placement_certificate_expiry_timestamp_seconds",

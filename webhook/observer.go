@@ -31,7 +31,8 @@ type DeniedPod struct {
 	Owner metav1.OwnerReference
 	// PodName is the pod's name, or its generateName prefix when it has none yet.
 	PodName string
-	// Outcome is scheduling.OutcomeUnplaceable, OutcomeConflict or OutcomeForbidden.
+	// Outcome is scheduling.OutcomeUnplaceable, OutcomeConflict, OutcomeForbidden or
+	// OutcomeOverLimit.
 	Outcome scheduling.Outcome
 	// Message is the denial message the controller got back.
 	Message string

@@ -107,7 +107,8 @@ func (o *Offline) Admit(object []byte) (OfflineResult, error) {
 		return OfflineResult{}, err
 	}
 	if denied, ok := resp.(*model.ValidatingAdmissionResponse); ok && !denied.Allowed {
-		// The mutating webhook denies what Pod Security would refuse (denyForPodSecurity).
+		// The mutating webhook denies what Pod Security would refuse and pods beyond
+		// the limits (denyAtMutation).
 		return OfflineResult{Message: denied.Message, Warnings: denied.Warnings, Patch: emptyPatch, Object: object}, nil
 	}
 	mutated, ok := resp.(*model.MutatingAdmissionResponse)

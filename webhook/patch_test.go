@@ -3,12 +3,14 @@ package webhook
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -220,7 +222,8 @@ func fuzzPods(f *testing.F, check func(t *testing.T, compiled *scheduling.Compil
 }
 
 // FuzzHandler: whatever the body, the handler answers without panicking, with a 2xx
-// for AdmissionReviews and a 4xx otherwise, never a 5xx.
+// for AdmissionReviews and a 4xx otherwise, never a 5xx, and its answer stays within
+// the bounds of issue 23 (see assertBoundedAnswer).
 func FuzzHandler(f *testing.F) {
 	f.Add(reviewJSON(f, postgresPod, reviewOptions{}))
 	f.Add(reviewJSON(f, hostIPCDeployment, reviewOptions{kind: metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}}))
@@ -228,6 +231,9 @@ func FuzzHandler(f *testing.F) {
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":{"kind":"Pod"}}}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"x","kind":{"kind":"Pod","version":"v1"},"operation":"CREATE","object":null}}`))
 	f.Add([]byte(`[]`))
+	f.Add(reviewJSON(f, podWithSysctls(f, acceptLocal(scheduling.MaxSysctls)), reviewOptions{}))
+	f.Add(reviewJSON(f, podWithSysctls(f, acceptLocal(2*scheduling.MaxSysctls)), reviewOptions{}))
+	f.Add(reviewJSON(f, podWithSysctls(f, []string{strings.Repeat("kernel.shm", 30)}), reviewOptions{}))
 	env := newTestEnv(f, nil)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, h := range []http.Handler{env.mutate, env.validate} {
@@ -235,6 +241,45 @@ func FuzzHandler(f *testing.F) {
 			if rec.Code >= 500 {
 				t.Fatalf("status %d for body %q: %s", rec.Code, body, rec.Body.String())
 			}
+			assertBoundedAnswer(t, rec)
 		}
 	})
+}
+
+// assertBoundedAnswer checks the bounds of issue 23 on an answer: at most
+// maxAnswerBytes besides the request's UID (which the answer echoes), a message of at
+// most scheduling.MaxMessageLength (and the prefix of an error), and at most eleven
+// warnings of at most 120 bytes.
+func assertBoundedAnswer(t *testing.T, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	if rec.Code != http.StatusOK {
+		if rec.Body.Len() > maxAnswerBytes {
+			t.Fatalf("status %d with %d bytes; want at most %d", rec.Code, rec.Body.Len(), maxAnswerBytes)
+		}
+		return
+	}
+	var ar admissionv1.AdmissionReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &ar); err != nil || ar.Response == nil {
+		t.Fatalf("status 200 without an AdmissionReview response (%v): %.300s", err, rec.Body.String())
+	}
+	resp := ar.Response
+	uid, err := json.Marshal(string(resp.UID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := rec.Body.Len() - len(uid); n > maxAnswerBytes {
+		t.Fatalf("answer of %d bytes besides the UID; want at most %d", n, maxAnswerBytes)
+	}
+	const errorPrefix = scheduling.WarningPrefix + "could not plan placement: "
+	if resp.Result != nil && len(resp.Result.Message) > len(errorPrefix)+scheduling.MaxMessageLength {
+		t.Fatalf("message of %d bytes; want at most %d", len(resp.Result.Message), scheduling.MaxMessageLength)
+	}
+	if len(resp.Warnings) > 11 {
+		t.Fatalf("%d warnings; want at most 11", len(resp.Warnings))
+	}
+	for _, w := range resp.Warnings {
+		if len(w) > 120 {
+			t.Fatalf("warning of %d bytes; want at most 120: %.300s", len(w), w)
+		}
+	}
 }

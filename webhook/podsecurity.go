@@ -5,32 +5,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
-	"github.com/slok/kubewebhook/v2/pkg/model"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 )
-
-// denyForPodSecurity answers a pod whose namespace's enforced Pod Security level
-// forbids its sysctls (Outcome Forbidden) with a denial from the mutating webhook.
-//
-// Why here and not in the validating webhook: the API server runs its validating
-// admission plugins, PodSecurity among them, before the validating webhooks, so such a
-// pod never reaches /validate and the user would see only PSA's terse "forbidden
-// sysctls". Mutating webhooks run before every validation. kubewebhook's mutating
-// response has no way to deny, but its HTTP handler encodes a response by its type,
-// so a ValidatingAdmissionResponse with Allowed false becomes an ordinary
-// AdmissionResponse denial, which the API server honours from a mutating webhook too.
-// It returns nil for every other decision.
-func (m *Mutator) denyForPodSecurity(ar model.AdmissionReview, obj *admittedObject, d *scheduling.Decision) model.AdmissionResponse {
-	if d == nil || d.Outcome != scheduling.OutcomeForbidden {
-		return nil
-	}
-	if !ar.DryRun {
-		m.cfg.Metrics.observeDenial(d)
-	}
-	m.observeDenial(ar, obj, d)
-	return &model.ValidatingAdmissionResponse{Allowed: false, Message: d.Message, Warnings: d.Warnings}
-}
 
 // PodSecurityConflicts follows the namespaces that opted in while their enforced Pod
 // Security level (baseline or restricted, without a declared exemption) forbids every

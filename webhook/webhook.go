@@ -183,7 +183,7 @@ func (m *Mutator) Review(ctx context.Context, ar model.AdmissionReview) (model.A
 	if d == nil {
 		return &model.MutatingAdmissionResponse{JSONPatchPatch: emptyPatch}, nil
 	}
-	if denial := m.denyForPodSecurity(ar, obj, d); denial != nil {
+	if denial := m.denyAtMutation(ar, obj, d); denial != nil {
 		return denial, nil
 	}
 	patch, err := mutationPatch(obj, d)
@@ -195,6 +195,30 @@ func (m *Mutator) Review(ctx context.Context, ar model.AdmissionReview) (model.A
 	}
 	m.observeTemplateChange(ar, obj, d, patch)
 	return &model.MutatingAdmissionResponse{JSONPatchPatch: patch, Warnings: d.Warnings}, nil
+}
+
+// denyAtMutation answers the decisions the mutating webhook denies itself with a
+// denial: a pod beyond the limits (Outcome OverLimit), which must cost no further work
+// or text on any path, and a pod whose namespace's enforced Pod Security level forbids
+// its sysctls (Outcome Forbidden).
+//
+// Why the latter is denied here and not in the validating webhook: the API server
+// runs its validating admission plugins, PodSecurity among them, before the validating
+// webhooks, so such a pod never reaches /validate and the user would see only PSA's
+// terse "forbidden sysctls". Mutating webhooks run before every validation.
+// kubewebhook's mutating response has no way to deny, but its HTTP handler encodes a
+// response by its type, so a ValidatingAdmissionResponse with Allowed false becomes an
+// ordinary AdmissionResponse denial, which the API server honours from a mutating
+// webhook too. It returns nil for every other decision.
+func (m *Mutator) denyAtMutation(ar model.AdmissionReview, obj *admittedObject, d *scheduling.Decision) model.AdmissionResponse {
+	if d == nil || d.Outcome != scheduling.OutcomeForbidden && d.Outcome != scheduling.OutcomeOverLimit {
+		return nil
+	}
+	if !ar.DryRun {
+		m.cfg.Metrics.observeDenial(d)
+	}
+	m.observeDenial(ar, obj, d)
+	return &model.ValidatingAdmissionResponse{Allowed: false, Message: d.Message, Warnings: d.Warnings}
 }
 
 // mutationPatch turns a decision into JSON patch operations on the admitted object.
@@ -246,7 +270,7 @@ func (v *Validator) Review(ctx context.Context, ar model.AdmissionReview) (model
 	obj, d, err := v.plan(ctx, ar)
 	if err != nil {
 		v.cfg.Logger.WithFields(logrus.Fields{"uid": ar.ID, "namespace": ar.Namespace}).WithError(err).Error("could not plan placement")
-		return &model.ValidatingAdmissionResponse{Allowed: false, Message: scheduling.WarningPrefix + "could not plan placement: " + err.Error()}, nil
+		return &model.ValidatingAdmissionResponse{Allowed: false, Message: scheduling.WarningPrefix + "could not plan placement: " + scheduling.Truncate(err.Error(), scheduling.MaxMessageLength)}, nil
 	}
 	v.log("validate", ar, obj, d)
 	if d == nil || d.Allowed {
