@@ -193,8 +193,6 @@ func (w *Webhook) Exited() <-chan struct{} { return w.done }
 // ExitErr is the process's exit error once Exited is closed (nil for status 0).
 func (w *Webhook) ExitErr() error { return w.err }
 
-// PID is the serve process's id.
-func (w *Webhook) PID() int { return w.cmd.Process.Pid }
 
 // Terminate sends SIGTERM, as the kubelet does, and waits for the exit.
 func (w *Webhook) Terminate(timeout time.Duration) error {
