@@ -193,7 +193,6 @@ func (w *Webhook) Exited() <-chan struct{} { return w.done }
 // ExitErr is the process's exit error once Exited is closed (nil for status 0).
 func (w *Webhook) ExitErr() error { return w.err }
 
-
 // Terminate sends SIGTERM, as the kubelet does, and waits for the exit.
 func (w *Webhook) Terminate(timeout time.Duration) error {
 	select {
