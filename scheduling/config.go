@@ -6,6 +6,7 @@ package scheduling
 
 import (
 	"fmt"
+	pathpkg "path"
 	"regexp"
 	"slices"
 	"strings"
@@ -235,7 +236,56 @@ func (d *Discovery) validate(path *field.Path) field.ErrorList {
 	if !slices.Contains(allowlistSources, d.AllowlistFrom) {
 		errs = append(errs, field.NotSupported(path.Child("allowlistFrom"), d.AllowlistFrom, allowlistSources))
 	}
+	if d.OnlyListedPools && len(d.Pools) == 0 {
+		errs = append(errs, field.Required(path.Child("pools"), "onlyListedPools uses only the discovered pools listed here: list at least one, or unset onlyListedPools"))
+	}
+	names := make(map[string]bool, len(d.Pools))
+	for i := range d.Pools {
+		pp := path.Child("pools").Index(i)
+		errs = append(errs, d.Pools[i].validate(pp)...)
+		if names[d.Pools[i].Name] {
+			errs = append(errs, field.Duplicate(pp.Child("name"), d.Pools[i].Name))
+		}
+		names[d.Pools[i].Name] = true
+	}
 	return errs
+}
+
+// poolPatternChars are path.Match's special characters: a name holding none is an
+// exact pool name.
+const poolPatternChars = `*?[\`
+
+func (p *DiscoveredPool) validate(path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	switch {
+	case p.Name == "":
+		errs = append(errs, field.Required(path.Child("name"), "name a discovered pool (its pool label value) or a pattern such as gpu-*"))
+	case strings.ContainsAny(p.Name, poolPatternChars):
+		if _, err := pathpkg.Match(p.Name, ""); err != nil {
+			errs = append(errs, field.Invalid(path.Child("name"), p.Name, "not a valid pattern (path.Match syntax, as in gpu-*)"))
+		}
+	default:
+		errs = append(errs, validateName(p.Name, path.Child("name"), "", validation.IsDNS1123Subdomain)...)
+	}
+	if p.NamespaceSelector != nil {
+		errs = append(errs, metav1validation.ValidateLabelSelector(p.NamespaceSelector, metav1validation.LabelSelectorValidationOptions{}, path.Child("namespaceSelector"))...)
+	}
+	return errs
+}
+
+// PoolRestriction returns the first entry of d.Pools whose name or pattern matches the
+// discovered pool name, and whether there is one. Discovery applies it to the pool
+// (and, with OnlyListedPools, leaves a pool without one unused).
+func (d *Discovery) PoolRestriction(name string) (DiscoveredPool, bool) {
+	if d == nil {
+		return DiscoveredPool{}, false
+	}
+	for _, p := range d.Pools {
+		if ok, _ := pathpkg.Match(p.Name, name); ok {
+			return p, true
+		}
+	}
+	return DiscoveredPool{}, false
 }
 
 // DeepCopy returns a copy that shares no memory with c, so Compile can default and keep
@@ -248,6 +298,12 @@ func (c *PlacementConfig) DeepCopy() *PlacementConfig {
 	out.Pools = copyPools(c.Pools)
 	if c.Discovery != nil {
 		d := *c.Discovery
+		if d.Pools != nil {
+			d.Pools = make([]DiscoveredPool, len(c.Discovery.Pools))
+			for i, p := range c.Discovery.Pools {
+				d.Pools[i] = DiscoveredPool{Name: p.Name, NamespaceSelector: p.NamespaceSelector.DeepCopy()}
+			}
+		}
 		out.Discovery = &d
 	}
 	return &out

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestConfig(t *testing.T) {
@@ -101,6 +103,30 @@ discovery: {poolLabel: "not a label", allowlistFrom: ssh}
 					`policy.unplaceable: Unsupported value: "allow": supported values: "deny", "warn"`,
 				},
 			},
+			"discovered pool restrictions are checked": {
+				yaml: `
+discovery:
+  poolLabel: cloud.google.com/gke-nodepool
+  pools:
+    - {name: ipc, namespaceSelector: {matchLabels: {team: db}}}
+    - {name: ipc}
+    - {name: "gpu-[", namespaceSelector: {matchExpressions: [{key: team, operator: Near}]}}
+    - {name: "Not_A_Pool"}
+    - {name: ""}
+    - {name: "gpu-*", namespaceSelector: {matchLabels: {team: ml}}}
+`,
+				want: []string{
+					`discovery.pools[1].name: Duplicate value: "ipc"`,
+					`discovery.pools[2].name: Invalid value: "gpu-[": not a valid pattern (path.Match syntax, as in gpu-*)`,
+					`discovery.pools[2].namespaceSelector.matchExpressions[0].operator: Invalid value: "Near": not a valid selector operator`,
+					`discovery.pools[3].name: Invalid value: "Not_A_Pool": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+					`discovery.pools[4].name: Required value: name a discovered pool (its pool label value) or a pattern such as gpu-*`,
+				},
+			},
+			"only listed discovered pools need a list": {
+				yaml: `discovery: {poolLabel: cloud.google.com/gke-nodepool, onlyListedPools: true}`,
+				want: []string{`discovery.pools: Required value: onlyListedPools uses only the discovered pools listed here: list at least one, or unset onlyListedPools`},
+			},
 			"zero pools need discovery": {
 				yaml: `policy: {}`,
 				want: []string{`pools: Required value: list at least one pool, or set discovery to read pools from nodes`},
@@ -178,6 +204,19 @@ discovery: {poolLabel: "not a label", allowlistFrom: ssh}
 					t.Fatalf("error %v does not contain %q", err, tc.want)
 				}
 			})
+		}
+	})
+
+	t.Run("a discovered pool takes the first restriction its name matches", func(t *testing.T) {
+		d := &Discovery{Pools: []DiscoveredPool{
+			{Name: "gpu-a100", NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "research"}}},
+			{Name: "gpu-*", NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "ml"}}},
+		}}
+		for name, want := range map[string]string{"gpu-a100": "research", "gpu-t4": "ml", "general": ""} {
+			r, ok := d.PoolRestriction(name)
+			if got := r.NamespaceSelector.String(); ok != (want != "") || (ok && r.NamespaceSelector.MatchLabels["team"] != want) {
+				t.Errorf("PoolRestriction(%s) = %s, %v; want team=%s", name, got, ok, want)
+			}
 		}
 	})
 

@@ -97,6 +97,22 @@ type Policy struct {
 type Discovery struct {
 	PoolLabel     string `json:"poolLabel"`
 	AllowlistFrom string `json:"allowlistFrom,omitempty"`
+	// Pools restrict discovered pools by name or pattern: a dedicated pool found on the
+	// Nodes is otherwise open to every opted-in namespace, and opting in is self-service.
+	Pools []DiscoveredPool `json:"pools,omitempty"`
+	// OnlyListedPools makes discovered pools opt-in: only those an entry of Pools
+	// matches are used; the others are shown (`pools`, `audit`) but never placed on.
+	OnlyListedPools bool `json:"onlyListedPools,omitempty"`
+}
+
+// DiscoveredPool restricts the discovered pools its Name matches.
+type DiscoveredPool struct {
+	// Name is a pool name or a shell pattern over pool names (path.Match: "gpu-*"); the
+	// first entry that matches a pool applies to it, so list exact names first.
+	Name string `json:"name"`
+	// NamespaceSelector limits which namespaces (by label) may use the matched pools,
+	// exactly as a config pool's namespaceSelector does. Empty: all.
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
 }
 
 // Namespace is what Plan needs to know of the pod's namespace: its labels (for pool

@@ -256,3 +256,19 @@ func TestAuditPodSecurity(t *testing.T) {
 		}
 	})
 }
+
+func TestAuditShowsPoolsRestrictedToNamespaces(t *testing.T) {
+	in := auditFixture(t)
+	for i := range in.pools {
+		if in.pools[i].Pool.Name == "ipc" {
+			in.pools[i].Pool.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"team": "db"}}
+		}
+	}
+	var out bytes.Buffer
+	if err := writeAudit(&out, "table", buildAudit(in)); err != nil {
+		t.Fatal(err)
+	}
+	if want := "Pools restricted to namespaces:\n  pool ipc: only namespaces team=db\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("the table lacks %q:\n%s", want, out.String())
+	}
+}

@@ -645,6 +645,16 @@ func writeAudit(w io.Writer, format string, r auditReport) error {
 		fmt.Fprintln(w, "\nPod Security:")
 		fmt.Fprintln(w, strings.Join(podSecurity, "\n"))
 	}
+	var restricted []string
+	for _, p := range r.Pools {
+		if ns := namespacesText(p.NamespaceSelector); p.Used && ns != "<all>" {
+			restricted = append(restricted, fmt.Sprintf("  pool %s: only namespaces %s", p.Name, ns))
+		}
+	}
+	if len(restricted) > 0 {
+		fmt.Fprintln(w, "\nPools restricted to namespaces:")
+		fmt.Fprintln(w, strings.Join(restricted, "\n"))
+	}
 	var problems []string
 	for _, s := range r.Workloads {
 		for _, p := range s.NodeProblems {

@@ -98,16 +98,19 @@ func (o *discoveryOptions) newDiscoverer(d *scheduling.Discovery, restConfig *re
 
 // poolsOutput is one pool of `pools -o yaml|json`: a stable interface other tools read.
 type poolsOutput struct {
-	Name                 string              `json:"name"`
-	NodeSelector         map[string]string   `json:"nodeSelector"`
-	Nodes                int                 `json:"nodes"`
-	Taints               []corev1.Taint      `json:"taints,omitempty"`
-	KubeletVersion       string              `json:"kubeletVersion,omitempty"`
-	KernelVersion        string              `json:"kernelVersion,omitempty"`
-	AllowedUnsafeSysctls []string            `json:"allowedUnsafeSysctls"`
-	Source               discovery.Source    `json:"source"`
-	Used                 bool                `json:"used"`
-	Problems             []discovery.Problem `json:"problems,omitempty"`
+	Name                 string            `json:"name"`
+	NodeSelector         map[string]string `json:"nodeSelector"`
+	Nodes                int               `json:"nodes"`
+	Taints               []corev1.Taint    `json:"taints,omitempty"`
+	KubeletVersion       string            `json:"kubeletVersion,omitempty"`
+	KernelVersion        string            `json:"kernelVersion,omitempty"`
+	AllowedUnsafeSysctls []string          `json:"allowedUnsafeSysctls"`
+	// NamespaceSelector limits the namespaces that may use the pool (a config pool's,
+	// or a discovered pool's from discovery.pools); absent: every opted-in namespace.
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	Source            discovery.Source      `json:"source"`
+	Used              bool                  `json:"used"`
+	Problems          []discovery.Problem   `json:"problems,omitempty"`
 }
 
 // poolsFlags are the flags of `pools` that `audit` shares: where the pools come from.
@@ -314,6 +317,7 @@ func poolsOutputs(report []discovery.PoolStatus) []poolsOutput {
 			Name: p.Pool.Name, NodeSelector: p.Pool.NodeSelector, Nodes: p.Nodes, Taints: p.Pool.Taints,
 			KubeletVersion: p.Pool.KubeletVersion, KernelVersion: p.Pool.KernelVersion,
 			AllowedUnsafeSysctls: append([]string{}, p.Pool.AllowedUnsafeSysctls...),
+			NamespaceSelector:    p.Pool.NamespaceSelector,
 			Source:               p.Source, Used: p.Usable(), Problems: p.Problems,
 		})
 	}
@@ -342,7 +346,7 @@ func printPools(w io.Writer, report []discovery.PoolStatus, format string) error
 		return writeData(w, format, out)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSELECTOR\tNODES\tTAINTS\tKUBELET\tKERNEL\tALLOWED UNSAFE SYSCTLS\tSOURCE\tPROBLEMS")
+	fmt.Fprintln(tw, "NAME\tSELECTOR\tNODES\tTAINTS\tKUBELET\tKERNEL\tALLOWED UNSAFE SYSCTLS\tNAMESPACES\tSOURCE\tPROBLEMS")
 	for _, p := range out {
 		name := p.Name
 		if !p.Used {
@@ -356,9 +360,10 @@ func printPools(w io.Writer, report []discovery.PoolStatus, format string) error
 		for _, pr := range p.Problems {
 			kinds[string(pr.Kind)] = true
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", name, labels.FormatLabels(p.NodeSelector), p.Nodes,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, labels.FormatLabels(p.NodeSelector), p.Nodes,
 			orNone(strings.Join(taints, ",")), orNone(p.KubeletVersion), orNone(p.KernelVersion),
-			orNone(strings.Join(p.AllowedUnsafeSysctls, ",")), p.Source, orNone(strings.Join(slices.Sorted(maps.Keys(kinds)), ",")))
+			orNone(strings.Join(p.AllowedUnsafeSysctls, ",")), namespacesText(p.NamespaceSelector), p.Source,
+			orNone(strings.Join(slices.Sorted(maps.Keys(kinds)), ",")))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -374,6 +379,15 @@ func printPools(w io.Writer, report []discovery.PoolStatus, format string) error
 		}
 	}
 	return nil
+}
+
+// namespacesText is a pool's namespaceSelector as the tables show it; a pool without
+// one (or with an empty one) is open to every opted-in namespace.
+func namespacesText(sel *metav1.LabelSelector) string {
+	if sel == nil || (len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0) {
+		return "<all>"
+	}
+	return metav1.FormatLabelSelector(sel)
 }
 
 func orNone(s string) string {

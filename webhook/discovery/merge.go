@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/sirupsen/logrus"
@@ -58,6 +59,29 @@ func Merge(static []scheduling.Pool, discovered []PoolStatus, nodes []*corev1.No
 	return out
 }
 
+// Restrict applies the config's discovery.pools to the discovered pools: each takes the
+// namespaceSelector of the first entry matching its name, and with onlyListedPools a
+// pool no entry matches is reported NotListed and left unused. The scheduling package
+// then excludes a restricted pool for other namespaces as it does a config pool's. The
+// input is not modified.
+func Restrict(discovered []PoolStatus, d *scheduling.Discovery) []PoolStatus {
+	if d == nil || (len(d.Pools) == 0 && !d.OnlyListedPools) {
+		return discovered
+	}
+	out := make([]PoolStatus, len(discovered))
+	for i, st := range discovered {
+		st.Problems = slices.Clone(st.Problems)
+		if r, ok := d.PoolRestriction(st.Pool.Name); ok {
+			st.Pool.NamespaceSelector = r.NamespaceSelector.DeepCopy()
+		} else if d.OnlyListedPools {
+			st.Problems = append(st.Problems, Problem{ProblemNotListed, "discovery.onlyListedPools is set and no discovery.pools entry matches it; list it there to use it"})
+			sortProblems(st.Problems)
+		}
+		out[i] = st
+	}
+	return out
+}
+
 // unversionedKubelet is the kubelet version of a config pool that names none. Unknown
 // means the newest kubelet, and the newest is what the cluster runs, not what this
 // build knows: the lowest version of the pool's own nodes when it has some (as for a
@@ -77,7 +101,7 @@ func unversionedKubelet(own, all []*corev1.Node) string {
 // config, or invalid, are shown but not used.
 func (s *PoolStatus) Usable() bool {
 	for _, p := range s.Problems {
-		if p.Kind == ProblemOverriddenByConfig || p.Kind == ProblemInvalidPool {
+		if p.Kind == ProblemOverriddenByConfig || p.Kind == ProblemInvalidPool || p.Kind == ProblemNotListed {
 			return false
 		}
 	}
@@ -172,8 +196,10 @@ func (c *Combiner) Set(static *scheduling.Compiled) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.static != nil && static != nil {
+		// discovery.pools and onlyListedPools apply at the next merge (below); the
+		// pool label and the allowlist source shape the running Discoverer.
 		old, cur := c.static.Config().Discovery, static.Config().Discovery
-		if (old == nil) != (cur == nil) || (old != nil && *old != *cur) {
+		if (old == nil) != (cur == nil) || (old != nil && (old.PoolLabel != cur.PoolLabel || old.AllowlistFrom != cur.AllowlistFrom)) {
 			c.cfg.Logger.Warn("the discovery section of the config changed; restart the webhook for it to take effect")
 		}
 	}
@@ -217,7 +243,7 @@ func (c *Combiner) publishLocked() {
 		c.cfg.Sink.Set(c.static)
 		return
 	}
-	merged := Merge(c.static.Pools(), c.discovered, c.nodes)
+	merged := Merge(c.static.Pools(), Restrict(c.discovered, c.static.Config().Discovery), c.nodes)
 	compiled, merged, err := Compile(c.static, merged)
 	c.report = merged
 	c.cfg.Metrics.observeReport(merged)

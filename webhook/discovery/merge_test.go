@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"maps"
 	"reflect"
 	"slices"
 	"testing"
@@ -132,6 +133,75 @@ func TestUnversionedConfigPool(t *testing.T) {
 	t.Run("without nodes an unversioned pool means the newest kubelet this build knows", func(t *testing.T) {
 		if v := Merge(static, nil, nil)[0].Pool.KubeletVersion; v != "" {
 			t.Errorf("kubelet version = %q, want empty", v)
+		}
+	})
+}
+
+func TestDiscoveredPoolRestrictions(t *testing.T) {
+	config := func(d scheduling.Discovery) *scheduling.Compiled {
+		t.Helper()
+		d.PoolLabel = testLabel
+		c, err := scheduling.Compile(&scheduling.PlacementConfig{Discovery: &d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	nodes := []*corev1.Node{
+		node("ipc-1", "ipc", allows("kernel.shm*"), taint("dedicated", "ipc", corev1.TaintEffectNoSchedule)),
+		node("net-1", "net", allows("net.core.somaxconn"), taint("dedicated", "net", corev1.TaintEffectNoSchedule)),
+	}
+	combine := func(t *testing.T, static *scheduling.Compiled) (*Combiner, *recordingSink) {
+		t.Helper()
+		sink := &recordingSink{}
+		c, err := NewCombiner(CombinerConfig{Sink: sink})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Set(static)
+		c.SetDiscovered(groupByAnnotation(nodes...), nodes)
+		return c, sink
+	}
+	plan := func(sink *recordingSink, namespaceLabels map[string]string, sysctl string) scheduling.Decision {
+		labels := map[string]string{scheduling.LabelEnabled: "true"}
+		maps.Copy(labels, namespaceLabels)
+		pod := &corev1.Pod{Spec: corev1.PodSpec{
+			SecurityContext: &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: sysctl, Value: "1"}}},
+			Containers:      []corev1.Container{{Name: "c", Image: "busybox"}},
+		}}
+		return scheduling.Plan(scheduling.Input{Pod: pod, Namespace: scheduling.Namespace{Name: "ns", Labels: labels}, Config: sink.last})
+	}
+	dbOnly := &metav1.LabelSelector{MatchLabels: map[string]string{"team": "db"}}
+
+	t.Run("a discovered pool restricted to namespace X gives no toleration to a pod in Y", func(t *testing.T) {
+		_, sink := combine(t, config(scheduling.Discovery{Pools: []scheduling.DiscoveredPool{{Name: "ip*", NamespaceSelector: dbOnly}}}))
+		if d := plan(sink, map[string]string{"team": "db"}, "kernel.shmmax"); d.Outcome != scheduling.OutcomeChanged || len(d.Changes.Tolerations) != 1 {
+			t.Errorf("in team=db: %s %s, tolerations %v; want placed on ipc with its toleration", d.Outcome, d.Reason, d.Changes.Tolerations)
+		}
+		d := plan(sink, map[string]string{"team": "web"}, "kernel.shmmax")
+		if d.Outcome != scheduling.OutcomeUnplaceable || len(d.Changes.Tolerations) != 0 || d.Allowed {
+			t.Errorf("in team=web: %s %s, tolerations %v, allowed %v; want denied as unplaceable without a toleration", d.Outcome, d.Reason, d.Changes.Tolerations, d.Allowed)
+		}
+	})
+
+	t.Run("an unlisted discovered pool stays open to every namespace", func(t *testing.T) {
+		_, sink := combine(t, config(scheduling.Discovery{Pools: []scheduling.DiscoveredPool{{Name: "ipc", NamespaceSelector: dbOnly}}}))
+		if d := plan(sink, nil, "net.core.somaxconn"); d.Outcome != scheduling.OutcomeChanged {
+			t.Errorf("net for any namespace: %s %s; want placed", d.Outcome, d.Reason)
+		}
+	})
+
+	t.Run("with onlyListedPools an unlisted discovered pool is shown as NotListed and not used", func(t *testing.T) {
+		c, sink := combine(t, config(scheduling.Discovery{OnlyListedPools: true, Pools: []scheduling.DiscoveredPool{{Name: "ipc"}}}))
+		if d := plan(sink, nil, "net.core.somaxconn"); d.Outcome != scheduling.OutcomeUnplaceable {
+			t.Errorf("net: %s %s; want unplaceable, net is not listed", d.Outcome, d.Reason)
+		}
+		if d := plan(sink, nil, "kernel.shmmax"); d.Outcome != scheduling.OutcomeChanged {
+			t.Errorf("ipc: %s %s; want placed, ipc is listed", d.Outcome, d.Reason)
+		}
+		net, _ := poolNamed(c.Report(), "net")
+		if net.Usable() || !reflect.DeepEqual(problemKinds(net), []ProblemKind{ProblemNotListed}) {
+			t.Errorf("net = %+v; want unused with NotListed", net)
 		}
 	})
 }

@@ -82,12 +82,15 @@ const (
 	// ProblemInvalidPool: a discovered pool cannot be used at all (e.g. its pool label
 	// value is not a valid pool name).
 	ProblemInvalidPool ProblemKind = "InvalidPool"
+	// ProblemNotListed: discovery.onlyListedPools is set and no discovery.pools entry
+	// names the discovered pool; it is shown but not used.
+	ProblemNotListed ProblemKind = "NotListed"
 )
 
 // ProblemKinds lists every kind, so metrics can report zero for the absent ones.
 var ProblemKinds = []ProblemKind{
 	ProblemNodesDisagree, ProblemKubeletUnreachable, ProblemPartialTaint, ProblemInvalidPattern,
-	ProblemInvalidVersion, ProblemNoMatchingNodes, ProblemOverriddenByConfig, ProblemInvalidPool,
+	ProblemInvalidVersion, ProblemNoMatchingNodes, ProblemOverriddenByConfig, ProblemInvalidPool, ProblemNotListed,
 }
 
 // Problem is one finding about a pool: a short kind and the offending values.
