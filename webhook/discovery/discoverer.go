@@ -133,7 +133,14 @@ type Discoverer struct {
 	done      atomic.Bool
 	// synced: the informers have synced, so a rebuild sees every Node.
 	synced atomic.Bool
+	// runCtx is Run's context, set before the informers start: it bounds the Lease
+	// reads of sharedChanged, which runs in informer callbacks.
+	runCtx context.Context
 }
+
+// leaseRetry is how soon a shared result is checked again when the Lease could not be
+// read.
+const leaseRetry = 5 * time.Second
 
 // New builds a Discoverer; call Run.
 func New(cfg Config) (*Discoverer, error) {
@@ -221,6 +228,7 @@ func (d *Discoverer) signal() {
 // Run starts the informers, the probe workers (with Share, only while this replica is
 // elected) and the periodic refresh, and blocks until ctx ends.
 func (d *Discoverer) Run(ctx context.Context) error {
+	d.runCtx = ctx
 	running := []cache.SharedIndexInformer{d.informer}
 	if d.cfg.Share != nil {
 		running = append(running, d.sharedInformer)
@@ -475,8 +483,32 @@ func (d *Discoverer) sharedChanged() {
 	res, err := parseShared(cm)
 	if err != nil {
 		d.cfg.Logger.WithError(err).Error("discovery: ignoring the shared result")
+		d.cfg.Metrics.observeSharedIgnored(ignoredInvalid)
 		d.mu.Lock()
 		d.dirty = true
+		d.mu.Unlock()
+		return
+	}
+	holder, err := leaseHolder(d.runCtx, d.cfg.Client, share)
+	if err != nil {
+		if d.runCtx.Err() == nil {
+			// The result stays unread until the Lease can be read: check again soon
+			// rather than wait for the next write.
+			d.cfg.Logger.WithError(err).Warn("discovery: keeping the last shared result; trying again")
+			time.AfterFunc(leaseRetry, func() {
+				if d.runCtx.Err() == nil {
+					d.sharedChanged()
+				}
+			})
+		}
+		return
+	}
+	if res.Leader != holder {
+		d.cfg.Logger.WithFields(logrus.Fields{"writtenBy": res.Leader, "leaseHolder": holder, "publishedAt": res.PublishedAt.String()}).
+			Warn("discovery: ignoring a shared result not written by the holder of Lease " + share.Namespace + "/" + share.Lease + "; keeping the last one")
+		d.cfg.Metrics.observeSharedIgnored(ignoredNotLeaseHolder)
+		d.mu.Lock()
+		d.dirty = true // the holder, if it is this replica, writes its own again
 		d.mu.Unlock()
 		return
 	}

@@ -19,7 +19,17 @@ type Metrics struct {
 	leader    prometheus.Gauge
 	published prometheus.Counter
 	sharedAt  prometheus.Gauge
+	ignored   *prometheus.CounterVec
 }
+
+// Reasons a replica ignores a shared result (the reason label of
+// sysctl_placement_discovery_shared_ignored_total).
+const (
+	// ignoredNotLeaseHolder: the result names a leader that does not hold the Lease.
+	ignoredNotLeaseHolder = "NotLeaseHolder"
+	// ignoredInvalid: the ConfigMap holds no readable result.
+	ignoredInvalid = "Invalid"
+)
 
 // NewMetrics registers discovery's metrics on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -57,7 +67,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "sysctl_placement_discovery_shared_published_timestamp_seconds",
 		Help: "When the shared discovery result this replica uses was published (Unix time); time() minus it is its age, which grows when no replica leads.",
 	})
-	reg.MustRegister(m.pools, m.poolNodes, m.problems, m.nodes, m.probes, m.leader, m.published, m.sharedAt)
+	m.ignored = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sysctl_placement_discovery_shared_ignored_total",
+		Help: "Shared discovery results this replica ignored, by reason (NotLeaseHolder: written by a replica or anyone else not holding the Lease " + SharedName + "; Invalid: unreadable). The last accepted result stays in force.",
+	}, []string{"reason"})
+	for _, r := range []string{ignoredNotLeaseHolder, ignoredInvalid} {
+		m.ignored.WithLabelValues(r)
+	}
+	reg.MustRegister(m.pools, m.poolNodes, m.problems, m.nodes, m.probes, m.leader, m.published, m.sharedAt, m.ignored)
 	return m
 }
 
@@ -128,6 +145,13 @@ func (m *Metrics) observeShared(at time.Time) {
 		return
 	}
 	m.sharedAt.Set(float64(at.UnixNano()) / 1e9)
+}
+
+func (m *Metrics) observeSharedIgnored(reason string) {
+	if m == nil {
+		return
+	}
+	m.ignored.WithLabelValues(reason).Inc()
 }
 
 func (m *Metrics) observeNodes(n int) {

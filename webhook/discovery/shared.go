@@ -46,6 +46,11 @@ type ShareConfig struct {
 	// PublishInterval is the least time between two writes of the ConfigMap, so a pass
 	// over 5,000 kubelets costs a few dozen writes, not 5,000. Default 2s.
 	PublishInterval time.Duration
+	// Lease is the Lease Elect competes for, in Namespace (default SharedName). A
+	// replica takes a published result only if its leader holds that Lease when the
+	// result is read: a replica that lost the Lease but still writes, or anyone else
+	// who can write the ConfigMap, cannot decide the allowlists.
+	Lease string
 }
 
 func (c *ShareConfig) defaults() error {
@@ -59,6 +64,9 @@ func (c *ShareConfig) defaults() error {
 	}
 	if c.Name == "" {
 		c.Name = SharedName
+	}
+	if c.Lease == "" {
+		c.Lease = SharedName
 	}
 	if c.PublishInterval <= 0 {
 		c.PublishInterval = 2 * time.Second
@@ -175,6 +183,25 @@ func parseShared(cm *corev1.ConfigMap) (*SharedResult, error) {
 		return nil, fmt.Errorf("ConfigMap %s/%s: %s is not a discovery result (%v): delete it, the elected replica writes it again", cm.Namespace, cm.Name, SharedKey, err)
 	}
 	return &res, nil
+}
+
+// leaseHolder returns the identity holding the share's Lease, "" when none does (RBAC:
+// get on leases, as the election itself needs). A fresh read, not a cache: a result is
+// checked against the holder as it is now, never against an older view than the
+// result itself.
+func leaseHolder(ctx context.Context, client kubernetes.Interface, cfg *ShareConfig) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	lease, err := client.CoordinationV1().Leases(cfg.Namespace).Get(ctx, cfg.Lease, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("could not read Lease %s/%s to check who published the discovery result: %w", cfg.Namespace, cfg.Lease, err)
+	case lease.Spec.HolderIdentity == nil:
+		return "", nil
+	}
+	return *lease.Spec.HolderIdentity, nil
 }
 
 // newSharedInformer watches the one ConfigMap (RBAC: get, list, watch on that name).

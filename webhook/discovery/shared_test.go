@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 )
@@ -70,8 +74,24 @@ func poolAllows(f *discoveryFixture, pool string) []string {
 	return p.Pool.AllowedUnsafeSysctls
 }
 
+// holdLease makes identity the holder of the share's Lease, as the election would.
+func holdLease(t *testing.T, client *fake.Clientset, identity string) {
+	t.Helper()
+	leases := client.CoordinationV1().Leases("sysctl-placement")
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "sysctl-placement", Name: SharedName}, Spec: coordinationv1.LeaseSpec{HolderIdentity: &identity}}
+	if _, err := leases.Create(t.Context(), lease, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+		_, err = leases.Update(t.Context(), lease, metav1.UpdateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	} else if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestSharedDiscovery(t *testing.T) {
 	client := fake.NewClientset()
+	holdLease(t, client, "leader")
 	for _, n := range []*corev1.Node{node("ipc-1", "ipc"), node("ipc-2", "ipc"), node("net-1", "net"), node("gone-1", "gone")} {
 		if _, err := client.CoreV1().Nodes().Create(t.Context(), n, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -207,5 +227,101 @@ func TestSharedResult(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "delete it") {
 			t.Errorf("err = %v; want one saying to delete it", err)
 		}
+	})
+}
+
+// sharedIgnored reads sysctl_placement_discovery_shared_ignored_total{reason} from reg
+// (by name, so the test builds against any version of the metrics).
+func sharedIgnored(t *testing.T, reg *prometheus.Registry, reason string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "sysctl_placement_discovery_shared_ignored_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func TestSharedResultFromANonHolderIsIgnored(t *testing.T) {
+	client := fake.NewClientset()
+	for _, n := range []*corev1.Node{node("ipc-1", "ipc"), node("ipc-2", "ipc")} {
+		if _, err := client.CoreV1().Nodes().Create(t.Context(), n, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := share("follower", follows)
+	if err := cfg.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(t *testing.T, leader string, allowed ...string) {
+		t.Helper()
+		nodes, err := client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ptrs []*corev1.Node
+		allowlists := map[string]Allowlist{}
+		for i := range nodes.Items {
+			ptrs = append(ptrs, &nodes.Items[i])
+			allowlists[nodes.Items[i].Name] = Allowlist{Known: true, Patterns: allowed}
+		}
+		current, err := client.CoreV1().ConfigMaps(cfg.Namespace).Get(t.Context(), cfg.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			current = nil
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		res := encodeShared(ptrs, testLabel, allowlists, nil, leader, true, time.Now())
+		if err := writeShared(t.Context(), client, cfg, current, res); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holdLease(t, client, "leader")
+	publish(t, "leader", "kernel.sem")
+	reg := prometheus.NewRegistry()
+	follower := startReplica(t, client, Config{Prober: &mapProber{allowed: map[string][]string{}}, Share: share("follower", follows), Metrics: NewMetrics(reg)})
+	if got := poolAllows(follower, "ipc"); !reflect.DeepEqual(got, []string{"kernel.sem"}) {
+		t.Fatalf("ipc allows %v from the holder's result; want [kernel.sem]", got)
+	}
+
+	// ignoredOrTaken waits until the follower has either counted n ignored results or
+	// taken sysctl into pool ipc, and fails the test if it took it.
+	ignoredOrTaken := func(t *testing.T, n float64, sysctl string) {
+		t.Helper()
+		eventually(t, "the follower ignores or takes the result", func() bool {
+			return sharedIgnored(t, reg, "NotLeaseHolder") >= n || slices.Contains(poolAllows(follower, "ipc"), sysctl)
+		})
+		if got := poolAllows(follower, "ipc"); !reflect.DeepEqual(got, []string{"kernel.sem"}) {
+			t.Errorf("ipc allows %v; want [kernel.sem], the holder's result kept", got)
+		}
+	}
+
+	t.Run("a result naming a leader that holds no Lease is ignored", func(t *testing.T) {
+		publish(t, "intruder", "kernel.sem", "kernel.shmmax")
+		ignoredOrTaken(t, 1, "kernel.shmmax")
+	})
+
+	t.Run("a result of a replica that lost the Lease is ignored", func(t *testing.T) {
+		holdLease(t, client, "leader-2")
+		publish(t, "leader", "kernel.sem", "kernel.msgmax")
+		ignoredOrTaken(t, 2, "kernel.msgmax")
+	})
+
+	t.Run("the holder's next result is taken", func(t *testing.T) {
+		publish(t, "leader-2", "kernel.sem", "kernel.shmall")
+		eventually(t, "ipc allows kernel.shmall", func() bool {
+			return reflect.DeepEqual(poolAllows(follower, "ipc"), []string{"kernel.sem", "kernel.shmall"})
+		})
 	})
 }
