@@ -30,10 +30,7 @@ type auditEventsOptions struct {
 }
 
 func (o *auditEventsOptions) addFlags(fs *pflag.FlagSet) {
-	defaultNamespace := os.Getenv("POD_NAMESPACE")
-	if defaultNamespace == "" {
-		defaultNamespace = "sysctl-placement"
-	}
+	defaultNamespace := podNamespace()
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect one replica (Lease "+auditevents.LeaseName+") to record pod Events; false records them from this replica unconditionally")
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", defaultNamespace, "namespace of the leader-election Lease (default: $POD_NAMESPACE, else sysctl-placement)")
 	fs.DurationVar(&o.maxPodAge, "events-max-pod-age", 30*time.Minute, "pods older than this get no Event; keep it below kube-apiserver's --event-ttl (1h by default) so a new leader never records one twice")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/pager"
 	"sigs.k8s.io/yaml"
 
@@ -33,17 +35,33 @@ import (
 type discoveryOptions struct {
 	kubeletCAFile      string
 	kubeletInsecureTLS bool
-	refresh            time.Duration
-	workers            int
-	qps                float64
+	// serviceAccount ("[namespace/]name") is whose tokens go to kubelets; empty sends
+	// the process's own credentials.
+	serviceAccount string
+	refresh        time.Duration
+	workers        int
+	qps            float64
 }
 
-func (o *discoveryOptions) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.kubeletCAFile, "kubelet-ca-file", "", "CA bundle that verifies the kubelets' serving certificates for discovery.allowlistFrom: configz (default: the cluster CA, right for kubelets with serverTLSBootstrap)")
-	fs.BoolVar(&o.kubeletInsecureTLS, "kubelet-insecure-tls", false, "do not verify kubelets' serving certificates (kubelets with self-signed certificates, the kubelet default); the service account token is still sent, so only on a trusted node network")
+// addFlags adds the flags; serviceAccount is the default of --discovery-service-account
+// (serve sends a token of its own ServiceAccount to no kubelet; `pools`, run by an
+// admin, reads them as kubectl would).
+func (o *discoveryOptions) addFlags(fs *pflag.FlagSet, serviceAccount string) {
+	fs.StringVar(&o.kubeletCAFile, "kubelet-ca-file", "", "CA bundle that verifies the kubelets' serving certificates for discovery.allowlistFrom: configz; in production, the CA that signs them (default: the cluster CA, right for kubelets with serverTLSBootstrap)")
+	fs.BoolVar(&o.kubeletInsecureTLS, "kubelet-insecure-tls", false, "do not verify kubelets' serving certificates (kubelets with self-signed certificates, the kubelet default): whoever answers at a Node's reported address gets the discovery token and can forge that node's allowlist; only on a trusted node network")
+	fs.StringVar(&o.serviceAccount, "discovery-service-account", serviceAccount, "[NAMESPACE/]NAME of the ServiceAccount whose short-lived tokens (TokenRequest API) are sent to kubelets instead of this process's own credentials (namespace default: $POD_NAMESPACE, else sysctl-placement); empty sends this process's own credentials")
 	fs.DurationVar(&o.refresh, "discovery-refresh", 5*time.Minute, "how often every kubelet's /configz is read again (it is also read when its Node restarts or changes version or address)")
 	fs.IntVar(&o.workers, "discovery-workers", 4, "kubelets read concurrently")
 	fs.Float64Var(&o.qps, "discovery-qps", 20, "most kubelet reads per second; with --leader-elect only the elected replica reads, so this bounds the whole cluster's (each read may cost the kubelet a TokenReview and a SubjectAccessReview)")
+}
+
+// podNamespace is the webhook's namespace: $POD_NAMESPACE in its pod, else the
+// shipped one.
+func podNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	return "sysctl-placement"
 }
 
 func (o *discoveryOptions) validate() error {
@@ -87,7 +105,22 @@ func (o *discoveryOptions) newDiscoverer(d *scheduling.Discovery, restConfig *re
 		cfg.Source = discovery.SourceConfigz
 	}
 	if cfg.Source == discovery.SourceConfigz {
-		prober, err := discovery.NewConfigzProber(discovery.ProberConfig{Rest: restConfig, CAFile: o.kubeletCAFile, Insecure: o.kubeletInsecureTLS})
+		pc := discovery.ProberConfig{Rest: restConfig, CAFile: o.kubeletCAFile, Insecure: o.kubeletInsecureTLS}
+		if o.serviceAccount != "" {
+			namespace, name, err := cache.SplitMetaNamespaceKey(o.serviceAccount)
+			if err != nil {
+				return nil, usageError("--discovery-service-account %q: %v", o.serviceAccount, err)
+			}
+			if namespace == "" {
+				namespace = podNamespace()
+			}
+			pc.TokenRequest = &discovery.TokenRequestConfig{Client: client, Namespace: namespace, ServiceAccount: name}
+			log.WithField("serviceAccount", namespace+"/"+name).Info("discovery: kubelets get tokens of this ServiceAccount only")
+		}
+		if o.kubeletInsecureTLS {
+			log.Warn("discovery: --kubelet-insecure-tls: kubelets' serving certificates are NOT verified; whoever answers at the address a Node reports receives the discovery token and can forge that node's allowlist. Give --kubelet-ca-file in production")
+		}
+		prober, err := discovery.NewConfigzProber(pc)
 		if err != nil {
 			return nil, err
 		}
@@ -125,7 +158,7 @@ func (o *poolsFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.configFile, "config", "", "PlacementConfig file, as given to serve (default: no static pools, discovery by --pool-label); without a discovery section only its pools are used, as serve uses them")
 	fs.StringVar(&o.poolLabel, "pool-label", "", "node label grouping nodes into pools, overriding the config's discovery.poolLabel (default: the config's, else the first of "+strings.Join(discovery.WellKnownPoolLabels, ", ")+" found on a node)")
 	fs.StringVar(&o.allowlistFrom, "allowlist-from", "", "configz or annotation, overriding the config's discovery.allowlistFrom (default configz)")
-	o.discovery.addFlags(fs)
+	o.discovery.addFlags(fs, "")
 }
 
 func newPoolsCommand(g *globalOptions, s streams) *cobra.Command {

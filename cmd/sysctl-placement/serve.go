@@ -139,7 +139,7 @@ as kubectl loads it.`,
 	fs.Float32Var(&o.kubeAPIQPS, "kube-api-qps", 50, "most requests per second to the API server (the admission path makes none; mostly the audit Events, one per placed pod)")
 	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 100, "requests to the API server allowed at once above --kube-api-qps")
 	o.events.addFlags(fs)
-	o.discovery.addFlags(fs)
+	o.discovery.addFlags(fs, discovery.DefaultServiceAccount)
 	return cmd
 }
 

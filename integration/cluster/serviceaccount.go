@@ -43,6 +43,26 @@ func (c *Cluster) ApplyShippedIdentity(ctx context.Context) (*ShippedIdentity, e
 		return nil, err
 	}
 	id := &ShippedIdentity{}
+	// The webhook's account is the one its Deployment runs as; deploy/base also ships
+	// discovery's (sysctl-placement-discovery), which serve only requests tokens of.
+	for _, doc := range docs {
+		var d struct {
+			metav1.TypeMeta `json:",inline"`
+			Spec            struct {
+				Template struct {
+					Spec struct {
+						ServiceAccountName string `json:"serviceAccountName"`
+					} `json:"spec"`
+				} `json:"template"`
+			} `json:"spec"`
+		}
+		if err := yaml.Unmarshal(doc, &d); err != nil {
+			return nil, err
+		}
+		if d.Kind == "Deployment" {
+			id.ServiceAccount = d.Spec.Template.Spec.ServiceAccountName
+		}
+	}
 	for _, doc := range docs {
 		var tm metav1.TypeMeta
 		if err := yaml.Unmarshal(doc, &tm); err != nil {
@@ -56,8 +76,8 @@ func (c *Cluster) ApplyShippedIdentity(ctx context.Context) (*ShippedIdentity, e
 			id.RBAC = append(id.RBAC, tm.Kind+"/"+name)
 		}
 	}
-	if id.ServiceAccount == "" {
-		return nil, fmt.Errorf("deploy/base renders no ServiceAccount")
+	if id.ServiceAccount == "" || id.Namespace == "" {
+		return nil, fmt.Errorf("deploy/base renders no ServiceAccount %q for its Deployment", id.ServiceAccount)
 	}
 	expiry := int64(time.Hour / time.Second)
 	tr, err := c.Client.CoreV1().ServiceAccounts(id.Namespace).CreateToken(ctx, id.ServiceAccount,
@@ -99,7 +119,9 @@ func (c *Cluster) applyIdentityObject(ctx context.Context, kind string, doc []by
 		if err := yaml.UnmarshalStrict(doc, &o); err != nil {
 			return "", err
 		}
-		id.Namespace, id.ServiceAccount = o.Namespace, o.Name
+		if o.Name == id.ServiceAccount {
+			id.Namespace = o.Namespace
+		}
 		if _, err := core.ServiceAccounts(o.Namespace).Create(ctx, &o, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return "", err
 		}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,12 +16,9 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
@@ -171,33 +167,34 @@ func TestDiscoveryFindsThePoolsFromTheKubeletsAndPlacementFollowsThem(t *testing
 		}
 	})
 
-	t.Run("the shipped role grants nodes/configz and not nodes/proxy", func(t *testing.T) {
+	t.Run("the shipped discovery account may get nodes/configz and not nodes/proxy", func(t *testing.T) {
 		for sub, want := range map[string]bool{"configz": true, "proxy": false} {
-			sar, err := c.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-				User: "system:serviceaccount:sysctl-placement:sysctl-placement", Groups: []string{"system:serviceaccounts", "system:serviceaccounts:sysctl-placement", "system:authenticated"},
-				ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "get", Resource: "nodes", Subresource: sub, Name: "ipc-1"},
-			}}, metav1.CreateOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if sar.Status.Allowed != want {
-				t.Errorf("get nodes/%s allowed = %v, want %v", sub, sar.Status.Allowed, want)
+			attrs := authorizationv1.ResourceAttributes{Verb: "get", Resource: "nodes", Subresource: sub, Name: "ipc-1"}
+			if got := serviceAccountMay(ctx, t, c, "sysctl-placement", "sysctl-placement-discovery", attrs); got != want {
+				t.Errorf("get nodes/%s allowed = %v, want %v", sub, got, want)
 			}
 		}
 	})
 }
 
+// serviceAccountMay asks the API server (SubjectAccessReview) whether the
+// ServiceAccount may do what attrs say.
+func serviceAccountMay(ctx context.Context, t *testing.T, c *cluster.Cluster, ns, name string, attrs authorizationv1.ResourceAttributes) bool {
+	t.Helper()
+	sar, err := c.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User: "system:serviceaccount:" + ns + ":" + name, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+		ResourceAttributes: &attrs,
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sar.Status.Allowed
+}
+
 // dryRunPool creates a pod asking for sysctl with dry run and returns the pool the
 // webhook placed it on, or the admission error.
 func dryRunPool(ctx context.Context, client kubernetes.Interface, ns, sysctl string) (string, error) {
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-"},
-		Spec: corev1.PodSpec{
-			SecurityContext: &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: sysctl, Value: "552"}}},
-			Containers:      []corev1.Container{{Name: "c", Image: "busybox"}},
-		},
-	}
-	got, err := client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	got, err := dryRunPod(ctx, client, ns, sysctl)
 	if err != nil {
 		return "", err
 	}
@@ -208,7 +205,7 @@ func dryRunPool(ctx context.Context, client kubernetes.Interface, ns, sysctl str
 	return pool, nil
 }
 
-// discoveryWebhook is serve with discoveryConfig, as the shipped ServiceAccount,
+// discoveryWebhook is serve with a discovery config, as the shipped ServiceAccount,
 // reading the kubelets' /configz verified by the simulated kubelets' CA, and
 // registered with the API server.
 type discoveryWebhook struct {
@@ -218,13 +215,22 @@ type discoveryWebhook struct {
 
 func startDiscoveryWebhook(ctx context.Context, t *testing.T, c *cluster.Cluster, name string, extraArgs ...string) discoveryWebhook {
 	t.Helper()
+	return startDiscoveryWebhookWith(ctx, t, c, name, discoveryConfig, extraArgs...)
+}
+
+// startDiscoveryWebhookWith is startDiscoveryWebhook with the given PlacementConfig.
+func startDiscoveryWebhookWith(ctx context.Context, t *testing.T, c *cluster.Cluster, name, config string, extraArgs ...string) discoveryWebhook {
+	t.Helper()
 	createSystemNamespace(ctx, t, c)
-	dw := discoveryWebhook{kubeconfig: shippedServiceAccountKubeconfig(ctx, t, c), configFile: filepath.Join(c.WorkDir, name+"-config.yaml")}
-	var err error
+	id, err := c.ApplyShippedIdentity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dw := discoveryWebhook{kubeconfig: id.Kubeconfig, configFile: filepath.Join(c.WorkDir, name+"-config.yaml")}
 	if dw.caFile, err = c.KubeletCAFile(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(dw.configFile, []byte(discoveryConfig), 0o600); err != nil {
+	if err := os.WriteFile(dw.configFile, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	dw.Webhook, err = c.StartWebhook(ctx, cluster.WebhookOptions{
@@ -267,63 +273,6 @@ func metricEquals(ctx context.Context, t *testing.T, wh *cluster.Webhook, sample
 	if err != nil {
 		t.Fatalf("metric %s = %q, want %s", sample, last, value)
 	}
-}
-
-// shippedServiceAccountKubeconfig applies the ServiceAccount-independent RBAC of
-// deploy/base/rbac.yaml unchanged, creates the ServiceAccount it binds and returns a
-// kubeconfig with a token for it.
-func shippedServiceAccountKubeconfig(ctx context.Context, t *testing.T, c *cluster.Cluster) string {
-	t.Helper()
-	const ns, name = "sysctl-placement", "sysctl-placement"
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-	if _, err := c.Client.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(cluster.RepoRoot(), "deploy", "base", "rbac.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	rbac := c.Client.RbacV1()
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		var tm metav1.TypeMeta
-		if err := yaml.Unmarshal(doc, &tm); err != nil {
-			t.Fatal(err)
-		}
-		switch tm.Kind {
-		case "ClusterRole":
-			var o rbacv1.ClusterRole
-			mustUnmarshal(t, doc, &o)
-			_, err = rbac.ClusterRoles().Create(ctx, &o, metav1.CreateOptions{})
-		case "ClusterRoleBinding":
-			var o rbacv1.ClusterRoleBinding
-			mustUnmarshal(t, doc, &o)
-			_, err = rbac.ClusterRoleBindings().Create(ctx, &o, metav1.CreateOptions{})
-		case "Role":
-			var o rbacv1.Role
-			mustUnmarshal(t, doc, &o)
-			_, err = rbac.Roles(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
-		case "RoleBinding":
-			var o rbacv1.RoleBinding
-			mustUnmarshal(t, doc, &o)
-			_, err = rbac.RoleBindings(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
-		case "":
-			continue
-		default:
-			t.Fatalf("deploy/base/rbac.yaml holds an unexpected %s", tm.Kind)
-		}
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatalf("the shipped %s: %v", tm.Kind, err)
-		}
-	}
-	return serviceAccountKubeconfig(ctx, t, c, ns, name)
 }
 
 func mustUnmarshal(t *testing.T, doc []byte, into any) {

@@ -16,9 +16,10 @@ import (
 
 // ConfigzProber reads a kubelet's allowedUnsafeSysctls from its /configz endpoint, the
 // way `kubectl get --raw /api/v1/nodes/N/proxy/configz` would, but directly: HTTPS to
-// the node's InternalIP and kubelet port, authenticated with the webhook's own
-// credentials (the service account token). The kubelet authorizes the request with a
-// SubjectAccessReview for nodes/configz (get), so the webhook needs no nodes/proxy.
+// the node's InternalIP and kubelet port. It authenticates with a token of the
+// discovery ServiceAccount (ProberConfig.TokenRequest; serve does so) or else with the
+// caller's own credentials (`pools` run by an admin). The kubelet authorizes the
+// request with a SubjectAccessReview for nodes/configz (get), so no nodes/proxy.
 type ConfigzProber struct {
 	client *http.Client
 }
@@ -26,9 +27,13 @@ type ConfigzProber struct {
 // ProberConfig configures NewConfigzProber.
 type ProberConfig struct {
 	// Rest supplies the credentials, of any kind a rest.Config carries (token, token
-	// file, client certificate, exec plugin, auth provider). Its API server CA is the
-	// default kubelet CA.
+	// file, client certificate, exec plugin, auth provider), unless TokenRequest is
+	// set. Its API server CA is the default kubelet CA.
 	Rest *rest.Config
+	// TokenRequest, when set, makes the prober send tokens of that ServiceAccount and
+	// none of Rest's credentials: the address a kubelet is read at comes from its own
+	// Node, so a compromised node gets whatever is sent.
+	TokenRequest *TokenRequestConfig
 	// CAFile verifies the kubelets' serving certificates. Empty: the cluster CA of Rest
 	// (right for kubelets with serverTLSBootstrap, whose certificates the cluster signs).
 	CAFile string
@@ -53,6 +58,15 @@ func NewConfigzProber(cfg ProberConfig) (*ConfigzProber, error) {
 	// client certificate, an exec credential plugin (cloud logins) or an auth
 	// provider. Only the server side differs: the kubelet's own CA and address.
 	rc := rest.CopyConfig(cfg.Rest)
+	if cfg.TokenRequest != nil {
+		// Only the server side of Rest (its CA): none of its credentials.
+		wrap, err := tokenRequestTransport(*cfg.TokenRequest)
+		if err != nil {
+			return nil, fmt.Errorf("configz prober: %w", err)
+		}
+		rc = rest.AnonymousClientConfig(cfg.Rest)
+		rc.WrapTransport = wrap
+	}
 	rc.ServerName = ""
 	// HTTP/1.1, so that Probe's one connection per read holds: an HTTP/2 connection
 	// outlives the request (about 60 kB each, one per node read in the last 90 s:
@@ -105,9 +119,9 @@ func (p *ConfigzProber) Probe(ctx context.Context, node *corev1.Node) ([]string,
 	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
-		return nil, fmt.Errorf("the kubelet at %s refused our token (401): check the service account token", url)
+		return nil, fmt.Errorf("the kubelet at %s refused our token (401): check the discovery ServiceAccount's token (its audience must be one the kubelet's TokenReview accepts)", url)
 	case resp.StatusCode == http.StatusForbidden:
-		return nil, fmt.Errorf("the kubelet at %s forbids /configz (403): grant get on nodes/configz (deploy/base/rbac.yaml)", url)
+		return nil, fmt.Errorf("the kubelet at %s forbids /configz (403): grant get on nodes/configz to the discovery ServiceAccount (deploy/base/discovery-rbac.yaml)", url)
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("the kubelet at %s answered %s", url, resp.Status)
 	}
