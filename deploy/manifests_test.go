@@ -211,51 +211,58 @@ func rbacFile(t *testing.T, path string) rendered {
 func TestEachIdentityIsGrantedExactlyTheCallsItMakes(t *testing.T) {
 	base, selfSigned := render(t, "base"), render(t, "overlays/self-signed")
 	for _, tc := range []struct {
-		identity       apicalls.Identity
-		r              rendered
-		kind, name     string
+		identity apicalls.Identity
+		r        rendered
+		kind     string
+		// names are the roles that together grant the identity's calls of that kind.
+		names          []string
 		namespaced     bool
 		serviceAccount string
 	}{
-		{apicalls.Serve, base, "ClusterRole", "sysctl-placement", false, "sysctl-placement"},
-		{apicalls.Serve, base, "Role", "sysctl-placement-leader-election", true, "sysctl-placement"},
-		{apicalls.MetricsSecure, rbacFile(t, "components/metrics-secure/rbac.yaml"), "ClusterRole", "sysctl-placement-metrics-auth", false, "sysctl-placement"},
-		{apicalls.Certs, selfSigned, "ClusterRole", "sysctl-placement-certs", false, "sysctl-placement-certs"},
-		{apicalls.Certs, selfSigned, "Role", "sysctl-placement-certs", true, "sysctl-placement-certs"},
-		{apicalls.Audit, render(t, "audit"), "ClusterRole", "sysctl-placement-audit", false, ""},
+		{apicalls.Serve, base, "ClusterRole", []string{"sysctl-placement"}, false, "sysctl-placement"},
+		{apicalls.Serve, base, "Role", []string{"sysctl-placement-leader-election", discoveryTokenRole}, true, "sysctl-placement"},
+		{apicalls.MetricsSecure, rbacFile(t, "components/metrics-secure/rbac.yaml"), "ClusterRole", []string{"sysctl-placement-metrics-auth"}, false, "sysctl-placement"},
+		{apicalls.Certs, selfSigned, "ClusterRole", []string{"sysctl-placement-certs"}, false, "sysctl-placement-certs"},
+		{apicalls.Certs, selfSigned, "Role", []string{"sysctl-placement-certs"}, true, "sysctl-placement-certs"},
+		{apicalls.Audit, render(t, "audit"), "ClusterRole", []string{"sysctl-placement-audit"}, false, ""},
+		{apicalls.Discovery, base, "ClusterRole", []string{"sysctl-placement-discovery"}, false, "sysctl-placement-discovery"},
 	} {
-		t.Run(string(tc.identity)+" "+tc.kind+" "+tc.name, func(t *testing.T) {
+		t.Run(string(tc.identity)+" "+tc.kind+" "+strings.Join(tc.names, "+"), func(t *testing.T) {
 			var rules []rbacv1.PolicyRule
-			if tc.kind == "Role" {
-				role := one[rbacv1.Role](t, tc.r, tc.kind, tc.name)
-				if role.Namespace != apicalls.Namespace {
-					t.Errorf("Role %s is in namespace %q; want %s", role.Name, role.Namespace, apicalls.Namespace)
+			for _, name := range tc.names {
+				if tc.kind == "Role" {
+					role := one[rbacv1.Role](t, tc.r, tc.kind, name)
+					if role.Namespace != apicalls.Namespace {
+						t.Errorf("Role %s is in namespace %q; want %s", role.Name, role.Namespace, apicalls.Namespace)
+					}
+					rules = append(rules, role.Rules...)
+				} else {
+					rules = append(rules, one[rbacv1.ClusterRole](t, tc.r, tc.kind, name).Rules...)
 				}
-				rules = role.Rules
-			} else {
-				rules = one[rbacv1.ClusterRole](t, tc.r, tc.kind, tc.name).Rules
 			}
-			assertGrants(t, tc.kind+" "+tc.name, rules, callGrants(tc.identity, tc.namespaced))
+			assertGrants(t, tc.kind+" "+strings.Join(tc.names, "+"), rules, callGrants(tc.identity, tc.namespaced))
 			if tc.serviceAccount == "" {
 				return // bound by whoever runs it
 			}
 			want := rbacv1.Subject{Kind: "ServiceAccount", Name: tc.serviceAccount, Namespace: namespace}
-			bound := false
-			for _, res := range tc.r.resources.Resources() {
-				if res.GetKind() != tc.kind+"Binding" {
-					continue
+			for _, name := range tc.names {
+				bound := false
+				for _, res := range tc.r.resources.Resources() {
+					if res.GetKind() != tc.kind+"Binding" {
+						continue
+					}
+					b := one[rbacv1.RoleBinding](t, tc.r, res.GetKind(), res.GetName())
+					if b.RoleRef.Kind != tc.kind || b.RoleRef.Name != name {
+						continue
+					}
+					if len(b.Subjects) != 1 || b.Subjects[0] != want {
+						t.Errorf("%s %s binds %s to %v; want only %v", res.GetKind(), b.Name, name, b.Subjects, want)
+					}
+					bound = true
 				}
-				b := one[rbacv1.RoleBinding](t, tc.r, res.GetKind(), res.GetName())
-				if b.RoleRef.Kind != tc.kind || b.RoleRef.Name != tc.name {
-					continue
+				if !bound {
+					t.Errorf("no %sBinding binds %s %s to %v", tc.kind, tc.kind, name, want)
 				}
-				if len(b.Subjects) != 1 || b.Subjects[0] != want {
-					t.Errorf("%s %s binds %s to %v; want only %v", res.GetKind(), b.Name, tc.name, b.Subjects, want)
-				}
-				bound = true
-			}
-			if !bound {
-				t.Errorf("no %sBinding binds %s %s to %v", tc.kind, tc.kind, tc.name, want)
 			}
 		})
 	}

@@ -29,6 +29,10 @@ const (
 	Certs Identity = "certs"
 	// Audit is whoever runs `audit` or `pools`: the ClusterRole of deploy/audit.
 	Audit Identity = "audit"
+	// Discovery is the ServiceAccount sysctl-placement-discovery, whose short-lived
+	// token serve requests and sends to kubelets: the ClusterRole of
+	// deploy/base/discovery-rbac.yaml.
+	Discovery Identity = "discovery"
 )
 
 // Namespace is where the namespaced rows apply: the webhook's namespace, where the
@@ -41,7 +45,8 @@ type Call struct {
 	// Verb, Group, Resource and Subresource are what RBAC checks.
 	Verb, Group, Resource, Subresource string
 	// Name is the one object the call touches (RBAC resourceNames); empty for a
-	// create (RBAC cannot restrict one by name) or for every object.
+	// create (RBAC cannot restrict one by name, but for a subresource of a named
+	// object) or for every object.
 	Name string
 	// Namespaced rows are granted by a Role in Namespace; the others by a ClusterRole.
 	Namespaced bool
@@ -74,6 +79,7 @@ const (
 	discoveryNodes  = "webhook/discovery/nodes.go"
 	discoveryShared = "webhook/discovery/shared.go"
 	configz         = "webhook/discovery/configz.go"
+	discoveryToken  = "webhook/discovery/token.go"
 	delegatedAuth   = "webhook/delegatedauth/filter.go"
 	certsCmd        = "cmd/sysctl-placement/certs.go"
 	caBundle        = "certs/cabundle.go"
@@ -87,6 +93,7 @@ const (
 	tlsSecret             = "sysctl-placement-tls"
 	caSecret              = "sysctl-placement-ca"
 	webhookConfigurations = "sysctl-placement"
+	discoveryAccount      = "sysctl-placement-discovery"
 )
 
 // Table is every call, by identity.
@@ -107,7 +114,9 @@ var Table = []Call{
 	// each kubelet's allowlist from /configz (the kubelet authorizes nodes/configz).
 	{Identity: Serve, Verb: "list", Resource: "nodes", Source: discoveryNodes, Call: "NewNodeInformer("},
 	{Identity: Serve, Verb: "watch", Resource: "nodes", Source: discoveryNodes, Call: "NewNodeInformer("},
-	{Identity: Serve, Verb: "get", Resource: "nodes", Subresource: "configz", Source: configz, Call: `"/configz"`},
+	{Identity: Discovery, Verb: "get", Resource: "nodes", Subresource: "configz", Source: configz, Call: `"/configz"`},
+	// serve: the discovery account's token, requested by name.
+	{Identity: Serve, Verb: "create", Resource: "serviceaccounts", Subresource: "token", Name: discoveryAccount, Namespaced: true, Source: discoveryToken, Call: ".CreateToken(ctx"},
 	// serve: the two leader elections. The Lease lock gets, creates (when missing)
 	// and updates its Lease; only create cannot be restricted by name.
 	{Identity: Serve, Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Name: auditevents.LeaseName, Namespaced: true, Source: auditLeader, Call: "resourcelock.LeaseLock{"},
@@ -118,6 +127,8 @@ var Table = []Call{
 	// serve: the shared discovery result. The informer lists and watches it by name
 	// (a metadata.name field selector, which RBAC authorizes per name); the elected
 	// replica updates it, or creates it when it is missing.
+	// serve: a replica takes a published result only from the discovery Lease's holder.
+	{Identity: Serve, Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Name: discovery.SharedName, Namespaced: true, Source: discoveryShared, Call: ".Leases(cfg.Namespace).Get(ctx"},
 	{Identity: Serve, Verb: "list", Resource: "configmaps", Name: discovery.SharedName, Namespaced: true, Source: discoveryShared, Call: "NewFilteredConfigMapInformer("},
 	{Identity: Serve, Verb: "watch", Resource: "configmaps", Name: discovery.SharedName, Namespaced: true, Source: discoveryShared, Call: "NewFilteredConfigMapInformer("},
 	{Identity: Serve, Verb: "update", Resource: "configmaps", Name: discovery.SharedName, Namespaced: true, Source: discoveryShared, Call: ".ConfigMaps(cfg.Namespace).Update(ctx"},

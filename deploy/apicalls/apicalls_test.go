@@ -108,7 +108,9 @@ func TestEveryRowIsComplete(t *testing.T) {
 		if c.Identity == "" || c.Verb == "" || c.Resource == "" || c.Source == "" || c.Call == "" {
 			t.Errorf("%+v: identity, verb, resource, source and call are required", c)
 		}
-		if c.Verb == "create" && c.Name != "" {
+		// A create of a subresource (serviceaccounts/token) names its object in the
+		// URL, so RBAC can restrict it by name; a plain create cannot be.
+		if c.Verb == "create" && c.Name != "" && c.Subresource == "" {
 			t.Errorf("%s: RBAC cannot restrict create by name (the name is not known when it is checked)", c.Grant())
 		}
 		key := string(c.Identity) + " " + c.Grant() + " " + c.Source + " " + c.Call
