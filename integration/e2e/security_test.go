@@ -57,7 +57,7 @@ func TestServeAsTheShippedServiceAccountWithExactlyTheShippedRBACPlacesADeployme
 		{Verb: "create", Group: "events.k8s.io", Resource: "events", Namespace: ns},
 		{Verb: "list", Resource: "nodes"},
 		{Verb: "watch", Resource: "nodes"},
-		{Verb: "get", Resource: "nodes", Subresource: "configz", Name: "any"},
+		{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
 		{Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "sysctl-placement-audit-events"},
 		{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "sysctl-placement-audit-events"},
 		{Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
@@ -88,6 +88,9 @@ func TestServeAsTheShippedServiceAccountWithExactlyTheShippedRBACPlacesADeployme
 		{Verb: "get", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-config"},
 		{Verb: "get", Resource: "nodes", Name: "any"},
 		{Verb: "impersonate", Resource: "users"},
+		// Its own token never goes to a kubelet: the discovery account reads /configz.
+		{Verb: "get", Resource: "nodes", Subresource: "configz", Name: "any"},
+		{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: "sysctl-placement", Name: "sysctl-placement"},
 	}
 	check := func(attrs authorizationv1.ResourceAttributes, want bool) {
 		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
