@@ -124,6 +124,8 @@ type Cluster struct {
 	mu       sync.Mutex
 	stopped  bool
 	kubelets []*kubelet
+	// realNodes are the nodes AddRealNode started.
+	realNodes []*realNode
 	// kubeletRoots holds the kubelets' root directories; Stop removes it.
 	kubeletRoots string
 	// stoppedAPIServer is the command line of the API server StopAPIServer stopped,
@@ -254,6 +256,16 @@ func (c *Cluster) startAPIServer(opts Options) error {
 	// authorizer and limited to their own Node and pods by NodeRestriction.
 	apiServer.Configure().Set("authorization-mode", "Node,RBAC")
 	apiServer.Configure().Set("enable-admission-plugins", "NodeRestriction")
+	// The kubelet API's client certificate: real nodes trust it (`kubectl logs`);
+	// hollow kubelets check bearer tokens only.
+	clientCert, clientKey, err := writeKubeletClientCert(c.WorkDir)
+	if err != nil {
+		return err
+	}
+	apiServer.Configure().Set("kubelet-client-certificate", clientCert)
+	apiServer.Configure().Set("kubelet-client-key", clientKey)
+	// Nodes are reached at their InternalIP: no DNS knows their names.
+	apiServer.Configure().Set("kubelet-preferred-address-types", "InternalIP")
 	for flag, values := range opts.APIServerFlags {
 		apiServer.Configure().Set(flag, values...)
 	}
@@ -338,12 +350,15 @@ func (c *Cluster) Stop() error {
 		return nil
 	}
 	c.stopped = true
-	kubelets, kubeletRoots := c.kubelets, c.kubeletRoots
+	kubelets, realNodes, kubeletRoots := c.kubelets, c.realNodes, c.kubeletRoots
 	c.mu.Unlock()
 
 	var stopping sync.WaitGroup
 	for _, k := range kubelets {
 		stopping.Go(k.stop)
+	}
+	for _, rn := range realNodes {
+		stopping.Go(rn.stop)
 	}
 	stopping.Wait()
 	var errs []error

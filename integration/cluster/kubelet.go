@@ -97,6 +97,27 @@ func (c *Cluster) KubeletCAFile() (string, error) {
 // writeServingCert writes a serving certificate for a node's kubelet API, valid for the
 // node's name and IP, signed by the kubelet CA.
 func writeServingCert(dir, node, ip string) (certFile, keyFile string, err error) {
+	return writeSignedCert(dir, "kubelet", &x509.Certificate{
+		Subject:     pkix.Name{CommonName: node},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:    []string{node}, IPAddresses: []net.IP{net.ParseIP(ip)},
+	})
+}
+
+// writeKubeletClientCert writes the API server's client certificate for the kubelet
+// API (--kubelet-client-certificate), signed by the kubelet CA, which the real nodes'
+// kubelets trust for clients (authentication.x509.clientCAFile): `kubectl logs` and
+// `exec` on a real node authenticate with it, as a group system:masters user.
+func writeKubeletClientCert(dir string) (certFile, keyFile string, err error) {
+	return writeSignedCert(dir, "apiserver-kubelet-client", &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+}
+
+// writeSignedCert completes tmpl (serial, validity, key usage), signs it with the
+// kubelet CA and writes <name>.crt and <name>.key into dir.
+func writeSignedCert(dir, name string, tmpl *x509.Certificate) (certFile, keyFile string, err error) {
 	if err := loadKubeletCA(); err != nil {
 		return "", "", err
 	}
@@ -108,12 +129,9 @@ func writeServingCert(dir, node, ip string) (certFile, keyFile string, err error
 	if err != nil {
 		return "", "", err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: node},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames: []string{node}, IPAddresses: []net.IP{net.ParseIP(ip)},
-	}
+	tmpl.SerialNumber = serial
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, kubeletCA.cert, &key.PublicKey, kubeletCA.key)
 	if err != nil {
 		return "", "", err
@@ -122,7 +140,7 @@ func writeServingCert(dir, node, ip string) (certFile, keyFile string, err error
 	if err != nil {
 		return "", "", err
 	}
-	certFile, keyFile = filepath.Join(dir, "kubelet.crt"), filepath.Join(dir, "kubelet.key")
+	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
 	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		return "", "", err
 	}
@@ -218,15 +236,7 @@ func (c *Cluster) startKubelet(pool *Pool, node string, allowed []string) (*kube
 		return nil, err
 	}
 	k := &kubelet{node: node, pool: pool, ip: ip, port: port, allowed: allowed}
-	labels := []string{PoolLabel + "=" + pool.Spec.Name}
-	for key, value := range pool.Spec.Labels {
-		labels = append(labels, key+"="+value)
-	}
-	slices.Sort(labels)
-	var taints []string
-	for _, t := range pool.Spec.Taints {
-		taints = append(taints, t.ToString())
-	}
+	labels, taints := registration(pool)
 	args := []string{
 		"--kubeconfig=" + kubeconfig,
 		"--node-name=" + node,
@@ -235,14 +245,29 @@ func (c *Cluster) startKubelet(pool *Pool, node string, allowed []string) (*kube
 		"--root-dir=" + root,
 		"--tls-cert-file=" + certFile,
 		"--tls-private-key-file=" + keyFile,
-		"--node-labels=" + strings.Join(labels, ","),
-		"--register-with-taints=" + strings.Join(taints, ","),
+		"--node-labels=" + labels,
+		"--register-with-taints=" + taints,
 		"--kubelet-version=" + pool.Spec.KubeletVersion,
 		"--kernel-version=" + pool.Spec.KernelVersion,
 	}
 	k.proc = &component{name: "kubelet " + node, path: filepath.Join(c.BinDir, kubeletBinary),
 		args: args, logPath: filepath.Join(c.WorkDir, "kubelet-"+node+".log")}
 	return k, k.start()
+}
+
+// registration returns the --node-labels and --register-with-taints values of a
+// pool's nodes: PoolLabel, the pool's labels and its taints.
+func registration(pool *Pool) (labels, taints string) {
+	list := []string{PoolLabel + "=" + pool.Spec.Name}
+	for key, value := range pool.Spec.Labels {
+		list = append(list, key+"="+value)
+	}
+	slices.Sort(list)
+	var taintList []string
+	for _, t := range pool.Spec.Taints {
+		taintList = append(taintList, t.ToString())
+	}
+	return strings.Join(list, ","), strings.Join(taintList, ",")
 }
 
 // start runs the kubelet process with its current allowlist.

@@ -37,6 +37,20 @@ func StartForTest(t testing.TB, opts Options) *Cluster {
 			for _, k := range kubelets {
 				t.Logf("last lines of %s:\n%s", k.proc.logPath, k.proc.logTail(8))
 			}
+			c.mu.Lock()
+			realNodes := c.realNodes
+			c.mu.Unlock()
+			for _, rn := range realNodes {
+				procs := []*component{rn.containerd}
+				if rn.kubelet != nil {
+					procs = append(procs, rn.kubelet.proc)
+				}
+				for _, p := range procs {
+					if p != nil {
+						t.Logf("last lines of %s:\n%s", p.logPath, p.logTail(20))
+					}
+				}
+			}
 		}
 		if err := c.Stop(); err != nil {
 			t.Errorf("stopping the cluster: %v", err)

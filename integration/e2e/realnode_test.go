@@ -1,0 +1,107 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+
+	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
+)
+
+// realIPCPool is a pool of one real node whose kubelet allows the IPC sysctls and
+// net.core.somaxconn.
+var realIPCPool = cluster.PoolSpec{
+	Name:                 "real",
+	Taints:               []corev1.Taint{{Key: "dedicated", Value: "real", Effect: corev1.TaintEffectNoSchedule}},
+	AllowedUnsafeSysctls: []string{"kernel.shm*", "kernel.sem", "kernel.msg*", "net.core.somaxconn"},
+}
+
+// addRealNode adds a real pool, and skips the test when this machine's kernel cannot
+// run containers (the reason is printed); any other failure fails it.
+func addRealNode(ctx context.Context, t *testing.T, c *cluster.Cluster, spec cluster.PoolSpec) *cluster.Pool {
+	t.Helper()
+	started := time.Now()
+	pool, err := c.AddRealNode(ctx, spec)
+	if errors.Is(err, cluster.ErrRealNodeUnsupported) {
+		t.Skipf("no real node on this machine: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("real node %s Ready in %s", pool.NodeNames[0], time.Since(started).Round(time.Millisecond))
+	return pool
+}
+
+// readSysctls waits for the pod's sysctl-probe container to have printed a value for
+// each name, and returns them by name.
+func readSysctls(ctx context.Context, t *testing.T, c *cluster.Cluster, ns, pod string, names []string) map[string]string {
+	t.Helper()
+	values := map[string]string{}
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		out, err := c.Client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{}).DoRaw(ctx)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		last = string(out)
+		for line := range strings.Lines(last) {
+			if name, value, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
+				values[name] = value
+			}
+		}
+		return len(values) == len(names), nil
+	})
+	if err != nil {
+		t.Fatalf("the container of pod %s/%s printed no value for each of %v: %v (last: %s)", ns, pod, names, err, last)
+	}
+	return values
+}
+
+func TestRealNodeSetsAllowedSysctls(t *testing.T) {
+	c := cluster.StartForTest(t, cluster.Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	pool := addRealNode(ctx, t, c, realIPCPool)
+
+	want := map[string]string{
+		"kernel.shmmax":      "68719476736",
+		"kernel.sem":         "250 32000 100 1024",
+		"net.core.somaxconn": "2048",
+	}
+	var sysctls []corev1.Sysctl
+	var names []string
+	for name, value := range want {
+		sysctls = append(sysctls, corev1.Sysctl{Name: name, Value: value})
+		names = append(names, name)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "default"},
+		Spec: corev1.PodSpec{
+			NodeSelector:    pool.NodeSelector(),
+			Tolerations:     []corev1.Toleration{{Key: "dedicated", Value: "real", Effect: corev1.TaintEffectNoSchedule}},
+			SecurityContext: &corev1.PodSecurityContext{Sysctls: sysctls},
+			Containers: []corev1.Container{{
+				Name: "probe", Image: cluster.ProbeImage, ImagePullPolicy: corev1.PullNever, Args: names,
+				SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To[int64](65532), RunAsNonRoot: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false)},
+			}},
+			TerminationGracePeriodSeconds: ptr.To[int64](1),
+		},
+	}
+	if _, err := c.Client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got := readSysctls(ctx, t, c, "default", "probe", names)
+	for name, value := range want {
+		if got[name] != value {
+			t.Errorf("inside the container %s = %q, want %q as the pod asked", name, got[name], value)
+		}
+	}
+}
