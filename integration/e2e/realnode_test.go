@@ -65,6 +65,9 @@ func readSysctls(ctx context.Context, t *testing.T, c *cluster.Cluster, ns, pod 
 	return values
 }
 
+// The last step users take by hand: in the container, the kernel parameters read back
+// as the pod asked, and a parameter the kubelet does not allow is refused by the
+// kubelet itself.
 func TestRealNodeSetsAllowedSysctls(t *testing.T) {
 	c := cluster.StartForTest(t, cluster.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
@@ -103,5 +106,22 @@ func TestRealNodeSetsAllowedSysctls(t *testing.T) {
 		if got[name] != value {
 			t.Errorf("inside the container %s = %q, want %q as the pod asked", name, got[name], value)
 		}
+	}
+
+	// A sysctl the kubelet does not allow: the real kubelet rejects the pod.
+	forbidden := pod.DeepCopy()
+	forbidden.Name = "forbidden"
+	forbidden.Spec.SecurityContext.Sysctls = []corev1.Sysctl{{Name: "net.ipv4.tcp_max_syn_backlog", Value: "4096"}}
+	if _, err := c.Client.CoreV1().Pods("default").Create(ctx, forbidden, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rejected, err := c.WaitForPod(ctx, "default", "the real kubelet rejected", func(p *corev1.Pod) bool {
+		return p.Name == "forbidden" && p.Status.Phase == corev1.PodFailed
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rejected.Status.Reason != "SysctlForbidden" {
+		t.Errorf("the real kubelet failed the pod with reason %q (%s), want SysctlForbidden", rejected.Status.Reason, rejected.Status.Message)
 	}
 }

@@ -1,6 +1,6 @@
 // Command build-control-plane puts what the integration tests run into integration/bin:
 // etcd, and the Kubernetes commands kube-apiserver, kube-controller-manager,
-// kube-scheduler, kubectl and hollow-kubelet, from the Go modules pinned in
+// kube-scheduler, kubectl, hollow-kubelet and kubelet, from the Go modules pinned in
 // integration/go.mod and integration/etcd/go.mod.
 //
 // The Kubernetes commands are one executable, local-cluster (integration/cmd/local-cluster),
@@ -77,6 +77,9 @@ var commands = []command{
 	{name: "kube-scheduler", tag: "no_kube_scheduler", version: []string{"--version"}},
 	{name: "kubectl", tag: "no_kubectl", version: []string{"version", "--client", "-o", "json"}},
 	{name: "hollow-kubelet"},
+	// The real node's kubelet (cluster.AddRealNode): the packages of hollow-kubelet,
+	// so local-cluster always has it.
+	{name: "kubelet"},
 }
 
 func main() {

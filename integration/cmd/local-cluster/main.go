@@ -1,6 +1,6 @@
 // Command local-cluster is the Kubernetes side of the integration tests and the demo in
-// one executable: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and a
-// hollow kubelet, each a subcommand. `go tool task control-plane` builds it once into
+// one executable: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, a
+// hollow kubelet and the real kubelet (for real nodes), each a subcommand. `go tool task control-plane` builds it once into
 // integration/bin and links each command's name to it, so `bin/kube-apiserver` runs
 // the API server as a separate process, exactly as its own binary would.
 //
