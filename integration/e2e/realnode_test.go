@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
@@ -123,5 +125,59 @@ func TestRealNodeSetsAllowedSysctls(t *testing.T) {
 	}
 	if rejected.Status.Reason != "SysctlForbidden" {
 		t.Errorf("the real kubelet failed the pod with reason %q (%s), want SysctlForbidden", rejected.Status.Reason, rejected.Status.Message)
+	}
+}
+
+// The user flow end to end on a real node: a Deployment that asks for the IPC
+// sysctls and net.core.somaxconn and knows nothing of pools, in an opted-in namespace,
+// is placed by the webhook on the only pool whose kubelet allows them — the real
+// node's — and inside its container the kernel shows the values it asked for.
+func TestAnOptedInDeploymentRunsOnTheRealNodeWithItsSysctls(t *testing.T) {
+	env := startPlacementEnvWithPools(t, cluster.WebhookOptions{}, func(ctx context.Context, c *cluster.Cluster) ([]*cluster.Pool, error) {
+		realPool := addRealNode(ctx, t, c, realIPCPool)
+		general, err := c.AddPool(ctx, cluster.PoolSpec{Name: "general", Nodes: 1})
+		return []*cluster.Pool{realPool, general}, err
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	ns := optedInNamespace(ctx, t, env.Cluster, "shop", nil)
+
+	want := map[string]string{"kernel.shmmax": "68719476736", "kernel.sem": "250 32000 100 128", "net.core.somaxconn": "1024"}
+	names := []string{"kernel.shmmax", "kernel.sem", "net.core.somaxconn"}
+	var sysctls []corev1.Sysctl
+	for _, name := range names {
+		sysctls = append(sysctls, corev1.Sysctl{Name: name, Value: want[name]})
+	}
+	podLabels := map[string]string{"app": "db"}
+	deployment := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "db"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: podLabels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				Spec: corev1.PodSpec{
+					SecurityContext: &corev1.PodSecurityContext{Sysctls: sysctls},
+					Containers: []corev1.Container{{
+						Name: "db", Image: cluster.ProbeImage, ImagePullPolicy: corev1.PullNever, Args: names,
+						SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To[int64](65532), RunAsNonRoot: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false)},
+					}},
+					TerminationGracePeriodSeconds: ptr.To[int64](1),
+				},
+			},
+		},
+	}
+	if _, err := env.client.AppsV1().Deployments(ns).Create(ctx, deployment, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pods := env.waitForRunningPods(ctx, t, ns, labels.SelectorFromSet(podLabels), 1)
+	if pool := env.poolOf(ctx, t, &pods[0]); pool != realIPCPool.Name {
+		t.Fatalf("pod %s runs in pool %q, want the real node's pool %q", pods[0].Name, pool, realIPCPool.Name)
+	}
+	got := readSysctls(ctx, t, env.Cluster, ns, pods[0].Name, names)
+	for name, value := range want {
+		if got[name] != value {
+			t.Errorf("inside the container %s = %q, want %q as the Deployment asked", name, got[name], value)
+		}
 	}
 }

@@ -38,13 +38,21 @@ type placementEnv struct {
 
 func startPlacementEnv(t *testing.T, opts cluster.WebhookOptions) *placementEnv {
 	t.Helper()
+	return startPlacementEnvWithPools(t, opts, func(ctx context.Context, c *cluster.Cluster) ([]*cluster.Pool, error) {
+		return c.AddPools(ctx, cluster.DefaultPools()...)
+	})
+}
+
+// startPlacementEnvWithPools is startPlacementEnv with the pools addPools adds.
+func startPlacementEnvWithPools(t *testing.T, opts cluster.WebhookOptions, addPools func(context.Context, *cluster.Cluster) ([]*cluster.Pool, error)) *placementEnv {
+	t.Helper()
 	c := cluster.StartForTest(t, cluster.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	// The user flows run with discovery: no static pools, the pools and what their
 	// kubelets allow read from the Nodes and each kubelet's /configz, as in a cluster
 	// whose admin wrote no pool list.
-	pools, err := c.AddPools(ctx, cluster.DefaultPools()...)
+	pools, err := addPools(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
