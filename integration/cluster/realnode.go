@@ -418,6 +418,13 @@ func (rn *realNode) stop() {
 	}
 	unmountUnder(rn.dir)
 	_ = os.RemoveAll(rn.dir)
+	// containerd puts every container's cgroup under /k8s.io (no parent from the
+	// kubelet without cgroupsPerQOS); remove it once no node's container is left.
+	if dirs, err := filepath.Glob("/sys/fs/cgroup/*/k8s.io"); err == nil {
+		for _, d := range dirs {
+			_ = syscall.Rmdir(d)
+		}
+	}
 	if rn.bridge != "" {
 		_ = exec.Command("ip", "link", "delete", rn.bridge).Run()
 	}
