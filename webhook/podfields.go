@@ -39,13 +39,19 @@ type placementSpec struct {
 	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
 	// SecurityContext keeps only sysctls, and whether it is present.
 	SecurityContext *struct {
-		Sysctls []corev1.Sysctl `json:"sysctls,omitempty"`
+		Sysctls sysctlList `json:"sysctls,omitempty"`
 	} `json:"securityContext,omitempty"`
 	HostNetwork bool  `json:"hostNetwork,omitempty"`
 	HostPID     bool  `json:"hostPID,omitempty"`
 	HostIPC     bool  `json:"hostIPC,omitempty"`
 	HostUsers   *bool `json:"hostUsers,omitempty"`
 }
+
+// sysctlList is spec.securityContext.sysctls. The single decode (reviewjson.go) keeps
+// the names and values of its first scheduling.MaxSysctls+1 entries only: Plan denies a
+// longer list by its length alone, before it reads any entry, and a hostile pod's tens
+// of thousands of strings would otherwise be most of a review's memory.
+type sysctlList []corev1.Sysctl
 
 // placementTemplate is a pod template (or a pod) as placement sees it.
 type placementTemplate struct {

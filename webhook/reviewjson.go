@@ -9,8 +9,12 @@ import (
 	"bytes"
 	"encoding/json/jsontext"
 	jsonv2 "encoding/json/v2"
+	"errors"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/sysctl-placement/sysctl-placement/scheduling"
 )
 
 // singleDecode says whether this build decodes reviews in one pass.
@@ -59,6 +63,96 @@ func decodeReview(body []byte) (rev decodedReview, ok bool) {
 		}
 	}
 	return rev, true
+}
+
+// UnmarshalJSONFrom decodes a pod's sysctls as []corev1.Sysctl would, but keeps the
+// strings of the first scheduling.MaxSysctls+1 entries only; each later entry is
+// checked (skipSysctl) and counted, and the list ends with that many empty entries,
+// allocated once. The list keeps its length, which is all Plan reads of a list that
+// long (the limits step denies it, stating the count, before it looks at any entry),
+// and a review of 54,000 made-up sysctls holds one slice of empty entries instead of
+// 108,000 strings and a slice grown by append.
+func (l *sysctlList) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	switch dec.PeekKind() {
+	case 'n':
+		if _, err := dec.ReadToken(); err != nil {
+			return err
+		}
+		*l = nil
+		return nil
+	case '[':
+	default:
+		// Not a list: the plain decode reports it.
+		return jsonv2.UnmarshalDecode(dec, (*[]corev1.Sysctl)(l))
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	list := make([]corev1.Sysctl, 0, 8)
+	skipped := 0
+	for dec.PeekKind() != ']' {
+		if len(list) > scheduling.MaxSysctls {
+			if err := skipSysctl(dec); err != nil {
+				return err
+			}
+			skipped++
+			continue
+		}
+		list = append(list, corev1.Sysctl{})
+		if err := jsonv2.UnmarshalDecode(dec, &list[len(list)-1]); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	if skipped > 0 {
+		list = append(make([]corev1.Sysctl, 0, len(list)+skipped), list...)[:len(list)+skipped]
+	}
+	*l = list
+	return nil
+}
+
+// errNotSysctl: an entry of securityContext.sysctls that would not decode into a
+// corev1.Sysctl. Its text is never shown: decodeReview then leaves the body to the
+// slow path, which reports it.
+var errNotSysctl = errors.New("a sysctls entry is not a {name, value} object of strings")
+
+// skipSysctl reads one entry of a sysctls list without keeping its strings, and fails
+// where decoding it into a corev1.Sysctl would: an entry that is not an object or null,
+// or a name or value that is not a string or null (the decoder itself checks syntax,
+// UTF-8 and duplicate member names). Other members are ignored, as the decode ignores
+// them.
+func skipSysctl(dec *jsontext.Decoder) error {
+	switch dec.PeekKind() {
+	case 'n':
+		return dec.SkipValue()
+	case '{':
+	default:
+		return errNotSysctl
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	var nameBuf [16]byte
+	for dec.PeekKind() != '}' {
+		raw, err := dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		name, err := jsontext.AppendUnquote(nameBuf[:0], raw)
+		if err != nil {
+			return err
+		}
+		if k := dec.PeekKind(); (string(name) == "name" || string(name) == "value") && k != '"' && k != 'n' {
+			return errNotSysctl
+		}
+		if err := dec.SkipValue(); err != nil {
+			return err
+		}
+	}
+	_, err := dec.ReadToken()
+	return err
 }
 
 // appendJSONString appends s as a JSON string. Invalid UTF-8 is written as U+FFFD,
