@@ -10,7 +10,10 @@ import (
 
 	kwhhttp "github.com/slok/kubewebhook/v2/pkg/http"
 	kwhwebhook "github.com/slok/kubewebhook/v2/pkg/webhook"
+
+	"github.com/sysctl-placement/sysctl-placement/scheduling"
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -135,6 +138,9 @@ func FuzzSingleDecodeAnswersAsKubewebhook(f *testing.F) {
 	f.Add(reviewJSON(f, unplaceablePod, reviewOptions{}))
 	f.Add(reviewJSON(f, hostIPCDeployment, reviewOptions{kind: metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, operation: admissionv1.Update}))
 	f.Add([]byte(`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","request":{"uid":"u","operation":"CREATE","object":{"kind":"Pod","apiVersion":"v1"}}}`))
+	beyond := podWithSysctls(f, acceptLocal(2*scheduling.MaxSysctls))
+	f.Add(reviewJSON(f, beyond, reviewOptions{}))
+	f.Add(reviewJSON(f, strings.Replace(beyond, `"value":"1"}]`, `"value":"1"},{"n\u0061me":"x","other":5},null]`, 1), reviewOptions{}))
 	env := newKubewebhookEnv(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if _, ok := decodeReview(body); !ok {
@@ -142,4 +148,56 @@ func FuzzSingleDecodeAnswersAsKubewebhook(f *testing.F) {
 		}
 		checkAnswersAsKubewebhook(t, env, body)
 	})
+}
+
+// TestSysctlsBeyondTheLimitAreCountedNotKept: the single decode keeps the first
+// MaxSysctls+1 sysctls, counts the rest as empty entries (so Plan states the same
+// count), and refuses the body where decoding a later entry into a corev1.Sysctl
+// would fail, leaving it to the slow path.
+func TestSysctlsBeyondTheLimitAreCountedNotKept(t *testing.T) {
+	if !singleDecode {
+		t.Skip("this build has no single decode")
+	}
+	names := acceptLocal(2*scheduling.MaxSysctls + 5)
+	pod := podWithSysctls(t, names)
+	rev, ok := decodeReview(reviewJSON(t, pod, reviewOptions{}))
+	if !ok {
+		t.Fatal("the single decode does not take a pod beyond the sysctl limit")
+	}
+	list := rev.Request.Object.Spec.SecurityContext.Sysctls
+	if len(list) != len(names) {
+		t.Fatalf("decoded %d sysctls, want all %d counted", len(list), len(names))
+	}
+	for i, s := range list {
+		kept := i <= scheduling.MaxSysctls
+		if want := (corev1.Sysctl{Name: names[i], Value: "1"}); kept && s != want || !kept && s != (corev1.Sysctl{}) {
+			t.Fatalf("sysctl %d decoded as %+v; want the first %d kept and the rest empty", i, s, scheduling.MaxSysctls+1)
+		}
+	}
+
+	// Each entry replaces the last one of the list, beyond the limit.
+	last := `{"name":"` + names[len(names)-1] + `","value":"1"}`
+	for entry, decodes := range map[string]bool{
+		`null`:                                  true,
+		`{}`:                                    true,
+		`{"name":null,"value":null}`:            true,
+		`{"n\u0061me":"a","other":[1,{"x":2}]}`: true,
+		`"net.ipv4.ip_forward"`:                 false,
+		`[]`:                                    false,
+		`{"name":5}`:                            false,
+		`{"value":true}`:                        false,
+		`{"n\u0061me":{}}`:                      false,
+		`{"name":"a","name":"b"}`:               false,
+		"{\"name\":\"\xff\"}":                   false,
+	} {
+		body := reviewJSON(t, strings.Replace(pod, last, entry, 1), reviewOptions{})
+		rev, ok := decodeReview(body)
+		if ok != decodes {
+			t.Errorf("entry %s beyond the limit: the single decode takes it = %v, want %v", entry, ok, decodes)
+			continue
+		}
+		if ok && len(rev.Request.Object.Spec.SecurityContext.Sysctls) != len(names) {
+			t.Errorf("entry %s beyond the limit: decoded %d sysctls, want %d", entry, len(rev.Request.Object.Spec.SecurityContext.Sysctls), len(names))
+		}
+	}
 }
