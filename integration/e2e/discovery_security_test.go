@@ -87,7 +87,7 @@ func TestADiscoveredPoolOpensOnlyToItsNamespaces(t *testing.T) {
 	})
 
 	t.Run("the pools command shows the restriction", func(t *testing.T) {
-		bin, err := cluster.WebhookBinary()
+		bin, err := cluster.SysctlPlacement.Path()
 		if err != nil {
 			t.Fatal(err)
 		}
