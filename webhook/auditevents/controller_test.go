@@ -211,6 +211,11 @@ func TestController(t *testing.T) {
 				t.Errorf("SysctlPlaced note %q does not say why", e.Note)
 			}
 		}
+		// The counter moves once the API server has answered the create, just after
+		// the Event became visible to the list above.
+		eventually(t, "both SysctlPlaced Events are counted", func() bool {
+			return testutil.ToFloat64(r.metrics.recorded.WithLabelValues(ReasonSysctlPlaced)) >= 2
+		})
 		if got := testutil.ToFloat64(r.metrics.recorded.WithLabelValues(ReasonSysctlPlaced)); got != 2 {
 			t.Errorf("recorded{SysctlPlaced} = %v, want 2", got)
 		}
