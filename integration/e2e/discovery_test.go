@@ -86,7 +86,10 @@ func TestDiscoveryFindsThePoolsFromTheKubeletsAndPlacementFollowsThem(t *testing
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.CommandContext(ctx, bin, "pools", "--kubeconfig", kubeconfig, "--config", configFile, "--kubelet-ca-file", caFile, "-o", "json")
+		// As the webhook's ServiceAccount, which may not read /configz itself: like serve,
+		// pools sends kubelets a token of the discovery account.
+		cmd := exec.CommandContext(ctx, bin, "pools", "--kubeconfig", kubeconfig, "--config", configFile, "--kubelet-ca-file", caFile,
+			"--discovery-service-account", "sysctl-placement/sysctl-placement-discovery", "-o", "json")
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
