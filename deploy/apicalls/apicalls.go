@@ -126,13 +126,13 @@ var Table = []Call{
 	{Identity: Serve, Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespaced: true, Source: auditLeader, Call: "resourcelock.LeaseLock{"},
 	// serve: the shared discovery result. The informer lists and watches it by name
 	// (a metadata.name field selector, which RBAC authorizes per name); the elected
-	// replica updates it, or creates it when it is missing.
+	// replica updates it. The manifests ship it (deploy/base/discovery-result.yaml):
+	// serve never creates it, so it needs no create on ConfigMaps.
 	// serve: a replica takes a published result only from the discovery Lease's holder.
 	{Identity: Serve, Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Name: discovery.SharedName, Namespaced: true, Source: discoveryShared, Call: ".Leases(cfg.Namespace).Get(ctx"},
 	{Identity: Serve, Verb: "list", Resource: "configmaps", Name: discovery.SharedName, Namespaced: true, Source: discoveryShared, Call: "NewFilteredConfigMapInformer("},
 	{Identity: Serve, Verb: "watch", Resource: "configmaps", Name: discovery.SharedName, Namespaced: true, Source: discoveryShared, Call: "NewFilteredConfigMapInformer("},
 	{Identity: Serve, Verb: "update", Resource: "configmaps", Name: discovery.SharedName, Namespaced: true, Source: discoveryShared, Call: ".ConfigMaps(cfg.Namespace).Update(ctx"},
-	{Identity: Serve, Verb: "create", Resource: "configmaps", Namespaced: true, Source: discoveryShared, Call: ".ConfigMaps(cfg.Namespace).Create(ctx"},
 
 	// serve --metrics-secure: who a scraper is, and whether it may read the path.
 	{Identity: MetricsSecure, Verb: "create", Group: "authentication.k8s.io", Resource: "tokenreviews", Source: delegatedAuth, Call: ".TokenReviews.Create(ctx"},

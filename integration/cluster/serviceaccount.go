@@ -33,10 +33,11 @@ type ShippedIdentity struct {
 }
 
 // ApplyShippedIdentity renders deploy/base, applies its Namespace, ServiceAccount,
-// ClusterRoles, ClusterRoleBindings, Roles and RoleBindings unchanged (and nothing
-// else: no Deployment, no webhook configuration), requests a token for the account
-// with the TokenRequest API and writes a kubeconfig for it. It is idempotent: every
-// test process may call it again.
+// ClusterRoles, ClusterRoleBindings, Roles and RoleBindings unchanged, and the empty
+// discovery-result ConfigMap that serve updates but never creates (and nothing else: no
+// Deployment, no webhook configuration, no PlacementConfig), requests a token for the
+// account with the TokenRequest API and writes a kubeconfig for it. It is idempotent:
+// every test process may call it again.
 func (c *Cluster) ApplyShippedIdentity(ctx context.Context) (*ShippedIdentity, error) {
 	docs, err := c.Kustomize(ctx, filepath.Join(RepoRoot(), "deploy", "base"))
 	if err != nil {
@@ -101,8 +102,14 @@ func (c *Cluster) ApplyShippedIdentity(ctx context.Context) (*ShippedIdentity, e
 	return id, nil
 }
 
+// discoveryResult is the ConfigMap in which serve's elected replica publishes the
+// discovery result (discovery.SharedName in the main module, which this one does not
+// import).
+const discoveryResult = "sysctl-placement-discovery"
+
 // applyIdentityObject creates or updates one rendered object if it is part of the
-// webhook's identity, and returns the name of RBAC objects.
+// webhook's identity (or is the discovery result it publishes in), and returns the
+// name of RBAC objects.
 func (c *Cluster) applyIdentityObject(ctx context.Context, kind string, doc []byte, id *ShippedIdentity) (string, error) {
 	core, rbac := c.Client.CoreV1(), c.Client.RbacV1()
 	switch kind {
@@ -123,6 +130,20 @@ func (c *Cluster) applyIdentityObject(ctx context.Context, kind string, doc []by
 			id.Namespace = o.Namespace
 		}
 		if _, err := core.ServiceAccounts(o.Namespace).Create(ctx, &o, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return "", err
+		}
+	case "ConfigMap":
+		var o corev1.ConfigMap
+		if err := yaml.UnmarshalStrict(doc, &o); err != nil {
+			return "", err
+		}
+		// Only the discovery result (tests give serve their own PlacementConfig), and
+		// never over an existing one: like kubectl apply of a manifest with no data, it
+		// leaves a published result alone.
+		if o.Name != discoveryResult {
+			return "", nil
+		}
+		if _, err := core.ConfigMaps(o.Namespace).Create(ctx, &o, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return "", err
 		}
 	case "ClusterRole":

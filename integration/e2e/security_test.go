@@ -66,9 +66,10 @@ func TestServeAsTheShippedServiceAccountWithExactlyTheShippedRBACPlacesADeployme
 		{Verb: "list", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
 		{Verb: "watch", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
 		{Verb: "update", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
-		{Verb: "create", Resource: "configmaps", Namespace: "sysctl-placement"},
 	}
 	denied := []authorizationv1.ResourceAttributes{
+		// The discovery result is shipped; serve only updates it.
+		{Verb: "create", Resource: "configmaps", Namespace: "sysctl-placement"},
 		{Verb: "get", Resource: "secrets", Namespace: "sysctl-placement"},
 		{Verb: "list", Resource: "secrets"},
 		{Verb: "create", Resource: "pods", Namespace: ns},

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -136,6 +137,9 @@ type Discoverer struct {
 	// runCtx is Run's context, set before the informers start: it bounds the Lease
 	// reads of sharedChanged, which runs in informer callbacks.
 	runCtx context.Context
+	// sharedMissingLogged: publish has logged that the ConfigMap is missing, once until
+	// a write succeeds again (it tries every PublishInterval; the metric counts each).
+	sharedMissingLogged atomic.Bool
 }
 
 // leaseRetry is how soon a shared result is checked again when the Lease could not be
@@ -437,7 +441,9 @@ func (d *Discoverer) checkFirstPass() {
 }
 
 // publish writes the probe results to the shared ConfigMap when they changed since the
-// last write (or the ConfigMap is gone). A failed write is tried again at the next tick.
+// last write. A failed write is tried again at the next tick; a missing ConfigMap is
+// logged once and counted at every tick (sysctl_placement_discovery_shared_write_failures_total),
+// since only re-applying the manifests brings it back.
 func (d *Discoverer) publish(ctx context.Context) {
 	share := d.cfg.Share
 	var current *corev1.ConfigMap
@@ -456,20 +462,28 @@ func (d *Discoverer) publish(ctx context.Context) {
 	res := encodeShared(cachedNodes(d.informer.GetStore()), d.cfg.PoolLabel, allowlists, readAt, share.Identity, complete, time.Now())
 	if err := writeShared(ctx, d.cfg.Client, share, current, res); err != nil {
 		if ctx.Err() == nil {
-			d.cfg.Logger.WithError(err).Warn("discovery: could not publish the shared result; trying again")
+			missing := errors.Is(err, errSharedMissing)
+			d.cfg.Metrics.observeSharedWriteFailure(missing)
+			switch {
+			case !missing:
+				d.cfg.Logger.WithError(err).Warn("discovery: could not publish the shared result; trying again")
+			case !d.sharedMissingLogged.Swap(true):
+				d.cfg.Logger.WithError(err).Error("discovery: cannot publish the shared result; trying again")
+			}
 		}
 		d.mu.Lock()
 		d.dirty = true
 		d.mu.Unlock()
 		return
 	}
+	d.sharedMissingLogged.Store(false)
 	d.cfg.Metrics.observePublish()
 }
 
 // sharedChanged takes in the shared result as the ConfigMap informer has it now. A
-// replica is ready once it has read a complete one; a missing or unreadable one leaves
-// the last allowlists in force (like unreachable kubelets), and the elected replica
-// writes it again.
+// replica is ready once it has read a complete one; a missing, empty (as shipped) or
+// unreadable one leaves the last allowlists in force (like unreachable kubelets), and
+// the elected replica writes it again (a missing one once the manifests are re-applied).
 func (d *Discoverer) sharedChanged() {
 	share := d.cfg.Share
 	obj, exists, _ := d.sharedInformer.GetStore().GetByKey(share.Namespace + "/" + share.Name)
@@ -484,6 +498,10 @@ func (d *Discoverer) sharedChanged() {
 	if err != nil {
 		d.cfg.Logger.WithError(err).Error("discovery: ignoring the shared result")
 		d.cfg.Metrics.observeSharedIgnored(ignoredInvalid)
+	}
+	if res == nil {
+		// Unreadable, or nothing published yet (as shipped): the elected replica, if it
+		// is this one, writes its result at its next tick.
 		d.mu.Lock()
 		d.dirty = true
 		d.mu.Unlock()

@@ -92,6 +92,18 @@ func startDiscovery(t *testing.T, prober Prober, nodes ...*corev1.Node) *discove
 // and batch filled in) feeding a Combiner, and waits until it is ready.
 func startReplica(t *testing.T, client *fake.Clientset, cfg Config) *discoveryFixture {
 	t.Helper()
+	f := launchReplica(t, client, cfg)
+	waitCtx, stop := context.WithTimeout(t.Context(), 10*time.Second)
+	defer stop()
+	if err := f.disc.WaitForFirstPass(waitCtx); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// launchReplica is startReplica without waiting until the replica is ready.
+func launchReplica(t *testing.T, client *fake.Clientset, cfg Config) *discoveryFixture {
+	t.Helper()
 	f := &discoveryFixture{client: client}
 	combiner, err := NewCombiner(CombinerConfig{Sink: &recordingSink{}})
 	if err != nil {
@@ -115,11 +127,6 @@ func startReplica(t *testing.T, client *fake.Clientset, cfg Config) *discoveryFi
 	done := make(chan struct{})
 	go func() { defer close(done); _ = f.disc.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	waitCtx, stop := context.WithTimeout(t.Context(), 10*time.Second)
-	defer stop()
-	if err := f.disc.WaitForFirstPass(waitCtx); err != nil {
-		t.Fatal(err)
-	}
 	return f
 }
 

@@ -20,6 +20,8 @@ type Metrics struct {
 	published prometheus.Counter
 	sharedAt  prometheus.Gauge
 	ignored   *prometheus.CounterVec
+	// writeFailures: the elected replica's failed writes of the shared result.
+	writeFailures *prometheus.CounterVec
 }
 
 // Reasons a replica ignores a shared result (the reason label of
@@ -29,6 +31,16 @@ const (
 	ignoredNotLeaseHolder = "NotLeaseHolder"
 	// ignoredInvalid: the ConfigMap holds no readable result.
 	ignoredInvalid = "Invalid"
+)
+
+// Reasons a write of the shared result fails (the reason label of
+// sysctl_placement_discovery_shared_write_failures_total).
+const (
+	// writeFailedMissing: the ConfigMap does not exist; serve never creates it, the
+	// manifests ship it.
+	writeFailedMissing = "ConfigMapMissing"
+	// writeFailedError: any other failure (a conflict, RBAC, the API server).
+	writeFailedError = "Error"
 )
 
 // NewMetrics registers discovery's metrics on reg.
@@ -74,7 +86,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{ignoredNotLeaseHolder, ignoredInvalid} {
 		m.ignored.WithLabelValues(r)
 	}
-	reg.MustRegister(m.pools, m.poolNodes, m.problems, m.nodes, m.probes, m.leader, m.published, m.sharedAt, m.ignored)
+	m.writeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sysctl_placement_discovery_shared_write_failures_total",
+		Help: "Failed writes of the shared discovery result by the elected replica, each tried again every publish interval, by reason (ConfigMapMissing: the ConfigMap " + SharedName + " does not exist; serve never creates it, re-apply the manifests that ship it; Error: any other).",
+	}, []string{"reason"})
+	for _, r := range []string{writeFailedMissing, writeFailedError} {
+		m.writeFailures.WithLabelValues(r)
+	}
+	reg.MustRegister(m.pools, m.poolNodes, m.problems, m.nodes, m.probes, m.leader, m.published, m.sharedAt, m.ignored, m.writeFailures)
 	return m
 }
 
@@ -152,6 +171,17 @@ func (m *Metrics) observeSharedIgnored(reason string) {
 		return
 	}
 	m.ignored.WithLabelValues(reason).Inc()
+}
+
+func (m *Metrics) observeSharedWriteFailure(missing bool) {
+	if m == nil {
+		return
+	}
+	if missing {
+		m.writeFailures.WithLabelValues(writeFailedMissing).Inc()
+		return
+	}
+	m.writeFailures.WithLabelValues(writeFailedError).Inc()
 }
 
 func (m *Metrics) observeNodes(n int) {

@@ -172,15 +172,16 @@ func (r *SharedResult) decode() map[string]Allowlist {
 	return out
 }
 
-// parseShared reads the result out of the ConfigMap.
+// parseShared reads the result out of the ConfigMap: nil, nil when nothing is published
+// yet (the ConfigMap as the manifests ship it, with no data).
 func parseShared(cm *corev1.ConfigMap) (*SharedResult, error) {
 	data, ok := cm.Data[SharedKey]
 	if !ok {
-		return nil, fmt.Errorf("ConfigMap %s/%s has no %s: delete it, the elected replica writes it again", cm.Namespace, cm.Name, SharedKey)
+		return nil, nil
 	}
 	var res SharedResult
 	if err := json.Unmarshal([]byte(data), &res); err != nil {
-		return nil, fmt.Errorf("ConfigMap %s/%s: %s is not a discovery result (%v): delete it, the elected replica writes it again", cm.Namespace, cm.Name, SharedKey, err)
+		return nil, fmt.Errorf("ConfigMap %s/%s: %s is not a discovery result (%v): delete the key, the elected replica writes it again", cm.Namespace, cm.Name, SharedKey, err)
 	}
 	return &res, nil
 }
@@ -211,22 +212,31 @@ func newSharedInformer(client kubernetes.Interface, cfg *ShareConfig) cache.Shar
 	})
 }
 
-// writeShared creates or updates the ConfigMap with res. A conflict (another replica
-// that still thinks it leads) is returned; the caller writes again at its next tick.
+// errSharedMissing is writeShared's error when the ConfigMap does not exist: serve
+// never creates it (that would need create on every ConfigMap of the namespace), the
+// manifests ship it.
+var errSharedMissing = errors.New("missing")
+
+// sharedMissing tells the user how to bring the ConfigMap back; cause is the API
+// server's answer, nil when the informer already knows it is gone.
+func sharedMissing(cfg *ShareConfig, cause error) error {
+	err := fmt.Errorf("ConfigMap %s/%s is %w: re-apply the manifests that ship it (deploy/base/discovery-result.yaml, or the Helm chart); the elected replica publishes the discovery result in it, and a replica that starts is not ready until it has", cfg.Namespace, cfg.Name, errSharedMissing)
+	if cause != nil {
+		err = fmt.Errorf("%w (%w)", err, cause)
+	}
+	return err
+}
+
+// writeShared updates the ConfigMap with res. A conflict (another replica that still
+// thinks it leads) is returned; the caller writes again at its next tick. A missing
+// ConfigMap is not created: the error (errSharedMissing) tells the user to re-apply the
+// manifests that ship it.
 func writeShared(ctx context.Context, client kubernetes.Interface, cfg *ShareConfig, current *corev1.ConfigMap, res SharedResult) error {
+	if current == nil {
+		return sharedMissing(cfg, nil)
+	}
 	data, err := json.Marshal(res)
 	if err != nil {
-		return err
-	}
-	if current == nil {
-		cm := &corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Name: cfg.Name, Namespace: cfg.Namespace, Labels: map[string]string{"app.kubernetes.io/name": "sysctl-placement"}},
-			Data:       map[string]string{SharedKey: string(data)},
-		}
-		_, err = client.CoreV1().ConfigMaps(cfg.Namespace).Create(ctx, cm, metav1.CreateOptions{})
-		if apierrors.IsForbidden(err) {
-			return fmt.Errorf("could not create ConfigMap %s/%s (grant create on configmaps in that namespace, deploy/base/rbac.yaml): %w", cfg.Namespace, cfg.Name, err)
-		}
 		return err
 	}
 	cm := current.DeepCopy()
@@ -235,7 +245,10 @@ func writeShared(ctx context.Context, client kubernetes.Interface, cfg *ShareCon
 	}
 	cm.Data[SharedKey] = string(data)
 	_, err = client.CoreV1().ConfigMaps(cfg.Namespace).Update(ctx, cm, metav1.UpdateOptions{})
-	if apierrors.IsForbidden(err) {
+	switch {
+	case apierrors.IsNotFound(err):
+		return sharedMissing(cfg, err)
+	case apierrors.IsForbidden(err):
 		return fmt.Errorf("could not update ConfigMap %s/%s (grant update on it, deploy/base/rbac.yaml): %w", cfg.Namespace, cfg.Name, err)
 	}
 	return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -89,8 +92,18 @@ func holdLease(t *testing.T, client *fake.Clientset, identity string) {
 	}
 }
 
+// shipShared creates the ConfigMap as the manifests ship it: no data.
+func shipShared(t *testing.T, client *fake.Clientset) {
+	t.Helper()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "sysctl-placement", Name: SharedName}}
+	if _, err := client.CoreV1().ConfigMaps("sysctl-placement").Create(t.Context(), cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestSharedDiscovery(t *testing.T) {
 	client := fake.NewClientset()
+	shipShared(t, client)
 	holdLease(t, client, "leader")
 	for _, n := range []*corev1.Node{node("ipc-1", "ipc"), node("ipc-2", "ipc"), node("net-1", "net"), node("gone-1", "gone")} {
 		if _, err := client.CoreV1().Nodes().Create(t.Context(), n, metav1.CreateOptions{}); err != nil {
@@ -224,8 +237,15 @@ func TestSharedResult(t *testing.T) {
 
 	t.Run("a ConfigMap that is not a result is refused with what to do", func(t *testing.T) {
 		_, err := parseShared(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: SharedName}, Data: map[string]string{SharedKey: "{"}})
-		if err == nil || !strings.Contains(err.Error(), "delete it") {
-			t.Errorf("err = %v; want one saying to delete it", err)
+		if err == nil || !strings.Contains(err.Error(), "delete the key") {
+			t.Errorf("err = %v; want one saying to delete the key", err)
+		}
+	})
+
+	t.Run("the ConfigMap as shipped, with no data, is no result yet and no error", func(t *testing.T) {
+		got, err := parseShared(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: SharedName}})
+		if got != nil || err != nil {
+			t.Errorf("parseShared = %+v, %v; want nil, nil", got, err)
 		}
 	})
 }
@@ -234,12 +254,18 @@ func TestSharedResult(t *testing.T) {
 // (by name, so the test builds against any version of the metrics).
 func sharedIgnored(t *testing.T, reg *prometheus.Registry, reason string) float64 {
 	t.Helper()
+	return counterByReason(t, reg, "sysctl_placement_discovery_shared_ignored_total", reason)
+}
+
+// counterByReason reads the counter name{reason} from reg; 0 when it has no such sample.
+func counterByReason(t *testing.T, reg *prometheus.Registry, name, reason string) float64 {
+	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range families {
-		if f.GetName() != "sysctl_placement_discovery_shared_ignored_total" {
+		if f.GetName() != name {
 			continue
 		}
 		for _, m := range f.GetMetric() {
@@ -287,6 +313,7 @@ func TestSharedResultFromANonHolderIsIgnored(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	shipShared(t, client)
 	holdLease(t, client, "leader")
 	publish(t, "leader", "kernel.sem")
 	reg := prometheus.NewRegistry()
@@ -323,5 +350,67 @@ func TestSharedResultFromANonHolderIsIgnored(t *testing.T) {
 		eventually(t, "ipc allows kernel.shmall", func() bool {
 			return reflect.DeepEqual(poolAllows(follower, "ipc"), []string{"kernel.sem", "kernel.shmall"})
 		})
+	})
+}
+
+func TestSharedConfigMapMissingIsNotCreated(t *testing.T) {
+	client := fake.NewClientset()
+	holdLease(t, client, "leader")
+	if _, err := client.CoreV1().Nodes().Create(t.Context(), node("ipc-1", "ipc"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	logger, logs := logtest.NewNullLogger()
+	prober := &mapProber{allowed: map[string][]string{"ipc-1": {"kernel.sem"}}}
+	leader := launchReplica(t, client, Config{Prober: prober, Share: share("leader", leads), Metrics: NewMetrics(reg), Logger: logger})
+	missing := func() float64 {
+		return counterByReason(t, reg, "sysctl_placement_discovery_shared_write_failures_total", "ConfigMapMissing")
+	}
+
+	t.Run("the elected replica reads the kubelets but does not create the ConfigMap", func(t *testing.T) {
+		get := func() error {
+			_, err := client.CoreV1().ConfigMaps("sysctl-placement").Get(t.Context(), SharedName, metav1.GetOptions{})
+			return err
+		}
+		eventually(t, "the elected replica tried to publish twice, or created the ConfigMap", func() bool { return missing() >= 2 || get() == nil })
+		if err := get(); !apierrors.IsNotFound(err) {
+			t.Errorf("get ConfigMap %s: %v; want NotFound, serve never creates it", SharedName, err)
+		}
+		if n := missing(); n < 2 {
+			t.Errorf("%s{reason=\"ConfigMapMissing\"} = %v; want every try counted", "sysctl_placement_discovery_shared_write_failures_total", n)
+		}
+		if prober.count() == 0 {
+			t.Error("the elected replica read no kubelet")
+		}
+	})
+
+	t.Run("it logs once which object to re-apply", func(t *testing.T) {
+		var errLines []string
+		for _, e := range logs.AllEntries() {
+			if e.Level == logrus.ErrorLevel {
+				errLines = append(errLines, fmt.Sprint(e.Data[logrus.ErrorKey]))
+			}
+		}
+		if len(errLines) != 1 || !strings.Contains(errLines[0], "sysctl-placement/"+SharedName) || !strings.Contains(errLines[0], "re-apply the manifests") {
+			t.Errorf("error log lines = %q; want one naming ConfigMap sysctl-placement/%s and saying to re-apply the manifests", errLines, SharedName)
+		}
+	})
+
+	t.Run("no replica is ready without a published result", func(t *testing.T) {
+		if leader.disc.FirstPassDone() {
+			t.Error("the elected replica is ready; want not ready until its result is published")
+		}
+	})
+
+	t.Run("once the manifests are re-applied, the result is published and the replica ready", func(t *testing.T) {
+		shipShared(t, client)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		if err := leader.disc.WaitForFirstPass(ctx); err != nil {
+			t.Fatalf("not ready after the ConfigMap was shipped: %v", err)
+		}
+		if got := poolAllows(leader, "ipc"); !reflect.DeepEqual(got, []string{"kernel.sem"}) {
+			t.Errorf("ipc allows %v; want [kernel.sem]", got)
+		}
 	})
 }
