@@ -20,6 +20,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 )
 
 // CompromisedNode is a Node whose kubelet API the test serves.
@@ -57,16 +58,17 @@ func (c *Cluster) StartCompromisedNode(ctx context.Context, name, pool string, a
 	_, port, _ := net.SplitHostPort(n.srv.Listener.Addr().String())
 	p, _ := strconv.Atoi(port)
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{PoolLabel: pool}}}
-	created, err := c.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if err != nil {
+	if _, err := c.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		n.srv.Close()
 		return nil, err
 	}
-	created.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
-	created.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(p)
-	created.Status.NodeInfo.KubeletVersion, created.Status.NodeInfo.KernelVersion = "v1.37.2", "6.8.0"
-	created.Status.NodeInfo.BootID = "compromised"
-	if _, err := c.Client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+	// Applied, not updated: the node lifecycle controller taints a new Node at once,
+	// and an Update carrying the creation's resourceVersion would then conflict.
+	status := corev1ac.NodeStatus().
+		WithAddresses(corev1ac.NodeAddress().WithType(corev1.NodeInternalIP).WithAddress(ip)).
+		WithDaemonEndpoints(corev1ac.NodeDaemonEndpoints().WithKubeletEndpoint(corev1ac.DaemonEndpoint().WithPort(int32(p)))).
+		WithNodeInfo(corev1ac.NodeSystemInfo().WithKubeletVersion("v1.37.2").WithKernelVersion("6.8.0").WithBootID("compromised"))
+	if _, err := c.Client.CoreV1().Nodes().ApplyStatus(ctx, corev1ac.Node(name).WithStatus(status), metav1.ApplyOptions{FieldManager: "compromised-node", Force: true}); err != nil {
 		n.srv.Close()
 		return nil, err
 	}
