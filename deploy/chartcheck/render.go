@@ -15,9 +15,10 @@ import (
 	"runtime"
 	"strings"
 
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	release "helm.sh/helm/v4/pkg/release/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -51,13 +52,21 @@ func Template(rel Release, values map[string]any) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("could not load the chart: %w", err)
 	}
-	install := action.NewInstall(&action.Configuration{})
-	install.DryRun, install.ClientOnly, install.Replace = true, true, true
-	install.ReleaseName, install.Namespace = rel.Name, rel.Namespace
-	install.KubeVersion = &chartutil.KubeVersion{Version: "v1.37.2", Major: "1", Minor: "37"}
-	out, err := install.Run(chrt, values)
+	kubeVersion, err := common.ParseKubeVersion("v1.37.2")
 	if err != nil {
 		return "", err
+	}
+	install := action.NewInstall(action.NewConfiguration())
+	install.DryRunStrategy, install.Replace = action.DryRunClient, true
+	install.ReleaseName, install.Namespace = rel.Name, rel.Namespace
+	install.KubeVersion = kubeVersion
+	r, err := install.Run(chrt, values)
+	if err != nil {
+		return "", err
+	}
+	out, ok := r.(*release.Release)
+	if !ok {
+		return "", fmt.Errorf("helm returned a %T, not a chart v2 release", r)
 	}
 	var b strings.Builder
 	b.WriteString(out.Manifest)

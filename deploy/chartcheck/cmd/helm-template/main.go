@@ -9,8 +9,9 @@ import (
 	"os"
 	"strings"
 
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/strvals"
+	"helm.sh/helm/v4/pkg/chart/common"
+	chartutil "helm.sh/helm/v4/pkg/chart/common/util"
+	"helm.sh/helm/v4/pkg/strvals"
 
 	"github.com/sysctl-placement/sysctl-placement/deploy/chartcheck"
 )
@@ -30,7 +31,7 @@ func main() {
 	flag.Parse()
 	values := map[string]any{}
 	for _, f := range files {
-		v, err := chartutil.ReadValuesFile(f)
+		v, err := common.ReadValuesFile(f)
 		if err != nil {
 			fail(err)
 		}
