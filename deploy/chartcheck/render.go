@@ -44,17 +44,18 @@ type Release struct {
 // helm install sysctl-placement deploy/charts/sysctl-placement -n sysctl-placement.
 var DefaultRelease = Release{Name: "sysctl-placement", Namespace: "sysctl-placement"}
 
-// Template renders the chart with values as `helm template` does (client only, hooks
-// included, values checked against values.schema.json) and returns the manifests as
-// one multi-document YAML stream.
-func Template(rel Release, values map[string]any) (string, error) {
+// Install renders the chart with values as `helm template` does (client only, values
+// checked against values.schema.json) and returns Helm's release: Manifest holds the
+// release's resources, Hooks the hooks with the events, weight and delete policies
+// Helm read from their annotations.
+func Install(rel Release, values map[string]any) (*release.Release, error) {
 	chrt, err := loader.Load(ChartDir())
 	if err != nil {
-		return "", fmt.Errorf("could not load the chart: %w", err)
+		return nil, fmt.Errorf("could not load the chart: %w", err)
 	}
 	kubeVersion, err := common.ParseKubeVersion("v1.37.2")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	install := action.NewInstall(action.NewConfiguration())
 	install.DryRunStrategy, install.Replace = action.DryRunClient, true
@@ -62,11 +63,21 @@ func Template(rel Release, values map[string]any) (string, error) {
 	install.KubeVersion = kubeVersion
 	r, err := install.Run(chrt, values)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	out, ok := r.(*release.Release)
 	if !ok {
-		return "", fmt.Errorf("helm returned a %T, not a chart v2 release", r)
+		return nil, fmt.Errorf("helm returned a %T, not a chart v2 release", r)
+	}
+	return out, nil
+}
+
+// Template renders the chart with values as `helm template` does (Install, hooks
+// included) and returns the manifests as one multi-document YAML stream.
+func Template(rel Release, values map[string]any) (string, error) {
+	out, err := Install(rel, values)
+	if err != nil {
+		return "", err
 	}
 	var b strings.Builder
 	b.WriteString(out.Manifest)
