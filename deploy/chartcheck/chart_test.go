@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	release "helm.sh/helm/v4/pkg/release/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 )
@@ -94,6 +95,44 @@ func render(t *testing.T, values map[string]any) []*unstructured.Unstructured {
 	return objs
 }
 
+func install(t *testing.T, values map[string]any) *release.Release {
+	t.Helper()
+	rel, err := Install(DefaultRelease, values)
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	return rel
+}
+
+func decode(t *testing.T, manifest string) []*unstructured.Unstructured {
+	t.Helper()
+	objs, err := Decode([]byte(manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+// renderLessPreInstallHooks is render without the objects that are pre-install hooks.
+// kubectl apply -k creates everything at once and waits for nothing: the webhook's
+// pods wait in ContainerCreating until the certs Job has made the TLS Secret, and the
+// Job retries until the webhook configurations exist. Helm (with --wait), Argo CD and
+// Flux wait for the Deployment before post-install hooks, so the chart makes the
+// Secrets in a pre-install hook first, with a ServiceAccount and RBAC of its own that
+// are deleted once it has succeeded: Helm's ordering, not part of what is installed,
+// and so nothing the overlay has.
+func renderLessPreInstallHooks(t *testing.T, values map[string]any) []*unstructured.Unstructured {
+	t.Helper()
+	rel := install(t, values)
+	objs := decode(t, rel.Manifest)
+	for _, h := range rel.Hooks {
+		if !slices.Contains(h.Events, release.HookPreInstall) {
+			objs = append(objs, decode(t, h.Manifest)...)
+		}
+	}
+	return objs
+}
+
 func kustomize(t *testing.T, overlay string, components ...string) []*unstructured.Unstructured {
 	t.Helper()
 	objs, err := Kustomize(overlay, components...)
@@ -111,14 +150,14 @@ func without(objs []*unstructured.Unstructured, kind string) []*unstructured.Uns
 // same security settings.
 func TestChartMatchesKustomize(t *testing.T) {
 	t.Run("default values render the self-signed overlay, less the Namespace Helm needs first", func(t *testing.T) {
-		sameObjects(t, render(t, nil), without(kustomize(t, "overlays/self-signed"), "Namespace"))
+		sameObjects(t, renderLessPreInstallHooks(t, nil), without(kustomize(t, "overlays/self-signed"), "Namespace"))
 	})
 	t.Run("namespace.create adds the overlay's Namespace with its Pod Security labels", func(t *testing.T) {
-		sameObjects(t, render(t, map[string]any{"namespace": map[string]any{"create": true}}), kustomize(t, "overlays/self-signed"))
+		sameObjects(t, renderLessPreInstallHooks(t, map[string]any{"namespace": map[string]any{"create": true}}), kustomize(t, "overlays/self-signed"))
 	})
 	t.Run("certificates.mode cert-manager renders the cert-manager overlay", func(t *testing.T) {
 		values := map[string]any{"namespace": map[string]any{"create": true}, "certificates": map[string]any{"mode": "cert-manager"}}
-		sameObjects(t, render(t, values), kustomize(t, "overlays/cert-manager"))
+		sameObjects(t, renderLessPreInstallHooks(t, values), kustomize(t, "overlays/cert-manager"))
 	})
 	t.Run("monitoring, networkPolicy and metrics.secure render the overlay with the three components", func(t *testing.T) {
 		values := map[string]any{
@@ -131,7 +170,7 @@ func TestChartMatchesKustomize(t *testing.T) {
 				"dashboard":      map[string]any{"enabled": true},
 			},
 		}
-		sameObjects(t, render(t, values), kustomize(t, "overlays/self-signed", "monitoring", "network-policy", "metrics-secure"))
+		sameObjects(t, renderLessPreInstallHooks(t, values), kustomize(t, "overlays/self-signed", "monitoring", "network-policy", "metrics-secure"))
 	})
 }
 
@@ -239,8 +278,8 @@ func TestChartValues(t *testing.T) {
 				}
 			}
 		}
-		if n != 3 {
-			t.Errorf("found %d containers, want 3 (webhook, certs Job, certs CronJob)", n)
+		if n != 4 {
+			t.Errorf("found %d containers, want 4 (webhook, the two certs Jobs, certs CronJob)", n)
 		}
 	})
 	t.Run("replicas raise the critical-pods quota with them", func(t *testing.T) {
@@ -327,4 +366,183 @@ func TestChartValues(t *testing.T) {
 			}
 		}
 	})
+}
+
+// certsFlag is the value of --name in a certs container's args ("--name", "value").
+func certsFlag(args []string, name string) (string, bool) {
+	i := slices.Index(args, name)
+	if i < 0 || i+1 >= len(args) {
+		return "", false
+	}
+	return args[i+1], true
+}
+
+func containerArgs(o *unstructured.Unstructured) []string {
+	containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+	if len(containers) == 0 {
+		return nil
+	}
+	args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+	return args
+}
+
+// hooked is a rendered hook: Helm's reading of its annotations and the object.
+type hooked struct {
+	*release.Hook
+	obj *unstructured.Unstructured
+}
+
+// runsAt tells whether h runs at both events.
+func (h hooked) runsAt(events ...release.HookEvent) bool {
+	for _, e := range events {
+		if !slices.Contains(h.Events, e) {
+			return false
+		}
+	}
+	return true
+}
+
+// In self-signed mode the Deployment mounts the Secret <fullname>-tls, which only
+// `certs` makes. helm install --wait/--atomic, Argo CD (hooks become PostSync) and
+// Flux wait for the Deployment before post-install hooks run, so a post-install Job
+// that makes the Secret never runs: the install hangs. The Secret's maker must be a
+// pre-install (and pre-upgrade) hook, after its own ServiceAccount and RBAC, which
+// must be hooks too since the release's resources do not exist yet; only the caBundle
+// patch, which needs the webhook configurations, runs post-install.
+func TestSelfSignedSecretIsMadeBeforeTheDeployment(t *testing.T) {
+	rel := install(t, nil)
+	resources := byKey(decode(t, rel.Manifest))
+	hooks := map[string]hooked{}
+	for _, h := range rel.Hooks {
+		for _, o := range decode(t, h.Manifest) {
+			hooks[o.GetKind()+"/"+o.GetName()] = hooked{h, o}
+		}
+	}
+	resource := func(kind, name string) *unstructured.Unstructured {
+		return resources[fmt.Sprintf("%s %s/%s", kind, DefaultRelease.Namespace, name)]
+	}
+	// certsJob is the hook Job whose certs run makes the Secret secret, or patches the
+	// webhook configurations named, running at events.
+	certsJob := func(secret string, events ...release.HookEvent) (hooked, bool) {
+		for _, h := range hooks {
+			if h.Kind == "Job" && h.runsAt(events...) {
+				if s, _ := certsFlag(containerArgs(h.obj), "--secret"); s == secret {
+					return h, true
+				}
+			}
+		}
+		return hooked{}, false
+	}
+	deployment := resource("Deployment", "sysctl-placement")
+	if deployment == nil {
+		t.Fatal("no Deployment rendered")
+	}
+	volumes, _, _ := unstructured.NestedSlice(deployment.Object, "spec", "template", "spec", "volumes")
+	var secrets []string
+	for _, v := range volumes {
+		if name, ok, _ := unstructured.NestedString(v.(map[string]any), "secret", "secretName"); ok && resource("Secret", name) == nil {
+			secrets = append(secrets, name)
+		}
+	}
+	if !slices.Contains(secrets, "sysctl-placement-tls") {
+		t.Fatalf("the Deployment mounts the Secrets %v, want sysctl-placement-tls among them", secrets)
+	}
+
+	for _, secret := range secrets {
+		maker, ok := certsJob(secret, release.HookPreInstall, release.HookPreUpgrade)
+		if !ok {
+			t.Errorf("no pre-install,pre-upgrade hook Job makes the Secret %s the Deployment mounts", secret)
+			continue
+		}
+		// The configurations do not exist before install, and the maker's
+		// ServiceAccount may not read them: both names empty makes certs skip them.
+		for _, flag := range []string{"--mutating-webhook", "--validating-webhook"} {
+			if v, ok := certsFlag(containerArgs(maker.obj), flag); !ok || v != "" {
+				t.Errorf("the pre-install Job %s passes %s %q, want it empty: it runs before the webhook configurations exist", maker.Name, flag, v)
+			}
+		}
+		sa, _, _ := unstructured.NestedString(maker.obj.Object, "spec", "template", "spec", "serviceAccountName")
+		before := func(what string, h hooked, ok bool) {
+			t.Helper()
+			switch {
+			case !ok:
+				t.Errorf("%s is no hook: it does not exist when the pre-install Job %s runs", what, maker.Name)
+			case !h.runsAt(release.HookPreInstall, release.HookPreUpgrade):
+				t.Errorf("%s is a hook at %v, want pre-install and pre-upgrade like the Job %s", what, h.Events, maker.Name)
+			case h.Weight >= maker.Weight:
+				t.Errorf("%s has hook weight %d, want it lower than the Job %s's %d so it is made first", what, h.Weight, maker.Name, maker.Weight)
+			case !slices.Contains(h.DeletePolicies, release.HookBeforeHookCreation):
+				t.Errorf("%s has delete policies %v, want before-hook-creation so the next upgrade can create it again", what, h.DeletePolicies)
+			}
+		}
+		h, ok := hooks["ServiceAccount/"+sa]
+		before("the ServiceAccount "+sa, h, ok)
+		var bound bool
+		for _, b := range hooks {
+			if b.Kind != "RoleBinding" {
+				continue
+			}
+			subjects, _, _ := unstructured.NestedSlice(b.obj.Object, "subjects")
+			if len(subjects) != 1 || subjects[0].(map[string]any)["name"] != sa {
+				continue
+			}
+			bound = true
+			before("the RoleBinding "+b.Name, b, true)
+			roleName, _, _ := unstructured.NestedString(b.obj.Object, "roleRef", "name")
+			role, ok := hooks["Role/"+roleName]
+			before("the Role "+roleName, role, ok)
+			if !ok {
+				continue
+			}
+			// The same Secret rules as the certs Role the CronJob renews with.
+			regular := resource("Role", "sysctl-placement-certs")
+			if regular == nil {
+				t.Fatal("no Role sysctl-placement-certs rendered")
+			}
+			if d := cmp.Diff(regular.Object["rules"], role.obj.Object["rules"]); d != "" {
+				t.Errorf("the Role %s grants other rules than the certs Role (-) (+):\n%s", roleName, d)
+			}
+		}
+		if !bound {
+			t.Errorf("no hook RoleBinding binds the ServiceAccount %s of the pre-install Job %s", sa, maker.Name)
+		}
+	}
+
+	patcher, ok := certsJob("sysctl-placement-tls", release.HookPostInstall, release.HookPostUpgrade)
+	if !ok {
+		t.Fatal("no post-install,post-upgrade hook Job runs certs to patch caBundle")
+	}
+	for flag, kind := range map[string]string{"--mutating-webhook": "MutatingWebhookConfiguration", "--validating-webhook": "ValidatingWebhookConfiguration"} {
+		name, _ := certsFlag(containerArgs(patcher.obj), flag)
+		if resources[fmt.Sprintf("%s /%s", kind, name)] == nil {
+			t.Errorf("the post-install Job %s passes %s %q, want the rendered %s's name", patcher.Name, flag, name, kind)
+		}
+	}
+	// Post-install, the release's resources exist: the patcher runs as the regular
+	// certs ServiceAccount, bound to the ClusterRole that may patch the configurations.
+	sa, _, _ := unstructured.NestedString(patcher.obj.Object, "spec", "template", "spec", "serviceAccountName")
+	if resource("ServiceAccount", sa) == nil {
+		t.Errorf("the post-install Job %s runs as %s, which is no release resource", patcher.Name, sa)
+	}
+	var mayPatch bool
+	for _, b := range resources {
+		if b.GetKind() != "ClusterRoleBinding" {
+			continue
+		}
+		subjects, _, _ := unstructured.NestedSlice(b.Object, "subjects")
+		roleName, _, _ := unstructured.NestedString(b.Object, "roleRef", "name")
+		role := resources["ClusterRole /"+roleName]
+		if len(subjects) != 1 || subjects[0].(map[string]any)["name"] != sa || role == nil {
+			continue
+		}
+		rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+		for _, r := range rules {
+			verbs, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "verbs")
+			resourceNames, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resourceNames")
+			mayPatch = mayPatch || (slices.Contains(verbs, "patch") && slices.Contains(resourceNames, "sysctl-placement"))
+		}
+	}
+	if !mayPatch {
+		t.Errorf("no ClusterRoleBinding among the release's resources lets %s patch the webhook configurations", sa)
+	}
 }

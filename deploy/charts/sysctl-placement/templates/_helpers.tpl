@@ -43,25 +43,58 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{/* The certs command (self-signed mode), shared by the Job and the CronJob. */}}
-{{- define "sysctl-placement.certsArgs" -}}
-- certs
-- --namespace
-- {{ .Release.Namespace }}
-- --service
-- {{ include "sysctl-placement.fullname" . }}
-- --secret
-- {{ include "sysctl-placement.fullname" . }}-tls
-- --ca-secret
-- {{ include "sysctl-placement.fullname" . }}-ca
-- --mutating-webhook
-- {{ include "sysctl-placement.fullname" . }}
-- --validating-webhook
-- {{ include "sysctl-placement.fullname" . }}
-- --validity
-- {{ .Values.certificates.validity }}
-- --renew-before
-- {{ .Values.certificates.renewBefore }}
+{{/* The certs pods' spec (self-signed mode), shared by the pre-install Job, the
+post-install Job and the CronJob; called with (dict "root" $ "serviceAccount" NAME
+"secretsOnly" BOOL). secretsOnly passes both webhook configuration names empty: certs
+then makes or keeps the two Secrets and neither reads nor patches a webhook
+configuration, which a pre-install hook has neither the objects nor the RBAC for. */}}
+{{- define "sysctl-placement.certsPodSpec" -}}
+{{- $root := .root -}}
+{{- $webhooks := ternary "" (include "sysctl-placement.fullname" $root) .secretsOnly -}}
+serviceAccountName: {{ .serviceAccount }}
+restartPolicy: OnFailure
+securityContext:
+  {{- include "sysctl-placement.podSecurityContext" $root | nindent 2 }}
+containers:
+  - name: certs
+    image: {{ include "sysctl-placement.image" $root }}
+    imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+    args:
+      - certs
+      - --namespace
+      - {{ $root.Release.Namespace }}
+      - --service
+      - {{ include "sysctl-placement.fullname" $root }}
+      - --secret
+      - {{ include "sysctl-placement.fullname" $root }}-tls
+      - --ca-secret
+      - {{ include "sysctl-placement.fullname" $root }}-ca
+      - --mutating-webhook
+      - {{ $webhooks | quote }}
+      - --validating-webhook
+      - {{ $webhooks | quote }}
+      - --validity
+      - {{ $root.Values.certificates.validity }}
+      - --renew-before
+      - {{ $root.Values.certificates.renewBefore }}
+    resources:
+      requests: {cpu: 10m, memory: 32Mi}
+      limits: {memory: 64Mi}
+    securityContext:
+      {{- include "sysctl-placement.containerSecurityContext" $root | nindent 6 }}
+{{- end -}}
+
+{{/* What certs needs in the release namespace: create the two Secrets (RBAC cannot
+restrict create by name; the Role is namespaced) and read and update them by name.
+Shared by the certs Role and the pre-install hook's Role. */}}
+{{- define "sysctl-placement.certsSecretRules" -}}
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [secrets]
+  resourceNames: [{{ include "sysctl-placement.fullname" . }}-tls, {{ include "sysctl-placement.fullname" . }}-ca]
+  verbs: [get, update]
 {{- end -}}
 
 {{/* Both webhook configurations' namespaceSelector: the values' selector, plus the
