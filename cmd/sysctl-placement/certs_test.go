@@ -414,6 +414,23 @@ func TestAMissingWebhookConfigurationIsReportedWithWhatToDo(t *testing.T) {
 	}
 }
 
+// The chart's pre-install hook runs certs with both configuration names empty, before
+// the configurations exist and as a ServiceAccount that may not read them: such a run
+// makes the Secrets and sends no request about a webhook configuration, not even a get.
+func TestWithBothConfigurationsSkippedCertsMakesTheSecretsAndNeverAsksForAConfiguration(t *testing.T) {
+	client := fake.NewClientset(webhookConfigurations()...)
+	mustCertsRun(t, client, "--mutating-webhook=", "--validating-webhook=")
+	if got := writes(client); !slices.Equal(got, []string{"create secrets", "create secrets"}) {
+		t.Errorf("wrote %q; want both Secrets created and nothing else", got)
+	}
+	for _, a := range client.Actions() {
+		if a.GetResource().Group == admissionregistrationv1.GroupName {
+			t.Errorf("sent %s %s; want no request about webhook configurations", a.GetVerb(), a.GetResource().Resource)
+		}
+	}
+	assertServes(t, tlsSecret(t, client).Data["tls.crt"], caSecret(t, client).Data["ca.crt"], "sysctl-placement.sysctl-placement.svc")
+}
+
 func TestWriteDirKeepsAPairForTheHostsAndLeavesItAloneOnTheNextRun(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tls")
 	runOK := func(args ...string) string {
