@@ -56,8 +56,13 @@ var requiredBinaries = []string{"etcd", "kube-apiserver", "kubectl", "kube-contr
 // deleted, and the node lifecycle controller lifts the not-ready taint from a Node
 // whose kubelet reports Ready (and marks it unreachable when its kubelet stops).
 // Taint-based eviction is off, so a stopped kubelet's pods stay where they are. The
-// ServiceAccount admission plugin is disabled by envtest, so Pods need no service
-// account and the token controller (and its key) is not needed either.
+// ServiceAccount admission plugin is disabled by envtest unless Options.InClusterPods
+// asks for it, so Pods need no service account and the token controller (and its key)
+// is not needed either: the kubelets ask for projected tokens. For pods that talk to the
+// API server or serve behind a Service (the webhook as its Deployment's pod on a real
+// node), the root CA publisher fills kube-root-ca.crt in every namespace and the
+// EndpointSlice controller lists a Service's ready pods, which the API server dials
+// itself (--enable-aggregator-routing): there is no kube-proxy.
 var controllers = []string{
 	"deployment-controller",
 	"replicaset-controller",
@@ -69,6 +74,8 @@ var controllers = []string{
 	"namespace-controller",
 	"serviceaccount-controller",
 	"node-lifecycle-controller",
+	"endpointslice-controller",
+	"root-ca-certificate-publisher-controller",
 }
 
 var setControllerRuntimeLogger sync.Once
@@ -99,6 +106,13 @@ type Options struct {
 
 	// StartTimeout bounds the start of each component. Default: one minute.
 	StartTimeout time.Duration
+
+	// InClusterPods turns on the ServiceAccount admission plugin, which envtest turns
+	// off: pods get their ServiceAccount's token and the root CA mounted, as in any
+	// cluster, and a pod on a real node reaches the API server at the kubernetes
+	// Service's address. Off by default: a namespace's default ServiceAccount appears
+	// only after its controller runs, and most tests create pods at once.
+	InClusterPods bool
 }
 
 // Cluster is a running control plane. Its fields are ready to use once Start returns.
@@ -131,6 +145,14 @@ type Cluster struct {
 	// stoppedAPIServer is the command line of the API server StopAPIServer stopped,
 	// until StartAPIServer runs it again.
 	stoppedAPIServer []string
+
+	// serviceCIDR is the Services' range, a /24 of this cluster's own, and serviceIP
+	// the kubernetes Service's address in it (its first), which the API server's
+	// serving certificate names.
+	serviceCIDR, serviceIP string
+	// serviceProxy forwards serviceIP:443 to the API server for pods on real nodes,
+	// as kube-proxy would; started with the first real node.
+	serviceProxy *LoadBalancer
 }
 
 // Start starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler and
@@ -170,6 +192,10 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	caFile, err := c.KubeletCAFile()
+	if err != nil {
+		return err
+	}
 	c.components = append(c.components,
 		newComponent(c, "kube-controller-manager", append([]string{
 			"--kubeconfig=" + controlKubeconfig,
@@ -177,6 +203,7 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 			"--secure-port=0",
 			"--controllers=" + strings.Join(controllers, ","),
 			"--use-service-account-credentials=false",
+			"--root-ca-file=" + caFile,
 		}, opts.ControllerManagerFlags...)),
 		newComponent(c, "kube-scheduler", append([]string{
 			"--kubeconfig=" + controlKubeconfig,
@@ -266,6 +293,16 @@ func (c *Cluster) startAPIServer(opts Options) error {
 	apiServer.Configure().Set("kubelet-client-key", clientKey)
 	// Nodes are reached at their InternalIP: no DNS knows their names.
 	apiServer.Configure().Set("kubelet-preferred-address-types", "InternalIP")
+	// Admission webhooks behind a Service are dialled at a ready endpoint's address,
+	// as the API server does for aggregated APIs with this flag: no kube-proxy runs.
+	apiServer.Configure().Set("enable-aggregator-routing", "true")
+	if err := c.serveForPods(apiServer); err != nil {
+		return err
+	}
+	if opts.InClusterPods {
+		apiServer.Configure().Disable("disable-admission-plugins")
+		apiServer.Configure().Set("enable-admission-plugins", "NodeRestriction", "ServiceAccount")
+	}
 	for flag, values := range opts.APIServerFlags {
 		apiServer.Configure().Set(flag, values...)
 	}
@@ -350,7 +387,7 @@ func (c *Cluster) Stop() error {
 		return nil
 	}
 	c.stopped = true
-	kubelets, realNodes, kubeletRoots := c.kubelets, c.realNodes, c.kubeletRoots
+	kubelets, realNodes, kubeletRoots, serviceProxy := c.kubelets, c.realNodes, c.kubeletRoots, c.serviceProxy
 	c.mu.Unlock()
 
 	var stopping sync.WaitGroup
@@ -362,6 +399,9 @@ func (c *Cluster) Stop() error {
 	}
 	stopping.Wait()
 	var errs []error
+	if serviceProxy != nil {
+		errs = append(errs, c.stopServiceProxy(serviceProxy))
+	}
 	for i := len(c.components) - 1; i >= 0; i-- {
 		errs = append(errs, c.components[i].stop())
 	}

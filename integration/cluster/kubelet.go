@@ -186,7 +186,8 @@ func freePort(ip string) (int, error) {
 	return 0, fmt.Errorf("no free port on %s between %d and %d: %w", ip, lowest, highest, err)
 }
 
-// handedOut holds the kubelet ports freePort has given out in this process.
+// handedOut holds the kubelet ports freePort has given out in this process, and (as
+// negative keys) the /24s freeSlash24 has.
 var handedOut = struct {
 	sync.Mutex
 	ports map[int]bool

@@ -19,6 +19,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -156,8 +157,15 @@ func (c *Cluster) startRealNode(ctx context.Context, pool *Pool, node string) (*
 		return rn, err
 	}
 	rn.bridge = bridge
+	ip, err := nodeIP()
+	if err != nil {
+		return rn, err
+	}
+	if err := c.ensureServiceProxy(); err != nil {
+		return rn, err
+	}
 	sock := filepath.Join(dir, "containerd.sock")
-	if err := writeContainerdConfig(dir, sock, subnet, bridge); err != nil {
+	if err := writeContainerdConfig(dir, sock, subnet, bridge, []string{c.serviceCIDR, ip + "/32"}); err != nil {
 		return rn, err
 	}
 	rn.containerd = &component{name: "containerd " + node, path: "containerd",
@@ -172,10 +180,6 @@ func (c *Cluster) startRealNode(ctx context.Context, pool *Pool, node string) (*
 		return rn, err
 	}
 
-	ip, err := nodeIP()
-	if err != nil {
-		return rn, err
-	}
 	port, err := freePort(ip)
 	if err != nil {
 		return rn, err
@@ -271,23 +275,33 @@ func realNodeKubeletConfig(dir, sock, ip string, port int, certFile, keyFile, ca
 
 // writeContainerdConfig writes the node's containerd configuration: its own root,
 // state and sockets, no TCP or metrics listener, runc with cgroupfs, ProbeImage as
-// the sandbox image, and CNI from its own configuration directory.
-func writeContainerdConfig(dir, sock, subnet, bridge string) error {
+// the sandbox image, and CNI from its own configuration directory. Pods get a route
+// to each of routes through the bridge, and no default route.
+func writeContainerdConfig(dir, sock, subnet, bridge string, routes []string) error {
 	cniConf := filepath.Join(dir, "cni")
 	if err := os.MkdirAll(cniConf, 0o755); err != nil {
 		return err
 	}
-	// No routes: a pod reaches its bridge and nothing beyond; no masquerading.
+	// No default route: a pod reaches its bridge and routes, nothing beyond; no
+	// masquerading.
+	var routeList []map[string]string
+	for _, r := range routes {
+		routeList = append(routeList, map[string]string{"dst": r})
+	}
+	routesJSON, err := json.Marshal(routeList)
+	if err != nil {
+		return err
+	}
 	conflist := fmt.Sprintf(`{
   "cniVersion": "0.4.0",
   "name": %q,
   "plugins": [
     {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false, "hairpinMode": true,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "dataDir": %q}},
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": %s, "dataDir": %q}},
     {"type": "loopback"}
   ]
 }
-`, bridge, bridge, subnet, filepath.Join(dir, "ipam"))
+`, bridge, bridge, subnet, routesJSON, filepath.Join(dir, "ipam"))
 	if err := os.WriteFile(filepath.Join(cniConf, "10-bridge.conflist"), []byte(conflist), 0o644); err != nil {
 		return err
 	}
@@ -349,48 +363,118 @@ func waitForContainerd(ctx context.Context, proc *component, sock string) error 
 	return nil
 }
 
-// importProbeImage builds sysctl-probe, writes it as an image archive and imports it
-// into containerd's k8s.io namespace, where the kubelet finds it.
-func (c *Cluster) importProbeImage(ctx context.Context, dir, sock string) error {
-	binary := filepath.Join(dir, "sysctl-probe")
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", binary, "./cmd/sysctl-probe")
-	build.Dir = filepath.Join(filepath.Dir(defaultBinDir()))
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("could not build sysctl-probe: %w\n%s", err, out)
+// ensureServiceProxy starts the cluster's service proxy with its first real node.
+func (c *Cluster) ensureServiceProxy() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.serviceProxy != nil {
+		return nil
 	}
-	archive := filepath.Join(dir, "sysctl-probe.tar")
-	if err := writeImageArchive(archive, ProbeImage, binary, "/sysctl-probe"); err != nil {
+	lb, err := c.startServiceProxy()
+	if err != nil {
 		return err
 	}
-	out, err := exec.CommandContext(ctx, "ctr", "--address", sock, "--namespace", "k8s.io", "images", "import", archive).CombinedOutput()
+	c.serviceProxy = lb
+	return nil
+}
+
+// ImportImage imports an image archive (`docker save` format, or an OCI layout with
+// manifest.json, as `go tool task image` writes) into the runtime of every real node,
+// where the kubelet finds it with any pull policy but Always: no registry is needed.
+// The image is recorded by name:tag and, as a pull would record it, by name@digest,
+// so that a reference pinned by digest (name:tag@digest) is found too; name is the
+// image's repository, e.g. ghcr.io/sysctl-placement/sysctl-placement.
+func (c *Cluster) ImportImage(ctx context.Context, archive, name string) error {
+	c.mu.Lock()
+	nodes := slices.Clone(c.realNodes)
+	c.mu.Unlock()
+	if len(nodes) == 0 {
+		return errors.New("no real node to import an image into: AddRealNode first")
+	}
+	for _, rn := range nodes {
+		if err := importImage(ctx, filepath.Join(rn.dir, "containerd.sock"), archive, "--base-name", name, "--digests"); err != nil {
+			return fmt.Errorf("node %s: %w", rn.node, err)
+		}
+	}
+	return nil
+}
+
+func importImage(ctx context.Context, sock, archive string, flags ...string) error {
+	args := append([]string{"--address", sock, "--namespace", "k8s.io", "images", "import"}, flags...)
+	out, err := exec.CommandContext(ctx, "ctr", append(args, archive)...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("ctr images import %s: %w\n%s", archive, err, out)
 	}
 	return nil
 }
 
+// importProbeImage writes SysctlProbe, built ahead, as an image archive and imports it
+// into containerd's k8s.io namespace, where the kubelet finds it.
+func (c *Cluster) importProbeImage(ctx context.Context, dir, sock string) error {
+	binary, err := SysctlProbe.Path()
+	if err != nil {
+		return err
+	}
+	archive := filepath.Join(dir, "sysctl-probe.tar")
+	if err := writeImageArchive(archive, ProbeImage, binary, "/sysctl-probe"); err != nil {
+		return err
+	}
+	return importImage(ctx, sock, archive)
+}
+
 // freeSubnet picks a /24 in 10.253.0.0/16 that no interface of this machine is on,
 // and a bridge name for it.
 func freeSubnet() (subnet, bridge string, err error) {
+	subnet, err = freeSlash24(253)
+	if err != nil {
+		return "", "", fmt.Errorf("no free /24 for a real node's pods: %w", err)
+	}
+	_, cidr, _ := net.ParseCIDR(subnet)
+	return subnet, "spnode" + strconv.Itoa(int(cidr.IP.To4()[2])), nil
+}
+
+// subnetLocks are the lock files of the /24s this process took.
+var subnetLocks []*os.File
+
+// freeSlash24 picks a /24 of 10.<second>.0.0/16 that no interface of this machine is
+// on and that no test process has taken: each process holds an flock on a file per
+// /24 it took (in the system's temporary directory) for as long as it runs, since a
+// bridge or address appears on the machine only later, and test packages run at once.
+func freeSlash24(second int) (string, error) {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
-		return "", "", err
+		return "", err
+	}
+	locks := filepath.Join(os.TempDir(), "sysctl-placement-subnets")
+	if err := os.MkdirAll(locks, 0o755); err != nil {
+		return "", err
 	}
 	handedOut.Lock()
 	defer handedOut.Unlock()
 	for third := 1; third < 255; third++ {
-		_, cidr, _ := net.ParseCIDR(fmt.Sprintf("10.253.%d.0/24", third))
-		if handedOut.ports[-third] || slices.ContainsFunc(addrs, func(a net.Addr) bool {
+		_, cidr, _ := net.ParseCIDR(fmt.Sprintf("10.%d.%d.0/24", second, third))
+		key := -(second<<8 | third)
+		if handedOut.ports[key] || slices.ContainsFunc(addrs, func(a net.Addr) bool {
 			ipnet, ok := a.(*net.IPNet)
 			return ok && cidr.Contains(ipnet.IP)
 		}) {
 			continue
 		}
-		handedOut.ports[-third] = true
-		return cidr.String(), "spnode" + strconv.Itoa(third), nil
+		f, err := os.OpenFile(filepath.Join(locks, fmt.Sprintf("10.%d.%d.lock", second, third)), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return "", err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue
+		}
+		// Held until the process exits: kept referenced, or the garbage collector
+		// would close the file and release the lock.
+		subnetLocks = append(subnetLocks, f)
+		handedOut.ports[key] = true
+		return cidr.String(), nil
 	}
-	return "", "", errors.New("no free /24 in 10.253.0.0/16 for a real node's pods")
+	return "", fmt.Errorf("every /24 of 10.%d.0.0/16 is in use", second)
 }
 
 // stop stops the kubelet, then every pod sandbox through the CRI (which stops its

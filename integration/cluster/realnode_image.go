@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -62,4 +63,40 @@ func writeTar(w io.Writer, files map[string][]byte, mode int64) error {
 		}
 	}
 	return tw.Close()
+}
+
+// ImageDirEnv names the directory where `go tool task image` wrote the release image
+// (image.json and sysctl-placement.tar). Default: bin/image in the repository.
+const ImageDirEnv = "SYSCTL_PLACEMENT_IMAGE_DIR"
+
+// ReleaseImage is the image `go tool task image` built, as a real node imports it.
+type ReleaseImage struct {
+	// Ref is name:tag@digest, as the release manifests name it.
+	Ref string
+	// Name is the image's repository, without tag or digest.
+	Name string
+	// Archive is the image archive that `ctr images import` reads.
+	Archive string
+}
+
+// BuiltReleaseImage returns the image `go tool task image` wrote, or an error that
+// says to run it: the image is built ahead, never inside a test.
+func BuiltReleaseImage() (ReleaseImage, error) {
+	dir := os.Getenv(ImageDirEnv)
+	if dir == "" {
+		dir = filepath.Join(RepoRoot(), "bin", "image")
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "image.json"))
+	if err != nil {
+		return ReleaseImage{}, fmt.Errorf("no release image in %s: run `go tool task image` first: %w", dir, err)
+	}
+	var built struct{ Name, Tag, Digest string }
+	if err := json.Unmarshal(data, &built); err != nil {
+		return ReleaseImage{}, fmt.Errorf("%s: %w", filepath.Join(dir, "image.json"), err)
+	}
+	img := ReleaseImage{Ref: built.Name + ":" + built.Tag + "@" + built.Digest, Name: built.Name, Archive: filepath.Join(dir, "sysctl-placement.tar")}
+	if _, err := os.Stat(img.Archive); err != nil {
+		return ReleaseImage{}, fmt.Errorf("run `go tool task image` first: %w", err)
+	}
+	return img, nil
 }

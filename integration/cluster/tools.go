@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
@@ -28,6 +29,8 @@ type Tool struct {
 	Module string
 	// Package is its main package, relative to Module.
 	Package string
+	// Static builds it without cgo, for an image with nothing but the binary.
+	Static bool
 
 	once sync.Once
 	path string
@@ -40,8 +43,10 @@ var (
 	ExecCredential    = &Tool{Module: "integration", Package: "./cmd/exec-credential"}
 	HelmTemplate      = &Tool{Module: "deploy/chartcheck", Package: "./cmd/helm-template"}
 	MonitoringMetrics = &Tool{Module: "deploy/chartcheck", Package: "./cmd/monitoring-metrics"}
+	// SysctlProbe is the real nodes' test image's only file (ProbeImage).
+	SysctlProbe = &Tool{Module: "integration", Package: "./cmd/sysctl-probe", Static: true}
 
-	Tools = []*Tool{SysctlPlacement, ExecCredential, HelmTemplate, MonitoringMetrics}
+	Tools = []*Tool{SysctlPlacement, ExecCredential, HelmTemplate, MonitoringMetrics, SysctlProbe}
 )
 
 // Name is the binary's file name: its package's last element.
@@ -79,6 +84,10 @@ func (t *Tool) Build(dir string) (string, error) {
 	}
 	cmd := exec.Command("go", "build", "-o", out, t.Package)
 	cmd.Dir = filepath.Join(RepoRoot(), t.Module)
+	if t.Static {
+		cmd.Args = slices.Insert(cmd.Args, 2, "-trimpath")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	}
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("could not build %s in %s: %w\n%s", t.Package, t.Module, err, b)
 	}
