@@ -144,29 +144,8 @@ func TestAnOptedInDeploymentRunsOnTheRealNodeWithItsSysctls(t *testing.T) {
 
 	want := map[string]string{"kernel.shmmax": "68719476736", "kernel.sem": "250 32000 100 128", "net.core.somaxconn": "1024"}
 	names := []string{"kernel.shmmax", "kernel.sem", "net.core.somaxconn"}
-	var sysctls []corev1.Sysctl
-	for _, name := range names {
-		sysctls = append(sysctls, corev1.Sysctl{Name: name, Value: want[name]})
-	}
 	podLabels := map[string]string{"app": "db"}
-	deployment := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "db"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](1),
-			Selector: &metav1.LabelSelector{MatchLabels: podLabels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
-				Spec: corev1.PodSpec{
-					SecurityContext: &corev1.PodSecurityContext{Sysctls: sysctls},
-					Containers: []corev1.Container{{
-						Name: "db", Image: cluster.ProbeImage, ImagePullPolicy: corev1.PullNever, Args: names,
-						SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To[int64](65532), RunAsNonRoot: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false)},
-					}},
-					TerminationGracePeriodSeconds: ptr.To[int64](1),
-				},
-			},
-		},
-	}
+	deployment := probeDeployment("db", podLabels, names, want)
 	if _, err := env.client.AppsV1().Deployments(ns).Create(ctx, deployment, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -179,5 +158,83 @@ func TestAnOptedInDeploymentRunsOnTheRealNodeWithItsSysctls(t *testing.T) {
 		if got[name] != value {
 			t.Errorf("inside the container %s = %q, want %q as the Deployment asked", name, got[name], value)
 		}
+	}
+}
+
+// probeDeployment is a Deployment of one sysctl-probe replica asking for the sysctls
+// in want and printing names: a workload that knows nothing of pools.
+func probeDeployment(name string, podLabels map[string]string, names []string, want map[string]string) *appsv1.Deployment {
+	var sysctls []corev1.Sysctl
+	for _, n := range names {
+		sysctls = append(sysctls, corev1.Sysctl{Name: n, Value: want[n]})
+	}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: podLabels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				Spec: corev1.PodSpec{
+					SecurityContext: &corev1.PodSecurityContext{Sysctls: sysctls},
+					Containers: []corev1.Container{{
+						// IfNotPresent: real nodes have the image imported; a hollow
+						// kubelet's fake runtime has no image and "pulls" it.
+						Name: name, Image: cluster.ProbeImage, ImagePullPolicy: corev1.PullIfNotPresent, Args: names,
+						SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To[int64](65532), RunAsNonRoot: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false)},
+					}},
+					TerminationGracePeriodSeconds: ptr.To[int64](1),
+				},
+			},
+		},
+	}
+}
+
+// realNarrowPool is a pool of one real node, untainted, whose kubelet allows only
+// net.core.somaxconn: where the scheduler sends a pod that no one placed.
+var realNarrowPool = cluster.PoolSpec{Name: "narrow", AllowedUnsafeSysctls: []string{"net.core.somaxconn"}}
+
+// What users live with today, on a real kubelet: the same Deployment in a namespace
+// that is not opted in is scheduled on the only untainted node, whose real kubelet
+// refuses it with SysctlForbidden; opted in, the webhook sends it to the tainted pool
+// whose kubelets allow its sysctls.
+func TestANotOptedInDeploymentIsRefusedByTheRealKubelet(t *testing.T) {
+	ipc := cluster.PoolSpec{Name: "ipc", Nodes: 1, Taints: realIPCPool.Taints, AllowedUnsafeSysctls: realIPCPool.AllowedUnsafeSysctls}
+	env := startPlacementEnvWithPools(t, cluster.WebhookOptions{}, func(ctx context.Context, c *cluster.Cluster) ([]*cluster.Pool, error) {
+		narrow := addRealNode(ctx, t, c, realNarrowPool)
+		ipcPool, err := c.AddPool(ctx, ipc)
+		return []*cluster.Pool{narrow, ipcPool}, err
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	names := []string{"kernel.shmmax", "kernel.sem"}
+	want := map[string]string{"kernel.shmmax": "68719476736", "kernel.sem": "250 32000 100 128"}
+	podLabels := map[string]string{"app": "db"}
+
+	plain := "plain"
+	if _, err := env.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: plain}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.client.AppsV1().Deployments(plain).Create(ctx, probeDeployment("db", podLabels, names, want), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rejected, err := env.WaitForPod(ctx, plain, "rejected by a kubelet", func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodFailed
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rejected.Spec.NodeName != realNarrowPool.Name+"-1" || rejected.Status.Reason != "SysctlForbidden" {
+		t.Errorf("not opted in, pod %s failed on %q with reason %q (%s); want SysctlForbidden from the real kubelet of %s-1",
+			rejected.Name, rejected.Spec.NodeName, rejected.Status.Reason, rejected.Status.Message, realNarrowPool.Name)
+	}
+
+	ns := optedInNamespace(ctx, t, env.Cluster, "shop", nil)
+	if _, err := env.client.AppsV1().Deployments(ns).Create(ctx, probeDeployment("db", podLabels, names, want), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pods := env.waitForRunningPods(ctx, t, ns, labels.SelectorFromSet(podLabels), 1)
+	if pool := env.poolOf(ctx, t, &pods[0]); pool != ipc.Name {
+		t.Errorf("opted in, pod %s runs in pool %q, want %q, whose kubelets allow its sysctls", pods[0].Name, pool, ipc.Name)
 	}
 }

@@ -134,16 +134,7 @@ func TestTheShippedManifestsAreAcceptedAndCertsIsIdempotent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
-	kubectl := func(stdin []byte, args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, filepath.Join(c.BinDir, "kubectl"), append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
-		cmd.Stdin = bytes.NewReader(stdin)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
+	kubectl := kubectlAsAdmin(ctx, t, c)
 	rendered := kubectl(nil, "kustomize", filepath.Join(cluster.RepoRoot(), "deploy", "overlays", "self-signed"))
 	applied := kubectl([]byte(rendered), "apply", "--server-side", "--field-manager=e2e", "-f", "-")
 	for _, kind := range []string{"namespace/", "serviceaccount/", "clusterrole.rbac.authorization.k8s.io/", "deployment.apps/",
@@ -195,5 +186,20 @@ func TestTheShippedManifestsAreAcceptedAndCertsIsIdempotent(t *testing.T) {
 	second := runCerts()
 	if after := versions(); strings.Join(after, ",") != strings.Join(before, ",") {
 		t.Errorf("the second certs run changed objects (resourceVersions %v → %v)\nfirst run: %s\nsecond run: %s", before, after, first, second)
+	}
+}
+
+// kubectlAsAdmin returns a function that runs the cluster's kubectl as an admin with
+// stdin and args, fails the test when it fails, and returns its output.
+func kubectlAsAdmin(ctx context.Context, t *testing.T, c *cluster.Cluster) func(stdin []byte, args ...string) string {
+	return func(stdin []byte, args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, filepath.Join(c.BinDir, "kubectl"), append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+		cmd.Stdin = bytes.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
 	}
 }
