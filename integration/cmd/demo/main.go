@@ -23,6 +23,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
 )
@@ -107,6 +109,8 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		return err
 	}
 	fmt.Fprintf(out, "    built in %s\n", time.Since(started).Round(time.Second))
+	// The real node's test image is built here too, outside the deadline.
+	_, realNodeErr := cluster.SysctlProbe.Path()
 
 	step("starting etcd, kube-apiserver, kube-controller-manager and kube-scheduler")
 	c, err := cluster.Start(ctx, cluster.Options{WorkDir: o.workDir})
@@ -114,6 +118,9 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		return err
 	}
 	defer c.Stop()
+	if realNodeErr == nil {
+		realNodeErr = cluster.CheckRealNode(c.BinDir)
+	}
 
 	setupCtx, cancel := context.WithTimeout(ctx, o.setupTimeout)
 	defer cancel()
@@ -130,11 +137,26 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		fmt.Fprintf(out, "    pool %-8s %d nodes, taints %s, kubelets allow %s\n", p.Spec.Name, len(p.NodeNames), taintsString(p.Spec.Taints), allowed)
 	}
 
+	configFile := ""
+	var realPool *cluster.Pool
+	if realNodeErr == nil {
+		step("adding a real node: the v1.37.2 kubelet over containerd and runc, whose containers run on this machine's kernel")
+		realPool, realNodeErr = c.AddRealNode(setupCtx, realPoolSpec)
+	}
+	if realNodeErr != nil {
+		fmt.Fprintf(out, "    no real node, the demo goes on with hollow kubelets only: %v\n", realNodeErr)
+	} else {
+		fmt.Fprintf(out, "    pool %-8s 1 real node, taints %s, kubelet allows safe + %s\n", realPool.Spec.Name, taintsString(realPool.Spec.Taints), strings.Join(realPool.Spec.AllowedUnsafeSysctls, ", "))
+		if configFile, err = writeConfigWithRealPool(setupCtx, c, o.workDir, realPool); err != nil {
+			return err
+		}
+	}
+
 	step("starting sysctl-placement serve and registering the shipped webhook configurations")
 	if _, err := c.Client.CoreV1().Namespaces().Create(setupCtx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "sysctl-placement"}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	wh, err := c.StartWebhook(setupCtx, cluster.WebhookOptions{})
+	wh, err := c.StartWebhook(setupCtx, cluster.WebhookOptions{ConfigFile: configFile})
 	if err != nil {
 		return err
 	}
@@ -169,6 +191,11 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		return err
 	}
 	report(setupCtx, out, c, pods)
+	if realPool != nil {
+		if err := readBackOnTheRealNode(setupCtx, out, c, step); err != nil {
+			return err
+		}
+	}
 
 	fmt.Fprintf(out, "\nExplore it with kubectl:\n  export KUBECONFIG=%s\n  %s get pods -n %s -o wide\n  %s get events -n %s\n  %s get pod -n %s -l %s=true -o jsonpath='{..sysctl-placement\\.io/placement}'\n",
 		c.Kubeconfig, filepath.Join(c.BinDir, "kubectl"), demoNamespace, filepath.Join(c.BinDir, "kubectl"), demoNamespace,
@@ -315,4 +342,97 @@ func indent(s string) string {
 		return ""
 	}
 	return "    " + strings.ReplaceAll(s, "\n", "\n    ") + "\n"
+}
+
+// realPoolSpec is the demo's real node: a pool whose kubelet allows the POSIX message
+// queue sysctls, which no hollow pool allows, so only the demo's own probe pod lands
+// there (the examples' images are not on this machine; the probe's is imported).
+var realPoolSpec = cluster.PoolSpec{
+	Name:                 "mqueue",
+	Taints:               []corev1.Taint{{Key: "dedicated", Value: "mqueue", Effect: corev1.TaintEffectNoSchedule}},
+	AllowedUnsafeSysctls: []string{"fs.mqueue.*"},
+}
+
+// writeConfigWithRealPool writes the example PlacementConfig with the real pool
+// added, as an admin would describe it, and returns its path.
+func writeConfigWithRealPool(ctx context.Context, c *cluster.Cluster, dir string, pool *cluster.Pool) (string, error) {
+	data, err := os.ReadFile(filepath.Join(cluster.RepoRoot(), "deploy", "examples", "placement-config.yaml"))
+	if err != nil {
+		return "", err
+	}
+	var config map[string]any
+	if err := yaml.Unmarshal(data, &config); err != nil {
+		return "", err
+	}
+	node, err := c.Client.CoreV1().Nodes().Get(ctx, pool.NodeNames[0], metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	kernel, _, _ := strings.Cut(node.Status.NodeInfo.KernelVersion, "-")
+	pools, _ := config["pools"].([]any)
+	config["pools"] = append(pools, map[string]any{
+		"name":                 pool.Spec.Name,
+		"nodeSelector":         pool.NodeSelector(),
+		"taints":               pool.Spec.Taints,
+		"allowedUnsafeSysctls": pool.Spec.AllowedUnsafeSysctls,
+		"kubeletVersion":       strings.TrimPrefix(node.Status.NodeInfo.KubeletVersion, "v"),
+		"kernelVersion":        kernel,
+	})
+	out, err := yaml.Marshal(config)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "placement-config.yaml")
+	return path, os.WriteFile(path, out, 0o600)
+}
+
+// readBackOnTheRealNode creates a pod that asks for fs.mqueue.msg_max and knows
+// nothing of pools, waits for the webhook to have placed it on the real node, and
+// prints the value its container reads from /proc/sys: the check users do by hand.
+func readBackOnTheRealNode(ctx context.Context, out io.Writer, c *cluster.Cluster, step func(string, ...any)) error {
+	const name, sysctl, value = "mqueue-probe", "fs.mqueue.msg_max", "64"
+	step("a pod asking %s=%s, on the real node: its container reads /proc/sys back", sysctl, value)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{
+			SecurityContext: &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: sysctl, Value: value}}},
+			Containers: []corev1.Container{{
+				Name: "probe", Image: cluster.ProbeImage, ImagePullPolicy: corev1.PullNever, Args: []string{sysctl},
+				SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To[int64](65532), RunAsNonRoot: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false)},
+			}},
+			TerminationGracePeriodSeconds: ptr.To[int64](1),
+		},
+	}
+	if _, err := c.Client.CoreV1().Pods(demoNamespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	var got, node string
+	err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		p, err := c.Client.CoreV1().Pods(demoNamespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		if p.Status.Phase == corev1.PodFailed {
+			return false, fmt.Errorf("pod %s failed on %s: %s %s", name, p.Spec.NodeName, p.Status.Reason, p.Status.Message)
+		}
+		node = p.Spec.NodeName
+		if p.Status.Phase != corev1.PodRunning {
+			return false, nil
+		}
+		logs, err := c.Client.CoreV1().Pods(demoNamespace).GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
+		if err != nil {
+			return false, nil
+		}
+		for line := range strings.Lines(string(logs)) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), sysctl+"="); ok {
+				got = v
+			}
+		}
+		return got != "", nil
+	})
+	if err != nil {
+		return fmt.Errorf("the probe pod on the real node: %w", err)
+	}
+	fmt.Fprintf(out, "    inside the container of %s on %s (a real node): %s = %s (asked %s)\n", name, node, sysctl, got, value)
+	return nil
 }

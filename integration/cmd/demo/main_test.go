@@ -55,6 +55,19 @@ func TestDemo(t *testing.T) {
 			t.Errorf("a pod was rejected by its kubelet:\n%s", report)
 		}
 	})
+	t.Run("on a machine that can run a real node a container reads its sysctl back, elsewhere a line says why not", func(t *testing.T) {
+		binDir := os.Getenv(cluster.BinDirEnv)
+		if binDir == "" {
+			binDir = filepath.Join(cluster.RepoRoot(), "integration", "bin")
+		}
+		want := regexp.MustCompile(`inside the container of mqueue-probe on mqueue-1 \(a real node\): fs\.mqueue\.msg_max = 64 \(asked 64\)`)
+		if reason := cluster.CheckRealNode(binDir); reason != nil {
+			want = regexp.MustCompile(`no real node, the demo goes on with hollow kubelets only: ` + regexp.QuoteMeta(reason.Error()))
+		}
+		if !want.MatchString(report) {
+			t.Errorf("the report does not match %s:\n%s", want, report)
+		}
+	})
 }
 
 // slowGo puts a `go` first on PATH that waits d before it runs the real one, as a cold
