@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/sysctl-placement/sysctl-placement/cmd/sysctl-placement/internal/output"
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
 )
@@ -124,7 +125,7 @@ func asScheduling(ns *corev1.Namespace) scheduling.Namespace {
 type auditReport struct {
 	Workloads  []auditSubject   `json:"workloads"`
 	Namespaces []auditNamespace `json:"namespaces"`
-	Pools      []poolsOutput    `json:"pools"`
+	Pools      []output.Pool    `json:"pools"`
 	Totals     auditTotals      `json:"totals"`
 	Listed     auditListed      `json:"listed"`
 }
@@ -419,7 +420,7 @@ func (a *auditor) nodeRefuses(p *corev1.Pod) string {
 		return ""
 	}
 	return fmt.Sprintf("its kubelet (%s, kubelet %s, kernel %s) does not allow %s", poolName,
-		orNone(node.Status.NodeInfo.KubeletVersion), orNone(node.Status.NodeInfo.KernelVersion), strings.Join(refused, ", "))
+		output.OrNone(node.Status.NodeInfo.KubeletVersion), output.OrNone(node.Status.NodeInfo.KernelVersion), strings.Join(refused, ", "))
 }
 
 // auditPolicy judges only what a kubelet allows: no clash handling, deny what no pool
@@ -455,7 +456,7 @@ func (a *auditor) planSubject(s *auditSubject, pod *corev1.Pod) (plan auditPlan,
 	if !isOptedIn {
 		d = scheduling.Plan(scheduling.Input{Pod: probe, Namespace: optedIn(s.Namespace, ns), Config: a.in.config})
 	}
-	plan = auditPlan{Reason: d.Reason, Pools: d.Audit.Pools, Added: changesText(d.Changes)}
+	plan = auditPlan{Reason: d.Reason, Pools: d.Audit.Pools, Added: output.Changes(d.Changes)}
 	switch {
 	case !d.Allowed:
 		// No pool (Unplaceable), the namespace's enforced Pod Security level
@@ -567,14 +568,14 @@ func (a *auditor) report() auditReport {
 		r.Namespaces = append(r.Namespaces, *ns)
 	}
 	sort.Slice(r.Namespaces, func(i, j int) bool { return r.Namespaces[i].Name < r.Namespaces[j].Name })
-	r.Pools = poolsOutputs(a.in.pools)
+	r.Pools = output.Pools(a.in.pools)
 	return r
 }
 
 // writeAudit prints the report in the chosen output.
 func writeAudit(w io.Writer, format string, r auditReport) error {
 	if format != "table" {
-		return writeData(w, format, r)
+		return output.WriteData(w, format, r)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tWORKLOAD\tSYSCTLS\tOPTED IN\tPODS RUNNING/FORBIDDEN/ALL\tNODES\tEVENTS\tSTATUS\tWEBHOOK")
@@ -609,7 +610,7 @@ func writeAudit(w io.Writer, format string, r auditReport) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%d/%d/%d\t%s\t%s\t%s\t%s\n", s.Namespace, s.Kind, s.Name,
 			strings.Join(s.Sysctls, ","), optedIn, s.Pods.Running, s.Pods.Forbidden, s.Pods.Total,
-			orNone(nodes), events, s.Status, webhook)
+			output.OrNone(nodes), events, s.Status, webhook)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -647,7 +648,7 @@ func writeAudit(w io.Writer, format string, r auditReport) error {
 	}
 	var restricted []string
 	for _, p := range r.Pools {
-		if ns := namespacesText(p.NamespaceSelector); p.Used && ns != "<all>" {
+		if ns := output.NamespacesText(p.NamespaceSelector); p.Used && ns != "<all>" {
 			restricted = append(restricted, fmt.Sprintf("  pool %s: only namespaces %s", p.Name, ns))
 		}
 	}

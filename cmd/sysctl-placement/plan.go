@@ -15,10 +15,10 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sysctl-placement/sysctl-placement/cmd/sysctl-placement/internal/output"
 	"github.com/sysctl-placement/sysctl-placement/deploy"
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 	"github.com/sysctl-placement/sysctl-placement/webhook"
@@ -364,7 +364,7 @@ func writePlanTable(w io.Writer, results []planResult) error {
 	for i, res := range results {
 		outcome, added := summarize(res)
 		fmt.Fprintf(tw, "%d %s/%s\t%s\t%s\t%s\t%s\n", i+1, res.kind, res.name,
-			orNone(strings.Join(res.sysctls, ",")), outcome, orNone(strings.Join(res.decision.Audit.Pools, ",")), orNone(added))
+			output.OrNone(strings.Join(res.sysctls, ",")), outcome, output.OrNone(strings.Join(res.decision.Audit.Pools, ",")), output.OrNone(added))
 	}
 	return tw.Flush()
 }
@@ -399,51 +399,14 @@ func summarize(res planResult) (outcome, added string) {
 	}
 	var parts []string
 	if res.Pod != nil {
-		if t := changesText(res.templateChange); t != "" {
+		if t := output.Changes(res.templateChange); t != "" {
 			parts = append(parts, "template: "+t)
 		}
 	}
-	if t := changesText(d.Changes); t != "" {
+	if t := output.Changes(d.Changes); t != "" {
 		parts = append(parts, t)
 	}
 	return outcome, strings.Join(parts, "; ")
-}
-
-// changesText renders what a decision adds, in the words of kubectl's fields.
-func changesText(ch scheduling.Changes) string {
-	var parts []string
-	if len(ch.NodeSelector) > 0 {
-		parts = append(parts, "nodeSelector "+labels.SelectorFromSet(ch.NodeSelector).String())
-	}
-	for _, term := range ch.AffinityTerms {
-		var reqs []string
-		for _, r := range term.MatchExpressions {
-			reqs = append(reqs, fmt.Sprintf("%s %s (%s)", r.Key, strings.ToLower(string(r.Operator)), strings.Join(r.Values, ",")))
-		}
-		parts = append(parts, "affinity "+strings.Join(reqs, " and "))
-	}
-	for _, t := range ch.Tolerations {
-		tol := t.Key
-		if t.Value != "" {
-			tol += "=" + t.Value
-		}
-		if t.Effect != "" {
-			tol += ":" + string(t.Effect)
-		}
-		parts = append(parts, "toleration "+tol)
-	}
-	for _, f := range []struct {
-		name string
-		v    *bool
-	}{{"hostIPC", ch.HostIPC}, {"hostNetwork", ch.HostNetwork}, {"hostUsers", ch.HostUsers}} {
-		if f.v != nil {
-			parts = append(parts, fmt.Sprintf("%s=%t", f.name, *f.v))
-		}
-	}
-	if len(ch.DroppedSysctls) > 0 {
-		parts = append(parts, "dropped "+strings.Join(ch.DroppedSysctls, ","))
-	}
-	return strings.Join(parts, ", ")
 }
 
 func writeResult(stdout, stderr io.Writer, output string, index int, res planResult) error {

@@ -2,14 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"maps"
 	"os"
-	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -17,14 +12,13 @@ import (
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/pager"
-	"sigs.k8s.io/yaml"
 
+	"github.com/sysctl-placement/sysctl-placement/cmd/sysctl-placement/internal/output"
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 	"github.com/sysctl-placement/sysctl-placement/webhook/config"
 	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
@@ -129,23 +123,6 @@ func (o *discoveryOptions) newDiscoverer(d *scheduling.Discovery, restConfig *re
 	return discovery.New(cfg)
 }
 
-// poolsOutput is one pool of `pools -o yaml|json`: a stable interface other tools read.
-type poolsOutput struct {
-	Name                 string            `json:"name"`
-	NodeSelector         map[string]string `json:"nodeSelector"`
-	Nodes                int               `json:"nodes"`
-	Taints               []corev1.Taint    `json:"taints,omitempty"`
-	KubeletVersion       string            `json:"kubeletVersion,omitempty"`
-	KernelVersion        string            `json:"kernelVersion,omitempty"`
-	AllowedUnsafeSysctls []string          `json:"allowedUnsafeSysctls"`
-	// NamespaceSelector limits the namespaces that may use the pool (a config pool's,
-	// or a discovered pool's from discovery.pools); absent: every opted-in namespace.
-	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
-	Source            discovery.Source      `json:"source"`
-	Used              bool                  `json:"used"`
-	Problems          []discovery.Problem   `json:"problems,omitempty"`
-}
-
 // poolsFlags are the flags of `pools` that `audit` shares: where the pools come from.
 type poolsFlags struct {
 	configFile    string
@@ -163,7 +140,7 @@ func (o *poolsFlags) addFlags(fs *pflag.FlagSet) {
 
 func newPoolsCommand(g *globalOptions, s streams) *cobra.Command {
 	var o poolsFlags
-	var output string
+	var format string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "pools [--config FILE] [--pool-label LABEL] [-o table|yaml|json]",
@@ -178,8 +155,8 @@ Step 0 of installing: run it with --config on the config you will install; every
 should match nodes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "yaml" && output != "json" {
-				return usageError("-o %q is not supported: use table, yaml or json", output)
+			if format != "table" && format != "yaml" && format != "json" {
+				return usageError("-o %q is not supported: use table, yaml or json", format)
 			}
 			if err := o.discovery.validate(); err != nil {
 				return err
@@ -197,11 +174,11 @@ should match nodes.`,
 			if err != nil {
 				return err
 			}
-			return printPools(s.out, loaded.report, output)
+			return output.WritePools(s.out, loaded.report, format)
 		},
 	}
 	o.addFlags(cmd.Flags())
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table, yaml or json")
+	cmd.Flags().StringVarP(&format, "output", "o", "table", "output: table, yaml or json")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long discovery may take")
 	return cmd
 }
@@ -339,93 +316,4 @@ func detectPoolLabel(ctx context.Context, client kubernetes.Interface) (string, 
 		}
 	}
 	return "", fmt.Errorf("no node carries any of %s: give the label that names your pools with --pool-label or discovery.poolLabel in --config", strings.Join(discovery.WellKnownPoolLabels, ", "))
-}
-
-// poolsOutput converts the combiner's report to the output shape.
-func poolsOutputs(report []discovery.PoolStatus) []poolsOutput {
-	out := make([]poolsOutput, 0, len(report))
-	for i := range report {
-		p := report[i]
-		out = append(out, poolsOutput{
-			Name: p.Pool.Name, NodeSelector: p.Pool.NodeSelector, Nodes: p.Nodes, Taints: p.Pool.Taints,
-			KubeletVersion: p.Pool.KubeletVersion, KernelVersion: p.Pool.KernelVersion,
-			AllowedUnsafeSysctls: append([]string{}, p.Pool.AllowedUnsafeSysctls...),
-			NamespaceSelector:    p.Pool.NamespaceSelector,
-			Source:               p.Source, Used: p.Usable(), Problems: p.Problems,
-		})
-	}
-	return out
-}
-
-// writeData writes v as indented JSON (format "json") or YAML: the machine outputs of
-// pools and audit.
-func writeData(w io.Writer, format string, v any) error {
-	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
-	data, err := yaml.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(data)
-	return err
-}
-
-func printPools(w io.Writer, report []discovery.PoolStatus, format string) error {
-	out := poolsOutputs(report)
-	if format != "table" {
-		return writeData(w, format, out)
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSELECTOR\tNODES\tTAINTS\tKUBELET\tKERNEL\tALLOWED UNSAFE SYSCTLS\tNAMESPACES\tSOURCE\tPROBLEMS")
-	for _, p := range out {
-		name := p.Name
-		if !p.Used {
-			name += " (unused)"
-		}
-		var taints []string
-		for _, t := range p.Taints {
-			taints = append(taints, t.ToString())
-		}
-		kinds := map[string]bool{}
-		for _, pr := range p.Problems {
-			kinds[string(pr.Kind)] = true
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, labels.FormatLabels(p.NodeSelector), p.Nodes,
-			orNone(strings.Join(taints, ",")), orNone(p.KubeletVersion), orNone(p.KernelVersion),
-			orNone(strings.Join(p.AllowedUnsafeSysctls, ",")), namespacesText(p.NamespaceSelector), p.Source,
-			orNone(strings.Join(slices.Sorted(maps.Keys(kinds)), ",")))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	first := true
-	for _, p := range out {
-		for _, pr := range p.Problems {
-			if first {
-				fmt.Fprintln(w, "\nProblems:")
-				first = false
-			}
-			fmt.Fprintf(w, "  %s: %s: %s\n", p.Name, pr.Kind, pr.Detail)
-		}
-	}
-	return nil
-}
-
-// namespacesText is a pool's namespaceSelector as the tables show it; a pool without
-// one (or with an empty one) is open to every opted-in namespace.
-func namespacesText(sel *metav1.LabelSelector) string {
-	if sel == nil || (len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0) {
-		return "<all>"
-	}
-	return metav1.FormatLabelSelector(sel)
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "<none>"
-	}
-	return s
 }

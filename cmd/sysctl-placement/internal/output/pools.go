@@ -1,0 +1,101 @@
+package output
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
+)
+
+// Pool is one pool of `pools -o yaml|json` and of the audit report's pools: a stable
+// interface other tools read.
+type Pool struct {
+	Name                 string            `json:"name"`
+	NodeSelector         map[string]string `json:"nodeSelector"`
+	Nodes                int               `json:"nodes"`
+	Taints               []corev1.Taint    `json:"taints,omitempty"`
+	KubeletVersion       string            `json:"kubeletVersion,omitempty"`
+	KernelVersion        string            `json:"kernelVersion,omitempty"`
+	AllowedUnsafeSysctls []string          `json:"allowedUnsafeSysctls"`
+	// NamespaceSelector limits the namespaces that may use the pool (a config pool's,
+	// or a discovered pool's from discovery.pools); absent: every opted-in namespace.
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	Source            discovery.Source      `json:"source"`
+	Used              bool                  `json:"used"`
+	Problems          []discovery.Problem   `json:"problems,omitempty"`
+}
+
+// Pools converts the combiner's report to the output shape.
+func Pools(report []discovery.PoolStatus) []Pool {
+	out := make([]Pool, 0, len(report))
+	for i := range report {
+		p := report[i]
+		out = append(out, Pool{
+			Name: p.Pool.Name, NodeSelector: p.Pool.NodeSelector, Nodes: p.Nodes, Taints: p.Pool.Taints,
+			KubeletVersion: p.Pool.KubeletVersion, KernelVersion: p.Pool.KernelVersion,
+			AllowedUnsafeSysctls: append([]string{}, p.Pool.AllowedUnsafeSysctls...),
+			NamespaceSelector:    p.Pool.NamespaceSelector,
+			Source:               p.Source, Used: p.Usable(), Problems: p.Problems,
+		})
+	}
+	return out
+}
+
+// WritePools prints the pools as a table with their problems, or as JSON or YAML.
+func WritePools(w io.Writer, report []discovery.PoolStatus, format string) error {
+	out := Pools(report)
+	if format != "table" {
+		return WriteData(w, format, out)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSELECTOR\tNODES\tTAINTS\tKUBELET\tKERNEL\tALLOWED UNSAFE SYSCTLS\tNAMESPACES\tSOURCE\tPROBLEMS")
+	for _, p := range out {
+		name := p.Name
+		if !p.Used {
+			name += " (unused)"
+		}
+		var taints []string
+		for _, t := range p.Taints {
+			taints = append(taints, t.ToString())
+		}
+		kinds := map[string]bool{}
+		for _, pr := range p.Problems {
+			kinds[string(pr.Kind)] = true
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, labels.FormatLabels(p.NodeSelector), p.Nodes,
+			OrNone(strings.Join(taints, ",")), OrNone(p.KubeletVersion), OrNone(p.KernelVersion),
+			OrNone(strings.Join(p.AllowedUnsafeSysctls, ",")), NamespacesText(p.NamespaceSelector), p.Source,
+			OrNone(strings.Join(slices.Sorted(maps.Keys(kinds)), ",")))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	first := true
+	for _, p := range out {
+		for _, pr := range p.Problems {
+			if first {
+				fmt.Fprintln(w, "\nProblems:")
+				first = false
+			}
+			fmt.Fprintf(w, "  %s: %s: %s\n", p.Name, pr.Kind, pr.Detail)
+		}
+	}
+	return nil
+}
+
+// NamespacesText is a pool's namespaceSelector as the tables show it; a pool without
+// one (or with an empty one) is open to every opted-in namespace.
+func NamespacesText(sel *metav1.LabelSelector) string {
+	if sel == nil || (len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0) {
+		return "<all>"
+	}
+	return metav1.FormatLabelSelector(sel)
+}
