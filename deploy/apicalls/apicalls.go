@@ -83,7 +83,7 @@ const (
 	delegatedAuth   = "webhook/delegatedauth/filter.go"
 	certsCmd        = "cmd/sysctl-placement/certs.go"
 	caBundle        = "certs/cabundle.go"
-	auditCmd        = "cmd/sysctl-placement/audit.go"
+	auditCmd        = "cmd/sysctl-placement/internal/audit/collect.go"
 	poolsCmd        = "cmd/sysctl-placement/pools.go"
 )
 

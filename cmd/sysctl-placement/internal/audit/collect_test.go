@@ -1,4 +1,4 @@
-package main
+package audit
 
 import (
 	"bytes"
@@ -38,7 +38,7 @@ func TestAuditPaging(t *testing.T) {
 		return true, list, nil
 	})
 	var progress bytes.Buffer
-	c := auditCollector{client: client, pageSize: pageSize, progress: &progress}
+	c := collector{client: client, pageSize: pageSize, progress: &progress}
 	in, err := c.collect(t.Context())
 	if err != nil {
 		t.Fatal(err)
