@@ -98,17 +98,17 @@ func (o *auditOptions) validate() error {
 	if o.timeout <= 0 {
 		return usageError("--timeout must be positive")
 	}
-	return o.pools.discovery.validate()
+	return o.pools.validate()
 }
 
 func runAudit(ctx context.Context, o auditOptions, restConfig *rest.Config, log logrus.FieldLogger, s streams) error {
 	start := time.Now()
-	loaded, err := o.pools.loadLikeServe(ctx, restConfig, log)
+	pools, client, err := o.pools.load(ctx, restConfig, log)
 	if err != nil {
 		return err
 	}
 	report, err := audit.Collect(ctx, audit.Config{
-		Client: loaded.client, Placement: loaded.compiled, Pools: loaded.report,
+		Client: client, Placement: pools.Store().Current(), Pools: pools.Report(),
 		Namespace: o.namespace, Selector: o.selector, PageSize: o.pageSize, Progress: s.errOut,
 	})
 	if err != nil {

@@ -10,17 +10,12 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/pager"
 
 	"github.com/sysctl-placement/sysctl-placement/cmd/sysctl-placement/internal/output"
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
-	"github.com/sysctl-placement/sysctl-placement/webhook/config"
 	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
 )
 
@@ -72,55 +67,42 @@ func (o *discoveryOptions) validate() error {
 	return nil
 }
 
-// newDiscoverer builds the Discoverer the config asks for, or nil when it has no
-// discovery section. Results go to publisher; share, if not nil, makes one elected
-// replica read the kubelets for all.
-func (o *discoveryOptions) newDiscoverer(d *scheduling.Discovery, restConfig *rest.Config, publisher discovery.Publisher, metrics *discovery.Metrics, share *discovery.ShareConfig, log logrus.FieldLogger) (*discovery.Discoverer, error) {
-	if d == nil {
-		return nil, nil
-	}
-	client, err := newKubeClient(restConfig)
-	if err != nil {
-		return nil, fmt.Errorf("could not build a Kubernetes client: %w", err)
-	}
-	cfg := discovery.Config{
+// poolsConfig is how discovery reaches kubelets, for discovery.NewPools: client reads
+// the Nodes, and the configz prober is built only when allowlists are read from
+// kubelets.
+func (o *discoveryOptions) poolsConfig(restConfig *rest.Config, client kubernetes.Interface, log logrus.FieldLogger) discovery.PoolsConfig {
+	return discovery.PoolsConfig{
 		Client:    client,
-		PoolLabel: d.PoolLabel,
-		Source:    discovery.Source(d.AllowlistFrom),
-		Publisher: publisher,
+		NewProber: func() (discovery.Prober, error) { return o.newProber(restConfig, client, log) },
 		Refresh:   o.refresh,
 		Workers:   o.workers,
 		QPS:       o.qps,
-		Share:     share,
-		Metrics:   metrics,
 		Logger:    log,
 	}
-	if cfg.Source == "" {
-		cfg.Source = discovery.SourceConfigz
-	}
-	if cfg.Source == discovery.SourceConfigz {
-		pc := discovery.ProberConfig{Rest: restConfig, CAFile: o.kubeletCAFile, Insecure: o.kubeletInsecureTLS}
-		if o.serviceAccount != "" {
-			namespace, name, err := cache.SplitMetaNamespaceKey(o.serviceAccount)
-			if err != nil {
-				return nil, usageError("--discovery-service-account %q: %v", o.serviceAccount, err)
-			}
-			if namespace == "" {
-				namespace = podNamespace()
-			}
-			pc.TokenRequest = &discovery.TokenRequestConfig{Client: client, Namespace: namespace, ServiceAccount: name}
-			log.WithField("serviceAccount", namespace+"/"+name).Info("discovery: kubelets get tokens of this ServiceAccount only")
-		}
-		if o.kubeletInsecureTLS {
-			log.Warn("discovery: --kubelet-insecure-tls: kubelets' serving certificates are NOT verified; whoever answers at the address a Node reports receives the discovery token and can forge that node's allowlist. Give --kubelet-ca-file in production")
-		}
-		prober, err := discovery.NewConfigzProber(pc)
+}
+
+// newProber builds the prober that reads each kubelet's /configz as the flags say.
+func (o *discoveryOptions) newProber(restConfig *rest.Config, client kubernetes.Interface, log logrus.FieldLogger) (discovery.Prober, error) {
+	pc := discovery.ProberConfig{Rest: restConfig, CAFile: o.kubeletCAFile, Insecure: o.kubeletInsecureTLS}
+	if o.serviceAccount != "" {
+		namespace, name, err := cache.SplitMetaNamespaceKey(o.serviceAccount)
 		if err != nil {
-			return nil, err
+			return nil, usageError("--discovery-service-account %q: %v", o.serviceAccount, err)
 		}
-		cfg.Prober = prober
+		if namespace == "" {
+			namespace = podNamespace()
+		}
+		pc.TokenRequest = &discovery.TokenRequestConfig{Client: client, Namespace: namespace, ServiceAccount: name}
+		log.WithField("serviceAccount", namespace+"/"+name).Info("discovery: kubelets get tokens of this ServiceAccount only")
 	}
-	return discovery.New(cfg)
+	if o.kubeletInsecureTLS {
+		log.Warn("discovery: --kubelet-insecure-tls: kubelets' serving certificates are NOT verified; whoever answers at the address a Node reports receives the discovery token and can forge that node's allowlist. Give --kubelet-ca-file in production")
+	}
+	prober, err := discovery.NewConfigzProber(pc)
+	if err != nil {
+		return nil, err
+	}
+	return prober, nil
 }
 
 // poolsFlags are the flags of `pools` that `audit` shares: where the pools come from.
@@ -158,7 +140,7 @@ should match nodes.`,
 			if format != "table" && format != "yaml" && format != "json" {
 				return usageError("-o %q is not supported: use table, yaml or json", format)
 			}
-			if err := o.discovery.validate(); err != nil {
+			if err := o.validate(); err != nil {
 				return err
 			}
 			if !levelChanged(cmd) {
@@ -170,11 +152,11 @@ should match nodes.`,
 			if err != nil {
 				return exitError{code: 1, err: err}
 			}
-			loaded, err := o.loadLikeServe(ctx, restConfig, g.logger)
+			pools, _, err := o.load(ctx, restConfig, g.logger)
 			if err != nil {
 				return err
 			}
-			return output.WritePools(s.out, loaded.report, format)
+			return output.WritePools(s.out, pools.Report(), format)
 		},
 	}
 	o.addFlags(cmd.Flags())
@@ -183,137 +165,31 @@ should match nodes.`,
 	return cmd
 }
 
-// loadedPools are the pools the webhook would use, as `pools` shows and `audit` plans
-// with.
-type loadedPools struct {
-	// compiled is the placement table: the config's pools and policy merged with the
-	// discovered pools.
-	compiled *scheduling.Compiled
-	// report is every pool with its node count and problems.
-	report []discovery.PoolStatus
-	client kubernetes.Interface
+// validate checks the flags before anything is read.
+func (o *poolsFlags) validate() error {
+	if o.allowlistFrom != "" && o.allowlistFrom != scheduling.AllowlistFromConfigz && o.allowlistFrom != scheduling.AllowlistFromAnnotation {
+		return usageError("--allowlist-from %q is not supported: use configz or annotation", o.allowlistFrom)
+	}
+	return o.discovery.validate()
 }
 
-// loadLikeServe takes the pools as serve would: the config's static pools alone when
-// the config has no discovery section (and no --pool-label or --allowlist-from asks for
-// one), with each pool's nodes counted; otherwise discovery merged with the config.
-func (o *poolsFlags) loadLikeServe(ctx context.Context, restConfig *rest.Config, log logrus.FieldLogger) (*loadedPools, error) {
-	if o.configFile == "" || o.poolLabel != "" || o.allowlistFrom != "" {
-		return o.load(ctx, restConfig, log)
-	}
-	static, err := poolsStaticConfig(o.configFile)
-	if err != nil {
-		return nil, exitError{code: 1, err: err}
-	}
-	if static.Config().Discovery != nil {
-		return o.load(ctx, restConfig, log)
-	}
+// load takes the pools as serve does (discovery.NewPools), in one pass: the config's
+// static pools alone when the config has no discovery section (and no --pool-label or
+// --allowlist-from asks for one), with each pool's nodes counted; otherwise discovery
+// merged with the config. It returns the client it read them with.
+func (o *poolsFlags) load(ctx context.Context, restConfig *rest.Config, log logrus.FieldLogger) (*discovery.Pools, kubernetes.Interface, error) {
 	client, err := newKubeClient(restConfig)
 	if err != nil {
-		return nil, exitError{code: 1, err: fmt.Errorf("could not build a Kubernetes client: %w", err)}
+		return nil, nil, exitError{code: 1, err: fmt.Errorf("could not build a Kubernetes client: %w", err)}
 	}
-	var nodes []*corev1.Node
-	err = pager.New(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-		return client.CoreV1().Nodes().List(ctx, opts)
-	}).EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
-		nodes = append(nodes, obj.(*corev1.Node))
-		return nil
-	})
-	if err != nil {
-		return nil, exitError{code: 1, err: fmt.Errorf("could not list nodes (check the kubeconfig and RBAC: list nodes): %w", err)}
-	}
-	store, combiner, err := newPoolsCombiner(static, log)
-	if err != nil {
-		return nil, err
-	}
-	combiner.SetDiscovered(nil, nodes)
-	return &loadedPools{compiled: store.Current(), report: combiner.Report(), client: client}, nil
-}
-
-// newPoolsCombiner merges the static config with what discovery or a node list adds,
-// into a store, as serve does.
-func newPoolsCombiner(static *scheduling.Compiled, log logrus.FieldLogger) (*config.Store, *discovery.Combiner, error) {
-	store := config.NewStore(nil)
-	combiner, err := discovery.NewCombiner(discovery.CombinerConfig{Sink: store, Logger: log})
+	cfg := o.discovery.poolsConfig(restConfig, client, log)
+	cfg.ConfigFile, cfg.PoolLabel, cfg.AllowlistFrom = o.configFile, o.poolLabel, o.allowlistFrom
+	pools, err := discovery.NewPools(ctx, cfg)
 	if err != nil {
 		return nil, nil, exitError{code: 1, err: err}
 	}
-	combiner.Set(static)
-	return store, combiner, nil
-}
-
-// load runs discovery once, as serve does at start-up, and merges it with the config.
-func (o *poolsFlags) load(ctx context.Context, restConfig *rest.Config, log logrus.FieldLogger) (*loadedPools, error) {
-	static, err := poolsStaticConfig(o.configFile)
-	if err != nil {
-		return nil, exitError{code: 1, err: err}
+	if err := pools.Load(ctx); err != nil {
+		return nil, nil, exitError{code: 1, err: err}
 	}
-	disc := static.Config().Discovery
-	if o.poolLabel != "" || o.allowlistFrom != "" || disc == nil {
-		d := scheduling.Discovery{AllowlistFrom: scheduling.AllowlistFromConfigz}
-		if disc != nil {
-			d = *disc
-		}
-		if o.poolLabel != "" {
-			d.PoolLabel = o.poolLabel
-		}
-		if o.allowlistFrom != "" {
-			d.AllowlistFrom = o.allowlistFrom
-		}
-		disc = &d
-	}
-	if disc.AllowlistFrom != scheduling.AllowlistFromConfigz && disc.AllowlistFrom != scheduling.AllowlistFromAnnotation {
-		return nil, usageError("--allowlist-from %q is not supported: use configz or annotation", disc.AllowlistFrom)
-	}
-	client, err := newKubeClient(restConfig)
-	if err != nil {
-		return nil, exitError{code: 1, err: fmt.Errorf("could not build a Kubernetes client: %w", err)}
-	}
-	if disc.PoolLabel == "" {
-		if disc.PoolLabel, err = detectPoolLabel(ctx, client); err != nil {
-			return nil, exitError{code: 1, err: err}
-		}
-	}
-
-	store, combiner, err := newPoolsCombiner(static, log)
-	if err != nil {
-		return nil, err
-	}
-	d, err := o.discovery.newDiscoverer(disc, restConfig, combiner, nil, nil, log)
-	if err != nil {
-		return nil, exitError{code: 1, err: err}
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- d.Run(runCtx) }()
-	waitErr := d.WaitForFirstPass(ctx)
-	stop()
-	<-done
-	if waitErr != nil {
-		return nil, exitError{code: 1, err: fmt.Errorf("%w (could the nodes be listed? check the kubeconfig and RBAC: list/watch nodes)", waitErr)}
-	}
-	return &loadedPools{compiled: store.Current(), report: combiner.Report(), client: client}, nil
-}
-
-// poolsStaticConfig loads the config file, or an empty one (no static pools).
-func poolsStaticConfig(path string) (*scheduling.Compiled, error) {
-	if path != "" {
-		compiled, _, err := config.LoadFile(path)
-		return compiled, err
-	}
-	return scheduling.CompilePools(scheduling.Policy{}, nil)
-}
-
-// detectPoolLabel returns the first well-known pool label any node carries.
-func detectPoolLabel(ctx context.Context, client kubernetes.Interface) (string, error) {
-	for _, label := range discovery.WellKnownPoolLabels {
-		list, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: label, Limit: 1})
-		if err != nil {
-			return "", fmt.Errorf("could not list nodes: %w", err)
-		}
-		if len(list.Items) > 0 {
-			return label, nil
-		}
-	}
-	return "", fmt.Errorf("no node carries any of %s: give the label that names your pools with --pool-label or discovery.poolLabel in --config", strings.Join(discovery.WellKnownPoolLabels, ", "))
+	return pools, client, nil
 }

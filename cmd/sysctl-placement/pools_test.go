@@ -24,11 +24,3 @@ func TestPoolsFlagsAreChecked(t *testing.T) {
 		})
 	}
 }
-
-func TestNoDiscoverySectionMeansNoDiscoverer(t *testing.T) {
-	var o discoveryOptions
-	d, err := o.newDiscoverer(nil, nil, nil, nil, nil, nil)
-	if d != nil || err != nil {
-		t.Errorf("newDiscoverer(nil) = %v, %v; want nil, nil", d, err)
-	}
-}

@@ -153,19 +153,6 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newBuildInfoGauge(build))
 	metrics := webhook.NewMetrics(registry)
 
-	store := config.NewStore(nil)
-	// The combiner merges the config file's pools with the discovered ones; without a
-	// discovery section it passes the config through.
-	discoveryMetrics := discovery.NewMetrics(registry)
-	combiner, err := discovery.NewCombiner(discovery.CombinerConfig{Sink: store, Metrics: discoveryMetrics, Logger: log})
-	if err != nil {
-		return err
-	}
-	configWatcher, err := config.NewWatcher(config.WatcherConfig{Path: o.configFile, Sink: combiner, Metrics: config.NewMetrics(registry), Logger: log})
-	if err != nil {
-		return err
-	}
-
 	metaClient, err := metadata.NewForConfig(restConfig)
 	if err != nil {
 		return fmt.Errorf("could not build a Kubernetes client: %w", err)
@@ -186,22 +173,20 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 	if err != nil {
 		return err
 	}
-	discoverer, err := o.discovery.newDiscoverer(combiner.Static().Config().Discovery, restConfig, combiner, discoveryMetrics, audit.discoveryShare(), log)
+	client, err := newKubeClient(restConfig)
+	if err != nil {
+		return fmt.Errorf("could not build a Kubernetes client: %w", err)
+	}
+	// The config file's pools, merged with the discovered ones or with each pool's
+	// node count, as `pools` and `audit` take them.
+	poolsConfig := o.discovery.poolsConfig(restConfig, client, log)
+	poolsConfig.ConfigFile, poolsConfig.ConfigMetrics = o.configFile, config.NewMetrics(registry)
+	poolsConfig.Share, poolsConfig.Metrics = audit.discoveryShare(), discovery.NewMetrics(registry)
+	pools, err := discovery.NewPools(ctx, poolsConfig)
 	if err != nil {
 		return err
 	}
-	var nodeCounter *discovery.NodeCounter
-	if discoverer == nil {
-		// Without discovery, still count each config pool's nodes, so a pool that
-		// matches none is reported (log, sysctl_placement_pool_nodes, pools).
-		client, err := newKubeClient(restConfig)
-		if err != nil {
-			return fmt.Errorf("could not build a Kubernetes client: %w", err)
-		}
-		if nodeCounter, err = discovery.NewNodeCounter(client, combiner); err != nil {
-			return err
-		}
-	}
+	store := pools.Store()
 
 	reloader, err := certs.NewReloader(certs.ReloaderConfig{CertFile: o.certFile, KeyFile: o.keyFile, Logger: log, OnReload: metrics.ObserveServingCertificate})
 	if err != nil {
@@ -257,7 +242,7 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 		if !namespaceCache.HasSynced() {
 			return errors.New("the namespace cache has not synced")
 		}
-		if discoverer != nil && !discoverer.FirstPassDone() {
+		if !pools.FirstPassDone() {
 			return errors.New("pool discovery has not finished its first pass")
 		}
 		return nil
@@ -314,18 +299,15 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 		go func() {
 			defer wg.Done()
 			if err := f(); err != nil {
-				errs <- fmt.Errorf("%s: %w", name, err)
+				if name != "" {
+					err = fmt.Errorf("%s: %w", name, err)
+				}
+				errs <- err
 			}
 		}()
 	}
 	namespaceCache.Start(ctx)
-	goRun("config watcher", func() error { return configWatcher.Run(ctx) })
-	if discoverer != nil {
-		goRun("pool discovery", func() error { return discoverer.Run(ctx) })
-	}
-	if nodeCounter != nil {
-		goRun("node counter", func() error { return nodeCounter.Run(ctx) })
-	}
+	goRun("", func() error { return pools.Run(ctx) }) // its errors name the part that failed
 	goRun("audit events", func() error { return audit.Run(ctx) })
 	goRun("certificate reloader", func() error { return reloader.Run(ctx) })
 	goRun("metrics server", func() error {

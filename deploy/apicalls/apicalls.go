@@ -84,7 +84,7 @@ const (
 	certsCmd        = "cmd/sysctl-placement/certs.go"
 	caBundle        = "certs/cabundle.go"
 	auditCmd        = "cmd/sysctl-placement/internal/audit/collect.go"
-	poolsCmd        = "cmd/sysctl-placement/pools.go"
+	poolsLoad       = "webhook/discovery/load.go"
 )
 
 // tlsSecret, caSecret and webhookConfigurations are the names `certs` runs with in the
@@ -154,7 +154,7 @@ var Table = []Call{
 	{Identity: Audit, Verb: "get", Resource: "namespaces", Source: auditCmd, Call: "Namespaces().Get(ctx"},
 	{Identity: Audit, Verb: "list", Resource: "namespaces", Source: auditCmd, Call: "Namespaces().List(ctx"},
 	{Identity: Audit, Verb: "list", Resource: "nodes", Source: auditCmd, Call: "Nodes().List(ctx"},
-	{Identity: Audit, Verb: "list", Resource: "nodes", Source: poolsCmd, Call: "Nodes().List(ctx"},
+	{Identity: Audit, Verb: "list", Resource: "nodes", Source: poolsLoad, Call: "Nodes().List(ctx"},
 	{Identity: Audit, Verb: "list", Resource: "nodes", Source: discoveryNodes, Call: "NewNodeInformer("},
 	{Identity: Audit, Verb: "watch", Resource: "nodes", Source: discoveryNodes, Call: "NewNodeInformer("},
 	{Identity: Audit, Verb: "get", Resource: "nodes", Subresource: "configz", Source: configz, Call: `"/configz"`},
