@@ -81,7 +81,7 @@ const (
 	configz         = "webhook/discovery/configz.go"
 	discoveryToken  = "webhook/discovery/token.go"
 	delegatedAuth   = "webhook/delegatedauth/filter.go"
-	certsCmd        = "cmd/sysctl-placement/certs.go"
+	certsCmd        = "cmd/sysctl-placement/certsensure.go"
 	caBundle        = "certs/cabundle.go"
 	auditCmd        = "cmd/sysctl-placement/internal/audit/collect.go"
 	poolsLoad       = "webhook/discovery/load.go"
