@@ -2,9 +2,10 @@
 // namespaces, nodes, pods, workloads and sysctl Events (collect.go, read-only and
 // paginated), decides for every workload and bare pod that asks for sysctls where its
 // pods run, whether their kubelets allow them, how often they fail, and what the
-// webhook would do (build.go, plan.go, checks.go), and prints the report (table.go, or
-// JSON and YAML). The verdicts are a pure function of the listed objects, so they are
-// tested without a cluster.
+// webhook would do (build.go groups, plan.go plans, checks.go adds findings,
+// verdicts.go decides and sums up), and prints the report (table.go, or JSON and
+// YAML). The verdicts are a pure function of the listed objects, so they are tested
+// without a cluster.
 package audit
 
 import (
