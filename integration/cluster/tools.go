@@ -45,8 +45,11 @@ var (
 	MonitoringMetrics = &Tool{Module: "deploy/chartcheck", Package: "./cmd/monitoring-metrics"}
 	// SysctlProbe is the real nodes' test image's only file (ProbeImage).
 	SysctlProbe = &Tool{Module: "integration", Package: "./cmd/sysctl-probe", Static: true}
+	// Helm is Helm's own CLI (helm.sh/helm/v4/cmd/helm, a tool of chartcheck's module,
+	// pinned there): tests install, upgrade and uninstall the chart as users do.
+	Helm = &Tool{Module: "deploy/chartcheck", Package: "helm.sh/helm/v4/cmd/helm"}
 
-	Tools = []*Tool{SysctlPlacement, ExecCredential, HelmTemplate, MonitoringMetrics, SysctlProbe}
+	Tools = []*Tool{SysctlPlacement, ExecCredential, HelmTemplate, MonitoringMetrics, SysctlProbe, Helm}
 )
 
 // Name is the binary's file name: its package's last element.
