@@ -34,17 +34,7 @@ func TestTheWebhookRunsAsItsDeploymentsPodsOnARealNode(t *testing.T) {
 	c := cluster.StartForTest(t, cluster.Options{InClusterPods: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
-	const gkePool = "cloud.google.com/gke-nodepool"
-	addRealNode(ctx, t, c, cluster.PoolSpec{Name: "default-pool", Labels: map[string]string{gkePool: "default-pool"}})
-	addRealNode(ctx, t, c, cluster.PoolSpec{
-		Name:                 "db-ipc",
-		Labels:               map[string]string{gkePool: "db-ipc"},
-		Taints:               []corev1.Taint{{Key: "dedicated", Value: "ipc", Effect: corev1.TaintEffectNoSchedule}},
-		AllowedUnsafeSysctls: []string{"kernel.shm*", "kernel.sem", "kernel.msg*"},
-	})
-	if err := c.ImportImage(ctx, image.Archive, image.Name); err != nil {
-		t.Fatal(err)
-	}
+	addShippedPoolsAsRealNodes(ctx, t, c, image)
 
 	kubectl := kubectlAsAdmin(ctx, t, c)
 	rendered := kubectl(nil, "kustomize", filepath.Join(cluster.RepoRoot(), "deploy", "overlays", "self-signed"))
@@ -78,6 +68,34 @@ func TestTheWebhookRunsAsItsDeploymentsPodsOnARealNode(t *testing.T) {
 		}
 	}
 
+	placedOnARealNodeWithItsSysctls(ctx, t, c)
+}
+
+// addShippedPoolsAsRealNodes adds two real nodes that are the shipped example
+// config's pools: default-pool, where the webhook's pods run, and db-ipc, tainted,
+// whose kubelet allows the IPC sysctls; and imports the release image into both.
+func addShippedPoolsAsRealNodes(ctx context.Context, t *testing.T, c *cluster.Cluster, image cluster.ReleaseImage) {
+	t.Helper()
+	addRealNode(ctx, t, c, cluster.PoolSpec{Name: "default-pool", Labels: map[string]string{gkePool: "default-pool"}})
+	addRealNode(ctx, t, c, cluster.PoolSpec{
+		Name:                 "db-ipc",
+		Labels:               map[string]string{gkePool: "db-ipc"},
+		Taints:               []corev1.Taint{{Key: "dedicated", Value: "ipc", Effect: corev1.TaintEffectNoSchedule}},
+		AllowedUnsafeSysctls: []string{"kernel.shm*", "kernel.sem", "kernel.msg*"},
+	})
+	if err := c.ImportImage(ctx, image.Archive, image.Name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// gkePool is the node label the shipped example config selects pools by.
+const gkePool = "cloud.google.com/gke-nodepool"
+
+// placedOnARealNodeWithItsSysctls creates, in a new opted-in namespace, a Deployment
+// that asks for kernel.shmmax and kernel.sem and knows nothing of pools, and checks
+// that the webhook placed it on db-ipc-1, where its container reads them back.
+func placedOnARealNodeWithItsSysctls(ctx context.Context, t *testing.T, c *cluster.Cluster) {
+	t.Helper()
 	ns := optedInNamespace(ctx, t, c, "shop", nil)
 	names := []string{"kernel.shmmax", "kernel.sem"}
 	want := map[string]string{"kernel.shmmax": "68719476736", "kernel.sem": "250 32000 100 128"}
