@@ -1,19 +1,36 @@
+{{/* The app.kubernetes.io/name label: nameOverride, else the chart's name. */}}
+{{- define "sysctl-placement.name" -}}
+{{- .Values.nameOverride | default .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{/* The name of every object; the Service name is in the serving certificate. */}}
 {{- define "sysctl-placement.fullname" -}}
 {{- .Values.fullnameOverride | default "sysctl-placement" -}}
 {{- end -}}
 
-{{/* Labels on every object's metadata. */}}
+{{/* Labels on every object's metadata: the standard app.kubernetes.io/* ones and
+helm.sh/chart. Pod templates and selectors carry selectorLabels only: a Deployment's
+selector is immutable, so a label that changes (version, chart) or one kustomize has
+not (instance) must stay out of it. */}}
 {{- define "sysctl-placement.labels" -}}
-app.kubernetes.io/name: sysctl-placement
+app.kubernetes.io/name: {{ include "sysctl-placement.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/part-of: sysctl-placement
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end -}}
 
 {{/* The webhook pods' labels: the Service, PDB, spread and NetworkPolicy select them. */}}
 {{- define "sysctl-placement.selectorLabels" -}}
-app.kubernetes.io/name: sysctl-placement
+app.kubernetes.io/name: {{ include "sysctl-placement.name" . }}
 app.kubernetes.io/component: webhook
+{{- end -}}
+
+{{/* The certs Jobs' pod labels. */}}
+{{- define "sysctl-placement.certsPodLabels" -}}
+app.kubernetes.io/name: {{ include "sysctl-placement.name" . }}
+app.kubernetes.io/component: certs
 {{- end -}}
 
 {{- define "sysctl-placement.image" -}}
