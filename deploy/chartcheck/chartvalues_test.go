@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -90,4 +91,109 @@ func refused(t *testing.T, values map[string]any, names ...string) {
 			t.Errorf("the error does not name %q:\n%v", n, err)
 		}
 	}
+}
+
+// podSpec is the pod spec of a Deployment, Job or CronJob, nil for other kinds.
+func podSpec(o *unstructured.Unstructured) map[string]any {
+	var path []string
+	switch o.GetKind() {
+	case "Deployment", "Job":
+		path = []string{"spec", "template", "spec"}
+	case "CronJob":
+		path = []string{"spec", "jobTemplate", "spec", "template", "spec"}
+	default:
+		return nil
+	}
+	spec, _, _ := unstructured.NestedMap(o.Object, path...)
+	return spec
+}
+
+// workloads are the objects that run pods, by kubectl key, with their pod specs;
+// hooks of every event included.
+func workloads(t *testing.T, values map[string]any) map[string]map[string]any {
+	t.Helper()
+	out := map[string]map[string]any{}
+	for _, o := range renderAll(t, values) {
+		if spec := podSpec(o); spec != nil {
+			out[key(o)] = spec
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no Deployment, Job or CronJob rendered")
+	}
+	return out
+}
+
+// webhookPodSpec is the Deployment's pod spec.
+func webhookPodSpec(t *testing.T, values map[string]any) map[string]any {
+	t.Helper()
+	spec, ok := workloads(t, values)["Deployment "+DefaultRelease.Namespace+"/sysctl-placement"]
+	if !ok {
+		t.Fatal("no Deployment sysctl-placement rendered")
+	}
+	return spec
+}
+
+func TestPodPlacementValues(t *testing.T) {
+	values := map[string]any{
+		"imagePullSecrets": []any{map[string]any{"name": "regcred"}},
+		"nodeSelector":     map[string]any{"kubernetes.io/os": "linux"},
+		"tolerations":      []any{map[string]any{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}},
+	}
+	for field, want := range values {
+		t.Run(field+" reaches every pod the chart runs, webhook and Jobs", func(t *testing.T) {
+			specs := workloads(t, values)
+			if len(specs) < 4 {
+				t.Errorf("%d workloads rendered, want the Deployment, both certs Jobs and the CronJob at least", len(specs))
+			}
+			for name, spec := range specs {
+				if d := cmp.Diff(want, spec[field]); d != "" {
+					t.Errorf("%s: %s differs from the value (-) (+):\n%s", name, field, d)
+				}
+			}
+		})
+	}
+	for field, value := range map[string]any{
+		"affinity": map[string]any{"nodeAffinity": map[string]any{"requiredDuringSchedulingIgnoredDuringExecution": map[string]any{
+			"nodeSelectorTerms": []any{map[string]any{"matchExpressions": []any{map[string]any{"key": "infra", "operator": "Exists"}}}}}}},
+		"topologySpreadConstraints": []any{map[string]any{"maxSkew": float64(2), "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}},
+	} {
+		t.Run(field+" set replaces the webhook pods' default", func(t *testing.T) {
+			defaults := webhookPodSpec(t, nil)[field]
+			if defaults == nil {
+				t.Fatalf("the default webhook pod spec has no %s", field)
+			}
+			got := webhookPodSpec(t, map[string]any{field: value})[field]
+			if d := cmp.Diff(value, got); d != "" {
+				t.Errorf("%s differs from the value (-) (+):\n%s", field, d)
+			}
+		})
+		t.Run(field+" empty keeps the webhook pods' default", func(t *testing.T) {
+			empty := any(map[string]any{})
+			if field == "topologySpreadConstraints" {
+				empty = []any{}
+			}
+			if d := cmp.Diff(webhookPodSpec(t, nil)[field], webhookPodSpec(t, map[string]any{field: empty})[field]); d != "" {
+				t.Errorf("%s: {} changes the default (-) (+):\n%s", field, d)
+			}
+		})
+	}
+	t.Run("tolerations that are not a list are refused, naming tolerations", func(t *testing.T) {
+		refused(t, map[string]any{"tolerations": "x"}, "tolerations")
+	})
+	t.Run("a toleration with an unknown field is refused, naming it", func(t *testing.T) {
+		refused(t, map[string]any{"tolerations": []any{map[string]any{"key": "a", "effects": "NoSchedule"}}}, "tolerations", "effects")
+	})
+	t.Run("imagePullSecrets as bare names are refused, naming imagePullSecrets", func(t *testing.T) {
+		refused(t, map[string]any{"imagePullSecrets": []any{"regcred"}}, "imagePullSecrets")
+	})
+	t.Run("a nodeSelector value that is not a string is refused, naming it", func(t *testing.T) {
+		refused(t, map[string]any{"nodeSelector": map[string]any{"infra": true}}, "nodeSelector", "infra")
+	})
+	t.Run("an affinity kind that does not exist is refused, naming it", func(t *testing.T) {
+		refused(t, map[string]any{"affinity": map[string]any{"antiAffinity": map[string]any{}}}, "affinity", "antiAffinity")
+	})
+	t.Run("a spread constraint without topologyKey is refused, naming it", func(t *testing.T) {
+		refused(t, map[string]any{"topologySpreadConstraints": []any{map[string]any{"maxSkew": 1, "whenUnsatisfiable": "DoNotSchedule"}}}, "topologySpreadConstraints", "topologyKey")
+	})
 }

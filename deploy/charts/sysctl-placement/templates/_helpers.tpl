@@ -41,6 +41,24 @@ app.kubernetes.io/component: certs
 {{- end -}}
 {{- end -}}
 
+{{/* What every pod the chart runs (the webhook's and the Jobs') shares: the image's
+pull Secrets and the nodes it may run on. affinity and topologySpreadConstraints are
+the webhook's alone: they spread its replicas. */}}
+{{- define "sysctl-placement.podPlacement" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
 {{/* The restricted Pod Security Standard, for every container the chart runs. */}}
 {{- define "sysctl-placement.podSecurityContext" -}}
 runAsNonRoot: true
@@ -70,6 +88,9 @@ configuration, which a pre-install hook has neither the objects nor the RBAC for
 {{- $webhooks := ternary "" (include "sysctl-placement.fullname" $root) .secretsOnly -}}
 serviceAccountName: {{ .serviceAccount }}
 restartPolicy: OnFailure
+{{- with include "sysctl-placement.podPlacement" $root | trim }}
+{{ . }}
+{{- end }}
 securityContext:
   {{- include "sysctl-placement.podSecurityContext" $root | nindent 2 }}
 containers:
