@@ -197,3 +197,67 @@ func TestPodPlacementValues(t *testing.T) {
 		refused(t, map[string]any{"topologySpreadConstraints": []any{map[string]any{"maxSkew": 1, "whenUnsatisfiable": "DoNotSchedule"}}}, "topologySpreadConstraints", "topologyKey")
 	})
 }
+
+// podMetadata is the pod template's metadata of a Deployment, Job or CronJob.
+func podMetadata(o *unstructured.Unstructured) map[string]any {
+	path := []string{"spec", "template", "metadata"}
+	if o.GetKind() == "CronJob" {
+		path = []string{"spec", "jobTemplate", "spec", "template", "metadata"}
+	}
+	m, _, _ := unstructured.NestedMap(o.Object, path...)
+	return m
+}
+
+func TestPodMetadataValues(t *testing.T) {
+	values := map[string]any{
+		"podLabels":          map[string]any{"team": "platform", "app.kubernetes.io/name": "other"},
+		"podAnnotations":     map[string]any{"prometheus.io/scrape": "false"},
+		"hookPodLabels":      map[string]any{"team": "platform-jobs"},
+		"hookPodAnnotations": map[string]any{"sidecar.istio.io/inject": "false"},
+	}
+	var webhook, jobs int
+	for _, o := range renderAll(t, values) {
+		if podSpec(o) == nil {
+			continue
+		}
+		meta := podMetadata(o)
+		labels, _, _ := unstructured.NestedStringMap(meta, "labels")
+		annotations, _, _ := unstructured.NestedStringMap(meta, "annotations")
+		if o.GetKind() == "Deployment" {
+			webhook++
+			t.Run("podLabels and podAnnotations reach the webhook's pods, not the selector", func(t *testing.T) {
+				if labels["team"] != "platform" || annotations["prometheus.io/scrape"] != "false" {
+					t.Errorf("pod labels %v, annotations %v: want team=platform and prometheus.io/scrape=false", labels, annotations)
+				}
+				if labels["app.kubernetes.io/name"] != "sysctl-placement" {
+					t.Errorf("podLabels replaced the selector's name label: %v", labels)
+				}
+				if sel, _, _ := unstructured.NestedStringMap(o.Object, "spec", "selector", "matchLabels"); sel["team"] != "" {
+					t.Errorf("podLabels reached the immutable selector: %v", sel)
+				}
+				if _, ok := annotations["sidecar.istio.io/inject"]; ok {
+					t.Error("hookPodAnnotations reached the webhook's pods")
+				}
+			})
+			continue
+		}
+		jobs++
+		t.Run("hookPodLabels and hookPodAnnotations reach every Job's pods, not the webhook's values", func(t *testing.T) {
+			if labels["team"] != "platform-jobs" || annotations["sidecar.istio.io/inject"] != "false" {
+				t.Errorf("%s: pod labels %v, annotations %v; want team=platform-jobs and sidecar.istio.io/inject=false", key(o), labels, annotations)
+			}
+			if _, ok := annotations["prometheus.io/scrape"]; ok {
+				t.Errorf("%s: podAnnotations reached a Job's pods", key(o))
+			}
+		})
+	}
+	if webhook != 1 || jobs < 3 {
+		t.Errorf("found %d Deployments and %d Jobs and CronJobs, want 1 and at least 3", webhook, jobs)
+	}
+	t.Run("a pod annotation that is not a string is refused, naming it", func(t *testing.T) {
+		refused(t, map[string]any{"hookPodAnnotations": map[string]any{"sidecar.istio.io/inject": false}}, "hookPodAnnotations", "sidecar.istio.io~1inject") // a JSON pointer: / is ~1
+	})
+	t.Run("podLabels that are not a map are refused, naming podLabels", func(t *testing.T) {
+		refused(t, map[string]any{"podLabels": []any{"team=a"}}, "podLabels")
+	})
+}

@@ -27,10 +27,22 @@ app.kubernetes.io/name: {{ include "sysctl-placement.name" . }}
 app.kubernetes.io/component: webhook
 {{- end -}}
 
-{{/* The certs Jobs' pod labels. */}}
-{{- define "sysctl-placement.certsPodLabels" -}}
-app.kubernetes.io/name: {{ include "sysctl-placement.name" . }}
-app.kubernetes.io/component: certs
+{{/* The metadata of the Jobs' pods (certs hooks, renewal CronJob, uninstall hook),
+called with (dict "root" $ "component" NAME): name and component labels, then
+hookPodLabels and hookPodAnnotations (e.g. a mesh's sidecar injection turned off, or
+a Job never completes). */}}
+{{- define "sysctl-placement.jobPodMetadata" -}}
+{{- $root := .root -}}
+labels:
+  app.kubernetes.io/name: {{ include "sysctl-placement.name" $root }}
+  app.kubernetes.io/component: {{ .component }}
+  {{- with omit $root.Values.hookPodLabels "app.kubernetes.io/name" "app.kubernetes.io/component" }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with $root.Values.hookPodAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{- define "sysctl-placement.image" -}}
