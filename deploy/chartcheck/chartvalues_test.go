@@ -1,6 +1,7 @@
 package chartcheck
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -259,5 +260,96 @@ func TestPodMetadataValues(t *testing.T) {
 	})
 	t.Run("podLabels that are not a map are refused, naming podLabels", func(t *testing.T) {
 		refused(t, map[string]any{"podLabels": []any{"team=a"}}, "podLabels")
+	})
+}
+
+// webhookContainer is the Deployment's webhook container.
+func webhookContainer(t *testing.T, values map[string]any) map[string]any {
+	t.Helper()
+	containers, _ := webhookPodSpec(t, values)["containers"].([]any)
+	if len(containers) != 1 {
+		t.Fatalf("the Deployment has %d containers, want 1", len(containers))
+	}
+	return containers[0].(map[string]any)
+}
+
+func TestExtraEnvAndVolumesValues(t *testing.T) {
+	volume := map[string]any{"name": "kubelet-ca", "configMap": map[string]any{"name": "kubelet-ca"}}
+	mount := map[string]any{"name": "kubelet-ca", "mountPath": "/etc/kubelet-ca", "readOnly": true}
+	env := map[string]any{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}
+	values := map[string]any{
+		"extraEnv":          []any{env},
+		"extraVolumes":      []any{volume},
+		"extraVolumeMounts": []any{mount},
+		"extraArgs":         []any{"--kubelet-ca-file", "/etc/kubelet-ca/ca.crt"},
+	}
+	last := func(list any) any {
+		l, _ := list.([]any)
+		if len(l) == 0 {
+			return nil
+		}
+		return l[len(l)-1]
+	}
+	defaults := webhookContainer(t, nil)
+	c := webhookContainer(t, values)
+	t.Run("extraEnv is added after the chart's own variables", func(t *testing.T) {
+		if d := cmp.Diff(append(slices.Clone(defaults["env"].([]any)), env), c["env"]); d != "" {
+			t.Errorf("env differs from the default's plus extraEnv (-) (+):\n%s", d)
+		}
+	})
+	t.Run("extraVolumes and extraVolumeMounts mount a CA file for --kubelet-ca-file", func(t *testing.T) {
+		if d := cmp.Diff(mount, last(c["volumeMounts"])); d != "" {
+			t.Errorf("the last volume mount differs from extraVolumeMounts (-) (+):\n%s", d)
+		}
+		if n, want := len(c["volumeMounts"].([]any)), len(defaults["volumeMounts"].([]any))+1; n != want {
+			t.Errorf("%d volume mounts, want the chart's and the extra one: %d", n, want)
+		}
+		if d := cmp.Diff(volume, last(webhookPodSpec(t, values)["volumes"])); d != "" {
+			t.Errorf("the last volume differs from extraVolumes (-) (+):\n%s", d)
+		}
+	})
+	t.Run("an extraEnv entry without a name is refused, naming extraEnv", func(t *testing.T) {
+		refused(t, map[string]any{"extraEnv": []any{map[string]any{"value": "x"}}}, "extraEnv", "name")
+	})
+	t.Run("a volume without a source is refused, naming extraVolumes", func(t *testing.T) {
+		refused(t, map[string]any{"extraVolumes": []any{map[string]any{"name": "ca"}}}, "extraVolumes")
+	})
+	t.Run("a mount without mountPath is refused, naming it", func(t *testing.T) {
+		refused(t, map[string]any{"extraVolumeMounts": []any{map[string]any{"name": "ca", "path": "/ca"}}}, "extraVolumeMounts", "mountPath")
+	})
+}
+
+func TestSecurityContextValues(t *testing.T) {
+	// OpenShift's restricted SCC assigns a UID from the namespace's range and refuses
+	// a pod that asks for another: users drop runAsUser and runAsGroup.
+	values := map[string]any{
+		"podSecurityContext":       map[string]any{"runAsUser": nil, "runAsGroup": nil},
+		"containerSecurityContext": map[string]any{"readOnlyRootFilesystem": false},
+	}
+	specs := workloads(t, values)
+	if len(specs) < 4 {
+		t.Errorf("%d workloads rendered, want the Deployment, both certs Jobs and the CronJob at least", len(specs))
+	}
+	for name, spec := range specs {
+		t.Run("podSecurityContext null drops runAsUser and runAsGroup from every pod, keeping the rest", func(t *testing.T) {
+			want := map[string]any{"runAsNonRoot": true, "seccompProfile": map[string]any{"type": "RuntimeDefault"}}
+			if d := cmp.Diff(want, spec["securityContext"]); d != "" {
+				t.Errorf("%s: pod securityContext (-want +got):\n%s", name, d)
+			}
+		})
+		t.Run("containerSecurityContext overrides a field of every container, keeping the rest", func(t *testing.T) {
+			for _, c := range spec["containers"].([]any) {
+				sc, _ := c.(map[string]any)["securityContext"].(map[string]any)
+				if sc["readOnlyRootFilesystem"] != false || sc["allowPrivilegeEscalation"] != false || sc["runAsNonRoot"] != true {
+					t.Errorf("%s: container securityContext %v, want readOnlyRootFilesystem false and the restricted rest kept", name, sc)
+				}
+			}
+		})
+	}
+	t.Run("an unknown securityContext field is refused, naming it", func(t *testing.T) {
+		refused(t, map[string]any{"podSecurityContext": map[string]any{"runAsUid": 1000}}, "podSecurityContext", "runAsUid")
+	})
+	t.Run("a runAsUser that is no number is refused, naming it", func(t *testing.T) {
+		refused(t, map[string]any{"containerSecurityContext": map[string]any{"runAsUser": "nobody"}}, "containerSecurityContext", "runAsUser")
 	})
 }

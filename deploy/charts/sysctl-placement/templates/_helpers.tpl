@@ -71,23 +71,15 @@ tolerations:
 {{- end }}
 {{- end -}}
 
-{{/* The restricted Pod Security Standard, for every container the chart runs. */}}
+{{/* The restricted Pod Security Standard by default, for every pod and container the
+chart runs; podSecurityContext and containerSecurityContext override it field by
+field (a field set to null is dropped, e.g. runAsUser on OpenShift). */}}
 {{- define "sysctl-placement.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.podSecurityContext -}}
 {{- end -}}
 
 {{- define "sysctl-placement.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-capabilities:
-  drop: [ALL]
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.containerSecurityContext -}}
 {{- end -}}
 
 {{/* The certs pods' spec (self-signed mode), shared by the pre-install Job, the
