@@ -6,6 +6,7 @@
 //	sysctl-placement audit   what the webhook would change in a live cluster, read-only
 //	sysctl-placement pools   the pools a live cluster has, as the webhook sees them
 //	sysctl-placement certs   the webhook's TLS Secret and caBundle
+//	sysctl-placement uninstall-webhooks   deletes both webhook configurations (pre-delete)
 //
 // Installed as kubectl-sysctl_placement on the PATH, it is the kubectl plugin
 // `kubectl sysctl-placement`. This package only wires: flags, validation, signals. The
@@ -129,6 +130,7 @@ what it would change in the live cluster (read-only).`,
 		newAuditCommand(g, s),
 		newPoolsCommand(g, s),
 		newCertsCommand(g, s),
+		newUninstallWebhooksCommand(g, s),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version, commit, build date and Go version",

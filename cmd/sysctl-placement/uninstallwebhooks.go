@@ -1,0 +1,84 @@
+package main
+
+// `uninstall-webhooks` deletes the webhook's two configurations, the chart's
+// pre-delete hook runs it: once they are gone the API server calls no webhook, so the
+// Deployment and Service can go without pods in opted-in namespaces being refused
+// (failurePolicy Fail) while the release is torn down. A configuration already gone
+// counts as deleted, so a retried hook or a second uninstall succeeds.
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// uninstallWebhooksOptions are the flags of `uninstall-webhooks`.
+type uninstallWebhooksOptions struct {
+	mutatingWebhook   string
+	validatingWebhook string
+}
+
+func newUninstallWebhooksCommand(g *globalOptions, s streams) *cobra.Command {
+	o := &uninstallWebhooksOptions{}
+	cmd := &cobra.Command{
+		Use:   "uninstall-webhooks",
+		Short: "Delete both webhook configurations, first step of an uninstall",
+		Long: `Deletes the MutatingWebhookConfiguration and the ValidatingWebhookConfiguration, so that
+the API server stops calling the webhook before its Deployment and Service go: the Helm
+chart's pre-delete hook runs it. A configuration that does not exist counts as deleted.`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError("unexpected argument %q: uninstall-webhooks takes flags only", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.mutatingWebhook == "" && o.validatingWebhook == "" {
+				return usageError("--mutating-webhook and --validating-webhook are both empty: nothing to delete")
+			}
+			restConfig, err := g.restConfig(false, "sysctl-placement-uninstall-webhooks/"+Version)
+			if err != nil {
+				return err
+			}
+			client, err := newKubeClient(restConfig)
+			if err != nil {
+				return fmt.Errorf("could not build a Kubernetes client: %w", err)
+			}
+			return o.deleteWebhookConfigurations(cmd.Context(), client, s.out)
+		},
+	}
+	cmd.Flags().StringVar(&o.mutatingWebhook, "mutating-webhook", "sysctl-placement", "MutatingWebhookConfiguration to delete (empty: none)")
+	cmd.Flags().StringVar(&o.validatingWebhook, "validating-webhook", "sysctl-placement", "ValidatingWebhookConfiguration to delete (empty: none)")
+	return cmd
+}
+
+// deleteWebhookConfigurations deletes the two configurations named, treating one
+// already gone as deleted, and says what it did for each.
+func (o *uninstallWebhooksOptions) deleteWebhookConfigurations(ctx context.Context, client kubernetes.Interface, stdout io.Writer) error {
+	api := client.AdmissionregistrationV1()
+	for _, c := range []struct {
+		kind, name string
+		del        func(context.Context, string, metav1.DeleteOptions) error
+	}{
+		{"MutatingWebhookConfiguration", o.mutatingWebhook, api.MutatingWebhookConfigurations().Delete},
+		{"ValidatingWebhookConfiguration", o.validatingWebhook, api.ValidatingWebhookConfigurations().Delete},
+	} {
+		if c.name == "" {
+			continue
+		}
+		switch err := c.del(ctx, c.name, metav1.DeleteOptions{}); {
+		case apierrors.IsNotFound(err):
+			fmt.Fprintf(stdout, "%s %s: already gone\n", c.kind, c.name)
+		case err != nil:
+			return fmt.Errorf("could not delete the %s %s: %w", c.kind, c.name, err)
+		default:
+			fmt.Fprintf(stdout, "%s %s: deleted\n", c.kind, c.name)
+		}
+	}
+	return nil
+}
