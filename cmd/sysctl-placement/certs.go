@@ -100,12 +100,7 @@ func newCertsCommand(g *globalOptions, s streams) *cobra.Command {
 		Long: `Creates or renews the webhook's CA (in its own Secret) and serving certificate (in the
 Secret the webhook mounts) and sets the caBundle of both webhook configurations; changes
 nothing that is still good.`,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usageError("unexpected argument %q: certs takes flags only", args[0])
-			}
-			return nil
-		},
+		Args: flagsOnly,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(); err != nil {
 				return err

@@ -53,6 +53,14 @@ type streams struct {
 	out, errOut io.Writer
 }
 
+// flagsOnly refuses positional arguments, for commands that take flags only.
+func flagsOnly(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError("unexpected argument %q: %s takes flags only", args[0], cmd.Name())
+	}
+	return nil
+}
+
 // pluginName is how kubectl finds the binary as a plugin: `kubectl sysctl-placement`
 // runs kubectl-sysctl_placement (kubectl maps "-" in a command to "_" in the file name).
 const pluginName = "kubectl-sysctl_placement"

@@ -31,12 +31,7 @@ func newUninstallWebhooksCommand(g *globalOptions, s streams) *cobra.Command {
 		Long: `Deletes the MutatingWebhookConfiguration and the ValidatingWebhookConfiguration, so that
 the API server stops calling the webhook before its Deployment and Service go: the Helm
 chart's pre-delete hook runs it. A configuration that does not exist counts as deleted.`,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usageError("unexpected argument %q: uninstall-webhooks takes flags only", args[0])
-			}
-			return nil
-		},
+		Args: flagsOnly,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.mutatingWebhook == "" && o.validatingWebhook == "" {
 				return usageError("--mutating-webhook and --validating-webhook are both empty: nothing to delete")
