@@ -82,14 +82,11 @@ field (a field set to null is dropped, e.g. runAsUser on OpenShift). */}}
 {{- toYaml .Values.containerSecurityContext -}}
 {{- end -}}
 
-{{/* The certs pods' spec (self-signed mode), shared by the pre-install Job, the
-post-install Job and the CronJob; called with (dict "root" $ "serviceAccount" NAME
-"secretsOnly" BOOL). secretsOnly passes both webhook configuration names empty: certs
-then makes or keeps the two Secrets and neither reads nor patches a webhook
-configuration, which a pre-install hook has neither the objects nor the RBAC for. */}}
-{{- define "sysctl-placement.certsPodSpec" -}}
+{{/* The spec of the Jobs' pods (certs hooks, renewal CronJob, uninstall hook): one
+container of the project's image, run with args; called with (dict "root" $
+"serviceAccount" NAME "container" NAME "args" LIST). */}}
+{{- define "sysctl-placement.jobPodSpec" -}}
 {{- $root := .root -}}
-{{- $webhooks := ternary "" (include "sysctl-placement.fullname" $root) .secretsOnly -}}
 serviceAccountName: {{ .serviceAccount }}
 restartPolicy: OnFailure
 {{- with include "sysctl-placement.podPlacement" $root | trim }}
@@ -98,32 +95,38 @@ restartPolicy: OnFailure
 securityContext:
   {{- include "sysctl-placement.podSecurityContext" $root | nindent 2 }}
 containers:
-  - name: certs
+  - name: {{ .container }}
     image: {{ include "sysctl-placement.image" $root }}
     imagePullPolicy: {{ $root.Values.image.pullPolicy }}
     args:
-      - certs
-      - --namespace
-      - {{ $root.Release.Namespace }}
-      - --service
-      - {{ include "sysctl-placement.fullname" $root }}
-      - --secret
-      - {{ include "sysctl-placement.fullname" $root }}-tls
-      - --ca-secret
-      - {{ include "sysctl-placement.fullname" $root }}-ca
-      - --mutating-webhook
-      - {{ $webhooks | quote }}
-      - --validating-webhook
-      - {{ $webhooks | quote }}
-      - --validity
-      - {{ $root.Values.certificates.validity }}
-      - --renew-before
-      - {{ $root.Values.certificates.renewBefore }}
+      {{- toYaml .args | nindent 6 }}
     resources:
       requests: {cpu: 10m, memory: 32Mi}
       limits: {memory: 64Mi}
     securityContext:
       {{- include "sysctl-placement.containerSecurityContext" $root | nindent 6 }}
+{{- end -}}
+
+{{/* The certs pods' spec (self-signed mode), shared by the pre-install Job, the
+post-install Job and the CronJob; called with (dict "root" $ "serviceAccount" NAME
+"secretsOnly" BOOL). secretsOnly passes both webhook configuration names empty: certs
+then makes or keeps the two Secrets and neither reads nor patches a webhook
+configuration, which a pre-install hook has neither the objects nor the RBAC for. */}}
+{{- define "sysctl-placement.certsPodSpec" -}}
+{{- $root := .root -}}
+{{- $fullname := include "sysctl-placement.fullname" $root -}}
+{{- $webhooks := ternary "" $fullname .secretsOnly -}}
+{{- $args := list
+  "certs"
+  "--namespace" $root.Release.Namespace
+  "--service" $fullname
+  "--secret" (printf "%s-tls" $fullname)
+  "--ca-secret" (printf "%s-ca" $fullname)
+  "--mutating-webhook" $webhooks
+  "--validating-webhook" $webhooks
+  "--validity" $root.Values.certificates.validity
+  "--renew-before" $root.Values.certificates.renewBefore -}}
+{{- include "sysctl-placement.jobPodSpec" (dict "root" $root "serviceAccount" .serviceAccount "container" "certs" "args" $args) -}}
 {{- end -}}
 
 {{/* What certs needs in the release namespace: create the two Secrets (RBAC cannot
