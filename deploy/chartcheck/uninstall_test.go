@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -108,5 +109,21 @@ func TestUninstallDeletesTheWebhookConfigurationsFirst(t *testing.T) {
 	})
 	t.Run("a removeWebhooksFirst that is not a boolean is refused, naming it", func(t *testing.T) {
 		refused(t, map[string]any{"uninstall": map[string]any{"removeWebhooksFirst": "yes"}}, "uninstall", "removeWebhooksFirst")
+	})
+}
+
+func TestNotesSayHowToUninstall(t *testing.T) {
+	manual := "kubectl delete mutatingwebhookconfiguration,validatingwebhookconfiguration sysctl-placement"
+	t.Run("with the pre-delete hook, helm uninstall alone", func(t *testing.T) {
+		notes := install(t, nil).Info.Notes
+		if !strings.Contains(notes, "helm uninstall sysctl-placement -n sysctl-placement") || strings.Contains(notes, manual) {
+			t.Errorf("NOTES.txt:\n%s\nwant helm uninstall without the manual deletion", notes)
+		}
+	})
+	t.Run("without it, the configurations by hand first", func(t *testing.T) {
+		notes := install(t, map[string]any{"uninstall": map[string]any{"removeWebhooksFirst": false}}).Info.Notes
+		if i, j := strings.Index(notes, manual), strings.Index(notes, "helm uninstall"); i < 0 || j < i {
+			t.Errorf("NOTES.txt:\n%s\nwant %q before helm uninstall", notes, manual)
+		}
 	})
 }
