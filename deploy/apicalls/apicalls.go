@@ -27,6 +27,11 @@ const (
 	// Certs is `certs` as the ServiceAccount sysctl-placement-certs: the Role and the
 	// ClusterRole of deploy/overlays/self-signed/certs-rbac.yaml.
 	Certs Identity = "certs"
+	// UninstallWebhooks is `uninstall-webhooks` as the ServiceAccount
+	// sysctl-placement-uninstall of the chart's pre-delete hook: the ClusterRole of
+	// deploy/charts/sysctl-placement/templates/uninstall-hook.yaml, which deploy/chartcheck
+	// holds to delete on the two configurations by name (no kustomize overlay has it).
+	UninstallWebhooks Identity = "uninstall-webhooks"
 	// Audit is whoever runs `audit` or `pools`: the ClusterRole of deploy/audit.
 	Audit Identity = "audit"
 	// Discovery is the ServiceAccount sysctl-placement-discovery, whose short-lived
@@ -83,6 +88,7 @@ const (
 	delegatedAuth   = "webhook/delegatedauth/filter.go"
 	certsCmd        = "cmd/sysctl-placement/certsensure.go"
 	caBundle        = "certs/cabundle.go"
+	uninstallCmd    = "cmd/sysctl-placement/uninstallwebhooks.go"
 	auditCmd        = "cmd/sysctl-placement/internal/audit/collect.go"
 	poolsLoad       = "webhook/discovery/load.go"
 )
@@ -149,6 +155,10 @@ var Table = []Call{
 	{Identity: Certs, Verb: "patch", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: webhookConfigurations, Source: caBundle, Call: "mutating.Patch(ctx"},
 	{Identity: Certs, Verb: "get", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: webhookConfigurations, Source: caBundle, Call: "validating.Get(ctx"},
 	{Identity: Certs, Verb: "patch", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: webhookConfigurations, Source: caBundle, Call: "validating.Patch(ctx"},
+
+	// uninstall-webhooks (the chart's pre-delete hook): both configurations, by name.
+	{Identity: UninstallWebhooks, Verb: "delete", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: webhookConfigurations, Source: uninstallCmd, Call: "MutatingWebhookConfigurations().Delete(ctx"},
+	{Identity: UninstallWebhooks, Verb: "delete", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: webhookConfigurations, Source: uninstallCmd, Call: "ValidatingWebhookConfigurations().Delete(ctx"},
 
 	// audit and pools, as the user who runs them: read-only.
 	{Identity: Audit, Verb: "get", Resource: "namespaces", Source: auditCmd, Call: "Namespaces().Get(ctx"},
