@@ -353,3 +353,27 @@ func TestSecurityContextValues(t *testing.T) {
 		refused(t, map[string]any{"containerSecurityContext": map[string]any{"runAsUser": "nobody"}}, "containerSecurityContext", "runAsUser")
 	})
 }
+
+// helm lint --strict passes with every pod value of a real cluster set at once.
+func TestHelmLintWithEveryPodValue(t *testing.T) {
+	values := map[string]any{
+		"nameOverride":              "sysctls",
+		"imagePullSecrets":          []any{map[string]any{"name": "regcred"}},
+		"nodeSelector":              map[string]any{"kubernetes.io/os": "linux"},
+		"tolerations":               []any{map[string]any{"key": "infra", "operator": "Exists"}},
+		"affinity":                  map[string]any{"podAntiAffinity": map[string]any{}},
+		"topologySpreadConstraints": []any{map[string]any{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"}},
+		"podLabels":                 map[string]any{"team": "platform"},
+		"podAnnotations":            map[string]any{"a": "b"},
+		"hookPodLabels":             map[string]any{"team": "platform"},
+		"hookPodAnnotations":        map[string]any{"sidecar.istio.io/inject": "false"},
+		"extraEnv":                  []any{map[string]any{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}},
+		"extraVolumes":              []any{map[string]any{"name": "ca", "configMap": map[string]any{"name": "ca"}}},
+		"extraVolumeMounts":         []any{map[string]any{"name": "ca", "mountPath": "/ca"}},
+		"podSecurityContext":        map[string]any{"runAsUser": nil, "runAsGroup": nil},
+		"containerSecurityContext":  map[string]any{"runAsUser": 1000},
+	}
+	if msgs, err := Lint(values); err != nil {
+		t.Errorf("helm lint --strict: %v\n%s", err, strings.Join(msgs, "\n"))
+	}
+}
