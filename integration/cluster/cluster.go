@@ -153,6 +153,8 @@ type Cluster struct {
 	// serviceProxy forwards serviceIP:443 to the API server for pods on real nodes,
 	// as kube-proxy would; started with the first real node.
 	serviceProxy *LoadBalancer
+	// releaseServiceRange gives the Service /24 back; Stop calls it.
+	releaseServiceRange func()
 }
 
 // Start starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler and
@@ -407,6 +409,9 @@ func (c *Cluster) Stop() error {
 	}
 	if c.env != nil {
 		errs = append(errs, c.env.Stop())
+	}
+	if c.releaseServiceRange != nil {
+		c.releaseServiceRange()
 	}
 	if kubeletRoots != "" {
 		errs = append(errs, os.RemoveAll(kubeletRoots))

@@ -130,7 +130,8 @@ func writeSignedCert(dir, name string, tmpl *x509.Certificate) (certFile, keyFil
 		return "", "", err
 	}
 	tmpl.SerialNumber = serial
-	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
+	// A year: a demo cluster left running must not stop working the next day.
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().AddDate(1, 0, 0)
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, kubeletCA.cert, &key.PublicKey, kubeletCA.key)
 	if err != nil {

@@ -30,6 +30,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -64,11 +65,13 @@ const cniPluginDir = "/usr/lib/cni"
 
 // realNode is a real node's processes and state.
 type realNode struct {
-	node       string
-	dir        string // state directory, removed on stop
-	bridge     string
-	containerd *component
-	kubelet    *kubelet
+	node   string
+	dir    string // state directory, removed on stop
+	bridge string
+	// releaseSubnet gives the bridge's /24 back, once the bridge is gone.
+	releaseSubnet func()
+	containerd    *component
+	kubelet       *kubelet
 }
 
 // CheckRealNode reports why this machine cannot run a real node: ErrRealNodeUnsupported
@@ -152,11 +155,11 @@ func (c *Cluster) startRealNode(ctx context.Context, pool *Pool, node string) (*
 		return nil, err
 	}
 	rn := &realNode{node: node, dir: dir}
-	subnet, bridge, err := freeSubnet()
+	subnet, bridge, release, err := freeSubnet()
 	if err != nil {
 		return rn, err
 	}
-	rn.bridge = bridge
+	rn.bridge, rn.releaseSubnet = bridge, release
 	ip, err := nodeIP()
 	if err != nil {
 		return rn, err
@@ -367,6 +370,9 @@ func waitForContainerd(ctx context.Context, proc *component, sock string) error 
 func (c *Cluster) ensureServiceProxy() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.stopped {
+		return errors.New("the cluster is stopped")
+	}
 	if c.serviceProxy != nil {
 		return nil
 	}
@@ -423,32 +429,32 @@ func (c *Cluster) importProbeImage(ctx context.Context, dir, sock string) error 
 }
 
 // freeSubnet picks a /24 in 10.253.0.0/16 that no interface of this machine is on,
-// and a bridge name for it.
-func freeSubnet() (subnet, bridge string, err error) {
-	subnet, err = freeSlash24(253)
+// and a bridge name for it; release gives it back.
+func freeSubnet() (subnet, bridge string, release func(), err error) {
+	subnet, release, err = freeSlash24(253)
 	if err != nil {
-		return "", "", fmt.Errorf("no free /24 for a real node's pods: %w", err)
+		return "", "", nil, fmt.Errorf("no free /24 for a real node's pods: %w", err)
 	}
 	_, cidr, _ := net.ParseCIDR(subnet)
-	return subnet, "spnode" + strconv.Itoa(int(cidr.IP.To4()[2])), nil
+	return subnet, "spnode" + strconv.Itoa(int(cidr.IP.To4()[2])), release, nil
 }
 
-// subnetLocks are the lock files of the /24s this process took.
-var subnetLocks []*os.File
-
 // freeSlash24 picks a /24 of 10.<second>.0.0/16 that no interface of this machine is
-// on and that no test process has taken: each process holds an flock on a file per
-// /24 it took (in the system's temporary directory) for as long as it runs, since a
-// bridge or address appears on the machine only later, and test packages run at once.
-func freeSlash24(second int) (string, error) {
+// on and that no test process holds: the process that takes one holds an flock on a
+// file for it (in the system's temporary directory, writable by every user) until
+// release, or until it exits, since a bridge or address appears on the machine only
+// later and test packages run at once. A /24 whose file this user cannot open is
+// skipped, not an error.
+func freeSlash24(second int) (string, func(), error) {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	locks := filepath.Join(os.TempDir(), "sysctl-placement-subnets")
 	if err := os.MkdirAll(locks, 0o755); err != nil {
-		return "", err
+		return "", nil, err
 	}
+	_ = os.Chmod(locks, 0o777|os.ModeSticky) // fails, harmlessly, for a later user
 	handedOut.Lock()
 	defer handedOut.Unlock()
 	for third := 1; third < 255; third++ {
@@ -460,21 +466,29 @@ func freeSlash24(second int) (string, error) {
 		}) {
 			continue
 		}
-		f, err := os.OpenFile(filepath.Join(locks, fmt.Sprintf("10.%d.%d.lock", second, third)), os.O_CREATE|os.O_RDWR, 0o644)
+		f, err := os.OpenFile(filepath.Join(locks, fmt.Sprintf("10.%d.%d.lock", second, third)), os.O_CREATE|os.O_RDWR, 0o666)
 		if err != nil {
-			return "", err
+			continue
 		}
+		_ = f.Chmod(0o666) // whatever the umask, so that other users can lock it too
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 			f.Close()
 			continue
 		}
-		// Held until the process exits: kept referenced, or the garbage collector
-		// would close the file and release the lock.
-		subnetLocks = append(subnetLocks, f)
 		handedOut.ports[key] = true
-		return cidr.String(), nil
+		var once sync.Once
+		// The closure keeps f referenced: collected, it would be closed and unlocked.
+		release := func() {
+			once.Do(func() {
+				handedOut.Lock()
+				delete(handedOut.ports, key)
+				handedOut.Unlock()
+				f.Close()
+			})
+		}
+		return cidr.String(), release, nil
 	}
-	return "", fmt.Errorf("every /24 of 10.%d.0.0/16 is in use", second)
+	return "", nil, fmt.Errorf("every /24 of 10.%d.0.0/16 is in use", second)
 }
 
 // stop stops the kubelet, then every pod sandbox through the CRI (which stops its
@@ -511,6 +525,9 @@ func (rn *realNode) stop() {
 	}
 	if rn.bridge != "" {
 		_ = exec.Command("ip", "link", "delete", rn.bridge).Run()
+	}
+	if rn.releaseSubnet != nil {
+		rn.releaseSubnet()
 	}
 }
 

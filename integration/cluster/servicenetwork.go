@@ -32,10 +32,11 @@ const serviceRangeOctet = 252
 // Service's names and ClusterIP as well as for loopback, and a ServiceAccount token
 // signing key.
 func (c *Cluster) serveForPods(apiServer *envtest.APIServer) error {
-	cidr, err := freeSlash24(serviceRangeOctet)
+	cidr, release, err := freeSlash24(serviceRangeOctet)
 	if err != nil {
 		return err
 	}
+	c.releaseServiceRange = release
 	_, ipnet, _ := net.ParseCIDR(cidr)
 	first := ipnet.IP.To4()
 	first[3] = 1
@@ -67,7 +68,8 @@ func (c *Cluster) serveForPods(apiServer *envtest.APIServer) error {
 }
 
 // startServiceProxy puts the kubernetes Service's ClusterIP on loopback and forwards
-// its port 443 to the API server. The caller holds no lock; it runs once per cluster.
+// its port 443 to the API server. It runs once per cluster, under c.mu (which it does
+// not take), so that Stop cannot miss the proxy.
 func (c *Cluster) startServiceProxy() (*LoadBalancer, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
