@@ -2,17 +2,22 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
 )
@@ -25,18 +30,16 @@ import (
 // install would hang until its timeout). Installed, the webhook places a Deployment
 // on db-ipc; uninstalled, no webhook configuration is left to refuse pods.
 func TestHelmInstallWithWaitSucceedsOnRealNodesAndUninstallLeavesNoWebhook(t *testing.T) {
-	image, err := cluster.BuiltReleaseImage()
-	if err != nil {
-		t.Fatal(err)
-	}
 	helmBin, err := cluster.Helm.Path()
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := cluster.StartForTest(t, cluster.Options{InClusterPods: true})
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	// Longer than the helm commands' own timeouts added up, so that a slow step is
+	// reported by helm.
+	ctx, cancel := context.WithTimeout(t.Context(), 13*time.Minute)
 	defer cancel()
-	addShippedPoolsAsRealNodes(ctx, t, c, image)
+	image := addShippedPoolsAsRealNodes(ctx, t, c)
 
 	home := t.TempDir()
 	helm := func(args ...string) {
@@ -77,7 +80,20 @@ func TestHelmInstallWithWaitSucceedsOnRealNodesAndUninstallLeavesNoWebhook(t *te
 		t.Errorf("after helm rollback a pod asking kernel.shmmax went to %q (%v); want db-ipc", pool, err)
 	}
 
+	// What uninstall deletes, in the order the API server saw it: the webhook
+	// configurations must go before the webhook's pods can, or pods with sysctls in
+	// opted-in namespaces are refused in between.
+	deletions := watchDeletions(ctx, t, c)
 	helm("uninstall", "sysctl-placement", "-n", "sysctl-placement", "--wait", "--timeout", "2m")
+	order := deletions.stop()
+	t.Logf("deleted, in order: %v", order)
+	webhooksGone, podsGoing := slices.Index(order, "MutatingWebhookConfiguration"), slices.Index(order, "Deployment")
+	if vwc := slices.Index(order, "ValidatingWebhookConfiguration"); vwc > webhooksGone {
+		webhooksGone = vwc
+	}
+	if webhooksGone < 0 || podsGoing < 0 || webhooksGone > podsGoing {
+		t.Errorf("helm uninstall deleted %v; want both webhook configurations deleted before the Deployment", order)
+	}
 	adm := c.Client.AdmissionregistrationV1()
 	if _, err := adm.MutatingWebhookConfigurations().Get(ctx, "sysctl-placement", metav1.GetOptions{}); err == nil {
 		t.Error("after helm uninstall the MutatingWebhookConfiguration sysctl-placement is still there")
@@ -168,4 +184,96 @@ func (s *admissionStream) stop() (int, []string) {
 	s.cancel()
 	<-s.done
 	return s.admitted, s.failures
+}
+
+// deletionWatch records the deletions of the webhook's objects.
+type deletionWatch struct {
+	cancel  context.CancelFunc
+	done    chan struct{}
+	deleted []deletion
+}
+
+// deletion is a deleted object's kind and the resourceVersion of its deletion.
+type deletion struct {
+	kind string
+	rv   int64
+}
+
+// watchDeletions watches the two webhook configurations and the webhook's Deployment
+// and Service, and records each deletion. The order is the resourceVersions': the one
+// etcd revision counter every object shares, so it is the order of the deletes
+// themselves, whatever order the four watches deliver them in.
+func watchDeletions(ctx context.Context, t *testing.T, c *cluster.Cluster) *deletionWatch {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	d := &deletionWatch{cancel: cancel, done: make(chan struct{})}
+	byName := metav1.ListOptions{FieldSelector: "metadata.name=sysctl-placement"}
+	var watches []watch.Interface
+	for _, start := range []func() (watch.Interface, error){
+		func() (watch.Interface, error) {
+			return c.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Watch(ctx, byName)
+		},
+		func() (watch.Interface, error) {
+			return c.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Watch(ctx, byName)
+		},
+		func() (watch.Interface, error) {
+			return c.Client.AppsV1().Deployments("sysctl-placement").Watch(ctx, byName)
+		},
+		func() (watch.Interface, error) {
+			return c.Client.CoreV1().Services("sysctl-placement").Watch(ctx, byName)
+		},
+	} {
+		w, err := start()
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		watches = append(watches, w)
+	}
+	events := make(chan deletion)
+	for _, w := range watches {
+		go func() {
+			defer w.Stop()
+			for e := range w.ResultChan() {
+				if e.Type != watch.Deleted {
+					continue
+				}
+				kinds, _, err := scheme.Scheme.ObjectKinds(e.Object)
+				obj, ok := e.Object.(metav1.Object)
+				if err != nil || len(kinds) == 0 || !ok {
+					continue
+				}
+				rv, _ := strconv.ParseInt(obj.GetResourceVersion(), 10, 64)
+				select {
+				case events <- deletion{kinds[0].Kind, rv}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		defer close(d.done)
+		for {
+			select {
+			case del := <-events:
+				d.deleted = append(d.deleted, del)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return d
+}
+
+// stop ends the watch and returns the kinds deleted, in the order of their deletes.
+func (d *deletionWatch) stop() []string {
+	d.cancel()
+	<-d.done
+	slices.SortFunc(d.deleted, func(a, b deletion) int { return cmp.Compare(a.rv, b.rv) })
+	var kinds []string
+	for _, del := range d.deleted {
+		kinds = append(kinds, del.kind)
+	}
+	return kinds
 }

@@ -122,6 +122,25 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		realNodeErr = cluster.CheckRealNode(c.BinDir)
 	}
 
+	configFile := ""
+	var realPool *cluster.Pool
+	if realNodeErr == nil {
+		step("adding a real node: the v1.37.2 kubelet over containerd and runc, whose containers run on this machine's kernel")
+		// A deadline of its own, before the setup's starts: a real node that never
+		// gets Ready leaves the setup all its time for the hollow kubelets.
+		realCtx, cancelReal := context.WithTimeout(ctx, time.Minute)
+		defer cancelReal()
+		realPool, realNodeErr = c.AddRealNode(realCtx, realPoolSpec)
+	}
+	if realNodeErr != nil {
+		fmt.Fprintf(out, "    no real node, the demo goes on with hollow kubelets only: %v\n", realNodeErr)
+	} else {
+		fmt.Fprintf(out, "    pool %-8s 1 real node, taints %s, kubelet allows safe + %s\n", realPool.Spec.Name, taintsString(realPool.Spec.Taints), strings.Join(realPool.Spec.AllowedUnsafeSysctls, ", "))
+		if configFile, err = writeConfigWithRealPool(ctx, c, o.workDir, realPool); err != nil {
+			return err
+		}
+	}
+
 	setupCtx, cancel := context.WithTimeout(ctx, o.setupTimeout)
 	defer cancel()
 	step("adding node pools: a hollow kubelet per node (the real kubelet over a fake container runtime)")
@@ -135,21 +154,6 @@ func run(ctx context.Context, out io.Writer, o options) error {
 			allowed = "safe + " + strings.Join(p.Spec.AllowedUnsafeSysctls, ", ")
 		}
 		fmt.Fprintf(out, "    pool %-8s %d nodes, taints %s, kubelets allow %s\n", p.Spec.Name, len(p.NodeNames), taintsString(p.Spec.Taints), allowed)
-	}
-
-	configFile := ""
-	var realPool *cluster.Pool
-	if realNodeErr == nil {
-		step("adding a real node: the v1.37.2 kubelet over containerd and runc, whose containers run on this machine's kernel")
-		realPool, realNodeErr = c.AddRealNode(setupCtx, realPoolSpec)
-	}
-	if realNodeErr != nil {
-		fmt.Fprintf(out, "    no real node, the demo goes on with hollow kubelets only: %v\n", realNodeErr)
-	} else {
-		fmt.Fprintf(out, "    pool %-8s 1 real node, taints %s, kubelet allows safe + %s\n", realPool.Spec.Name, taintsString(realPool.Spec.Taints), strings.Join(realPool.Spec.AllowedUnsafeSysctls, ", "))
-		if configFile, err = writeConfigWithRealPool(setupCtx, c, o.workDir, realPool); err != nil {
-			return err
-		}
 	}
 
 	step("starting sysctl-placement serve and registering the shipped webhook configurations")
