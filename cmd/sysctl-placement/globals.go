@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -85,6 +86,20 @@ func levelChanged(cmd *cobra.Command) bool {
 // context. Exec credential plugins and auth providers work because clientcmd builds
 // them into the rest.Config. inClusterFirst (serve, running in a pod) uses the pod's
 // service account unless --kubeconfig or --context is given.
+// client is a client for a command that only talks to the API server: restConfig's,
+// through newKubeClient.
+func (g *globalOptions) client(inClusterFirst bool, userAgent string) (kubernetes.Interface, error) {
+	restConfig, err := g.restConfig(inClusterFirst, userAgent)
+	if err != nil {
+		return nil, err
+	}
+	client, err := newKubeClient(restConfig)
+	if err != nil {
+		return nil, fmt.Errorf("could not build a Kubernetes client: %w", err)
+	}
+	return client, nil
+}
+
 func (g *globalOptions) restConfig(inClusterFirst bool, userAgent string) (*rest.Config, error) {
 	if inClusterFirst && g.kubeconfig == "" && g.context == "" {
 		cfg, err := rest.InClusterConfig()

@@ -7,6 +7,8 @@
 //	sysctl-placement pools   the pools a live cluster has, as the webhook sees them
 //	sysctl-placement certs   the webhook's TLS Secret and caBundle
 //	sysctl-placement uninstall-webhooks   deletes both webhook configurations (pre-delete)
+//	sysctl-placement uninstall-cleanup    deletes the Secrets and Leases it made (post-delete)
+//	sysctl-placement doctor  checks an installation with a dry-run pod (helm test)
 //
 // Installed as kubectl-sysctl_placement on the PATH, it is the kubectl plugin
 // `kubectl sysctl-placement`. This package only wires: flags, validation, signals. The
@@ -139,6 +141,8 @@ what it would change in the live cluster (read-only).`,
 		newPoolsCommand(g, s),
 		newCertsCommand(g, s),
 		newUninstallWebhooksCommand(g, s),
+		newUninstallCleanupCommand(g, s),
+		newDoctorCommand(g, s),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version, commit, build date and Go version",

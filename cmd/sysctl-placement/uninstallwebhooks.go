@@ -36,13 +36,9 @@ chart's pre-delete hook runs it. A configuration that does not exist counts as d
 			if o.mutatingWebhook == "" && o.validatingWebhook == "" {
 				return usageError("--mutating-webhook and --validating-webhook are both empty: nothing to delete")
 			}
-			restConfig, err := g.restConfig(false, "sysctl-placement-uninstall-webhooks/"+Version)
+			client, err := g.client(false, "sysctl-placement-uninstall-webhooks/"+Version)
 			if err != nil {
 				return err
-			}
-			client, err := newKubeClient(restConfig)
-			if err != nil {
-				return fmt.Errorf("could not build a Kubernetes client: %w", err)
 			}
 			return o.deleteWebhookConfigurations(cmd.Context(), client, s.out)
 		},

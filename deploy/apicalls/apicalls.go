@@ -32,6 +32,15 @@ const (
 	// deploy/charts/sysctl-placement/templates/uninstall-hook.yaml, which deploy/chartcheck
 	// holds to delete on the two configurations by name (no kustomize overlay has it).
 	UninstallWebhooks Identity = "uninstall-webhooks"
+	// UninstallCleanup is `uninstall-cleanup` as the ServiceAccount
+	// sysctl-placement-cleanup of the chart's post-delete hook: the Role of
+	// deploy/charts/sysctl-placement/templates/uninstall-hook.yaml, which
+	// deploy/chartcheck holds to delete on the two Secrets and two Leases by name.
+	UninstallCleanup Identity = "uninstall-cleanup"
+	// Doctor is whoever runs `doctor`, and the ServiceAccount <fullname>-test of the
+	// chart's `helm test` (templates/tests/doctor.yaml, held by deploy/chartcheck to
+	// the rows that a --test-namespace run makes: no namespace rights).
+	Doctor Identity = "doctor"
 	// Audit is whoever runs `audit` or `pools`: the ClusterRole of deploy/audit.
 	Audit Identity = "audit"
 	// Discovery is the ServiceAccount sysctl-placement-discovery, whose short-lived
@@ -89,6 +98,8 @@ const (
 	certsCmd        = "cmd/sysctl-placement/certsensure.go"
 	caBundle        = "certs/cabundle.go"
 	uninstallCmd    = "cmd/sysctl-placement/uninstallwebhooks.go"
+	cleanupCmd      = "cmd/sysctl-placement/uninstallcleanup.go"
+	doctorCmd       = "cmd/sysctl-placement/internal/doctor/doctor.go"
 	auditCmd        = "cmd/sysctl-placement/internal/audit/collect.go"
 	poolsLoad       = "webhook/discovery/load.go"
 )
@@ -159,6 +170,21 @@ var Table = []Call{
 	// uninstall-webhooks (the chart's pre-delete hook): both configurations, by name.
 	{Identity: UninstallWebhooks, Verb: "delete", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: webhookConfigurations, Source: uninstallCmd, Call: "MutatingWebhookConfigurations().Delete(ctx"},
 	{Identity: UninstallWebhooks, Verb: "delete", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: webhookConfigurations, Source: uninstallCmd, Call: "ValidatingWebhookConfigurations().Delete(ctx"},
+
+	// uninstall-cleanup (the chart's post-delete hook): what the webhook made at run
+	// time, by name.
+	{Identity: UninstallCleanup, Verb: "delete", Resource: "secrets", Name: tlsSecret, Namespaced: true, Source: cleanupCmd, Call: "secrets.Delete(ctx"},
+	{Identity: UninstallCleanup, Verb: "delete", Resource: "secrets", Name: caSecret, Namespaced: true, Source: cleanupCmd, Call: "secrets.Delete(ctx"},
+	{Identity: UninstallCleanup, Verb: "delete", Group: "coordination.k8s.io", Resource: "leases", Name: discovery.SharedName, Namespaced: true, Source: cleanupCmd, Call: "leases.Delete(ctx"},
+	{Identity: UninstallCleanup, Verb: "delete", Group: "coordination.k8s.io", Resource: "leases", Name: auditevents.LeaseName, Namespaced: true, Source: cleanupCmd, Call: "leases.Delete(ctx"},
+
+	// doctor: both configurations by name, a scratch namespace (unless given one), and
+	// the test pod, created with dryRun=All.
+	{Identity: Doctor, Verb: "get", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: webhookConfigurations, Source: doctorCmd, Call: "MutatingWebhookConfigurations().Get(ctx"},
+	{Identity: Doctor, Verb: "get", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: webhookConfigurations, Source: doctorCmd, Call: "ValidatingWebhookConfigurations().Get(ctx"},
+	{Identity: Doctor, Verb: "create", Resource: "namespaces", Source: doctorCmd, Call: "Namespaces().Create(ctx"},
+	{Identity: Doctor, Verb: "delete", Resource: "namespaces", Source: doctorCmd, Call: "Namespaces().Delete(ctx"},
+	{Identity: Doctor, Verb: "create", Resource: "pods", Source: doctorCmd, Call: "Pods(namespace).Create(ctx"},
 
 	// audit and pools, as the user who runs them: read-only.
 	{Identity: Audit, Verb: "get", Resource: "namespaces", Source: auditCmd, Call: "Namespaces().Get(ctx"},
