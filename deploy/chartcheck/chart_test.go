@@ -114,7 +114,7 @@ func decode(t *testing.T, manifest string) []*unstructured.Unstructured {
 }
 
 // renderLessPreInstallHooks is render without the objects that are pre-install hooks
-// (nor the pre-delete hook, below).
+// (nor the pre- and post-delete hooks nor the test hook, below).
 // kubectl apply -k creates everything at once and waits for nothing: the webhook's
 // pods wait in ContainerCreating until the certs Job has made the TLS Secret, and the
 // Job retries until the webhook configurations exist. Helm (with --wait), Argo CD and
@@ -123,13 +123,17 @@ func decode(t *testing.T, manifest string) []*unstructured.Unstructured {
 // are deleted once it has succeeded: Helm's ordering, not part of what is installed,
 // and so nothing the overlay has. The same holds for the pre-delete hook that deletes
 // the webhook configurations before an uninstall: it exists only while Helm
-// uninstalls, and kubectl has no uninstall to run it before.
+// uninstalls, and kubectl has no uninstall to run it before; and for the post-delete
+// hook that deletes the Secrets and Leases after it. The test hook (helm test) runs
+// only when asked; with kustomize, `sysctl-placement doctor` is run by hand.
 func renderLessPreInstallHooks(t *testing.T, values map[string]any) []*unstructured.Unstructured {
 	t.Helper()
 	rel := install(t, values)
 	objs := decode(t, rel.Manifest)
 	for _, h := range rel.Hooks {
-		if !slices.Contains(h.Events, release.HookPreInstall) && !slices.Contains(h.Events, release.HookPreDelete) {
+		if !slices.ContainsFunc(h.Events, func(e release.HookEvent) bool {
+			return e == release.HookPreInstall || e == release.HookPreDelete || e == release.HookPostDelete || e == release.HookTest
+		}) {
 			objs = append(objs, decode(t, h.Manifest)...)
 		}
 	}
@@ -259,12 +263,10 @@ func TestNetworkPolicyValues(t *testing.T) {
 
 func images(o *unstructured.Unstructured) []string {
 	var out []string
-	for _, path := range [][]string{{"spec", "template", "spec", "containers"}, {"spec", "jobTemplate", "spec", "template", "spec", "containers"}} {
-		cs, _, _ := unstructured.NestedSlice(o.Object, path...)
-		for _, c := range cs {
-			img, _, _ := unstructured.NestedString(c.(map[string]any), "image")
-			out = append(out, img)
-		}
+	cs, _, _ := unstructured.NestedSlice(podSpec(o), "containers")
+	for _, c := range cs {
+		img, _, _ := unstructured.NestedString(c.(map[string]any), "image")
+		out = append(out, img)
 	}
 	return out
 }
@@ -281,8 +283,8 @@ func TestChartValues(t *testing.T) {
 				}
 			}
 		}
-		if n != 5 {
-			t.Errorf("found %d containers, want 5 (webhook, the two certs Jobs, certs CronJob, uninstall Job)", n)
+		if n != 7 {
+			t.Errorf("found %d containers, want 7 (webhook, the two certs Jobs, certs CronJob, the pre- and post-delete Jobs, the helm test Pod)", n)
 		}
 	})
 	t.Run("replicas raise the critical-pods quota with them", func(t *testing.T) {
@@ -381,7 +383,7 @@ func certsFlag(args []string, name string) (string, bool) {
 }
 
 func containerArgs(o *unstructured.Unstructured) []string {
-	containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+	containers, _, _ := unstructured.NestedSlice(podSpec(o), "containers")
 	if len(containers) == 0 {
 		return nil
 	}

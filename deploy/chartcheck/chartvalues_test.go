@@ -94,10 +94,13 @@ func refused(t *testing.T, values map[string]any, names ...string) {
 	}
 }
 
-// podSpec is the pod spec of a Deployment, Job or CronJob, nil for other kinds.
+// podSpec is the pod spec of a Pod (the helm test hook), Deployment, Job or CronJob,
+// nil for other kinds.
 func podSpec(o *unstructured.Unstructured) map[string]any {
 	var path []string
 	switch o.GetKind() {
+	case "Pod":
+		path = []string{"spec"}
 	case "Deployment", "Job":
 		path = []string{"spec", "template", "spec"}
 	case "CronJob":
@@ -120,7 +123,7 @@ func workloads(t *testing.T, values map[string]any) map[string]map[string]any {
 		}
 	}
 	if len(out) == 0 {
-		t.Fatal("no Deployment, Job or CronJob rendered")
+		t.Fatal("no Pod, Deployment, Job or CronJob rendered")
 	}
 	return out
 }
@@ -199,10 +202,14 @@ func TestPodPlacementValues(t *testing.T) {
 	})
 }
 
-// podMetadata is the pod template's metadata of a Deployment, Job or CronJob.
+// podMetadata is the pod's metadata of a Pod, or the pod template's of a Deployment,
+// Job or CronJob.
 func podMetadata(o *unstructured.Unstructured) map[string]any {
 	path := []string{"spec", "template", "metadata"}
-	if o.GetKind() == "CronJob" {
+	switch o.GetKind() {
+	case "Pod":
+		path = []string{"metadata"}
+	case "CronJob":
 		path = []string{"spec", "jobTemplate", "spec", "template", "metadata"}
 	}
 	m, _, _ := unstructured.NestedMap(o.Object, path...)

@@ -15,10 +15,16 @@ import (
 // preDeleteHooks are the rendered pre-delete hooks by kind/name.
 func preDeleteHooks(t *testing.T, values map[string]any) map[string]hooked {
 	t.Helper()
+	return hooksAt(t, values, release.HookPreDelete)
+}
+
+// hooksAt are the rendered hooks that run at event, by kind/name.
+func hooksAt(t *testing.T, values map[string]any, event release.HookEvent) map[string]hooked {
+	t.Helper()
 	rel := install(t, values)
 	out := map[string]hooked{}
 	for _, h := range rel.Hooks {
-		if !slices.Contains(h.Events, release.HookPreDelete) {
+		if !slices.Contains(h.Events, event) {
 			continue
 		}
 		for _, o := range decode(t, h.Manifest) {
@@ -124,6 +130,55 @@ func TestNotesSayHowToUninstall(t *testing.T) {
 		notes := install(t, map[string]any{"uninstall": map[string]any{"removeWebhooksFirst": false}}).Info.Notes
 		if i, j := strings.Index(notes, manual), strings.Index(notes, "helm uninstall"); i < 0 || j < i {
 			t.Errorf("NOTES.txt:\n%s\nwant %q before helm uninstall", notes, manual)
+		}
+	})
+}
+
+// After Helm has deleted the release, a post-delete Job deletes what no manifest holds
+// (the Secrets certs made, the replicas' Leases), with a ServiceAccount that may delete
+// exactly those objects by name.
+func TestUninstallDeletesTheSecretsAndLeasesTheWebhookMade(t *testing.T) {
+	leases := map[string]any{
+		"apiGroups":     []any{"coordination.k8s.io"},
+		"resources":     []any{"leases"},
+		"resourceNames": []any{"sysctl-placement-discovery", "sysctl-placement-audit-events"},
+		"verbs":         []any{"delete"},
+	}
+	for _, tc := range []struct {
+		name     string
+		values   map[string]any
+		wantArgs []string
+		rules    []any
+	}{
+		{"self-signed: both Secrets and both Leases", nil,
+			[]string{"uninstall-cleanup", "--namespace", "sysctl-placement", "--secret", "sysctl-placement-tls", "--secret", "sysctl-placement-ca", "--lease", "sysctl-placement-discovery", "--lease", "sysctl-placement-audit-events"},
+			[]any{map[string]any{"apiGroups": []any{""}, "resources": []any{"secrets"}, "resourceNames": []any{"sysctl-placement-tls", "sysctl-placement-ca"}, "verbs": []any{"delete"}}, leases}},
+		{"cert-manager keeps its Secret: the Leases only", map[string]any{"certificates": map[string]any{"mode": "cert-manager"}},
+			[]string{"uninstall-cleanup", "--namespace", "sysctl-placement", "--lease", "sysctl-placement-discovery", "--lease", "sysctl-placement-audit-events"},
+			[]any{leases}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hooks := hooksAt(t, tc.values, release.HookPostDelete)
+			job, ok := hooks["Job/sysctl-placement-cleanup"]
+			if !ok {
+				t.Fatalf("no post-delete Job sysctl-placement-cleanup; post-delete hooks: %v", slices.Sorted(maps.Keys(hooks)))
+			}
+			if d := cmp.Diff(tc.wantArgs, containerArgs(job.obj)); d != "" {
+				t.Errorf("the Job's args (-want +got):\n%s", d)
+			}
+			for _, k := range []string{"ServiceAccount/sysctl-placement-cleanup", "Role/sysctl-placement-cleanup", "RoleBinding/sysctl-placement-cleanup"} {
+				if h, ok := hooks[k]; !ok || h.Weight >= job.Weight {
+					t.Errorf("%s: want a post-delete hook weighted before the Job", k)
+				}
+			}
+			if d := cmp.Diff(tc.rules, hooks["Role/sysctl-placement-cleanup"].obj.Object["rules"]); d != "" {
+				t.Errorf("the Role's rules (-want +got):\n%s", d)
+			}
+		})
+	}
+	t.Run("uninstall.deleteSecretsAndLeases false renders no post-delete hook", func(t *testing.T) {
+		if hooks := hooksAt(t, map[string]any{"uninstall": map[string]any{"deleteSecretsAndLeases": false}}, release.HookPostDelete); len(hooks) != 0 {
+			t.Errorf("post-delete hooks %v, want none", slices.Sorted(maps.Keys(hooks)))
 		}
 	})
 }

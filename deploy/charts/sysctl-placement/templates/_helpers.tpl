@@ -88,7 +88,7 @@ container of the project's image, run with args; called with (dict "root" $
 {{- define "sysctl-placement.jobPodSpec" -}}
 {{- $root := .root -}}
 serviceAccountName: {{ .serviceAccount }}
-restartPolicy: OnFailure
+restartPolicy: {{ .restartPolicy | default "OnFailure" }}
 {{- with include "sysctl-placement.podPlacement" $root | trim }}
 {{ . }}
 {{- end }}
