@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,9 +18,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/scheme"
+	certutil "k8s.io/client-go/util/cert"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
 )
@@ -42,17 +47,23 @@ func TestHelmInstallWithWaitSucceedsOnRealNodesAndUninstallLeavesNoWebhook(t *te
 	image := addShippedPoolsAsRealNodes(ctx, t, c)
 
 	home := t.TempDir()
-	helm := func(args ...string) {
-		t.Helper()
+	// helmRun runs a helm command and returns its output and error.
+	helmRun := func(args ...string) ([]byte, error) {
 		started := time.Now()
 		cmd := exec.CommandContext(ctx, helmBin, append(args, "--kubeconfig", c.Kubeconfig)...)
 		cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(home, "cache"),
 			"HELM_CONFIG_HOME="+filepath.Join(home, "config"), "HELM_DATA_HOME="+filepath.Join(home, "data"))
 		out, err := cmd.CombinedOutput()
+		t.Logf("helm %s took %s", args[0], time.Since(started).Round(time.Millisecond))
+		return out, err
+	}
+	helm := func(args ...string) []byte {
+		t.Helper()
+		out, err := helmRun(args...)
 		if err != nil {
 			t.Fatalf("helm %s: %v\n%s\nthe webhook's namespace:\n%s", strings.Join(args, " "), err, out, describePods(ctx, c, "sysctl-placement"))
 		}
-		t.Logf("helm %s took %s", args[0], time.Since(started).Round(time.Millisecond))
+		return out
 	}
 	_, digest, _ := strings.Cut(image.Ref, "@")
 	chart := filepath.Join(cluster.RepoRoot(), "deploy", "charts", "sysctl-placement")
@@ -60,6 +71,19 @@ func TestHelmInstallWithWaitSucceedsOnRealNodesAndUninstallLeavesNoWebhook(t *te
 	helm(append([]string{"install", "sysctl-placement", chart, "-n", "sysctl-placement", "--create-namespace",
 		"--wait", "--rollback-on-failure", "--timeout", "3m"}, imageValues...)...)
 	placedOnARealNodeWithItsSysctls(ctx, t, c)
+
+	// helm test runs `sysctl-placement doctor` in a pod: a good install passes, and
+	// with a caBundle of another CA it fails and says so.
+	if out := helm("test", "sysctl-placement", "-n", "sysctl-placement", "--logs", "--timeout", "2m"); !strings.Contains(string(out), "placed: a pod asking for kernel.msgmax=65536") {
+		t.Errorf("helm test passed, but its log does not say where the pod went:\n%s", out)
+	}
+	_, goodCA := servingCertificates(ctx, t, c)
+	setCABundles(ctx, t, c, otherCA(t))
+	out, err := helmRun("test", "sysctl-placement", "-n", "sysctl-placement", "--logs", "--timeout", "2m")
+	if err == nil || !strings.Contains(string(out), "caBundle: the API server does not trust the webhook's serving certificate") {
+		t.Errorf("helm test with the caBundle of another CA: %v; want a failure naming the caBundle, output:\n%s", err, out)
+	}
+	setCABundles(ctx, t, c, goodCA)
 
 	// An upgrade that rolls the webhook's pods, under a steady stream of pods to
 	// admit: not one may be refused or left unplaced, and the certificates stay.
@@ -101,6 +125,21 @@ func TestHelmInstallWithWaitSucceedsOnRealNodesAndUninstallLeavesNoWebhook(t *te
 	if _, err := adm.ValidatingWebhookConfigurations().Get(ctx, "sysctl-placement", metav1.GetOptions{}); err == nil {
 		t.Error("after helm uninstall the ValidatingWebhookConfiguration sysctl-placement is still there")
 	}
+	// What no manifest held is gone too: the Secrets certs made, the Leases, and
+	// everything helm test made.
+	for _, name := range []string{"sysctl-placement-tls", "sysctl-placement-ca"} {
+		if _, err := c.Client.CoreV1().Secrets("sysctl-placement").Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("after helm uninstall the Secret %s: %v; want it deleted", name, err)
+		}
+	}
+	for _, name := range []string{"sysctl-placement-discovery", "sysctl-placement-audit-events"} {
+		if _, err := c.Client.CoordinationV1().Leases("sysctl-placement").Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("after helm uninstall the Lease %s: %v; want it deleted", name, err)
+		}
+	}
+	if _, err := c.Client.CoreV1().Namespaces().Get(ctx, "sysctl-placement-doctor", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("after helm test and uninstall the test namespace sysctl-placement-doctor: %v; want it deleted", err)
+	}
 	// The namespace is still labelled as opted in; with the webhook gone its pods are
 	// admitted as they would be without it.
 	pod := &corev1.Pod{
@@ -113,6 +152,50 @@ func TestHelmInstallWithWaitSucceedsOnRealNodesAndUninstallLeavesNoWebhook(t *te
 	if _, err := c.Client.CoreV1().Pods("shop").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 		t.Errorf("after helm uninstall a pod in the formerly opted-in namespace is refused: %v", err)
 	}
+}
+
+// setCABundles sets the caBundle of every webhook of both configurations.
+func setCABundles(ctx context.Context, t *testing.T, c *cluster.Cluster, bundle []byte) {
+	t.Helper()
+	adm := c.Client.AdmissionregistrationV1()
+	m, err := adm.MutatingWebhookConfigurations().Get(ctx, "sysctl-placement", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range m.Webhooks {
+		m.Webhooks[i].ClientConfig.CABundle = bundle
+	}
+	if _, err := adm.MutatingWebhookConfigurations().Update(ctx, m, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := adm.ValidatingWebhookConfigurations().Get(ctx, "sysctl-placement", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range v.Webhooks {
+		v.Webhooks[i].ClientConfig.CABundle = bundle
+	}
+	if _, err := adm.ValidatingWebhookConfigurations().Update(ctx, v, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// otherCA is the PEM of a CA that signed nothing the webhook serves.
+func otherCA(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := certutil.NewSelfSignedCACert(certutil.Config{CommonName: "not-the-webhooks-ca"}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := certutil.EncodeCertificates(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem
 }
 
 // servingCertificates returns the webhook's serving certificate and the mutating
