@@ -3,6 +3,7 @@ package chartcheck
 import (
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -119,4 +120,11 @@ func TestObjectSelectorReachesEveryWebhook(t *testing.T) {
 	t.Run("an operator Kubernetes does not know is refused", func(t *testing.T) {
 		refused(t, map[string]any{"webhook": map[string]any{"objectSelector": map[string]any{"matchExpressions": []any{map[string]any{"key": "a", "operator": "Matches"}}}}}, "objectSelector", "operator")
 	})
+}
+
+func TestNotesSayHowToCheckTheInstall(t *testing.T) {
+	notes := install(t, nil).Info.Notes
+	if !strings.Contains(notes, "helm test sysctl-placement -n sysctl-placement --logs") || !strings.Contains(notes, "kernel.msgmax=65536") {
+		t.Errorf("NOTES.txt:\n%s\nwant the helm test command and the sysctl it asks for", notes)
+	}
 }
