@@ -1,7 +1,9 @@
 package main
 
 import (
+	"debug/buildinfo"
 	"debug/elf"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -82,5 +84,44 @@ func TestTheBinaryLinksOnlyTheAPIGroupsItCalls(t *testing.T) {
 		return strings.HasPrefix(s.Name, "k8s.io/client-go/kubernetes/typed/core/v1.")
 	}) {
 		t.Error("no symbol of the core/v1 client: the binary's symbols are not what this test expects to read")
+	}
+	t.Run("it links only the modules listed in testdata/modules.txt", func(t *testing.T) {
+		linkedModulesAreListed(t, bin)
+	})
+}
+
+// modulesFile lists, one path a line, every module the built binary links. A new one
+// must be added there on purpose: the last unnoticed growth (47 to 86 MB, and as much
+// resident memory per replica) came in through an import, not a go.mod line.
+const modulesFile = "testdata/modules.txt"
+
+// linkedModulesAreListed compares the modules bin links (its build information) with
+// modulesFile; UPDATE_GOLDEN=1 rewrites the file.
+func linkedModulesAreListed(t *testing.T, bin string) {
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var linked []string
+	for _, d := range info.Deps {
+		linked = append(linked, d.Path)
+	}
+	slices.Sort(linked)
+	got := strings.Join(linked, "\n") + "\n"
+	if os.Getenv("UPDATE_GOLDEN") != "" {
+		if err := os.WriteFile(modulesFile, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(modulesFile)
+	if err != nil {
+		t.Fatalf("%v (run UPDATE_GOLDEN=1 go test -run TestTheBinaryLinksOnlyTheAPIGroupsItCalls ./cmd/sysctl-placement/)", err)
+	}
+	want := strings.Fields(string(data))
+	added, removed := slices.DeleteFunc(slices.Clone(linked), func(m string) bool { return slices.Contains(want, m) }),
+		slices.DeleteFunc(slices.Clone(want), func(m string) bool { return slices.Contains(linked, m) })
+	if len(added) > 0 || len(removed) > 0 {
+		t.Errorf("the binary now links %d modules; added %v, gone %v. Each module added grows the binary and every replica's memory: "+
+			"keep it out, or list it in %s (UPDATE_GOLDEN=1) and say why in the commit", len(linked), added, removed, modulesFile)
 	}
 }
