@@ -191,13 +191,7 @@ func (p *planner) place(cands []int) {
 	p.d.Audit.Tolerations = ch.Tolerations
 
 	var sb strings.Builder
-	if len(names) == 1 {
-		sb.WriteString("placed on pool ")
-	} else {
-		sb.WriteString("placed on pools ")
-	}
-	sb.WriteString(listShort(names, 45))
-	sb.WriteString(" for ")
+	sb.WriteString(string(VerdictPlaced) + " on " + describePools(names, listShort(names, 45)) + " for ")
 	var placedBuf [8]string
 	placed := p.toPlace(placedBuf[:0])
 	sb.WriteString(listShort(placed, maxWarningLen-len(WarningPrefix)-sb.Len()))

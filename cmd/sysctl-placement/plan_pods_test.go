@@ -34,7 +34,7 @@ func TestPlanPods(t *testing.T) {
 				if code != 0 {
 					t.Fatalf("exit %d, stderr: %s", code, errOut)
 				}
-				for _, want := range []string{kind + "/db", "kernel.shmmax", "pods placed", "ipc", "nodeSelector sysctl-placement.io/pool=ipc", "toleration dedicated=ipc:NoSchedule"} {
+				for _, want := range []string{kind + "/db", "kernel.shmmax", "pods placed", "ipc", "nodeSelector sysctl-placement.io/pool=ipc", "tolerations dedicated=ipc:NoSchedule"} {
 					if !strings.Contains(out, want) {
 						t.Errorf("the table lacks %q:\n%s", want, out)
 					}
@@ -86,7 +86,7 @@ spec:
 		if code != 0 {
 			t.Fatalf("exit %d, stderr: %s", code, errOut)
 		}
-		if !strings.Contains(out, "template: hostIPC=false") || !strings.Contains(out, "pods placed") {
+		if !strings.Contains(out, "template (set hostIPC: false)") || !strings.Contains(out, "pods placed") {
 			t.Errorf("the table must show both the template's hostIPC fix and where the pods go:\n%s", out)
 		}
 	})

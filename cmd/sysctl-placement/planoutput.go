@@ -68,34 +68,26 @@ func summarize(res planResult) (outcome, added string) {
 	if res.Pod != nil {
 		allowed = res.Pod.Allowed
 	}
-	switch {
+	switch v := d.Verdict(); {
 	case !allowed:
-		outcome = "denied"
+		outcome = string(scheduling.VerdictDenied)
 	case d.Outcome == "":
 		return "not handled: admitted unchanged", ""
-	case d.Outcome == scheduling.OutcomeSkipped:
-		outcome = "skipped (" + d.Reason + ")"
-	case d.Outcome == scheduling.OutcomeUnplaceable:
-		outcome = "unplaceable, admitted"
-	case d.Outcome == scheduling.OutcomeForbidden:
-		outcome = "forbidden by Pod Security, admitted"
-	case d.Outcome == scheduling.OutcomeChanged && len(d.Audit.Pools) > 0:
-		outcome = "placed"
-	case d.Outcome == scheduling.OutcomeChanged:
-		outcome = "changed"
+	case v == scheduling.VerdictSkipped || v == scheduling.VerdictUnchanged:
+		outcome = string(v) + " (" + d.Reason + ")"
 	default:
-		outcome = "unchanged (" + d.Reason + ")"
+		outcome = string(v)
 	}
-	if res.Pod != nil && outcome != "denied" {
+	if res.Pod != nil && outcome != string(scheduling.VerdictDenied) {
 		outcome = "pods " + outcome
 	}
 	var parts []string
 	if res.Pod != nil {
-		if t := output.Changes(res.templateChange); t != "" {
-			parts = append(parts, "template: "+t)
+		if t := res.templateChange.String(); t != "" {
+			parts = append(parts, "template ("+t+")")
 		}
 	}
-	if t := output.Changes(d.Changes); t != "" {
+	if t := d.Changes.String(); t != "" {
 		parts = append(parts, t)
 	}
 	return outcome, strings.Join(parts, "; ")

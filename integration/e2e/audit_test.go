@@ -280,8 +280,8 @@ func TestAuditOfALiveCluster(t *testing.T) {
 		if w.OptedIn || w.Status != "broken" || w.Pods.Forbidden < 3 || w.Events.SysctlForbidden < 1 || w.Pods.Running != 0 {
 			t.Errorf("postgres = %+v", w)
 		}
-		if w.Webhook.Outcome != "place" || !reflect.DeepEqual(w.Webhook.Pools, []string{"ipc"}) {
-			t.Errorf("postgres webhook plan = %+v, want place on ipc", w.Webhook)
+		if w.Webhook.Outcome != "placed" || !reflect.DeepEqual(w.Webhook.Pools, []string{"ipc"}) {
+			t.Errorf("postgres webhook plan = %+v, want placed on ipc", w.Webhook)
 		}
 		for _, n := range w.Nodes {
 			if !strings.HasPrefix(n, "general-") {
@@ -297,7 +297,7 @@ func TestAuditOfALiveCluster(t *testing.T) {
 	})
 	t.Run("a Deployment no pool can run is unplaceable, and broken by its FailedCreate churn", func(t *testing.T) {
 		w := report.Workloads[subject(t, "team-a/Deployment/mq")]
-		if !w.Unplaceable || !w.Broken || w.Webhook.Outcome != "deny" || w.Events.FailedCreate < 1 || w.Pods.Total != 0 {
+		if !w.Unplaceable || !w.Broken || w.Webhook.Outcome != "denied" || w.Events.FailedCreate < 1 || w.Pods.Total != 0 {
 			t.Errorf("mq = %+v", w)
 		}
 	})
@@ -336,7 +336,7 @@ func TestAuditOfALiveCluster(t *testing.T) {
 			t.Fatalf("exit %d\n%s", code, errOut)
 		}
 		t.Logf("audit:\n%s", out)
-		for _, want := range []string{"opt namespace team-b in → 2 workload(s) placeable (1 broken today)", "would leave unchanged (SafeSysctlsOnly)", "team-a     Deployment/mq"} {
+		for _, want := range []string{"opt namespace team-b in → 2 workload(s) placeable (1 broken today)", "would be unchanged (SafeSysctlsOnly)", "team-a     Deployment/mq"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("the table lacks %q:\n%s", want, out)
 			}

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 	"github.com/sysctl-placement/sysctl-placement/webhook"
@@ -92,7 +91,7 @@ func clashEntries(a scheduling.Audit, prefix string) []Entry {
 			stripped = append(stripped, fmt.Sprintf("set %s: false because sysctls %s need the pod's own %s namespace (policy %s)",
 				c.Field, strings.Join(c.Sysctls, ", "), kernelNamespace(c.Field), c.Mode))
 		case scheduling.ClashDropSysctls:
-			dropped = append(dropped, fmt.Sprintf("removed sysctls %s: they cannot be set with %s, which is kept (policy %s)",
+			dropped = append(dropped, fmt.Sprintf("dropped sysctls %s: they cannot be set with %s, which is kept (policy %s)",
 				strings.Join(c.Sysctls, ", "), hostSetting(c.Field), c.Mode))
 		}
 	}
@@ -112,37 +111,24 @@ func clashEntries(a scheduling.Audit, prefix string) []Entry {
 	return out
 }
 
-// placedNote says where the pod was placed, why, and what was added to it.
+// placedNote says where the pod was placed, why, and what was added to it, in the
+// words of scheduling's descriptions.
 func placedNote(a scheduling.Audit, sysctls []string) string {
-	var b strings.Builder
-	pools, whose := "pool "+a.Pools[0], "its kubelets allow"
+	whose := "its kubelets allow"
 	if len(a.Pools) > 1 {
-		pools, whose = "pools "+strings.Join(a.Pools, ", "), "their kubelets allow"
+		whose = "their kubelets allow"
 	}
-	b.WriteString("placed on " + pools)
+	note := string(scheduling.VerdictPlaced) + " on " + scheduling.DescribePools(a.Pools) + " because " + whose
 	if len(sysctls) > 0 {
-		b.WriteString(" because " + whose + " sysctls " + strings.Join(sysctls, ", "))
+		note += " sysctls " + strings.Join(sysctls, ", ")
 	} else {
-		b.WriteString(" because " + whose + " the pod's sysctls")
+		note += " the pod's sysctls"
 	}
-	var added []string
-	if len(a.NodeSelector) > 0 {
-		added = append(added, "nodeSelector "+labels.FormatLabels(a.NodeSelector))
+	added := scheduling.Changes{NodeSelector: a.NodeSelector, AffinityTerms: a.AffinityTerms, Tolerations: a.Tolerations}
+	if !added.IsEmpty() {
+		note += "; added " + added.String()
 	}
-	if len(a.AffinityTerms) > 0 {
-		added = append(added, "required node affinity "+formatTerms(a.AffinityTerms)+" (ANDed into existing terms)")
-	}
-	if len(a.Tolerations) > 0 {
-		t := make([]string, 0, len(a.Tolerations))
-		for _, tol := range a.Tolerations {
-			t = append(t, formatToleration(tol))
-		}
-		added = append(added, "tolerations "+strings.Join(t, ", "))
-	}
-	if len(added) > 0 {
-		b.WriteString("; added " + strings.Join(added, "; "))
-	}
-	return truncateNote(b.String())
+	return truncateNote(note)
 }
 
 // kernelNamespace names the kernel namespace of a host-namespace field in prose.
@@ -159,41 +145,6 @@ func hostSetting(field string) string {
 		return h.Setting
 	}
 	return field + ": true"
-}
-
-func formatTerms(terms []corev1.NodeSelectorTerm) string {
-	out := make([]string, 0, len(terms))
-	for _, t := range terms {
-		var reqs []string
-		for _, r := range t.MatchExpressions {
-			reqs = append(reqs, formatRequirement(r))
-		}
-		for _, r := range t.MatchFields {
-			reqs = append(reqs, "field "+formatRequirement(r))
-		}
-		out = append(out, "("+strings.Join(reqs, " AND ")+")")
-	}
-	return strings.Join(out, " OR ")
-}
-
-func formatRequirement(r corev1.NodeSelectorRequirement) string {
-	if len(r.Values) == 0 {
-		return r.Key + " " + string(r.Operator)
-	}
-	return r.Key + " " + string(r.Operator) + " [" + strings.Join(r.Values, " ") + "]"
-}
-
-func formatToleration(t corev1.Toleration) string {
-	s := t.Key
-	if t.Operator == corev1.TolerationOpExists {
-		s += " Exists"
-	} else if t.Value != "" {
-		s += "=" + t.Value
-	}
-	if t.Effect != "" {
-		s += ":" + string(t.Effect)
-	}
-	return s
 }
 
 // truncateNote cuts s to MaxNoteLength bytes on a character boundary.

@@ -68,7 +68,7 @@ func TestNotes(t *testing.T) {
 					HostNamespaces: []scheduling.HostNamespaceChange{{Field: "hostNetwork", Mode: scheduling.ClashDropSysctls, Sysctls: []string{"net.core.somaxconn"}}},
 					DroppedSysctls: []string{"net.core.somaxconn"},
 				},
-				want: map[string][]string{ReasonSysctlsDropped: {"removed sysctls net.core.somaxconn", "hostNetwork: true, which is kept", "policy drop-sysctls"}},
+				want: map[string][]string{ReasonSysctlsDropped: {"dropped sysctls net.core.somaxconn", "hostNetwork: true, which is kept", "policy drop-sysctls"}},
 			},
 			{
 				name: "a flagged clash says nothing was changed and how to fix it",

@@ -101,13 +101,13 @@ func TestAuditVerdicts(t *testing.T) {
 		if s.Status != "broken" || s.OptedIn || s.Pods.Forbidden != 2 || s.Events.SysctlForbidden != 3 {
 			t.Errorf("postgres = %+v", s)
 		}
-		if s.Webhook.Outcome != "place" || strings.Join(s.Webhook.Pools, ",") != "ipc" || !strings.Contains(s.Webhook.Added, "toleration dedicated=ipc:NoSchedule") {
-			t.Errorf("postgres webhook plan = %+v, want place on ipc with its toleration", s.Webhook)
+		if s.Webhook.Outcome != scheduling.VerdictPlaced || strings.Join(s.Webhook.Pools, ",") != "ipc" || !strings.Contains(s.Webhook.Added, "tolerations dedicated=ipc:NoSchedule") {
+			t.Errorf("postgres webhook plan = %+v, want placed on ipc with its toleration", s.Webhook)
 		}
 	})
 	t.Run("a workload whose sysctls no single pool allows together is unplaceable, naming the combination", func(t *testing.T) {
 		s := got["team-b/StatefulSet/mq"]
-		if !s.Unplaceable || s.Webhook.Outcome != "deny" || strings.Join(s.Webhook.Unallowed, ",") != "kernel.msgmax+net.core.somaxconn" {
+		if !s.Unplaceable || s.Webhook.Outcome != scheduling.VerdictDenied || strings.Join(s.Webhook.Unallowed, ",") != "kernel.msgmax+net.core.somaxconn" {
 			t.Errorf("mq = %+v", s)
 		}
 		if s.Status != "no pods" {
@@ -116,7 +116,7 @@ func TestAuditVerdicts(t *testing.T) {
 	})
 	t.Run("a workload whose pods the webhook placed counts as placed, and its new pods are placed too", func(t *testing.T) {
 		s := got["team-a/Deployment/cache"]
-		if s.Status != "placed" || !s.OptedIn || s.Webhook.Outcome != "place" || s.Broken || s.Pods.Running != 1 {
+		if s.Status != "placed" || !s.OptedIn || s.Webhook.Outcome != scheduling.VerdictPlaced || s.Broken || s.Pods.Running != 1 {
 			t.Errorf("cache = %+v", s)
 		}
 	})
@@ -178,7 +178,7 @@ func TestAuditPodSecurity(t *testing.T) {
 		if len(db.Findings) != 1 || db.Findings[0].Reason != "PodSecurity" || !strings.Contains(db.Findings[0].Detail, "enforce baseline:latest: forbidden sysctls kernel.shmmax") {
 			t.Errorf("findings = %+v", db.Findings)
 		}
-		if db.Webhook.Outcome != outcomeDeny || db.Webhook.Reason != scheduling.ReasonPodSecurityForbidden || db.Unplaceable || len(db.Webhook.Unallowed) != 0 {
+		if db.Webhook.Outcome != scheduling.VerdictDenied || db.Webhook.Reason != scheduling.ReasonPodSecurityForbidden || db.Unplaceable || len(db.Webhook.Unallowed) != 0 {
 			t.Errorf("db = %+v", db)
 		}
 	})
@@ -193,7 +193,7 @@ func TestAuditPodSecurity(t *testing.T) {
 			}
 		}
 		want := "namespace team-c enforces Pod Security baseline:latest: 1 workload with unsafe sysctls can never run there"
-		if !strings.Contains(out.String(), "Pod Security:\n  "+want) || !strings.Contains(out.String(), "deny (PodSecurityForbidden)") {
+		if !strings.Contains(out.String(), "Pod Security:\n  "+want) || !strings.Contains(out.String(), "denied (PodSecurityForbidden)") {
 			t.Errorf("the table lacks %q or the denial's reason:\n%s", want, out.String())
 		}
 	})

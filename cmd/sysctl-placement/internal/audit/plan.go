@@ -91,24 +91,11 @@ func (a *auditor) planSubject(s *subject, pod *corev1.Pod) (plan webhookPlan, is
 	if !isOptedIn {
 		d = scheduling.Plan(scheduling.Input{Pod: probe, Namespace: optedIn(s.Namespace, ns), Config: a.in.config})
 	}
-	plan = webhookPlan{Reason: d.Reason, Pools: d.Audit.Pools, Added: output.Changes(d.Changes)}
-	switch {
-	case !d.Allowed:
+	plan = webhookPlan{Outcome: d.Verdict(), Reason: d.Reason, Pools: d.Audit.Pools, Added: d.Changes.String()}
+	if plan.Outcome == scheduling.VerdictDenied || plan.Outcome == scheduling.VerdictAdmittedUnplaceable {
 		// No pool (Unplaceable), the namespace's enforced Pod Security level
 		// (Forbidden) or a host-namespace clash under flag (Conflict).
-		plan.Outcome, plan.Message = outcomeDeny, d.Message
-	case d.Outcome == scheduling.OutcomeUnplaceable:
-		plan.Outcome, plan.Message = outcomeAdmitUnplaceable, d.Message
-	case d.Outcome == scheduling.OutcomeChanged && len(d.Audit.Pools) > 0:
-		plan.Outcome = outcomePlace
-	case d.Outcome == scheduling.OutcomeChanged:
-		plan.Outcome = outcomeChange
-	case d.Reason == scheduling.ReasonAlreadyPlaced:
-		plan.Outcome = outcomeAlreadyPlaced
-	case d.Outcome == scheduling.OutcomeSkipped:
-		plan.Outcome = outcomeSkip
-	default:
-		plan.Outcome = outcomeUnchanged
+		plan.Message = d.Message
 	}
 	if d.Outcome == scheduling.OutcomeUnplaceable && d.Reason != scheduling.ReasonPodSecurityForbidden {
 		// Which sysctls no pool allows: each planned alone, Pod Security aside (it is

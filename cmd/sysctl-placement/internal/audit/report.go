@@ -29,19 +29,6 @@ const (
 	statusOK     status = "ok"
 )
 
-// outcome is what the webhook does with a subject's pods, in a verb.
-type outcome string
-
-const (
-	outcomePlace            outcome = "place"
-	outcomeChange           outcome = "change"
-	outcomeAlreadyPlaced    outcome = "already placed"
-	outcomeDeny             outcome = "deny"
-	outcomeAdmitUnplaceable outcome = "admit unplaceable"
-	outcomeUnchanged        outcome = "unchanged"
-	outcomeSkip             outcome = "skip"
-)
-
 // workload is one listed workload with sysctls in its template.
 type workload struct {
 	kind     string
@@ -144,11 +131,12 @@ type churn struct {
 
 // webhookPlan is the engine's answer for a subject's pods.
 type webhookPlan struct {
-	// Outcome: place, already placed, deny, admit unplaceable, unchanged or skip.
-	Outcome outcome  `json:"outcome"`
-	Reason  string   `json:"reason"`
-	Pools   []string `json:"pools,omitempty"`
-	Added   string   `json:"added,omitempty"`
+	// Outcome is the decision's verdict: placed, changed, unchanged, skipped, denied or
+	// admitted unplaceable (scheduling.Verdict, the words plan and the Events use).
+	Outcome scheduling.Verdict `json:"outcome"`
+	Reason  string             `json:"reason"`
+	Pools   []string           `json:"pools,omitempty"`
+	Added   string             `json:"added,omitempty"`
 	// Message explains a denial: each sysctl and per pool why it was excluded.
 	Message string `json:"message,omitempty"`
 	// Unallowed are the sysctls no pool allows; when each alone has a pool but no pool

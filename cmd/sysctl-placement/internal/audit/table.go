@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/sysctl-placement/sysctl-placement/cmd/sysctl-placement/internal/output"
+	"github.com/sysctl-placement/sysctl-placement/scheduling"
 )
 
 // Write prints the report in the chosen output.
@@ -24,18 +25,14 @@ func Write(w io.Writer, format string, r Report) error {
 		webhook := string(s.Webhook.Outcome)
 		switch {
 		case len(s.Webhook.Pools) > 0:
-			webhook += " on " + strings.Join(s.Webhook.Pools, ",")
+			webhook += " on " + scheduling.DescribePools(s.Webhook.Pools)
 		case len(s.Webhook.Unallowed) > 0:
 			webhook += ": no pool allows " + strings.Join(s.Webhook.Unallowed, ",")
-		case s.Webhook.Outcome == outcomeDeny:
-			webhook += " (" + s.Webhook.Reason + ")"
-		case s.Webhook.Outcome == outcomeUnchanged:
-			webhook = "leave unchanged (" + s.Webhook.Reason + ")"
-		case s.Webhook.Outcome == outcomeSkip:
+		case s.Webhook.Reason != "":
 			webhook += " (" + s.Webhook.Reason + ")"
 		}
 		if !s.OptedIn {
-			webhook = "would " + webhook
+			webhook = "would be " + webhook
 		}
 		nodes := strings.Join(s.Nodes, ",")
 		if len(s.Nodes) > 3 {
@@ -101,7 +98,7 @@ func Write(w io.Writer, format string, r Report) error {
 		for _, f := range s.Findings {
 			problems = append(problems, fmt.Sprintf("  %s %s/%s: %s: %s", s.Namespace, s.Kind, s.Name, f.Reason, f.Detail))
 		}
-		if s.Webhook.Outcome == outcomeDeny && s.OptedIn {
+		if s.Webhook.Outcome == scheduling.VerdictDenied && s.OptedIn {
 			problems = append(problems, fmt.Sprintf("  %s %s/%s: denied: %s", s.Namespace, s.Kind, s.Name, s.Webhook.Message))
 		}
 	}

@@ -23,8 +23,8 @@ func TestAuditTable(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"would place on ipc",
-		"would deny: no pool allows kernel.msgmax+net.core.somaxconn",
+		"would be placed on pool ipc",
+		"would be denied: no pool allows kernel.msgmax+net.core.somaxconn",
 		"opt namespace team-b in → 1 workload(s) placeable (1 broken today), 1 would be denied because no pool allows kernel.msgmax+net.core.somaxconn",
 		"pod bare on node general-0",
 		"4 workload(s) with sysctls: 2 broken, 1 unplaceable, 1 placed, 2 not opted in",

@@ -23,7 +23,7 @@ func (a *auditor) report() Report {
 		}
 		s.Broken = s.Pods.Forbidden > 0 || s.Pods.OnRefusingNodes > 0 || s.Events.FailedCreate > 0 ||
 			(s.Events.SysctlForbidden > 0 && s.Pods.Running < s.Pods.Total)
-		s.Unplaceable = (s.Webhook.Outcome == outcomeDeny || s.Webhook.Outcome == outcomeAdmitUnplaceable) &&
+		s.Unplaceable = (s.Webhook.Outcome == scheduling.VerdictDenied || s.Webhook.Outcome == scheduling.VerdictAdmittedUnplaceable) &&
 			s.Webhook.Reason != scheduling.ReasonPodSecurityForbidden
 		switch {
 		case s.Broken:
@@ -64,9 +64,9 @@ func (a *auditor) report() Report {
 					ns.Unallowed = append(ns.Unallowed, u)
 				}
 			}
-		case s.Webhook.Outcome == outcomeDeny:
+		case s.Webhook.Outcome == scheduling.VerdictDenied:
 			ns.Refused++
-		case s.Webhook.Outcome != outcomeSkip:
+		case s.Webhook.Outcome != scheduling.VerdictSkipped:
 			ns.Placeable++
 			if s.Broken {
 				ns.BrokenPlaceable++
