@@ -1,8 +1,3 @@
-// encoding/json/v2 is in the standard library from Go 1.27 (the toolchain go.mod
-// names); the module's go line still says 1.26, so this file asks for 1.27 itself.
-
-//go:build go1.27
-
 package webhook
 
 import (
@@ -16,9 +11,6 @@ import (
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 )
-
-// singleDecode says whether this build decodes reviews in one pass.
-const singleDecode = true
 
 // decodedReview is an AdmissionReview decoded in one pass.
 type decodedReview struct {
