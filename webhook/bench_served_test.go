@@ -12,6 +12,7 @@ import (
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 	"github.com/sysctl-placement/sysctl-placement/webhook/config"
 	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
+	"github.com/sysctl-placement/sysctl-placement/webhook/review"
 )
 
 // servedEnv wires the handlers as `serve` does: a JSON logrus logger at info level
@@ -40,11 +41,11 @@ func servedEnv(b *testing.B) testEnv {
 		b.Fatal(err)
 	}
 	m, v := newWebhooks(b, cfg)
-	mh, err := NewHandler(HandlerConfig{Webhook: m, Recorder: rec, Logger: log})
+	mh, err := review.NewHandler(review.HandlerConfig{Webhook: m, Recorder: rec, Logger: log})
 	if err != nil {
 		b.Fatal(err)
 	}
-	vh, err := NewHandler(HandlerConfig{Webhook: v, Recorder: rec, Logger: log})
+	vh, err := review.NewHandler(review.HandlerConfig{Webhook: v, Recorder: rec, Logger: log})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,42 +10,6 @@ import (
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 )
 
-// deploymentPod is a pod as the ReplicaSet controller creates it for a Deployment:
-// generateName and ownerReferences, the template's labels, two IPC sysctls, and one
-// container with ports, env and a volume. It is what the API server sends the
-// webhooks for almost every pod that asks for sysctls.
-const deploymentPod = `{
-  "apiVersion": "v1", "kind": "Pod",
-  "metadata": {
-    "generateName": "postgres-7d9f8c6b5-",
-    "namespace": "team",
-    "labels": {"app": "postgres", "pod-template-hash": "7d9f8c6b5"},
-    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "postgres-7d9f8c6b5",
-      "uid": "5b1e6f3a-8c2d-4e7f-9a1b-2c3d4e5f6a7b", "controller": true, "blockOwnerDeletion": true}]
-  },
-  "spec": {
-    "securityContext": {"sysctls": [
-      {"name": "kernel.shmmax", "value": "68719476736"},
-      {"name": "kernel.sem", "value": "250 32000 100 128"}]},
-    "containers": [{
-      "name": "postgres", "image": "postgres:17",
-      "ports": [{"name": "postgres", "containerPort": 5432, "protocol": "TCP"}],
-      "env": [
-        {"name": "POSTGRES_DB", "value": "shop"},
-        {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
-        {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "postgres", "key": "password"}}}],
-      "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
-      "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}],
-      "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
-      "imagePullPolicy": "IfNotPresent"
-    }],
-    "volumes": [{"name": "data", "emptyDir": {"sizeLimit": "10Gi"}}],
-    "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
-    "schedulerName": "default-scheduler", "enableServiceLinks": true, "preemptionPolicy": "PreemptLowerPriority",
-    "priority": 0
-  }
-}`
-
 // benchReview is the AdmissionReview for object, checked once through h so that a
 // benchmark never measures an error path.
 func benchReview(b *testing.B, h http.Handler, object string) []byte {
@@ -96,19 +60,6 @@ func BenchmarkValidateHandler(b *testing.B) {
 	placed := string(mutated(b, env.mutate))
 	body := benchReview(b, env.validate, placed)
 	serveBench(b, env.validate, body)
-}
-
-// BenchmarkGuardEnvelope measures what the guard in http.go adds before kubewebhook
-// decodes the same body again: reading it and decoding the envelope.
-func BenchmarkGuardEnvelope(b *testing.B) {
-	body := reviewJSON(b, deploymentPod, reviewOptions{})
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if env, err := readEnvelope(body); err != nil || !env.Request {
-			b.Fatalf("envelope: %v", err)
-		}
-	}
 }
 
 // mutated returns the benchmark pod with the mutating webhook's patch applied.

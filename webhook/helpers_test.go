@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -10,13 +9,13 @@ import (
 	kwhwebhook "github.com/slok/kubewebhook/v2/pkg/webhook"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionv1 "k8s.io/api/admission/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/sysctl-placement/sysctl-placement/deploy"
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 	"github.com/sysctl-placement/sysctl-placement/webhook/config"
+	"github.com/sysctl-placement/sysctl-placement/webhook/internal/reviewtest"
 	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
+	"github.com/sysctl-placement/sysctl-placement/webhook/review"
 )
 
 // testEnv is the example config (deploy/examples/placement-config.yaml: pools ipc,
@@ -57,11 +56,11 @@ func newTestEnvWithConfig(t testing.TB, compiled *scheduling.Compiled, ann map[s
 func newTestEnvFrom(t testing.TB, cfg Config, recorder kwhwebhook.MetricsRecorder) testEnv {
 	t.Helper()
 	m, v := newWebhooks(t, cfg)
-	mh, err := NewHandler(HandlerConfig{Webhook: m, Recorder: recorder})
+	mh, err := review.NewHandler(review.HandlerConfig{Webhook: m, Recorder: recorder})
 	if err != nil {
 		t.Fatal(err)
 	}
-	vh, err := NewHandler(HandlerConfig{Webhook: v})
+	vh, err := review.NewHandler(review.HandlerConfig{Webhook: v})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,55 +81,25 @@ func newWebhooks(tb testing.TB, cfg Config) (*Mutator, *Validator) {
 	return m, v
 }
 
-// reviewOptions vary the AdmissionReview around the object.
-type reviewOptions struct {
-	namespace string
-	kind      metav1.GroupVersionKind
-	operation admissionv1.Operation
-	dryRun    bool
-}
+// The fixtures and the review builder are reviewtest's, shared with the review
+// package's tests.
+const (
+	postgresPod       = reviewtest.PostgresPod
+	unplaceablePod    = reviewtest.UnplaceablePod
+	hostIPCDeployment = reviewtest.HostIPCDeployment
+	deploymentPod     = reviewtest.DeploymentPod
+	replicaSetPod     = reviewtest.ReplicaSetPod
+)
 
-func podKind() metav1.GroupVersionKind { return metav1.GroupVersionKind{Version: "v1", Kind: "Pod"} }
+type reviewOptions = reviewtest.Options
 
-// reviewJSON wraps object (JSON) in an admission.k8s.io/v1 AdmissionReview.
-func reviewJSON(t testing.TB, object string, o reviewOptions) []byte {
-	t.Helper()
-	if o.namespace == "" {
-		o.namespace = "team"
-	}
-	if o.kind.Kind == "" {
-		o.kind = podKind()
-	}
-	if o.operation == "" {
-		o.operation = admissionv1.Create
-	}
-	ar := admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{
-			UID:       "0d2c6b5e-6b58-4f5c-9a4e-3b1f0a7e1c11",
-			Kind:      o.kind,
-			Resource:  metav1.GroupVersionResource{Version: o.kind.Version, Resource: "pods"},
-			Namespace: o.namespace,
-			Operation: o.operation,
-			DryRun:    &o.dryRun,
-			Object:    runtime.RawExtension{Raw: []byte(object)},
-		},
-	}
-	b, err := json.Marshal(ar)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// post sends body to h as the API server does and returns the recorder.
-func post(h http.Handler, body []byte) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodPost, "/mutate", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	return rec
-}
+var (
+	podKind        = reviewtest.PodKind
+	reviewJSON     = reviewtest.JSON
+	post           = reviewtest.Post
+	podWithSysctls = reviewtest.PodWithSysctls
+	acceptLocal    = reviewtest.AcceptLocal
+)
 
 // response decodes an AdmissionReview response, failing on anything but 200.
 func response(t testing.TB, rec *httptest.ResponseRecorder) *admissionv1.AdmissionResponse {

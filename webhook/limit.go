@@ -11,7 +11,7 @@ import (
 //
 // A review is CPU-bound and answers in milliseconds (no API call on the admission
 // path), so more reviews at once than a few per core gain no throughput; what they
-// add is memory. The worst review is a body at MaxRequestBodyBytes (6 MiB) and its
+// add is memory. The worst review is a body at review.MaxRequestBodyBytes (6 MiB) and its
 // decoded objects, an estimated 20 MiB live once the answer itself is bounded
 // (issue 23, finding 1): 8 of them, about 160 MiB, fit beside serve's idle 40–60 MiB
 // under the shipped 256 MiB memory limit, and 16 would not.
@@ -29,7 +29,7 @@ const DefaultAdmissionQueueWait = time.Second
 // 429 Too Many Requests with Retry-After: 1, which the API server's webhook client
 // (client-go's rest client) retries within the webhook timeout. The body is read
 // before a slot is taken, so a client that sends slowly never holds one; what it
-// holds is the bytes it sent (see readBody) until the server's ReadTimeout.
+// holds is the bytes it sent (see the review package's readBody) until the server's ReadTimeout.
 type AdmissionLimit struct {
 	slots   chan struct{}
 	wait    time.Duration
@@ -48,9 +48,9 @@ func NewAdmissionLimit(max int, wait time.Duration, metrics *Metrics) (*Admissio
 	return &AdmissionLimit{slots: make(chan struct{}, max), wait: wait, metrics: metrics}, nil
 }
 
-// acquire takes a slot for r, waiting as AdmissionLimit says; release gives it back.
+// Acquire takes a slot for r, waiting as AdmissionLimit says; release gives it back.
 // ok is false when no slot freed in time (or the caller went away).
-func (l *AdmissionLimit) acquire(r *http.Request) (release func(), ok bool) {
+func (l *AdmissionLimit) Acquire(r *http.Request) (release func(), ok bool) {
 	if l == nil {
 		return func() {}, true
 	}
@@ -83,9 +83,9 @@ func (l *AdmissionLimit) acquire(r *http.Request) (release func(), ok bool) {
 	}
 }
 
-// throttled answers a review that found no slot: 429 with Retry-After, which the API
+// Throttled answers a review that found no slot: 429 with Retry-After, which the API
 // server's client retries.
-func (l *AdmissionLimit) throttled(w http.ResponseWriter) {
+func (l *AdmissionLimit) Throttled(w http.ResponseWriter) {
 	w.Header().Set("Retry-After", "1")
 	http.Error(w, "too many admission reviews in progress on this replica; retry (the API server does, within the webhook timeout)", http.StatusTooManyRequests)
 }

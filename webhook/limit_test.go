@@ -17,6 +17,7 @@ import (
 
 	"github.com/sysctl-placement/sysctl-placement/webhook/config"
 	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
+	"github.com/sysctl-placement/sysctl-placement/webhook/review"
 )
 
 // heldWebhook is a webhook whose reviews wait until the test lets them go, to hold
@@ -46,7 +47,7 @@ func limitedHandler(t *testing.T, max int, wait time.Duration) (http.Handler, he
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := NewHandler(HandlerConfig{Webhook: held, Limit: limit})
+	h, err := review.NewHandler(review.HandlerConfig{Webhook: held, Limit: limit})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +58,7 @@ func limitedHandler(t *testing.T, max int, wait time.Duration) (http.Handler, he
 // channel once the handler has answered.
 func serveAsync(t *testing.T, h http.Handler, target string) <-chan *httptest.ResponseRecorder {
 	t.Helper()
-	body := reviewJSON(t, postgresPod, reviewOptions{namespace: "other"})
+	body := reviewJSON(t, postgresPod, reviewOptions{Namespace: "other"})
 	done := make(chan *httptest.ResponseRecorder, 1)
 	go func() {
 		req := httptest.NewRequest(http.MethodPost, target, bytes.NewReader(body))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/sysctl-placement/sysctl-placement/webhook/internal/jsonbytes"
 )
 
 // JSONFormatter writes for each log entry the JSON object logrus's JSONFormatter (with
@@ -58,13 +59,13 @@ func (JSONFormatter) Format(entry *logrus.Entry) ([]byte, error) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, k)
+		b = jsonbytes.String(b, k)
 		b = append(b, ':')
 		switch {
 		case k == logrus.FieldKeyLevel:
-			b = appendJSONString(b, entry.Level.String())
+			b = jsonbytes.String(b, entry.Level.String())
 		case k == logrus.FieldKeyMsg:
-			b = appendJSONString(b, entry.Message)
+			b = jsonbytes.String(b, entry.Message)
 		case k == logrus.FieldKeyTime:
 			b = append(b, '"')
 			b = entry.Time.AppendFormat(b, time.RFC3339)
@@ -103,11 +104,11 @@ func renamedFrom(data logrus.Fields, k string) string {
 
 // appendLogValue appends v as JSON: an error as its text (as logrus writes it), the
 // other types our log lines carry without reflection, anything else as
-// appendJSONValue (the patch's encoder) writes it.
+// jsonbytes.Value (the patch's encoder) writes it.
 func appendLogValue(b []byte, v any) ([]byte, error) {
 	switch v := v.(type) {
 	case error:
-		return appendJSONString(b, v.Error()), nil
+		return jsonbytes.String(b, v.Error()), nil
 	case int:
 		return strconv.AppendInt(b, int64(v), 10), nil
 	case int64:
@@ -121,9 +122,9 @@ func appendLogValue(b []byte, v any) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, s)
+			b = jsonbytes.String(b, s)
 		}
 		return append(b, ']'), nil
 	}
-	return appendJSONValue(b, v)
+	return jsonbytes.Value(b, v)
 }

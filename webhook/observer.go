@@ -6,6 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
+	"github.com/sysctl-placement/sysctl-placement/webhook/review"
 )
 
 // WorkloadObserver hears about admissions that deserve an Event on a workload rather
@@ -52,18 +53,18 @@ type ChangedTemplate struct {
 }
 
 // observeDenial tells the observer about a denied controller-owned pod.
-func (p planner) observeDenial(ar model.AdmissionReview, obj *admittedObject, d *scheduling.Decision) {
-	if p.cfg.Workloads == nil || ar.DryRun || obj == nil || obj.template || d == nil || d.Allowed {
+func (p planner) observeDenial(ar model.AdmissionReview, obj *review.Object, d *scheduling.Decision) {
+	if p.cfg.Workloads == nil || ar.DryRun || obj == nil || obj.Template || d == nil || d.Allowed {
 		return
 	}
-	owner := metav1.GetControllerOfNoCopy(obj.pod)
+	owner := metav1.GetControllerOfNoCopy(obj.Pod)
 	if owner == nil || owner.UID == "" || owner.Name == "" {
 		return
 	}
 	p.cfg.Workloads.PodDenied(DeniedPod{
 		Namespace: ar.Namespace,
 		Owner:     *owner,
-		PodName:   obj.name,
+		PodName:   obj.Name,
 		Outcome:   d.Outcome,
 		Message:   d.Message,
 	})
@@ -71,20 +72,20 @@ func (p planner) observeDenial(ar model.AdmissionReview, obj *admittedObject, d 
 
 // observeTemplateChange tells the observer about a workload template whose host
 // namespaces or sysctls were changed on UPDATE (patch non-empty).
-func (p planner) observeTemplateChange(ar model.AdmissionReview, obj *admittedObject, d *scheduling.Decision, patch []byte) {
+func (p planner) observeTemplateChange(ar model.AdmissionReview, obj *review.Object, d *scheduling.Decision, patch []byte) {
 	if p.cfg.Workloads == nil || ar.DryRun || ar.Operation != model.OperationUpdate ||
-		obj == nil || !obj.template || d == nil || len(d.Audit.HostNamespaces) == 0 || len(patch) == 0 {
+		obj == nil || !obj.Template || d == nil || len(d.Audit.HostNamespaces) == 0 || len(patch) == 0 {
 		return
 	}
-	if obj.uid == "" || obj.metadataName == "" {
+	if obj.UID == "" || obj.MetadataName == "" {
 		return
 	}
 	p.cfg.Workloads.TemplateChanged(ChangedTemplate{
 		Namespace:  ar.Namespace,
-		APIVersion: obj.apiVersion,
-		Kind:       obj.kind,
-		Name:       obj.metadataName,
-		UID:        obj.uid,
+		APIVersion: obj.APIVersion,
+		Kind:       obj.Kind,
+		Name:       obj.MetadataName,
+		UID:        obj.UID,
 		Audit:      d.Audit,
 	})
 }

@@ -49,20 +49,6 @@ func observedWebhooks(t testing.TB, obs WorkloadObserver) (*Mutator, *Validator)
 	return newWebhooks(t, cfg)
 }
 
-// replicaSetPod is unplaceable (kernel.msgmax and net.core.somaxconn: no pool allows
-// both) and owned by a ReplicaSet.
-const replicaSetPod = `{
-  "apiVersion": "v1", "kind": "Pod",
-  "metadata": {"generateName": "web-7d9f-", "ownerReferences": [
-    {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9f", "uid": "5b1c7a52-0000-4000-8000-000000000001", "controller": true}]},
-  "spec": {
-    "securityContext": {"sysctls": [
-      {"name": "kernel.msgmax", "value": "65536"},
-      {"name": "net.core.somaxconn", "value": "4096"}]},
-    "containers": [{"name": "c", "image": "i"}]
-  }
-}`
-
 func podReview(object string, dryRun bool) model.AdmissionReview {
 	return model.AdmissionReview{
 		ID: "1", Namespace: "team", Operation: model.OperationCreate, DryRun: dryRun,

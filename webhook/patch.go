@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"encoding/json"
 	"maps"
 	"slices"
 	"strconv"
@@ -10,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
+	"github.com/sysctl-placement/sysctl-placement/webhook/internal/jsonbytes"
+	"github.com/sysctl-placement/sysctl-placement/webhook/review"
 )
 
 // operation is one RFC 6902 JSON patch operation. Value is an interface so that
@@ -19,20 +20,6 @@ type operation struct {
 	Path  string `json:"path"`
 	Value any    `json:"value,omitempty"`
 }
-
-// podPaths says where a pod spec and its metadata sit inside the admitted object:
-// "/spec" and "/metadata" for a Pod, "/spec/template/spec" for a Deployment, and so on.
-type podPaths struct {
-	spec     string
-	metadata string
-}
-
-var (
-	podObjectPaths      = podPaths{spec: "/spec", metadata: "/metadata"}
-	templateObjectPaths = podPaths{spec: "/spec/template/spec", metadata: "/spec/template/metadata"}
-	cronJobObjectPaths  = podPaths{spec: "/spec/jobTemplate/spec/template/spec", metadata: "/spec/jobTemplate/spec/template/metadata"}
-	podTemplatePaths    = podPaths{spec: "/template/spec", metadata: "/template/metadata"}
-)
 
 // patchBuilder writes operations that touch only the paths a decision owns. It works
 // from the typed object only to know which parents exist; it never replaces a parent
@@ -73,103 +60,19 @@ func (b *patchBuilder) marshal() ([]byte, error) {
 			out = append(out, ',')
 		}
 		out = append(out, `{"op":`...)
-		out = appendJSONString(out, op.Op)
+		out = jsonbytes.String(out, op.Op)
 		out = append(out, `,"path":`...)
-		out = appendJSONString(out, op.Path)
+		out = jsonbytes.String(out, op.Path)
 		if op.Value != nil {
 			out = append(out, `,"value":`...)
 			var err error
-			if out, err = appendJSONValue(out, op.Value); err != nil {
+			if out, err = jsonbytes.Value(out, op.Value); err != nil {
 				return nil, err
 			}
 		}
 		out = append(out, '}')
 	}
 	return append(out, ']'), nil
-}
-
-// appendJSONValue appends v as encoding/json would.
-func appendJSONValue(b []byte, v any) ([]byte, error) {
-	switch v := v.(type) {
-	case string:
-		return appendJSONString(b, v), nil
-	case bool:
-		return strconv.AppendBool(b, v), nil
-	case map[string]string:
-		if v != nil {
-			return appendStringMap(b, v), nil
-		}
-	case []corev1.Toleration:
-		if v != nil {
-			b = append(b, '[')
-			for i := range v {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = appendToleration(b, &v[i])
-			}
-			return append(b, ']'), nil
-		}
-	case corev1.Toleration:
-		return appendToleration(b, &v), nil
-	}
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return append(b, raw...), nil
-}
-
-// appendStringMap writes m with its keys sorted, as encoding/json does.
-func appendStringMap(b []byte, m map[string]string) []byte {
-	b = append(b, '{')
-	if len(m) == 1 {
-		for k, v := range m {
-			b = appendJSONString(b, k)
-			b = append(b, ':')
-			b = appendJSONString(b, v)
-		}
-		return append(b, '}')
-	}
-	for i, k := range slices.Sorted(maps.Keys(m)) {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, k)
-		b = append(b, ':')
-		b = appendJSONString(b, m[k])
-	}
-	return append(b, '}')
-}
-
-// appendToleration writes t with corev1.Toleration's field names and omitempty.
-func appendToleration(b []byte, t *corev1.Toleration) []byte {
-	b = append(b, '{')
-	b = appendStringField(b, `"key":`, t.Key)
-	b = appendStringField(b, `"operator":`, string(t.Operator))
-	b = appendStringField(b, `"value":`, t.Value)
-	b = appendStringField(b, `"effect":`, string(t.Effect))
-	if t.TolerationSeconds != nil {
-		if b[len(b)-1] != '{' {
-			b = append(b, ',')
-		}
-		b = append(b, `"tolerationSeconds":`...)
-		b = strconv.AppendInt(b, *t.TolerationSeconds, 10)
-	}
-	return append(b, '}')
-}
-
-// appendStringField writes name and value (omitted when empty, as omitempty does),
-// after a comma unless it is the first field of the object.
-func appendStringField(b []byte, name, value string) []byte {
-	if value == "" {
-		return b
-	}
-	if b[len(b)-1] != '{' {
-		b = append(b, ',')
-	}
-	b = append(b, name...)
-	return appendJSONString(b, value)
 }
 
 // pointerEscape escapes a map key for a JSON pointer (RFC 6901).
@@ -180,19 +83,19 @@ func pointerEscape(key string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(key, "~", "~0"), "/", "~1")
 }
 
-// addSpecChanges appends the operations for ch against spec, located at paths.spec.
+// addSpecChanges appends the operations for ch against spec, located at paths.Spec.
 // ch is a pointer: Change(&ch) on a copy would move the copy to the heap on every
 // admission.
-func (b *patchBuilder) addSpecChanges(paths podPaths, spec *corev1.PodSpec, ch *scheduling.Changes) {
-	b.dropSysctls(paths.spec, spec, ch.DroppedSysctls)
+func (b *patchBuilder) addSpecChanges(paths review.Paths, spec *corev1.PodSpec, ch *scheduling.Changes) {
+	b.dropSysctls(paths.Spec, spec, ch.DroppedSysctls)
 	for i := range scheduling.HostNamespaces {
 		if v := *scheduling.HostNamespaces[i].Change(ch); v != nil {
-			b.add(paths.spec+"/"+scheduling.HostNamespaces[i].Field, *v)
+			b.add(paths.Spec+"/"+scheduling.HostNamespaces[i].Field, *v)
 		}
 	}
-	b.addNodeSelector(paths.spec, spec, ch.NodeSelector)
-	b.addAffinityTerms(paths.spec, spec, ch.AffinityTerms)
-	b.addTolerations(paths.spec, spec, ch.Tolerations)
+	b.addNodeSelector(paths.Spec, spec, ch.NodeSelector)
+	b.addAffinityTerms(paths.Spec, spec, ch.AffinityTerms)
+	b.addTolerations(paths.Spec, spec, ch.Tolerations)
 }
 
 // dropSysctls removes the named sysctls, highest index first so earlier indexes stay valid.

@@ -19,6 +19,7 @@ import (
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 	"github.com/sysctl-placement/sysctl-placement/webhook/config"
 	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
+	"github.com/sysctl-placement/sysctl-placement/webhook/review"
 )
 
 // The engine's golden pods (scheduling/testdata) double as the webhook's: for each,
@@ -94,25 +95,25 @@ func checkPatchMatchesApplyTo(t *testing.T, compiled *scheduling.Compiled, ns sc
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := NewHandler(HandlerConfig{Webhook: m})
+	h, err := review.NewHandler(review.HandlerConfig{Webhook: m})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := post(h, reviewJSON(t, object, reviewOptions{namespace: ns.Name, kind: kind}))
+	rec := post(h, reviewJSON(t, object, reviewOptions{Namespace: ns.Name, Kind: kind}))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body.String())
 	}
 	resp := response(t, rec)
 
-	obj, err := decodeObject([]byte(object), kind)
+	obj, err := review.DecodeObject([]byte(object), kind)
 	if err != nil {
 		if len(patchOps(t, resp)) != 0 {
 			t.Fatalf("an undecodable object was patched: %s", resp.Patch)
 		}
 		return
 	}
-	want := obj.pod.DeepCopy()
-	d := scheduling.Plan(scheduling.Input{Pod: obj.pod, Namespace: ns, Config: compiled, Template: obj.template})
+	want := obj.Pod.DeepCopy()
+	d := scheduling.Plan(scheduling.Input{Pod: obj.Pod, Namespace: ns, Config: compiled, Template: obj.Template})
 	scheduling.ApplyTo(&want.Spec, d.Changes)
 
 	patched := []byte(object)
@@ -125,18 +126,18 @@ func checkPatchMatchesApplyTo(t *testing.T, compiled *scheduling.Compiled, ns sc
 			t.Fatalf("the patch does not apply to the object: %v\npatch: %s", err, resp.Patch)
 		}
 	}
-	got, err := decodeObject(patched, kind)
+	got, err := review.DecodeObject(patched, kind)
 	if err != nil {
 		t.Fatalf("the patched object does not decode: %v", err)
 	}
-	if !apiequality.Semantic.DeepEqual(normalise(got.pod.Spec), normalise(want.Spec)) {
-		gotJSON, _ := json.Marshal(got.pod.Spec)
+	if !apiequality.Semantic.DeepEqual(normalise(got.Pod.Spec), normalise(want.Spec)) {
+		gotJSON, _ := json.Marshal(got.Pod.Spec)
 		wantJSON, _ := json.Marshal(want.Spec)
 		t.Fatalf("patched spec differs from ApplyTo:\npatch %s\ngot  %s\nwant %s", resp.Patch, gotJSON, wantJSON)
 	}
-	if !obj.template && !d.Changes.IsEmpty() {
-		if got.pod.Annotations[scheduling.AnnotationPlacement] == "" || got.pod.Labels[scheduling.LabelPlaced] != "true" {
-			t.Errorf("a changed pod must carry the placement annotation and label, got %v %v", got.pod.Annotations, got.pod.Labels)
+	if !obj.Template && !d.Changes.IsEmpty() {
+		if got.Pod.Annotations[scheduling.AnnotationPlacement] == "" || got.Pod.Labels[scheduling.LabelPlaced] != "true" {
+			t.Errorf("a changed pod must carry the placement annotation and label, got %v %v", got.Pod.Annotations, got.Pod.Labels)
 		}
 	}
 }
@@ -226,7 +227,7 @@ func fuzzPods(f *testing.F, check func(t *testing.T, compiled *scheduling.Compil
 // the bounds of issue 23 (see assertBoundedAnswer).
 func FuzzHandler(f *testing.F) {
 	f.Add(reviewJSON(f, postgresPod, reviewOptions{}))
-	f.Add(reviewJSON(f, hostIPCDeployment, reviewOptions{kind: metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}}))
+	f.Add(reviewJSON(f, hostIPCDeployment, reviewOptions{Kind: metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}}))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":{"kind":"Pod"}}}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"x","kind":{"kind":"Pod","version":"v1"},"operation":"CREATE","object":null}}`))

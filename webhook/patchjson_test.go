@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
+	"github.com/sysctl-placement/sysctl-placement/webhook/review"
 )
 
 // checkPatchIsTheJSONOfItsOperations wants b's hand-written patch to mean what
@@ -43,16 +44,16 @@ func TestThePatchIsTheJSONOfItsOperations(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ns := scheduling.Namespace{Name: in.Namespace.Name, Labels: in.Namespace.Labels, Annotations: in.Namespace.Annotations}
 			object, kind := asPodObject(in)
-			obj, err := decodeObject([]byte(object), kind)
+			obj, err := review.DecodeObject([]byte(object), kind)
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := scheduling.Plan(scheduling.Input{Pod: obj.pod, Namespace: ns, Config: compiled, Template: obj.template})
+			d := scheduling.Plan(scheduling.Input{Pod: obj.Pod, Namespace: ns, Config: compiled, Template: obj.Template})
 			var b patchBuilder
-			b.addSpecChanges(obj.paths, &obj.pod.Spec, &d.Changes)
-			b.addMetadataEntry(obj.paths.metadata, "annotations", nil, scheduling.AnnotationPlacement, `{"pools":["a"]}`)
-			b.addMetadataEntry(obj.paths.metadata, "labels", map[string]string{"x": "y"}, scheduling.LabelPlaced, "true")
-			b.addMetadataEntry(obj.paths.metadata, "labels", map[string]string{"x": "y"}, "b/c~d", "e")
+			b.addSpecChanges(obj.Paths, &obj.Pod.Spec, &d.Changes)
+			b.addMetadataEntry(obj.Paths.Metadata, "annotations", nil, scheduling.AnnotationPlacement, `{"pools":["a"]}`)
+			b.addMetadataEntry(obj.Paths.Metadata, "labels", map[string]string{"x": "y"}, scheduling.LabelPlaced, "true")
+			b.addMetadataEntry(obj.Paths.Metadata, "labels", map[string]string{"x": "y"}, "b/c~d", "e")
 			checkPatchIsTheJSONOfItsOperations(t, &b)
 		})
 	}

@@ -12,9 +12,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
+	"github.com/sysctl-placement/sysctl-placement/webhook/review"
 )
 
-// fullObject decodes raw into the complete k8s.io/api types, as decodeObject did
+// fullObject decodes raw into the complete k8s.io/api types, as review.DecodeObject did
 // before it decoded only what placement reads: the reference for the narrow decode.
 func fullObject(raw []byte, kind metav1.GroupVersionKind) (*corev1.Pod, bool, error) {
 	var env struct {
@@ -25,7 +26,7 @@ func fullObject(raw []byte, kind metav1.GroupVersionKind) (*corev1.Pod, bool, er
 			Template       *corev1.PodTemplateSpec `json:"template"`
 		} `json:"spec"`
 	}
-	// Case-sensitive like decodeObject and the API server.
+	// Case-sensitive like review.DecodeObject and the API server.
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &env); err != nil {
 		return nil, false, err
 	}
@@ -49,7 +50,7 @@ func fullObject(raw []byte, kind metav1.GroupVersionKind) (*corev1.Pod, bool, er
 func checkNarrowDecidesAsFull(t *testing.T, compiled *scheduling.Compiled, ns scheduling.Namespace, object string, kind metav1.GroupVersionKind) {
 	t.Helper()
 	full, template, fullErr := fullObject([]byte(object), kind)
-	narrow, narrowErr := decodeObject([]byte(object), kind)
+	narrow, narrowErr := review.DecodeObject([]byte(object), kind)
 	if fullErr != nil {
 		// Nothing to compare: the full decode fails on a field the narrow one skips
 		// (or both fail). The API server never sends such an object; it decoded it.
@@ -58,25 +59,25 @@ func checkNarrowDecidesAsFull(t *testing.T, compiled *scheduling.Compiled, ns sc
 	if narrowErr != nil {
 		t.Fatalf("the narrow decode fails where the full decode does not: %v", narrowErr)
 	}
-	if narrow.template != template {
-		t.Fatalf("template %v, want %v", narrow.template, template)
+	if narrow.Template != template {
+		t.Fatalf("template %v, want %v", narrow.Template, template)
 	}
 	want := scheduling.Plan(scheduling.Input{Pod: full, Namespace: ns, Config: compiled, Template: template})
-	got := scheduling.Plan(scheduling.Input{Pod: narrow.pod, Namespace: ns, Config: compiled, Template: template})
+	got := scheduling.Plan(scheduling.Input{Pod: narrow.Pod, Namespace: ns, Config: compiled, Template: template})
 	if !reflect.DeepEqual(got, want) {
 		gotJSON, _ := json.Marshal(got)
 		wantJSON, _ := json.Marshal(want)
 		t.Fatalf("the narrow decode decides otherwise: a field Plan reads is missing from podfields.go\ngot  %s\nwant %s", gotJSON, wantJSON)
 	}
 	fullObj := narrow
-	fullObj.pod = full
+	fullObj.Pod = full
 	wantPatch, wantErr := mutationPatch(&fullObj, &want)
 	gotPatch, gotErr := mutationPatch(&narrow, &got)
 	if string(gotPatch) != string(wantPatch) || (gotErr == nil) != (wantErr == nil) {
 		t.Fatalf("the narrow decode patches otherwise: a field the patch reads is missing from podfields.go\ngot  %s (%v)\nwant %s (%v)", gotPatch, gotErr, wantPatch, wantErr)
 	}
-	if !reflect.DeepEqual(metav1.GetControllerOfNoCopy(narrow.pod), metav1.GetControllerOfNoCopy(full)) {
-		t.Fatalf("the controller differs: %v, want %v", metav1.GetControllerOfNoCopy(narrow.pod), metav1.GetControllerOfNoCopy(full))
+	if !reflect.DeepEqual(metav1.GetControllerOfNoCopy(narrow.Pod), metav1.GetControllerOfNoCopy(full)) {
+		t.Fatalf("the controller differs: %v, want %v", metav1.GetControllerOfNoCopy(narrow.Pod), metav1.GetControllerOfNoCopy(full))
 	}
 }
 

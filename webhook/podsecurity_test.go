@@ -59,7 +59,7 @@ func TestDenyForPodSecurity(t *testing.T) {
 		if got := testutil.ToFloat64(metrics.denials.WithLabelValues(string(scheduling.OutcomeForbidden))); got != 1 {
 			t.Errorf("denials{outcome=Forbidden} = %v, want 1", got)
 		}
-		dry := response(t, post(env.mutate, reviewJSON(t, postgresPod, reviewOptions{dryRun: true})))
+		dry := response(t, post(env.mutate, reviewJSON(t, postgresPod, reviewOptions{DryRun: true})))
 		if dry.Allowed || dry.Result.Message != resp.Result.Message {
 			t.Errorf("a dry run got another answer: %+v", dry)
 		}
@@ -86,7 +86,7 @@ func TestDenyForPodSecurity(t *testing.T) {
 	t.Run("a workload template under baseline is admitted with the warning", func(t *testing.T) {
 		env, _ := podSecurityEnv(t, map[string]string{scheduling.LabelPodSecurityEnforce: "baseline"}, nil)
 		resp := response(t, post(env.mutate, reviewJSON(t, hostIPCDeployment, reviewOptions{
-			kind: metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"},
+			Kind: metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"},
 		})))
 		if !resp.Allowed {
 			t.Fatalf("PSA enforces on pods only, so the Deployment must be admitted: %+v", resp.Result)

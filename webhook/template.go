@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/sysctl-placement/sysctl-placement/webhook/review"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -15,20 +16,20 @@ import (
 // of the template is kept, including fields this build does not know. fromTemplate says
 // which of the two it was; kinds the webhook does not handle are an error.
 func PodOf(doc []byte) (pod json.RawMessage, fromTemplate bool, err error) {
-	obj, err := decodeObject(doc, metav1.GroupVersionKind{})
+	obj, err := review.DecodeObject(doc, metav1.GroupVersionKind{})
 	if err != nil {
 		return nil, false, err
 	}
-	if !obj.template {
+	if !obj.Template {
 		return doc, false, nil
 	}
 	var tree map[string]any
 	if err := json.Unmarshal(doc, &tree); err != nil {
-		return nil, true, fmt.Errorf("could not decode the %s: %w", obj.kind, err)
+		return nil, true, fmt.Errorf("could not decode the %s: %w", obj.Kind, err)
 	}
 	// The template sits where its metadata's parent is: "/spec/template" and so on.
 	var template any = tree
-	for _, key := range strings.Split(strings.TrimPrefix(strings.TrimSuffix(obj.paths.metadata, "/metadata"), "/"), "/") {
+	for _, key := range strings.Split(strings.TrimPrefix(strings.TrimSuffix(obj.Paths.Metadata, "/metadata"), "/"), "/") {
 		m, _ := template.(map[string]any)
 		template = m[key]
 	}

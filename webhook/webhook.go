@@ -19,6 +19,7 @@ import (
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 	"github.com/sysctl-placement/sysctl-placement/webhook/config"
 	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
+	"github.com/sysctl-placement/sysctl-placement/webhook/review"
 )
 
 // Config holds what both webhooks need.
@@ -67,7 +68,7 @@ type planner struct {
 
 // plan decides for one admission review. A nil decision with a nil error means the
 // object is not ours to judge (another kind, a delete); it is admitted unchanged.
-func (p planner) plan(ctx context.Context, ar model.AdmissionReview) (*admittedObject, *scheduling.Decision, error) {
+func (p planner) plan(ctx context.Context, ar model.AdmissionReview) (*review.Object, *scheduling.Decision, error) {
 	if ar.Operation != model.OperationCreate && ar.Operation != model.OperationUpdate {
 		return nil, nil, nil
 	}
@@ -75,17 +76,17 @@ func (p planner) plan(ctx context.Context, ar model.AdmissionReview) (*admittedO
 	if ar.RequestGVK != nil {
 		gvk = *ar.RequestGVK
 	}
-	obj, err := admittedFrom(ctx, ar, gvk)
+	obj, err := review.ObjectFrom(ctx, ar, gvk)
 	if err != nil {
-		var unhandled errUnhandledKind
+		var unhandled review.UnhandledKindError
 		if errors.As(err, &unhandled) {
-			p.cfg.Logger.WithFields(logrus.Fields{"uid": ar.ID, "namespace": ar.Namespace, "kind": unhandled.kind}).Warn(err.Error())
+			p.cfg.Logger.WithFields(logrus.Fields{"uid": ar.ID, "namespace": ar.Namespace, "kind": unhandled.Kind}).Warn(err.Error())
 			return nil, nil, nil
 		}
 		return nil, nil, err
 	}
 	// Pods are placed when they are created; their placement fields are immutable after.
-	if !obj.template && ar.Operation != model.OperationCreate {
+	if !obj.Template && ar.Operation != model.OperationCreate {
 		return nil, nil, nil
 	}
 	compiled := p.cfg.Config.Current()
@@ -93,37 +94,11 @@ func (p planner) plan(ctx context.Context, ar model.AdmissionReview) (*admittedO
 		return nil, nil, errors.New("no valid placement configuration is loaded; fix the --config file")
 	}
 	ns, _ := p.cfg.Namespaces.Namespace(ar.Namespace)
-	d := scheduling.Plan(scheduling.Input{Pod: obj.pod, Namespace: ns, Config: compiled, Template: obj.template})
+	d := scheduling.Plan(scheduling.Input{Pod: obj.Pod, Namespace: ns, Config: compiled, Template: obj.Template})
 	return &obj, &d, nil
 }
 
-// decodedObjectKey is the context key under which the handler passes the object it
-// decoded with the rest of the AdmissionReview (a *objectEnvelope, nil when the
-// request had no object). kubewebhook's Webhook.Review takes a context and its
-// model.AdmissionReview, whose NewObjectRaw is then nil: the object was never kept as
-// raw bytes. Reviews from anywhere else (kubewebhook's own handler, a direct call)
-// carry NewObjectRaw and are decoded here.
-type decodedObjectKey struct{}
-
-// withDecodedObject returns ctx carrying the object the handler decoded.
-func withDecodedObject(ctx context.Context, env *objectEnvelope) context.Context {
-	return context.WithValue(ctx, decodedObjectKey{}, env)
-}
-
-// admittedFrom returns the admitted object: the one the handler decoded, or
-// ar.NewObjectRaw decoded now.
-func admittedFrom(ctx context.Context, ar model.AdmissionReview, gvk metav1.GroupVersionKind) (admittedObject, error) {
-	env, decoded := ctx.Value(decodedObjectKey{}).(*objectEnvelope)
-	if !decoded {
-		return decodeObject(ar.NewObjectRaw, gvk)
-	}
-	if env == nil {
-		return admittedObject{}, errNoObject
-	}
-	return env.admitted(gvk)
-}
-
-func (p planner) log(kind string, ar model.AdmissionReview, obj *admittedObject, d *scheduling.Decision) {
+func (p planner) log(kind string, ar model.AdmissionReview, obj *review.Object, d *scheduling.Decision) {
 	if p.cfg.quiet {
 		return
 	}
@@ -134,8 +109,8 @@ func (p planner) log(kind string, ar model.AdmissionReview, obj *admittedObject,
 		"dryRun":    ar.DryRun,
 	}
 	if obj != nil {
-		fields["kind"] = obj.kind
-		fields["name"] = obj.name
+		fields["kind"] = obj.Kind
+		fields["name"] = obj.Name
 	}
 	if d != nil {
 		fields["outcome"] = d.Outcome
@@ -210,7 +185,7 @@ func (m *Mutator) Review(ctx context.Context, ar model.AdmissionReview) (model.A
 // response by its type, so a ValidatingAdmissionResponse with Allowed false becomes an
 // ordinary AdmissionResponse denial, which the API server honours from a mutating
 // webhook too. It returns nil for every other decision.
-func (m *Mutator) denyAtMutation(ar model.AdmissionReview, obj *admittedObject, d *scheduling.Decision) model.AdmissionResponse {
+func (m *Mutator) denyAtMutation(ar model.AdmissionReview, obj *review.Object, d *scheduling.Decision) model.AdmissionResponse {
 	if d == nil || d.Outcome != scheduling.OutcomeForbidden && d.Outcome != scheduling.OutcomeOverLimit {
 		return nil
 	}
@@ -222,22 +197,22 @@ func (m *Mutator) denyAtMutation(ar model.AdmissionReview, obj *admittedObject, 
 }
 
 // mutationPatch turns a decision into JSON patch operations on the admitted object.
-func mutationPatch(obj *admittedObject, d *scheduling.Decision) ([]byte, error) {
+func mutationPatch(obj *review.Object, d *scheduling.Decision) ([]byte, error) {
 	var b patchBuilder
-	b.addSpecChanges(obj.paths, &obj.pod.Spec, &d.Changes)
-	if len(b.ops) > 0 && !obj.template {
+	b.addSpecChanges(obj.Paths, &obj.Pod.Spec, &d.Changes)
+	if len(b.ops) > 0 && !obj.Template {
 		audit, err := json.Marshal(d.Audit)
 		if err != nil {
 			return nil, fmt.Errorf("could not encode the audit record: %w", err)
 		}
-		if obj.noMetadata {
-			b.add(obj.paths.metadata, map[string]any{
+		if obj.NoMetadata {
+			b.add(obj.Paths.Metadata, map[string]any{
 				"annotations": map[string]string{scheduling.AnnotationPlacement: string(audit)},
 				"labels":      map[string]string{scheduling.LabelPlaced: "true"},
 			})
 		} else {
-			b.addMetadataEntry(obj.paths.metadata, "annotations", obj.pod.Annotations, scheduling.AnnotationPlacement, string(audit))
-			b.addMetadataEntry(obj.paths.metadata, "labels", obj.pod.Labels, scheduling.LabelPlaced, "true")
+			b.addMetadataEntry(obj.Paths.Metadata, "annotations", obj.Pod.Annotations, scheduling.AnnotationPlacement, string(audit))
+			b.addMetadataEntry(obj.Paths.Metadata, "labels", obj.Pod.Labels, scheduling.LabelPlaced, "true")
 		}
 	}
 	return b.marshal()

@@ -13,18 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
+	"github.com/sysctl-placement/sysctl-placement/webhook/review"
 )
-
-const postgresPod = `{
-  "apiVersion": "v1", "kind": "Pod",
-  "metadata": {"generateName": "postgres-", "labels": {"app": "postgres"}},
-  "spec": {
-    "securityContext": {"sysctls": [
-      {"name": "kernel.shmmax", "value": "68719476736"},
-      {"name": "kernel.sem", "value": "250 32000 100 128"}]},
-    "containers": [{"name": "postgres", "image": "postgres:17"}]
-  }
-}`
 
 func TestMutatePlacesAPodOnThePoolThatAllowsItsSysctls(t *testing.T) {
 	env := newTestEnv(t, nil)
@@ -106,7 +96,7 @@ func TestMutateNeverRemovesFieldsThisBuildDoesNotKnow(t *testing.T) {
 
 func TestMutateLeavesNamespacesThatHaveNotOptedInAlone(t *testing.T) {
 	env := newTestEnv(t, nil)
-	resp := response(t, post(env.mutate, reviewJSON(t, postgresPod, reviewOptions{namespace: "other"})))
+	resp := response(t, post(env.mutate, reviewJSON(t, postgresPod, reviewOptions{Namespace: "other"})))
 	if len(patchOps(t, resp)) != 0 || len(resp.Warnings) != 0 {
 		t.Fatalf("namespace without %s got patch %s warnings %v", scheduling.AnnotationEnabled, resp.Patch, resp.Warnings)
 	}
@@ -115,22 +105,11 @@ func TestMutateLeavesNamespacesThatHaveNotOptedInAlone(t *testing.T) {
 func TestDryRunGetsTheSameAnswerAsARealRequest(t *testing.T) {
 	env := newTestEnv(t, nil)
 	real := response(t, post(env.mutate, reviewJSON(t, postgresPod, reviewOptions{})))
-	dry := response(t, post(env.mutate, reviewJSON(t, postgresPod, reviewOptions{dryRun: true})))
+	dry := response(t, post(env.mutate, reviewJSON(t, postgresPod, reviewOptions{DryRun: true})))
 	if !bytes.Equal(real.Patch, dry.Patch) || !reflect.DeepEqual(real.Warnings, dry.Warnings) {
 		t.Fatalf("dry-run answer differs:\nreal %s %v\ndry  %s %v", real.Patch, real.Warnings, dry.Patch, dry.Warnings)
 	}
 }
-
-const unplaceablePod = `{
-  "apiVersion": "v1", "kind": "Pod",
-  "metadata": {"name": "mixed"},
-  "spec": {
-    "securityContext": {"sysctls": [
-      {"name": "kernel.msgmax", "value": "65536"},
-      {"name": "net.core.somaxconn", "value": "4096"}]},
-    "containers": [{"name": "c", "image": "i"}]
-  }
-}`
 
 func TestValidateDeniesAPodNoPoolCanRunWithTheReasonPerPool(t *testing.T) {
 	env := newTestEnv(t, nil)
@@ -178,26 +157,10 @@ func TestValidateAdmitsAPlacedPod(t *testing.T) {
 	}
 }
 
-const hostIPCDeployment = `{
-  "apiVersion": "apps/v1", "kind": "Deployment",
-  "metadata": {"name": "shm-cache"},
-  "spec": {
-    "selector": {"matchLabels": {"app": "shm"}},
-    "template": {
-      "metadata": {"labels": {"app": "shm"}},
-      "spec": {
-        "hostIPC": true,
-        "securityContext": {"sysctls": [{"name": "kernel.shmmax", "value": "1"}]},
-        "containers": [{"name": "c", "image": "i"}]
-      }
-    }
-  }
-}`
-
 func TestMutateStripsHostIPCFromADeploymentTemplateAndPlacesNothing(t *testing.T) {
 	env := newTestEnv(t, nil)
 	resp := response(t, post(env.mutate, reviewJSON(t, hostIPCDeployment, reviewOptions{
-		kind: metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"},
+		Kind: metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"},
 	})))
 	ops := patchOps(t, resp)
 	want := []operation{{Op: "add", Path: "/spec/template/spec/hostIPC", Value: false}}
@@ -235,7 +198,7 @@ func TestMutateStripsHostIPCInEveryWorkloadKind(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			env := newTestEnv(t, nil)
-			resp := response(t, post(env.mutate, reviewJSON(t, tc.object, reviewOptions{kind: tc.kind})))
+			resp := response(t, post(env.mutate, reviewJSON(t, tc.object, reviewOptions{Kind: tc.kind})))
 			want := []operation{{Op: "add", Path: tc.path, Value: false}}
 			if ops := patchOps(t, resp); !reflect.DeepEqual(ops, want) {
 				t.Fatalf("patch = %+v, want %+v", ops, want)
@@ -250,7 +213,7 @@ func TestMutateStripsHostIPCInEveryWorkloadKind(t *testing.T) {
 func TestMutateAdmitsObjectsOfOtherKindsUnchanged(t *testing.T) {
 	env := newTestEnv(t, nil)
 	cm := `{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "b"}}`
-	resp := response(t, post(env.mutate, reviewJSON(t, cm, reviewOptions{kind: metav1.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}})))
+	resp := response(t, post(env.mutate, reviewJSON(t, cm, reviewOptions{Kind: metav1.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}})))
 	if !resp.Allowed || len(patchOps(t, resp)) != 0 {
 		t.Fatalf("a ConfigMap must be admitted unchanged, got allowed=%v patch=%s", resp.Allowed, resp.Patch)
 	}
@@ -258,7 +221,7 @@ func TestMutateAdmitsObjectsOfOtherKindsUnchanged(t *testing.T) {
 
 func TestMutateAdmitsPodUpdatesUnchanged(t *testing.T) {
 	env := newTestEnv(t, nil)
-	resp := response(t, post(env.mutate, reviewJSON(t, postgresPod, reviewOptions{operation: admissionv1.Update})))
+	resp := response(t, post(env.mutate, reviewJSON(t, postgresPod, reviewOptions{Operation: admissionv1.Update})))
 	if len(patchOps(t, resp)) != 0 {
 		t.Fatalf("pod placement fields are immutable after creation; got patch %s", resp.Patch)
 	}
@@ -276,7 +239,7 @@ func TestBadRequestsGetAClearClientError(t *testing.T) {
 	}{
 		"an empty body":                      {http.MethodPost, "application/json", nil, http.StatusBadRequest, "empty"},
 		"a body that is not JSON":            {http.MethodPost, "application/json", []byte("not json"), http.StatusBadRequest, "not a JSON AdmissionReview"},
-		"a body over the limit":              {http.MethodPost, "application/json", bytes.Repeat([]byte(" "), int(MaxRequestBodyBytes)+1), http.StatusRequestEntityTooLarge, "larger than"},
+		"a body over the limit":              {http.MethodPost, "application/json", bytes.Repeat([]byte(" "), int(review.MaxRequestBodyBytes)+1), http.StatusRequestEntityTooLarge, "larger than"},
 		"a wrong content type":               {http.MethodPost, "text/plain", []byte(noRequest), http.StatusUnsupportedMediaType, "application/json"},
 		"an AdmissionReview with no request": {http.MethodPost, "application/json", []byte(noRequest), http.StatusBadRequest, "no request"},
 		"another kind of document":           {http.MethodPost, "application/json", []byte(`{"apiVersion": "v1", "kind": "Pod"}`), http.StatusBadRequest, "AdmissionReview"},
@@ -315,9 +278,9 @@ func TestAResponseWithoutChangesCarriesAnEmptyPatchNotAMissingOne(t *testing.T) 
 	// kubewebhook always sets patchType on a mutating response.
 	env := newTestEnv(t, nil)
 	for name, body := range map[string][]byte{
-		"a namespace that has not opted in": reviewJSON(t, postgresPod, reviewOptions{namespace: "other"}),
+		"a namespace that has not opted in": reviewJSON(t, postgresPod, reviewOptions{Namespace: "other"}),
 		"an unplaceable pod":                reviewJSON(t, unplaceablePod, reviewOptions{}),
-		"a pod update":                      reviewJSON(t, postgresPod, reviewOptions{operation: admissionv1.Update}),
+		"a pod update":                      reviewJSON(t, postgresPod, reviewOptions{Operation: admissionv1.Update}),
 		"a malformed pod":                   reviewJSON(t, `{"apiVersion": "v1", "kind": "Pod", "spec": 1}`, reviewOptions{}),
 	} {
 		resp := response(t, post(env.mutate, body))

@@ -26,6 +26,7 @@ import (
 	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
 	"github.com/sysctl-placement/sysctl-placement/webhook/lifecycle"
 	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
+	"github.com/sysctl-placement/sysctl-placement/webhook/review"
 )
 
 func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *logrus.Entry) error {
@@ -88,7 +89,7 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 	if err != nil {
 		return err
 	}
-	recorder, err := webhook.NewRecorder(registry)
+	recorder, err := review.NewRecorder(registry)
 	if err != nil {
 		return err
 	}
@@ -98,11 +99,11 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 	if err != nil {
 		return err
 	}
-	mutateHandler, err := webhook.NewHandler(webhook.HandlerConfig{Webhook: mutator, Recorder: recorder, Logger: log, Limit: limit})
+	mutateHandler, err := review.NewHandler(review.HandlerConfig{Webhook: mutator, Recorder: recorder, Logger: log, Limit: limit})
 	if err != nil {
 		return err
 	}
-	validateHandler, err := webhook.NewHandler(webhook.HandlerConfig{Webhook: validator, Recorder: recorder, Logger: log, Limit: limit})
+	validateHandler, err := review.NewHandler(review.HandlerConfig{Webhook: validator, Recorder: recorder, Logger: log, Limit: limit})
 	if err != nil {
 		return err
 	}

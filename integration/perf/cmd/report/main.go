@@ -209,7 +209,7 @@ func render(m machine, benches []*benchmark, load *perf.Results, podCreate *perf
 	p("`go test -run '^$' -bench . -benchmem -count N ./scheduling ./webhook`, in process, no network.\n")
 	p("`BenchmarkMutateHandler` and `BenchmarkValidateHandler` run a Deployment's pod (generateName,\n")
 	p("ownerReferences, kernel.shmmax and kernel.sem, one container with ports, env and a volume)\n")
-	p("through `webhook.NewHandler` against the example config: the guard, the single decode of the review,\n")
+	p("through `review.NewHandler` against the example config: the guard, the single decode of the review,\n")
 	p("`Plan`, the JSON patch and the encoded response. The `Served` ones add what `serve` adds: the JSON log\n")
 	p("line per admission and the metrics.\n\n")
 	p("| benchmark | runs | ns/op | B/op | allocs/op |\n|---|---|---|---|---|\n")

@@ -1,4 +1,4 @@
-package webhook
+package review
 
 import (
 	"bytes"
@@ -29,7 +29,7 @@ type decodedReview struct {
 // validates the whole body, then decodes it: two passes and four times the
 // allocations). Its defaults are the guarantees the slow path gives: member names
 // match case-sensitively, like kubewebhook's decoder (apimachinery's, with
-// sigs.k8s.io/json) and decodeObject.
+// sigs.k8s.io/json) and DecodeObject.
 //
 // ok is false, and the slow path answers with its own status and message, when the
 // body does not decode, is not a v1 or v1beta1 AdmissionReview with a request, or may
@@ -145,11 +145,4 @@ func skipSysctl(dec *jsontext.Decoder) error {
 	}
 	_, err := dec.ReadToken()
 	return err
-}
-
-// appendJSONString appends s as a JSON string. Invalid UTF-8 is written as U+FFFD,
-// as encoding/json writes it (AppendQuote's error only says it did so).
-func appendJSONString(b []byte, s string) []byte {
-	b, _ = jsontext.AppendQuote(b, s)
-	return b
 }

@@ -1,4 +1,4 @@
-package webhook
+package review
 
 import (
 	"bytes"
@@ -10,24 +10,19 @@ import (
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
-
-	"github.com/sysctl-placement/sysctl-placement/webhook/config"
-	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
+	"github.com/slok/kubewebhook/v2/pkg/model"
+	"github.com/sysctl-placement/sysctl-placement/webhook/internal/reviewtest"
 )
 
 func TestKubewebhooksErrorsStillReachTheLogButNotItsPerRequestLine(t *testing.T) {
 	logger, hook := logtest.NewNullLogger()
-	m, err := NewMutator(Config{Config: config.NewStore(nil), Namespaces: namespaces.Static{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := NewHandler(HandlerConfig{Webhook: m, Logger: logger.WithField("version", "test")})
+	h, err := NewHandler(HandlerConfig{Webhook: probe{model.WebhookKindMutating}, Logger: logger.WithField("version", "test")})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// A review that passes the guard but not kubewebhook's decoder.
-	rec := post(h, []byte(`{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": {"uid": 5}}`))
+	rec := reviewtest.Post(h, []byte(`{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": {"uid": 5}}`))
 	if rec.Code != http.StatusBadRequest {
 		t.Fatalf("status %d, want 400: %s", rec.Code, rec.Body.String())
 	}
@@ -37,7 +32,7 @@ func TestKubewebhooksErrorsStillReachTheLogButNotItsPerRequestLine(t *testing.T)
 	}
 
 	hook.Reset()
-	if rec := post(h, reviewJSON(t, postgresPod, reviewOptions{namespace: "other"})); rec.Code != http.StatusOK {
+	if rec := reviewtest.Post(h, reviewtest.JSON(t, reviewtest.PostgresPod, reviewtest.Options{Namespace: "other"})); rec.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body.String())
 	}
 	for _, e := range hook.AllEntries() {

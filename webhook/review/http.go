@@ -1,4 +1,4 @@
-package webhook
+package review
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	kwhprometheus "github.com/slok/kubewebhook/v2/pkg/metrics/prometheus"
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	kwhwebhook "github.com/slok/kubewebhook/v2/pkg/webhook"
+	"github.com/sysctl-placement/sysctl-placement/webhook/internal/jsonbytes"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionv1beta1 "k8s.io/api/admission/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,7 +51,16 @@ type HandlerConfig struct {
 	Logger *logrus.Entry
 	// Limit bounds the reviews in progress; share one between the handlers of a
 	// process. nil: no limit.
-	Limit *AdmissionLimit
+	Limit Limiter
+}
+
+// Limiter bounds the admission reviews in progress (webhook.AdmissionLimit): a
+// review takes a slot once its body has arrived and gives it back when answered.
+type Limiter interface {
+	// Acquire takes a slot for r; ok is false when none freed in time.
+	Acquire(r *http.Request) (release func(), ok bool)
+	// Throttled answers a review that found no slot.
+	Throttled(w http.ResponseWriter)
 }
 
 // NewHandler returns the HTTP handler for one webhook: a guard that answers malformed
@@ -107,7 +117,7 @@ type guard struct {
 	webhook   kwhwebhook.Webhook
 	kwhLogger kwhlog.Logger
 	logger    *logrus.Entry
-	limit     *AdmissionLimit
+	limit     Limiter
 }
 
 func (g guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -144,12 +154,14 @@ func (g guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The slot is taken once the body has arrived: decoding and planning are where a
 	// review's memory goes, and a slow sender must not hold a slot.
-	release, ok := g.limit.acquire(r)
-	if !ok {
-		g.limit.throttled(w)
-		return
+	if g.limit != nil {
+		release, ok := g.limit.Acquire(r)
+		if !ok {
+			g.limit.Throttled(w)
+			return
+		}
+		defer release()
 	}
-	defer release()
 	if rev, ok := decodeReview(body); ok {
 		g.review(w, r, rev)
 		return
@@ -284,18 +296,18 @@ func (g guard) reviewResponse(ar model.AdmissionReview, resp model.AdmissionResp
 // reflection and a copy.
 func appendReviewV1(b []byte, uid string, allowed bool, result *metav1.Status, patch []byte, mutating bool, warnings []string) []byte {
 	b = append(b, `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":`...)
-	b = appendJSONString(b, uid)
+	b = jsonbytes.String(b, uid)
 	b = append(b, `,"allowed":`...)
 	b = strconv.AppendBool(b, allowed)
 	if result != nil {
 		b = append(b, `,"status":{"metadata":{}`...)
 		if result.Status != "" {
 			b = append(b, `,"status":`...)
-			b = appendJSONString(b, result.Status)
+			b = jsonbytes.String(b, result.Status)
 		}
 		if result.Message != "" {
 			b = append(b, `,"message":`...)
-			b = appendJSONString(b, result.Message)
+			b = jsonbytes.String(b, result.Message)
 		}
 		if result.Code != 0 {
 			b = append(b, `,"code":`...)
@@ -317,7 +329,7 @@ func appendReviewV1(b []byte, uid string, allowed bool, result *metav1.Status, p
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, w)
+			b = jsonbytes.String(b, w)
 		}
 		b = append(b, ']')
 	}

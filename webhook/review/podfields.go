@@ -1,4 +1,4 @@
-package webhook
+package review
 
 import (
 	corev1 "k8s.io/api/core/v1"

@@ -1,4 +1,4 @@
-package webhook
+package review
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 // The guard and kubewebhook's handler (the slow path, below and in http.go) read an
 // AdmissionReview three times: the guard's envelope, kubewebhook's apiVersion/kind
 // pass, its decode into k8s.io/api's AdmissionReview (the object copied as raw
-// bytes), then decodeObject reads the object again. decodeReview reads it once, with
+// bytes), then DecodeObject reads the object again. decodeReview reads it once, with
 // the object going straight into the narrow types of podfields.go (reviewjson.go);
 // the handler uses it whenever the answer is the one the slow path would give, and
 // hands every other body to the slow path unchanged.

@@ -1,20 +1,22 @@
-package webhook
+package review
 
 import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/sysctl-placement/sysctl-placement/webhook/internal/reviewtest"
 )
 
 func TestTheGuardReadsTheEnvelopeAsKubewebhookWill(t *testing.T) {
-	env := newTestEnv(t, nil)
+	handlers := probeHandlers(t)
 	const head = `"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"`
-	request := `{"uid": "u", "kind": {"version": "v1", "kind": "Pod"}, "namespace": "team", "operation": "CREATE", "object": ` + postgresPod + `}`
+	request := `{"uid": "u", "kind": {"version": "v1", "kind": "Pod"}, "namespace": "team", "operation": "CREATE", "object": ` + reviewtest.PostgresPod + `}`
 	cases := map[string]struct {
 		body   string
 		status int
 	}{
-		"the API server's order: kind, apiVersion, request":     {string(reviewJSON(t, postgresPod, reviewOptions{})), http.StatusOK},
+		"the API server's order: kind, apiVersion, request":     {string(reviewtest.JSON(t, reviewtest.PostgresPod, reviewtest.Options{})), http.StatusOK},
 		"request before kind and apiVersion":                    {`{"request": ` + request + `, ` + head + `}`, http.StatusOK},
 		"another key between the envelope and request":          {`{` + head + `, "response": null, "request": ` + request + `}`, http.StatusOK},
 		"an escaped character in the object":                    {`{` + head + `, "request": ` + strings.Replace(request, `"team"`, `"t\u0065am"`, 1) + `}`, http.StatusOK},
@@ -30,8 +32,8 @@ func TestTheGuardReadsTheEnvelopeAsKubewebhookWill(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			for _, h := range []http.Handler{env.mutate, env.validate} {
-				rec := post(h, []byte(tc.body))
+			for _, h := range handlers {
+				rec := reviewtest.Post(h, []byte(tc.body))
 				if rec.Code != tc.status {
 					t.Errorf("status %d, want %d: %s", rec.Code, tc.status, rec.Body.String())
 				}
@@ -42,10 +44,10 @@ func TestTheGuardReadsTheEnvelopeAsKubewebhookWill(t *testing.T) {
 
 func TestTheAPIServersReviewsTakeTheGuardsShortPath(t *testing.T) {
 	// encoding/json escapes & as \u0026: a command with && must not slow the guard.
-	pod := strings.Replace(deploymentPod, `"image": "postgres:17"`, `"image": "postgres:17", "command": ["sh", "-c", "init && exec postgres"]`, 1)
+	pod := strings.Replace(reviewtest.DeploymentPod, `"image": "postgres:17"`, `"image": "postgres:17", "command": ["sh", "-c", "init && exec postgres"]`, 1)
 	for name, body := range map[string][]byte{
-		"a Deployment's pod":      reviewJSON(t, deploymentPod, reviewOptions{}),
-		"a pod with a && command": reviewJSON(t, pod, reviewOptions{}),
+		"a Deployment's pod":      reviewtest.JSON(t, reviewtest.DeploymentPod, reviewtest.Options{}),
+		"a pod with a && command": reviewtest.JSON(t, pod, reviewtest.Options{}),
 	} {
 		if strings.Contains(name, "&&") && !strings.Contains(string(body), `\u0026\u0026`) {
 			t.Fatalf("%s: want the && escaped as the API server escapes it: %s", name, body)
@@ -59,7 +61,7 @@ func TestTheAPIServersReviewsTakeTheGuardsShortPath(t *testing.T) {
 // BenchmarkGuardEnvelopeFallback measures the guard on a body whose keys are not in
 // the API server's order: every top-level value is read.
 func BenchmarkGuardEnvelopeFallback(b *testing.B) {
-	review := string(reviewJSON(b, deploymentPod, reviewOptions{}))
+	review := string(reviewtest.JSON(b, reviewtest.DeploymentPod, reviewtest.Options{}))
 	const prefix = `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":`
 	if !strings.HasPrefix(review, prefix) {
 		b.Fatalf("the review does not start as the API server writes it: %.80s", review)
@@ -71,6 +73,19 @@ func BenchmarkGuardEnvelopeFallback(b *testing.B) {
 	for b.Loop() {
 		if env, err := readEnvelope(body); err != nil || !env.Request {
 			b.Fatalf("envelope: %v %+v", err, env)
+		}
+	}
+}
+
+// BenchmarkGuardEnvelope measures what the guard (http.go) adds before kubewebhook
+// decodes the same body again: reading it and decoding the envelope.
+func BenchmarkGuardEnvelope(b *testing.B) {
+	body := reviewtest.JSON(b, reviewtest.DeploymentPod, reviewtest.Options{})
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if env, err := readEnvelope(body); err != nil || !env.Request {
+			b.Fatalf("envelope: %v", err)
 		}
 	}
 }
