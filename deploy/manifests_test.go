@@ -447,7 +447,7 @@ var (
 	templatePath    = []string{"spec", "template", "spec"}
 )
 
-// kinds are every kind the webhook handles (webhook/object.go).
+// kinds are every kind the webhook handles (webhook/review/object.go).
 var kinds = []kindSample{
 	{"Pod", "", "pods", []string{"spec"}, createOnly, true},
 	{"Deployment", "apps", "deployments", templatePath, createAndUpdate, false},

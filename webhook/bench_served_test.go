@@ -11,6 +11,7 @@ import (
 	"github.com/sysctl-placement/sysctl-placement/deploy"
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 	"github.com/sysctl-placement/sysctl-placement/webhook/config"
+	"github.com/sysctl-placement/sysctl-placement/webhook/logging"
 	"github.com/sysctl-placement/sysctl-placement/webhook/namespaces"
 	"github.com/sysctl-placement/sysctl-placement/webhook/review"
 )
@@ -27,7 +28,7 @@ func servedEnv(b *testing.B) testEnv {
 	}
 	l := logrus.New()
 	l.Out = io.Discard
-	l.Formatter = JSONFormatter{}
+	l.Formatter = logging.JSONFormatter{}
 	log := l.WithField("version", "bench")
 	reg := prometheus.NewRegistry()
 	cfg := Config{

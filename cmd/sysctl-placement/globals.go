@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
-	"github.com/sysctl-placement/sysctl-placement/webhook"
+	"github.com/sysctl-placement/sysctl-placement/webhook/logging"
 )
 
 // globalOptions are the flags every command takes: how to reach the cluster, as
@@ -53,7 +53,7 @@ func (g *globalOptions) setUpLogging(out io.Writer) error {
 		l.Formatter = &logrus.TextFormatter{FullTimestamp: true}
 	} else {
 		// logrus's JSON, written without reflection: serve writes a line per admission.
-		l.Formatter = webhook.JSONFormatter{}
+		l.Formatter = logging.JSONFormatter{}
 	}
 	g.logger = l
 	klog.SetLogger(newKlogLogger(l))

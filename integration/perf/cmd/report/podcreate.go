@@ -251,7 +251,7 @@ const profileSummary = "## What dominates the profile\n\n" +
 	"- **What changed because of it**: the guard reads `kind`, `apiVersion` and the `{` of `request` by hand in the\n" +
 	"  API server's key order (a full top-level walk otherwise), case-sensitively and last-key-wins like kubewebhook's\n" +
 	"  decoder (`BenchmarkGuardEnvelope` 22 µs → 0.6 µs); `decodeObject` decodes only the fields placement reads\n" +
-	"  (`webhook/podfields.go`; a test plans every golden pod from both decodes and wants the same decision and patch);\n" +
+	"  (`webhook/review/podfields.go`; a test plans every golden pod from both decodes and wants the same decision and patch);\n" +
 	"  kubewebhook gets a logger whose `WithValues`/`WithCtxValues`/`SetValuesOnCtx` do nothing.\n" +
 	"- **After** (the `-profile` run of 2026-11-27 00:21 UTC that produced the load figures above): kubewebhook's\n" +
 	"  AdmissionReview decode 31.7% (13.8% the apiVersion/kind pass), `decodeObject` 10.1%, our log line 8.8%\n" +
@@ -266,7 +266,7 @@ const profileSummary = "## What dominates the profile\n\n" +
 	"  not the times): the per-admission log line 18.1% (logrus's JSON formatter and `WithFields`), the single decode\n" +
 	"  13.5%, TLS reads and writes about 11%, GC 9.3%, the patch 6.2%, kubewebhook's Prometheus recorder 5.7%,\n" +
 	"  `Plan` 4.2%, the response 1%. The log line, which the floor does not write, is now the largest cost.\n" +
-	"- **Then** (the quiet-machine session of 2026-12-02): the log line is written by `webhook.JSONFormatter`\n" +
+	"- **Then** (the quiet-machine session of 2026-12-02): the log line is written by `logging.JSONFormatter`\n" +
 	"  (the same JSON object as logrus's formatter, without a second map or reflection; `BenchmarkJSONFormatter`\n" +
 	"  6.7 µs and 55 allocations → 3.3 µs and 15), and the served mutate handler went from 147 to 109 allocations.\n" +
 	"- **Pod creation** (`perf/cmd/podcreate -profile`, profiles of serve and kube-apiserver, 25 pods/s): serve\n" +
