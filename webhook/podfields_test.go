@@ -7,8 +7,10 @@ import (
 	"testing"
 
 	sigsjson "sigs.k8s.io/json"
+	"sigs.k8s.io/randfill"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
@@ -125,4 +127,84 @@ func FuzzNarrowDecodeDecidesAsFullDecode(f *testing.F) {
 	}
 	f.Add([]byte(deploymentPod), "")
 	fuzzPods(f, checkNarrowDecidesAsFull)
+}
+
+// keepGoldenFields copies onto pod every field the narrow decode keeps
+// (review/podfields.go) from golden, so that pod is planned as the golden pod is
+// while every other field holds what the filler put there.
+func keepGoldenFields(pod, golden *corev1.Pod) {
+	pod.Name, pod.GenerateName = golden.Name, golden.GenerateName
+	pod.Labels, pod.Annotations, pod.OwnerReferences = golden.Labels, golden.Annotations, golden.OwnerReferences
+	s, g := &pod.Spec, &golden.Spec
+	s.NodeName, s.NodeSelector, s.Tolerations = g.NodeName, g.NodeSelector, g.Tolerations
+	s.HostNetwork, s.HostPID, s.HostIPC, s.HostUsers = g.HostNetwork, g.HostPID, g.HostIPC, g.HostUsers
+	switch {
+	case g.Affinity == nil && s.Affinity != nil:
+		s.Affinity.NodeAffinity = nil
+	case g.Affinity != nil:
+		if s.Affinity == nil {
+			s.Affinity = &corev1.Affinity{}
+		}
+		s.Affinity.NodeAffinity = g.Affinity.NodeAffinity
+	}
+	switch {
+	case g.SecurityContext == nil && s.SecurityContext != nil:
+		s.SecurityContext.Sysctls = nil
+	case g.SecurityContext != nil:
+		if s.SecurityContext == nil {
+			s.SecurityContext = &corev1.PodSecurityContext{}
+		}
+		s.SecurityContext.Sysctls = g.SecurityContext.Sysctls
+	}
+}
+
+// The pod-field trap: the webhook decodes only the fields of podfields.go, so a field
+// scheduling.Plan (or the patch) starts reading but the narrow decode drops would be
+// silently zero in production. The golden-pod tests above catch it only when a golden
+// pod sets that field. Here every golden pod is planned again with every other field
+// of corev1.Pod filled at random (sigs.k8s.io/randfill, as apimachinery's round-trip
+// tests fill objects): a field Plan reads that the decode drops gives the full and the
+// narrow decode different decisions for some seed.
+func TestNarrowDecode(t *testing.T) {
+	compiled := goldenConfig(t)
+	const seeds = 20
+	for name, in := range readGoldenInputs(t) {
+		object, kind := asPodObject(in)
+		golden, template, err := fullObject([]byte(object), kind)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		ns := scheduling.Namespace{Name: in.Namespace.Name, Labels: in.Namespace.Labels, Annotations: in.Namespace.Annotations}
+		t.Run("golden pod "+name+" with every field Plan must not read filled at random decides as the narrow decode", func(t *testing.T) {
+			for seed := range int64(seeds) {
+				var pod corev1.Pod
+				randomFiller(seed).Fill(&pod)
+				keepGoldenFields(&pod, golden)
+				pod.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
+				var doc any = &pod
+				if template {
+					doc = map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": map[string]any{"name": "d"},
+						"spec": map[string]any{"template": corev1.PodTemplateSpec{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec}}}
+				}
+				raw, err := json.Marshal(doc)
+				if err != nil {
+					t.Fatalf("seed %d: %v", seed, err)
+				}
+				checkNarrowDecidesAsFull(t, compiled, ns, string(raw), kind)
+			}
+		})
+	}
+}
+
+// randomFiller fills any k8s.io/api object, deterministically for a seed; the types
+// whose random bytes do not encode (quantities, times, managed fields) get valid
+// values.
+func randomFiller(seed int64) *randfill.Filler {
+	return randfill.NewWithSeed(seed).NilChance(0.2).NumElements(1, 2).Funcs(
+		func(q *resource.Quantity, c randfill.Continue) {
+			*q = *resource.NewQuantity(c.Int63n(1000), resource.DecimalSI)
+		},
+		func(tm *metav1.Time, c randfill.Continue) { *tm = metav1.Unix(c.Int63n(1<<32), 0) },
+		func(f *metav1.FieldsV1, c randfill.Continue) { f.Raw = []byte(`{"f:metadata":{}}`) },
+	)
 }

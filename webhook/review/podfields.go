@@ -9,12 +9,12 @@ import (
 // The admitted object is decoded into these narrow types, not into corev1.Pod: a
 // pod's containers, volumes and env are most of its JSON and nothing here reads them.
 // They hold every field that scheduling.Plan, the JSON patch (which must know what
-// exists) and the WorkloadObserver read; a field Plan starts reading must be added
-// here, and podfields_test.go's
-// TestPlanningTheNarrowDecodeGivesTheSameDecisionAsTheFullDecodeForEveryGoldenPod
-// catches one that is not (for the golden pods that use it). The API server has decoded and validated the object
-// before it calls a webhook, so a malformed field this decode skips cannot arrive
-// from it.
+// exists) and the Events read. A field Plan starts reading must be added here (and to
+// podFrom, and to keepGoldenFields in webhook/podfields_test.go); until it is,
+// webhook's TestNarrowDecode fails: it plans every golden pod with every other field
+// filled at random and wants the narrow decode to decide the same. The API server
+// has decoded and validated the object before it calls a webhook, so a malformed
+// field this decode skips cannot arrive from it.
 
 // placementMeta is the part of a pod's or template's metadata that placement reads.
 type placementMeta struct {
