@@ -1,6 +1,6 @@
 module github.com/sysctl-placement/sysctl-placement
 
-go 1.27.0
+go 1.26.4
 
 toolchain go1.27.3
 

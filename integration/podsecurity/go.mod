@@ -3,7 +3,7 @@
 // main module would pull its dependency versions into the build of the control plane.
 module github.com/sysctl-placement/sysctl-placement/integration/podsecurity
 
-go 1.27.0
+go 1.26.4
 
 toolchain go1.27.3
 

@@ -1,3 +1,9 @@
+// encoding/json/v2 is in the standard library from Go 1.27 (the toolchain go.mod
+// names); the module's go line still says 1.26 (so that `go tool task` runs on a
+// machine whose Go is 1.26 with GOTOOLCHAIN=local), so this file asks for 1.27 itself.
+
+//go:build go1.27
+
 package review
 
 import (
@@ -11,6 +17,9 @@ import (
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 )
+
+// singleDecode says whether this build decodes reviews in one pass.
+const singleDecode = true
 
 // decodedReview is an AdmissionReview decoded in one pass.
 type decodedReview struct {

@@ -7,20 +7,12 @@ package jsonbytes
 
 import (
 	"encoding/json"
-	"encoding/json/jsontext"
 	"maps"
 	"slices"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 )
-
-// String appends s as a JSON string. Invalid UTF-8 is written as U+FFFD, as
-// encoding/json writes it (AppendQuote's error only says it did so).
-func String(b []byte, s string) []byte {
-	b, _ = jsontext.AppendQuote(b, s)
-	return b
-}
 
 // Value appends v as encoding/json would: the types a patch and a log line carry
 // without reflection, anything else through encoding/json.
