@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -300,5 +301,42 @@ func collectImages(v any, images *[]string) {
 		for _, child := range v {
 			collectImages(child, images)
 		}
+	}
+}
+
+// The README's commands start with `go tool task`, run by the machine's own Go: 1.26,
+// with GOTOOLCHAIN=local in its go.env. A go line above 1.26 in a module Task is
+// built from stops that first command with "go.mod requires go >= ..." before Task
+// runs; Task then builds everything with the Taskfile's GOTOOLCHAIN, which must be the
+// toolchain go.mod names.
+func TestGoToolTaskRunsOnTheGoTheMachinesStartWith(t *testing.T) {
+	const newestStartingGo = 26 // Go 1.26
+	goLine, toolchain := "", ""
+	data, err := os.ReadFile(filepath.Join(repo, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "go "); ok {
+			goLine = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "toolchain "); ok {
+			toolchain = strings.TrimSpace(v)
+		}
+	}
+	parts := strings.Split(goLine, ".")
+	minor := -1
+	if len(parts) >= 2 {
+		minor, _ = strconv.Atoi(parts[1])
+	}
+	if parts[0] != "1" || minor < 0 || minor > newestStartingGo {
+		t.Errorf("go.mod says go %q; want at most 1.%d, or `go tool task` fails on a fresh machine (Go 1.%d, GOTOOLCHAIN=local): build-tag what needs newer Go instead", goLine, newestStartingGo, newestStartingGo)
+	}
+	taskfile, err := os.ReadFile(filepath.Join(repo, "Taskfile.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if toolchain == "" || !strings.Contains(string(taskfile), "GOTOOLCHAIN: "+toolchain+"\n") {
+		t.Errorf("go.mod names toolchain %q; want the Taskfile to set GOTOOLCHAIN: %s for every go command it runs", toolchain, toolchain)
 	}
 }
