@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -35,11 +36,20 @@ type Config struct {
 	Publisher Publisher
 	// Refresh is how often every kubelet is read again. Default 5m.
 	Refresh time.Duration
-	// Workers probe kubelets concurrently. Default 4.
+	// Workers probe kubelets concurrently. Default 16: enough for FirstPassQPS with
+	// kubelets answering in up to 80 ms; the rate limit, not the workers, bounds load.
 	Workers int
-	// QPS and Burst bound the probe rate over all workers. Default 20 and 40.
+	// QPS and Burst bound the probe rate over all workers once every kubelet has been
+	// read. Default 20 and 40.
 	QPS   float64
 	Burst int
+	// FirstPassQPS bounds the probe rate of the first pass, while this replica reads
+	// every kubelet for the first time and no pool can be trusted yet (an elected
+	// replica that takes over a complete shared result has no first pass). Default
+	// 200: 5,000 nodes in 25 s. Each read costs the API server at most a TokenReview
+	// and a SubjectAccessReview from the kubelet (it caches both), so at most 400
+	// such requests a second, for that long, on a cluster of that size; then QPS.
+	FirstPassQPS float64
 	// Resync is the Node informer's resync period. Default 0 (none).
 	Resync time.Duration
 	// Batch is how long a change waits for more before the pools are rebuilt, so a
@@ -70,7 +80,7 @@ func (c *Config) defaults() error {
 		c.Refresh = 5 * time.Minute
 	}
 	if c.Workers <= 0 {
-		c.Workers = 4
+		c.Workers = 16
 	}
 	if c.QPS <= 0 {
 		c.QPS = 20
@@ -78,6 +88,10 @@ func (c *Config) defaults() error {
 	if c.Burst <= 0 {
 		c.Burst = 40
 	}
+	if c.FirstPassQPS <= 0 {
+		c.FirstPassQPS = 200
+	}
+	c.FirstPassQPS = max(c.FirstPassQPS, c.QPS)
 	if c.Batch <= 0 {
 		c.Batch = 100 * time.Millisecond
 	}
@@ -112,8 +126,10 @@ type Discoverer struct {
 	regroup        chan struct{}
 
 	mu sync.Mutex
-	// queue is the probe queue while this replica reads kubelets, else nil.
+	// queue is the probe queue while this replica reads kubelets, else nil; limiter
+	// bounds its reads, at FirstPassQPS until the first pass is done, then QPS.
 	queue      workqueue.TypedRateLimitingInterface[string]
+	limiter    *rate.Limiter
 	allowlists map[string]Allowlist
 	// readAt is when each kubelet was last read successfully (published when sharing).
 	readAt map[string]time.Time

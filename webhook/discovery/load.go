@@ -54,12 +54,13 @@ type PoolsConfig struct {
 	NewProber func() (Prober, error)
 	// Refresh, Workers, QPS, Share and Metrics are the Discoverer's (see Config);
 	// Metrics counts the Combiner's pool problems too.
-	Refresh time.Duration
-	Workers int
-	QPS     float64
-	Share   *ShareConfig
-	Metrics *Metrics
-	Logger  logrus.FieldLogger
+	Refresh      time.Duration
+	Workers      int
+	QPS          float64
+	FirstPassQPS float64
+	Share        *ShareConfig
+	Metrics      *Metrics
+	Logger       logrus.FieldLogger
 }
 
 // NewPools loads the static config and builds what adds the Nodes to it; ctx bounds
@@ -138,16 +139,17 @@ func (c *PoolsConfig) newDiscoverer(d *scheduling.Discovery, publisher Publisher
 		return nil, nil
 	}
 	cfg := Config{
-		Client:    c.Client,
-		PoolLabel: d.PoolLabel,
-		Source:    Source(d.AllowlistFrom),
-		Publisher: publisher,
-		Refresh:   c.Refresh,
-		Workers:   c.Workers,
-		QPS:       c.QPS,
-		Share:     c.Share,
-		Metrics:   c.Metrics,
-		Logger:    c.Logger,
+		Client:       c.Client,
+		PoolLabel:    d.PoolLabel,
+		Source:       Source(d.AllowlistFrom),
+		Publisher:    publisher,
+		Refresh:      c.Refresh,
+		Workers:      c.Workers,
+		QPS:          c.QPS,
+		FirstPassQPS: c.FirstPassQPS,
+		Share:        c.Share,
+		Metrics:      c.Metrics,
+		Logger:       c.Logger,
 	}
 	if cfg.Source == "" {
 		cfg.Source = SourceConfigz

@@ -22,17 +22,20 @@ func (d *Discoverer) probe(ctx context.Context) {
 	queue := workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](2*time.Second, d.cfg.Refresh),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "sysctl-placement-configz"})
-	limiter := rate.NewLimiter(rate.Limit(d.cfg.QPS), d.cfg.Burst)
 	keys := d.informer.GetStore().ListKeys()
 	d.mu.Lock()
 	d.queue = queue
 	d.pending = map[string]bool{}
 	inherited := d.cfg.Share != nil && d.sharedResult != nil && d.sharedResult.Complete
+	limiter := rate.NewLimiter(rate.Limit(d.cfg.QPS), d.cfg.Burst)
 	if !inherited {
 		for _, name := range keys {
 			d.pending[name] = true
 		}
+		// The first pass: nothing can be trusted until every kubelet is read.
+		limiter = rate.NewLimiter(rate.Limit(d.cfg.FirstPassQPS), max(d.cfg.Burst, int(d.cfg.FirstPassQPS)))
 	}
+	d.limiter = limiter
 	if d.cfg.Share != nil {
 		d.allowlists = maps.Clone(d.shared)
 		if d.allowlists == nil {
@@ -63,7 +66,7 @@ func (d *Discoverer) probe(ctx context.Context) {
 		queue.ShutDown()
 		wg.Wait()
 		d.mu.Lock()
-		d.queue = nil
+		d.queue, d.limiter = nil, nil
 		d.mu.Unlock()
 	}()
 	refresh := time.NewTicker(d.cfg.Refresh)
@@ -148,6 +151,11 @@ func (d *Discoverer) donePendingLocked(name string) {
 func (d *Discoverer) checkFirstPass() {
 	d.mu.Lock()
 	empty := d.pending != nil && len(d.pending) == 0
+	if empty && d.limiter != nil && d.limiter.Limit() != rate.Limit(d.cfg.QPS) {
+		// Every kubelet is read: from now on, the gentle steady rate.
+		d.limiter.SetLimit(rate.Limit(d.cfg.QPS))
+		d.limiter.SetBurst(d.cfg.Burst)
+	}
 	if empty && d.cfg.Share != nil {
 		// Sharing: replicas (this one too) are ready once they read a complete result;
 		// the next publish marks it so.
@@ -167,6 +175,16 @@ func (d *Discoverer) checkFirstPass() {
 			d.cfg.Logger.Info("discovery finished its first pass")
 		}
 	}
+}
+
+// probeRate is the current limit on kubelet reads per second (0 while not reading).
+func (d *Discoverer) probeRate() float64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.limiter == nil {
+		return 0
+	}
+	return float64(d.limiter.Limit())
 }
 
 func (d *Discoverer) allowlist(n *corev1.Node) Allowlist {
