@@ -127,7 +127,7 @@ func (o *poolsFlags) addFlags(fs *pflag.FlagSet) {
 
 func newPoolsCommand(g *globalOptions, s streams) *cobra.Command {
 	var o poolsFlags
-	var format string
+	var format, webhookNamespace string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "pools [--config FILE] [--pool-label LABEL] [-o table|yaml|json]",
@@ -157,14 +157,23 @@ should match nodes.`,
 			if err != nil {
 				return exitError{code: 1, err: err}
 			}
-			pools, _, err := o.load(ctx, restConfig, g.logger)
+			pools, client, err := o.load(ctx, restConfig, g.logger)
 			if err != nil {
 				return err
 			}
-			return output.WritePools(s.out, pools.Report(), format)
+			if err := output.WritePools(s.out, pools.Report(), format); err != nil {
+				return err
+			}
+			if nodes := pools.NodeNames(); nodes != nil && format == "table" {
+				// What the webhook's replicas place with: the elected one's published result.
+				st, err := discovery.ReadSharedStatus(ctx, client, webhookNamespace, nodes)
+				output.WriteSharedStatus(s.out, st, err, time.Now())
+			}
+			return nil
 		},
 	}
 	o.addFlags(cmd.Flags())
+	cmd.Flags().StringVar(&webhookNamespace, "webhook-namespace", "sysctl-placement", "the webhook's namespace, where its replicas publish the discovery result (shown after the table)")
 	cmd.Flags().StringVarP(&format, "output", "o", "table", "output: table, yaml or json")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long discovery may take")
 	return cmd

@@ -102,6 +102,7 @@ const (
 	doctorCmd       = "cmd/sysctl-placement/internal/doctor/doctor.go"
 	auditCmd        = "cmd/sysctl-placement/internal/audit/collect.go"
 	poolsLoad       = "webhook/discovery/load.go"
+	sharedStatus    = "webhook/discovery/status.go"
 )
 
 // tlsSecret, caSecret and webhookConfigurations are the names `certs` runs with in the
@@ -195,6 +196,9 @@ var Table = []Call{
 	{Identity: Audit, Verb: "watch", Resource: "nodes", Source: discoveryNodes, Call: "NewNodeInformer("},
 	{Identity: Audit, Verb: "get", Resource: "nodes", Subresource: "configz", Source: configz, Call: `"/configz"`},
 	{Identity: Audit, Verb: "list", Resource: "pods", Source: auditCmd, Call: "Pods(ns).List(ctx"},
+	// pools: the published discovery result and who holds its Lease, by name.
+	{Identity: Audit, Verb: "get", Resource: "configmaps", Name: discovery.SharedName, Source: sharedStatus, Call: "ConfigMaps(namespace).Get(ctx"},
+	{Identity: Audit, Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Name: discovery.SharedName, Source: discoveryShared, Call: ".Leases(cfg.Namespace).Get(ctx"},
 	{Identity: Audit, Verb: "list", Resource: "replicationcontrollers", Source: auditCmd, Call: "ReplicationControllers(ns).List(ctx"},
 	{Identity: Audit, Verb: "list", Resource: "events", Source: auditCmd, Call: "Events(ns).List(ctx"},
 	{Identity: Audit, Verb: "list", Group: "apps", Resource: "deployments", Source: auditCmd, Call: "Deployments(ns).List(ctx"},

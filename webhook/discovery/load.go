@@ -184,6 +184,14 @@ func (p *Pools) Store() *config.Store { return p.store }
 // Report returns the pools as the webhook sees them, with their problems.
 func (p *Pools) Report() []PoolStatus { return p.combiner.Report() }
 
+// NodeNames are the nodes discovery sees, nil without discovery.
+func (p *Pools) NodeNames() []string {
+	if p.discoverer == nil {
+		return nil
+	}
+	return p.discoverer.informer.GetStore().ListKeys()
+}
+
 // FirstPassDone reports whether the pools may be used: always without discovery,
 // else once the Discoverer's first pass is done.
 func (p *Pools) FirstPassDone() bool { return p.discoverer == nil || p.discoverer.FirstPassDone() }

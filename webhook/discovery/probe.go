@@ -85,6 +85,12 @@ func (d *Discoverer) probe(ctx context.Context) {
 			for _, name := range d.informer.GetStore().ListKeys() {
 				queue.Add(name)
 			}
+			// Published at least once a Refresh even when no read comes back (no
+			// nodes, every worker stuck): the result's age stays below 3 Refresh while a
+			// replica leads, which the DiscoveryResultStale alert relies on.
+			d.mu.Lock()
+			d.dirty = true
+			d.mu.Unlock()
 		case <-publish:
 			d.publish(ctx)
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -98,4 +99,33 @@ func NamespacesText(sel *metav1.LabelSelector) string {
 		return "<all>"
 	}
 	return metav1.FormatLabelSelector(sel)
+}
+
+// WriteSharedStatus says, in a line, how old the published discovery result is, who
+// wrote it and whether that replica still leads, and which nodes it covers; or why it
+// could not be read.
+func WriteSharedStatus(w io.Writer, st *discovery.SharedStatus, err error, now time.Time) {
+	if err != nil {
+		fmt.Fprintf(w, "\nPublished discovery result: %v\n", err)
+		return
+	}
+	holder := "nobody holds the Lease"
+	if st.LeaseHolder != "" {
+		holder = "the Lease is held by " + st.LeaseHolder
+	}
+	if !st.Published {
+		fmt.Fprintf(w, "\nPublished discovery result %s/%s: nothing published yet (a first install reads every kubelet first); %s; %d nodes not read yet.\n",
+			st.Namespace, st.Name, holder, st.NotRead)
+		return
+	}
+	writer := "by " + st.Writer + ", which holds the Lease"
+	if st.Writer != st.LeaseHolder {
+		writer = "by " + st.Writer + ", which no longer leads (" + holder + "): replicas ignore it until the holder publishes"
+	}
+	complete := "complete"
+	if !st.Complete {
+		complete = "first pass not finished"
+	}
+	fmt.Fprintf(w, "\nPublished discovery result %s/%s: written %s ago %s; %s; %d nodes read, %d unreachable, %d not read yet.\n",
+		st.Namespace, st.Name, now.Sub(st.PublishedAt).Round(time.Second), writer, complete, st.NodesRead, st.Unreachable, st.NotRead)
 }
