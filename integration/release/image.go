@@ -47,13 +47,16 @@ type imageOptions struct {
 
 // Built describes a built image; it is written to image.json beside the layout.
 type Built struct {
-	Name      string          `json:"name"`
-	Tag       string          `json:"tag"`
-	Digest    string          `json:"digest"` // of the image index
-	Version   string          `json:"version"`
-	Revision  string          `json:"revision"`
-	Created   string          `json:"created"`
-	Platforms []BuiltPlatform `json:"platforms"`
+	Name    string `json:"name"`
+	Tag     string `json:"tag"`
+	Digest  string `json:"digest"` // of the image index
+	Version string `json:"version"`
+	// ReleaseVersion is the SemVer version of the chart and kubectl plugin released
+	// with the image (releaseVersion).
+	ReleaseVersion string          `json:"releaseVersion"`
+	Revision       string          `json:"revision"`
+	Created        string          `json:"created"`
+	Platforms      []BuiltPlatform `json:"platforms"`
 }
 
 // BuiltPlatform is one platform's image in the index.
@@ -127,7 +130,11 @@ func BuildImage(o imageOptions, progress io.Writer) (Built, error) {
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return Built{}, err
 	}
-	built := Built{Name: o.Name, Tag: tagFor(src.version), Version: src.version, Revision: src.revision, Created: src.created.Format(time.RFC3339)}
+	rv, err := releaseVersion(o.Repo, src.version)
+	if err != nil {
+		return Built{}, err
+	}
+	built := Built{Name: o.Name, Tag: tagFor(src.version), Version: src.version, ReleaseVersion: rv, Revision: src.revision, Created: src.created.Format(time.RFC3339)}
 	labels := map[string]string{
 		"org.opencontainers.image.source":   "https://github.com/sysctl-placement/sysctl-placement",
 		"org.opencontainers.image.version":  src.version,
