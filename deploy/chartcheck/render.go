@@ -17,6 +17,7 @@ import (
 
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	release "helm.sh/helm/v4/pkg/release/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -53,6 +54,11 @@ func Install(rel Release, values map[string]any) (*release.Release, error) {
 	if err != nil {
 		return nil, fmt.Errorf("could not load the chart: %w", err)
 	}
+	return InstallChart(chrt, rel, values)
+}
+
+// InstallChart is Install of a chart already loaded, e.g. a packaged .tgz.
+func InstallChart(chrt *chart.Chart, rel Release, values map[string]any) (*release.Release, error) {
 	kubeVersion, err := common.ParseKubeVersion("v1.37.2")
 	if err != nil {
 		return nil, err
@@ -98,11 +104,14 @@ func Render(rel Release, values map[string]any) ([]*unstructured.Unstructured, e
 
 // Lint runs `helm lint --strict` on the chart with values and returns its messages;
 // an error when the chart has errors (or, strict, warnings).
-func Lint(values map[string]any) ([]string, error) {
+func Lint(values map[string]any) ([]string, error) { return LintPath(ChartDir(), values) }
+
+// LintPath is Lint of the chart at path: a directory or a packaged .tgz.
+func LintPath(path string, values map[string]any) ([]string, error) {
 	lint := action.NewLint()
 	lint.Strict = true
 	lint.Namespace = DefaultRelease.Namespace
-	result := lint.Run([]string{ChartDir()}, values)
+	result := lint.Run([]string{path}, values)
 	var msgs []string
 	for _, m := range result.Messages {
 		msgs = append(msgs, m.Error())
