@@ -5,6 +5,8 @@
 //	release image     -repo DIR -out DIR   the OCI image (linux/amd64 + linux/arm64)
 //	release manifests -repo DIR -image-dir DIR -out DIR
 //	                                       the deploy overlays naming that image by digest
+//	release krew      -repo DIR -out DIR   the kubectl plugin's archives (linux, darwin;
+//	                                       amd64, arm64) and its krew manifest
 //
 // It is a module of its own (like integration/etcd) so that go-containerregistry's and
 // kustomize's dependencies never change the versions the control plane is built with.
@@ -22,7 +24,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: release binary|image|manifests [flags]")
+		fmt.Fprintln(os.Stderr, "usage: release binary|image|manifests|krew [flags]")
 		os.Exit(1)
 	}
 	var err error
@@ -33,8 +35,10 @@ func main() {
 		err = runImage(os.Args[2:])
 	case "manifests":
 		err = runManifests(os.Args[2:])
+	case "krew":
+		err = runKrew(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q: want binary, image or manifests", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want binary, image, manifests or krew", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "release:", err)
@@ -102,5 +106,26 @@ func runManifests(args []string) error {
 	for _, f := range files {
 		fmt.Println(f)
 	}
+	return nil
+}
+
+func runKrew(args []string) error {
+	fs := flag.NewFlagSet("krew", flag.ContinueOnError)
+	var o krewOptions
+	fs.StringVar(&o.Repo, "repo", "../..", "the repository's root (the main module)")
+	fs.StringVar(&o.Out, "out", "../../bin/krew", "where the archives and sysctl-placement.yaml go")
+	fs.StringVar(&o.Version, "version", "", "the version to stamp (default: git describe --tags --always --dirty)")
+	fs.StringVar(&o.DownloadURL, "download-url", DefaultDownloadURL, "the archives' base URL; %s is replaced by the release version")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	manifest, archives, err := BuildKrew(o, os.Stdout)
+	if err != nil {
+		return err
+	}
+	for _, a := range archives {
+		fmt.Printf("%s sha256:%s\n", a.Path, a.SHA256)
+	}
+	fmt.Println(manifest)
 	return nil
 }
