@@ -21,7 +21,12 @@ import (
 // kubectl does, and how to log.
 type globalOptions struct {
 	kubeconfig string
-	context    string
+	// overrides are kubectl's connection flags (--context, --as, --server, …), bound
+	// by client-go's own clientcmd.BindOverrideFlags and applied by it.
+	overrides clientcmd.ConfigOverrides
+	// connection holds those flags and --kubeconfig, to tell whether the user gave
+	// one.
+	connection *pflag.FlagSet
 	logFormat  string
 	logLevel   string
 
@@ -29,9 +34,21 @@ type globalOptions struct {
 	logger *logrus.Logger
 }
 
+// connectionFlags are kubectl's flags for reaching a cluster, spelled as kubectl
+// spells them, less --namespace: no command acts on the kubeconfig's current
+// namespace. audit (-n, --namespace: the one namespace to audit) and certs
+// (--namespace: the webhook's) each keep their own.
+func connectionFlags() clientcmd.ConfigOverrideFlags {
+	names := clientcmd.RecommendedConfigOverrideFlags("")
+	names.ContextOverrideFlags.Namespace = clientcmd.FlagInfo{}
+	return names
+}
+
 func (g *globalOptions) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&g.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, which may list several files, else ~/.kube/config; serve and certs use the in-cluster config when run in a pod)")
-	fs.StringVar(&g.context, "context", "", "the kubeconfig context to use (default: its current-context)")
+	g.connection = pflag.NewFlagSet("connection", pflag.ContinueOnError)
+	g.connection.StringVar(&g.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, which may list several files, else ~/.kube/config; serve and certs use the in-cluster config when run in a pod)")
+	clientcmd.BindOverrideFlags(&g.overrides, g.connection, connectionFlags())
+	fs.AddFlagSet(g.connection)
 	fs.StringVar(&g.logFormat, "log-format", "json", "log format: json or text; client-go's own messages use it too")
 	fs.StringVar(&g.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 }
@@ -81,11 +98,6 @@ func levelChanged(cmd *cobra.Command) bool {
 	return f != nil && f.Changed
 }
 
-// restConfig loads the cluster credentials the way kubectl does: --kubeconfig, else
-// $KUBECONFIG (several files are merged), else ~/.kube/config; --context picks the
-// context. Exec credential plugins and auth providers work because clientcmd builds
-// them into the rest.Config. inClusterFirst (serve, running in a pod) uses the pod's
-// service account unless --kubeconfig or --context is given.
 // client is a client for a command that only talks to the API server: restConfig's,
 // through newKubeClient.
 func (g *globalOptions) client(inClusterFirst bool, userAgent string) (kubernetes.Interface, error) {
@@ -100,8 +112,18 @@ func (g *globalOptions) client(inClusterFirst bool, userAgent string) (kubernete
 	return client, nil
 }
 
+// restConfig loads the cluster credentials the way kubectl does: --kubeconfig, else
+// $KUBECONFIG (several files are merged), else ~/.kube/config; kubectl's connection
+// flags (--context, --as, --server, --token, --request-timeout, …) override it as
+// they do kubectl's. Exec credential plugins and auth providers work because clientcmd
+// builds them into the rest.Config. inClusterFirst (serve, running in a pod) uses the
+// pod's service account unless a connection flag is given.
 func (g *globalOptions) restConfig(inClusterFirst bool, userAgent string) (*rest.Config, error) {
-	if inClusterFirst && g.kubeconfig == "" && g.context == "" {
+	// clientcmd's own message names neither the flag nor the value.
+	if _, err := clientcmd.ParseTimeout(g.overrides.Timeout); g.overrides.Timeout != "" && err != nil {
+		return nil, usageError("--request-timeout %q is not a duration: use 30s, 2m or 0 (no timeout)", g.overrides.Timeout)
+	}
+	if inClusterFirst && !g.connectionFlagGiven() {
 		cfg, err := rest.InClusterConfig()
 		if err == nil {
 			cfg.UserAgent = userAgent
@@ -113,11 +135,20 @@ func (g *globalOptions) restConfig(inClusterFirst bool, userAgent string) (*rest
 	}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = g.kubeconfig
-	overrides := &clientcmd.ConfigOverrides{CurrentContext: g.context}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &g.overrides).ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("could not load the kubeconfig (set --kubeconfig or $KUBECONFIG, or --context): %w", err)
 	}
 	cfg.UserAgent = userAgent
 	return cfg, nil
+}
+
+// connectionFlagGiven reports whether the user gave --kubeconfig or any of kubectl's
+// connection flags.
+func (g *globalOptions) connectionFlagGiven() bool {
+	given := false
+	if g.connection != nil { // nil when a test builds the options without flags
+		g.connection.VisitAll(func(f *pflag.Flag) { given = given || f.Changed })
+	}
+	return given
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 )
 
@@ -84,7 +85,7 @@ func TestKubeconfigLoading(t *testing.T) {
 		}
 	})
 	t.Run("--context picks a context of any of the files, with its exec credential plugin", func(t *testing.T) {
-		cfg, err := (&globalOptions{context: "b"}).restConfig(false, "test")
+		cfg, err := (&globalOptions{overrides: clientcmd.ConfigOverrides{CurrentContext: "b"}}).restConfig(false, "test")
 		if err != nil || cfg.Host != "https://b.example:6443" || cfg.ExecProvider == nil || cfg.ExecProvider.Command != "get-token" {
 			t.Fatalf("got %+v, %v", cfg, err)
 		}
@@ -94,7 +95,7 @@ func TestKubeconfigLoading(t *testing.T) {
 		if err == nil {
 			t.Fatalf("b has no current-context: want an error, got %+v", cfg)
 		}
-		cfg, err = (&globalOptions{kubeconfig: b, context: "b"}).restConfig(false, "test")
+		cfg, err = (&globalOptions{kubeconfig: b, overrides: clientcmd.ConfigOverrides{CurrentContext: "b"}}).restConfig(false, "test")
 		if err != nil || cfg.Host != "https://b.example:6443" {
 			t.Fatalf("got %+v, %v", cfg, err)
 		}
