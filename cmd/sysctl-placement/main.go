@@ -143,12 +143,7 @@ what it would change in the live cluster (read-only).`,
 		newUninstallWebhooksCommand(g, s),
 		newUninstallCleanupCommand(g, s),
 		newDoctorCommand(g, s),
-		&cobra.Command{
-			Use:   "version",
-			Short: "Print the version, commit, build date and Go version",
-			Args:  cobra.NoArgs,
-			Run:   func(*cobra.Command, []string) { fmt.Fprint(s.out, currentBuild()) },
-		},
+		newVersionCommand(s),
 	)
 	root.Version = currentBuild().String()
 	root.SetVersionTemplate("{{.Version}}")

@@ -6,6 +6,9 @@ import (
 	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/sysctl-placement/sysctl-placement/cmd/sysctl-placement/internal/output"
 )
 
 // Build identity. `go tool task build` and `go tool task image` set these with
@@ -80,4 +83,28 @@ func newBuildInfoGauge(b buildInfo) prometheus.Collector {
 		Help:        "Always 1; its labels say which build is running.",
 		ConstLabels: prometheus.Labels{"version": b.Version, "revision": b.Revision, "goversion": b.GoVersion},
 	}, func() float64 { return 1 })
+}
+
+// newVersionCommand is `version [-o text|json|yaml]`: json and yaml are buildInfo's
+// fields, for scripts that check which build a cluster's tooling runs.
+func newVersionCommand(s streams) *cobra.Command {
+	format := "text"
+	cmd := &cobra.Command{
+		Use:   "version [-o text|json|yaml]",
+		Short: "Print the version, commit, build date and Go version",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			switch format {
+			case "text":
+				_, err := fmt.Fprint(s.out, currentBuild())
+				return err
+			case "json", "yaml":
+				return output.WriteData(s.out, format, currentBuild())
+			}
+			return usageError("-o %q is not supported: use text, json or yaml", format)
+		},
+	}
+	cmd.Flags().StringVarP(&format, "output", "o", format, "output: text, json or yaml")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
 }

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"sigs.k8s.io/yaml"
 )
 
 func TestVersion(t *testing.T) {
@@ -24,6 +27,33 @@ func TestVersion(t *testing.T) {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("version output lacks %q:\n%s", want, out.String())
 			}
+		}
+	})
+
+	t.Run("-o json and -o yaml print the same fields for scripts", func(t *testing.T) {
+		saved := [3]string{Version, Revision, BuildDate}
+		t.Cleanup(func() { Version, Revision, BuildDate = saved[0], saved[1], saved[2] })
+		Version, Revision, BuildDate = "v0.2.0", "0123456789abcdef0123456789abcdef01234567", "2026-12-01T10:00:00Z"
+		want := buildInfo{Version: "v0.2.0", Revision: "0123456789abcdef0123456789abcdef01234567", BuildDate: "2026-12-01T10:00:00Z", GoVersion: runtime.Version()}
+		for format, decode := range map[string]func([]byte, any) error{"json": json.Unmarshal, "yaml": func(b []byte, v any) error { return yaml.UnmarshalStrict(b, v) }} {
+			code, out, errOut := runCommand(t, "", "version", "-o", format)
+			if code != 0 {
+				t.Fatalf("-o %s: exit %d: %s", format, code, errOut)
+			}
+			var got buildInfo
+			if err := decode([]byte(out), &got); err != nil {
+				t.Fatalf("-o %s printed %q: %v", format, out, err)
+			}
+			if got != want {
+				t.Errorf("-o %s: %+v, want %+v", format, got, want)
+			}
+		}
+	})
+
+	t.Run("an unknown -o names the formats there are", func(t *testing.T) {
+		code, out, errOut := runCommand(t, "", "version", "-o", "xml")
+		if code != 1 || out != "" || !strings.Contains(errOut, `-o "xml" is not supported: use text, json or yaml`) {
+			t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
 		}
 	})
 
