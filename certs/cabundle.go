@@ -126,8 +126,8 @@ func patchCABundles(kind, name string, entries []webhookCA, bundle []byte, out i
 		)
 	}
 	if len(ops) == 0 {
-		fmt.Fprintf(out, "%s %s: caBundle of all %d webhooks is up to date\n", kind, name, len(entries))
-		return nil
+		_, err := fmt.Fprintf(out, "%s %s: caBundle of all %d webhooks is up to date\n", kind, name, len(entries))
+		return err
 	}
 	body, err := json.Marshal(ops)
 	if err != nil {
@@ -136,6 +136,6 @@ func patchCABundles(kind, name string, entries []webhookCA, bundle []byte, out i
 	if err := patch(body); err != nil {
 		return fmt.Errorf("could not set caBundle of %s %s: %w; run certs again", kind, name, err)
 	}
-	fmt.Fprintf(out, "%s %s: caBundle set on %d of %d webhooks\n", kind, name, len(ops)/2, len(entries))
-	return nil
+	_, err = fmt.Fprintf(out, "%s %s: caBundle set on %d of %d webhooks\n", kind, name, len(ops)/2, len(entries))
+	return err
 }

@@ -199,7 +199,7 @@ func (p *planner) exclusions(pool *compiledPool) exclusion {
 
 // refuses reports whether the pool's kubelet would refuse s, a sysctl not dropped.
 func refuses(pool *compiledPool, s *podSysctl) bool {
-	return !s.dropped && !(s.ns != sysctl.UnknownNamespace && pool.allows(s.name, s.safeBit, s.safe))
+	return !s.dropped && (s.ns == sysctl.UnknownNamespace || !pool.allows(s.name, s.safeBit, s.safe))
 }
 
 // selectorConflict returns the first key the pod's nodeSelector sets to another value

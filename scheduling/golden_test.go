@@ -34,7 +34,8 @@ type goldenCase struct {
 	Pod      corev1.Pod `json:"pod"`
 }
 
-// goldenDecision is Decision with stable lowercase keys for review.
+// goldenDecision is Decision with stable lowercase keys for review; a field added to
+// Decision must be added here too, or the conversion does not compile.
 type goldenDecision struct {
 	Outcome  Outcome  `json:"outcome"`
 	Reason   string   `json:"reason"`
@@ -118,11 +119,8 @@ func TestGolden(t *testing.T) {
 			out := c.Pod.DeepCopy()
 			ApplyTo(&out.Spec, d.Changes)
 			got, err := yaml.Marshal(goldenOutput{
-				Decision: goldenDecision{
-					Outcome: d.Outcome, Reason: d.Reason, Allowed: d.Allowed, Message: d.Message,
-					Warnings: d.Warnings, Changes: d.Changes, Audit: d.Audit,
-				},
-				Pod: *out,
+				Decision: goldenDecision(d),
+				Pod:      *out,
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -32,7 +32,7 @@ type podSysctl struct {
 // needsPlacing reports whether s is still to be placed: not dropped by step 2, and not
 // a safe sysctl that every pool and any node outside the pools allows.
 func (p *planner) needsPlacing(s *podSysctl) bool {
-	return !s.dropped && !(s.safe && p.c.everywhereSafe&(1<<s.safeBit) != 0)
+	return !s.dropped && (!s.safe || p.c.everywhereSafe&(1<<s.safeBit) == 0)
 }
 
 // toPlace appends the sysctls still to be placed, as the pod writes them.

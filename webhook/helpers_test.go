@@ -23,7 +23,6 @@ import (
 type testEnv struct {
 	mutate   http.Handler
 	validate http.Handler
-	metrics  *Metrics
 }
 
 func newTestEnv(t testing.TB, nsAnnotations map[string]string) testEnv {

@@ -205,6 +205,6 @@ func randomFiller(seed int64) *randfill.Filler {
 			*q = *resource.NewQuantity(c.Int63n(1000), resource.DecimalSI)
 		},
 		func(tm *metav1.Time, c randfill.Continue) { *tm = metav1.Unix(c.Int63n(1<<32), 0) },
-		func(f *metav1.FieldsV1, c randfill.Continue) { f.Raw = []byte(`{"f:metadata":{}}`) },
+		func(f *metav1.FieldsV1, c randfill.Continue) { f.SetRawString(`{"f:metadata":{}}`) },
 	)
 }

@@ -47,8 +47,10 @@ func TestNewServerEnforcesItsLimits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer conn.Close()
-		fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 6000000\r\n\r\n{\"kind\":", addr)
+		defer func() { _ = conn.Close() }() // the server may have closed it already
+		if _, err := fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 6000000\r\n\r\n{\"kind\":", addr); err != nil {
+			t.Fatal(err)
+		}
 		// The server must close the connection; the deadline is only a bound.
 		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		_, err = io.Copy(io.Discard, conn)
@@ -70,7 +72,9 @@ func TestNewServerEnforcesItsLimits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		if err := resp.Body.Close(); err != nil {
+			t.Fatal(err)
+		}
 		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 			t.Errorf("16 KiB of headers = %d, want 431", resp.StatusCode)
 		}
@@ -83,7 +87,7 @@ func TestNewServerEnforcesItsLimits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer conn.Close()
+		defer func() { _ = conn.Close() }() // the server may have closed it already
 		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 		if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
 			t.Fatal(err)

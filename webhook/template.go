@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/sysctl-placement/sysctl-placement/webhook/review"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sysctl-placement/sysctl-placement/webhook/review"
 )
 
 // PodOf returns the Pod an admitted document describes: the document itself for a Pod,

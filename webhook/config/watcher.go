@@ -108,7 +108,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("could not watch the config file: %w", err)
 	}
-	defer watcher.Close()
+	defer func() { _ = watcher.Close() }() // only ends the watch: nothing written is lost
 	if err := watcher.Add(filepath.Dir(w.cfg.Path)); err != nil {
 		return fmt.Errorf("could not watch the config file's directory: %w", err)
 	}

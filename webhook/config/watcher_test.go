@@ -91,7 +91,9 @@ func runUntilCleanup(t *testing.T, w *Watcher) {
 	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("the watcher ended with %v, want nil once ctx ends", err)
+		}
 	})
 }
 

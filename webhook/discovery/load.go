@@ -239,11 +239,11 @@ func (p *Pools) Load(ctx context.Context) error {
 	go func() { done <- p.discoverer.Run(runCtx) }()
 	waitErr := p.discoverer.WaitForFirstPass(ctx)
 	stop()
-	<-done
+	runErr := <-done
 	if waitErr != nil {
 		return fmt.Errorf("%w (could the nodes be listed? check the kubeconfig and RBAC: list/watch nodes)", waitErr)
 	}
-	return nil
+	return runErr
 }
 
 // countNodes lists the Nodes page by page and gives them to the Combiner.

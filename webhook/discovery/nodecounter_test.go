@@ -40,7 +40,12 @@ func TestNodeCounter(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- counter.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the counter ended with %v, want nil once ctx ends", err)
+		}
+	}()
 
 	poolNodes := func(pool string) float64 { return testutil.ToFloat64(metrics.poolNodes.WithLabelValues(pool)) }
 	waitFor := func(what string, cond func() bool) {

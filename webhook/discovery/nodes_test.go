@@ -27,7 +27,7 @@ func realisticNode(i, pools int) *corev1.Node {
 				"node.alpha.kubernetes.io/ttl": "0", "volumes.kubernetes.io/controller-managed-attach-detach": "true",
 				"container.googleapis.com/instance_id": "1234567890123456789", AnnotationAllowedUnsafeSysctls: "kernel.shm*,kernel.sem",
 			},
-			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate, FieldsV1: &metav1.FieldsV1{Raw: make([]byte, 2048)}}},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate, FieldsV1: metav1.NewFieldsV1(string(make([]byte, 2048)))}},
 		},
 		Spec: corev1.NodeSpec{PodCIDR: "10.0.0.0/24", ProviderID: "gce://project/zone/" + name,
 			Taints: []corev1.Taint{{Key: "dedicated", Value: pool, Effect: corev1.TaintEffectNoSchedule}}},
@@ -41,7 +41,7 @@ func realisticNode(i, pools int) *corev1.Node {
 	n.Status.DaemonEndpoints.KubeletEndpoint.Port = 10250
 	n.Status.NodeInfo = corev1.NodeSystemInfo{MachineID: "abcdef0123456789abcdef0123456789", SystemUUID: "abcdef01-2345-6789", BootID: fmt.Sprintf("boot-%d", i),
 		KernelVersion: "6.8.0-1019-gke", OSImage: "Container-Optimized OS from Google", ContainerRuntimeVersion: "containerd://1.7.22",
-		KubeletVersion: "v1.37.2-gke.1000", KubeProxyVersion: "v1.37.2-gke.1000", OperatingSystem: "linux", Architecture: "amd64"}
+		KubeletVersion: "v1.37.2-gke.1000", OperatingSystem: "linux", Architecture: "amd64"}
 	for j := range 40 {
 		n.Status.Images = append(n.Status.Images, corev1.ContainerImage{Names: []string{fmt.Sprintf("gcr.io/project/image-%d@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", j)}, SizeBytes: 123456789})
 	}

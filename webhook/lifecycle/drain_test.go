@@ -25,7 +25,9 @@ func TestDrainingResponsesCloseTheConnection(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		if err := resp.Body.Close(); err != nil {
+			t.Fatal(err)
+		}
 		return resp
 	}
 	if resp := get(); resp.Close {

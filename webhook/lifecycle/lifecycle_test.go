@@ -58,8 +58,13 @@ func get(t *testing.T, client *http.Client, url string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Body.Close(); err != nil {
+		t.Fatal(err)
+	}
 	return resp.StatusCode, string(body)
 }
 
@@ -67,7 +72,7 @@ func TestRun(t *testing.T) {
 	t.Run("it serves admissions and probes until ctx ends, then returns nil", func(t *testing.T) {
 		cfg, client := testConfig(t)
 		notReady := errors.New("the namespace cache has not synced")
-		var readyErr error = notReady
+		readyErr := notReady
 		cfg.Ready = func() error { return readyErr }
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
@@ -133,7 +138,12 @@ func TestRun(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
 		go func() { done <- Run(ctx, cfg) }()
-		defer func() { cancel(); <-done }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run ended with %v, want nil once ctx ends", err)
+			}
+		}()
 		ops := "http://" + cfg.OpsListener.Addr().String()
 		for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 401, "/debug/pprof/": 401, "/debug/pprof/profile": 401} {
 			if code, _ := get(t, client, ops+path); code != want {

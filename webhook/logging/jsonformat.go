@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
 	"github.com/sysctl-placement/sysctl-placement/webhook/internal/jsonbytes"
 )
 
@@ -61,12 +62,12 @@ func (JSONFormatter) Format(entry *logrus.Entry) ([]byte, error) {
 		}
 		b = jsonbytes.String(b, k)
 		b = append(b, ':')
-		switch {
-		case k == logrus.FieldKeyLevel:
+		switch k {
+		case logrus.FieldKeyLevel:
 			b = jsonbytes.String(b, entry.Level.String())
-		case k == logrus.FieldKeyMsg:
+		case logrus.FieldKeyMsg:
 			b = jsonbytes.String(b, entry.Message)
-		case k == logrus.FieldKeyTime:
+		case logrus.FieldKeyTime:
 			b = append(b, '"')
 			b = entry.Time.AppendFormat(b, time.RFC3339)
 			b = append(b, '"')

@@ -10,11 +10,12 @@ import (
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	kwhwebhook "github.com/slok/kubewebhook/v2/pkg/webhook"
 
-	"github.com/sysctl-placement/sysctl-placement/scheduling"
-	"github.com/sysctl-placement/sysctl-placement/webhook/internal/reviewtest"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sysctl-placement/sysctl-placement/scheduling"
+	"github.com/sysctl-placement/sysctl-placement/webhook/internal/reviewtest"
 )
 
 // kubewebhookEnv is the probe webhooks twice: behind NewHandler, and behind

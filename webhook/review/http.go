@@ -19,11 +19,12 @@ import (
 	kwhprometheus "github.com/slok/kubewebhook/v2/pkg/metrics/prometheus"
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	kwhwebhook "github.com/slok/kubewebhook/v2/pkg/webhook"
-	"github.com/sysctl-placement/sysctl-placement/webhook/internal/jsonbytes"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionv1beta1 "k8s.io/api/admission/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/sysctl-placement/sysctl-placement/webhook/internal/jsonbytes"
 )
 
 // MaxRequestBodyBytes is the largest AdmissionReview accepted: kubewebhook's own limit

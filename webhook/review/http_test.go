@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 	"github.com/slok/kubewebhook/v2/pkg/model"
+
 	"github.com/sysctl-placement/sysctl-placement/webhook/internal/reviewtest"
 )
 
