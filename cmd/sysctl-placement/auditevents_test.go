@@ -1,11 +1,12 @@
 package main
 
 import (
-	"github.com/spf13/pflag"
 	"io"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 func parseAuditEventsFlags(t *testing.T, args ...string) auditEventsOptions {

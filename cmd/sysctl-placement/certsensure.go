@@ -108,8 +108,8 @@ func (o *certsOptions) writeSecret(ctx context.Context, secrets corev1client.Sec
 		if _, err := secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: "sysctl-placement-certs"}); err != nil {
 			return fmt.Errorf("could not create Secret %s: %w%s", ref, err, retryHint(err))
 		}
-		fmt.Fprintf(out, "Secret %s created: %s\n", ref, strings.Join(o.orMoved(reasons), "; "))
-		return nil
+		_, err := fmt.Fprintf(out, "Secret %s created: %s\n", ref, strings.Join(o.orMoved(reasons), "; "))
+		return err
 	}
 	updated := current.DeepCopy()
 	if updated.Data == nil {
@@ -120,14 +120,14 @@ func (o *certsOptions) writeSecret(ctx context.Context, secrets corev1client.Sec
 		delete(updated.Data, k)
 	}
 	if maps.EqualFunc(updated.Data, current.Data, bytes.Equal) {
-		fmt.Fprintf(out, "Secret %s is up to date\n", ref)
-		return nil
+		_, err := fmt.Fprintf(out, "Secret %s is up to date\n", ref)
+		return err
 	}
 	if _, err := secrets.Update(ctx, updated, metav1.UpdateOptions{FieldManager: "sysctl-placement-certs"}); err != nil {
 		return fmt.Errorf("could not update Secret %s: %w%s", ref, err, retryHint(err))
 	}
-	fmt.Fprintf(out, "Secret %s updated: %s\n", ref, strings.Join(o.orMoved(reasons), "; "))
-	return nil
+	_, err := fmt.Fprintf(out, "Secret %s updated: %s\n", ref, strings.Join(o.orMoved(reasons), "; "))
+	return err
 }
 
 // orMoved is reasons, or, when the material itself was good, the one other reason to
@@ -175,8 +175,8 @@ func (o *certsOptions) ensureDir(out io.Writer) error {
 		return err
 	}
 	if len(reasons) == 0 {
-		fmt.Fprintf(out, "%s is up to date\n", o.writeDir)
-		return nil
+		_, err := fmt.Fprintf(out, "%s is up to date\n", o.writeDir)
+		return err
 	}
 	if err := os.MkdirAll(o.writeDir, 0o700); err != nil {
 		return fmt.Errorf("could not create --write-dir: %w", err)
@@ -194,8 +194,8 @@ func (o *certsOptions) ensureDir(out io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintf(out, "%s updated: %s\n", o.writeDir, strings.Join(reasons, "; "))
-	return nil
+	_, err = fmt.Fprintf(out, "%s updated: %s\n", o.writeDir, strings.Join(reasons, "; "))
+	return err
 }
 
 // writeFileAtomically replaces path with data in one rename, so a reader never sees
@@ -205,13 +205,13 @@ func writeFileAtomically(path string, data []byte, mode os.FileMode) error {
 	if err != nil {
 		return fmt.Errorf("could not write %s: %w", path, err)
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }() // gone after the rename; here when a step failed
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the failed step's error is the one to report
 		return fmt.Errorf("could not write %s: %w", path, err)
 	}
 	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the failed step's error is the one to report
 		return fmt.Errorf("could not write %s: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {

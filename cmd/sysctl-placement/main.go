@@ -85,14 +85,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var ee exitError
 	if errors.As(err, &ee) {
 		if msg := ee.Error(); msg != "" {
-			fmt.Fprintln(stderr, "sysctl-placement:", msg)
+			_, _ = fmt.Fprintln(stderr, "sysctl-placement:", msg) // the exit code says it if stderr cannot
 		}
 		return ee.code
 	}
 	// Flag and argument errors from cobra: say which command's help to read.
-	fmt.Fprintln(stderr, "sysctl-placement:", err)
+	// The exit code says it if stderr cannot.
+	_, _ = fmt.Fprintln(stderr, "sysctl-placement:", err)
 	if sub, _, ferr := root.Find(args); ferr == nil && sub != nil {
-		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", sub.CommandPath())
+		_, _ = fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", sub.CommandPath())
 	}
 	return 1
 }

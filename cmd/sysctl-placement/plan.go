@@ -138,7 +138,9 @@ func runPlan(o planOptions, s streams) error {
 		return err
 	}
 	if level, ok := scheduling.PodSecurityOf(ns).EnforcedSysctlRestriction(); ok && forbidden > 0 {
-		fmt.Fprintln(s.errOut, scheduling.PodSecuritySummary(ns.Name, level, forbidden))
+		if _, err := fmt.Fprintln(s.errOut, scheduling.PodSecuritySummary(ns.Name, level, forbidden)); err != nil {
+			return err
+		}
 	}
 	if denied {
 		return exitError{code: 2}
@@ -175,7 +177,7 @@ func readManifest(file string, stdin io.Reader) ([]json.RawMessage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("could not read the manifest: %w", err)
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }() // read only: nothing is lost
 		in = f
 	}
 	docs, err := readDocuments(in)

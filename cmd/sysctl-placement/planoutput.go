@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -9,56 +10,59 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/sysctl-placement/sysctl-placement/cmd/sysctl-placement/internal/output"
+	out "github.com/sysctl-placement/sysctl-placement/cmd/sysctl-placement/internal/output"
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
 )
 
-// writeResults prints the results in the chosen output.
+// writeResults prints the results in the chosen output; warnings and denials go to
+// stderr, and a failed write to either is returned.
 func writeResults(stdout, stderr io.Writer, output string, results []planResult) error {
+	errOut := out.NewPrinter(stderr)
 	if output == "table" {
 		for i, res := range results {
-			writeExplanations(stderr, i, res)
+			writeExplanations(errOut, i, res)
 		}
-		return writePlanTable(stdout, results)
+		return errors.Join(writePlanTable(stdout, results), errOut.Err())
 	}
 	for i, res := range results {
-		if err := writeResult(stdout, stderr, output, i, res); err != nil {
+		if err := writeResult(stdout, errOut, output, i, res); err != nil {
 			return err
 		}
 	}
-	return nil
+	return errOut.Err()
 }
 
 // writeExplanations puts the warnings and the denial of one document, and of its pods,
 // on stderr.
-func writeExplanations(stderr io.Writer, index int, res planResult) {
+func writeExplanations(stderr *out.Printer, index int, res planResult) {
 	for _, w := range res.Warnings {
-		fmt.Fprintln(stderr, "warning:", w)
+		stderr.Println("warning:", w)
 	}
 	if !res.Allowed {
-		fmt.Fprintf(stderr, "denied (document %d): %s\n", index+1, res.Message)
+		stderr.Printf("denied (document %d): %s\n", index+1, res.Message)
 	}
 	if res.Pod == nil {
 		return
 	}
 	for _, w := range res.Pod.Warnings {
-		fmt.Fprintf(stderr, "warning (document %d, its pods): %s\n", index+1, w)
+		stderr.Printf("warning (document %d, its pods): %s\n", index+1, w)
 	}
 	if !res.Pod.Allowed {
-		fmt.Fprintf(stderr, "denied (document %d, its pods): %s\n", index+1, res.Pod.Message)
+		stderr.Printf("denied (document %d, its pods): %s\n", index+1, res.Pod.Message)
 	}
 }
 
 // writePlanTable is the default output: one row per document saying where its pods go.
 func writePlanTable(w io.Writer, results []planResult) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOCUMENT\tSYSCTLS\tOUTCOME\tPOOLS\tADDED")
+	pt := out.NewPrinter(tw)
+	pt.Println("DOCUMENT\tSYSCTLS\tOUTCOME\tPOOLS\tADDED")
 	for i, res := range results {
 		outcome, added := summarize(res)
-		fmt.Fprintf(tw, "%d %s/%s\t%s\t%s\t%s\t%s\n", i+1, res.kind, res.name,
-			output.OrNone(strings.Join(res.sysctls, ",")), outcome, output.OrNone(strings.Join(res.decision.Audit.Pools, ",")), output.OrNone(added))
+		pt.Printf("%d %s/%s\t%s\t%s\t%s\t%s\n", i+1, res.kind, res.name,
+			out.OrNone(strings.Join(res.sysctls, ",")), outcome, out.OrNone(strings.Join(res.decision.Audit.Pools, ",")), out.OrNone(added))
 	}
-	return tw.Flush()
+	return errors.Join(pt.Err(), tw.Flush())
 }
 
 // summarize says in a few words what happens to a document's pods and what they get.
@@ -93,7 +97,7 @@ func summarize(res planResult) (outcome, added string) {
 	return outcome, strings.Join(parts, "; ")
 }
 
-func writeResult(stdout, stderr io.Writer, output string, index int, res planResult) error {
+func writeResult(stdout io.Writer, stderr *out.Printer, output string, index int, res planResult) error {
 	if output == "json" {
 		line, err := json.Marshal(res)
 		if err != nil {
@@ -103,29 +107,29 @@ func writeResult(stdout, stderr io.Writer, output string, index int, res planRes
 		return err
 	}
 	for _, w := range res.Warnings {
-		fmt.Fprintln(stderr, "warning:", w)
+		stderr.Println("warning:", w)
 	}
 	if !res.Allowed {
-		fmt.Fprintf(stderr, "denied (document %d): %s\n", index+1, res.Message)
+		stderr.Printf("denied (document %d): %s\n", index+1, res.Message)
 		return nil
 	}
 	if len(res.Patch) == 0 {
-		fmt.Fprintf(stderr, "document %d: no change\n", index+1)
+		stderr.Printf("document %d: no change\n", index+1)
 	}
 	if res.Pod != nil {
 		// The resulting objects stay on stdout (ready for kubectl apply); where the
 		// workload's pods will go is said beside them.
 		outcome, added := summarize(res)
-		fmt.Fprintf(stderr, "document %d (%s/%s): %s", index+1, res.kind, res.name, outcome)
+		stderr.Printf("document %d (%s/%s): %s", index+1, res.kind, res.name, outcome)
 		if len(res.decision.Audit.Pools) > 0 {
-			fmt.Fprintf(stderr, " on %s", strings.Join(res.decision.Audit.Pools, ","))
+			stderr.Printf(" on %s", strings.Join(res.decision.Audit.Pools, ","))
 		}
 		if added != "" {
-			fmt.Fprintf(stderr, ": %s", added)
+			stderr.Printf(": %s", added)
 		}
-		fmt.Fprintln(stderr)
+		stderr.Println()
 		if !res.Pod.Allowed {
-			fmt.Fprintf(stderr, "denied (document %d, its pods): %s\n", index+1, res.Pod.Message)
+			stderr.Printf("denied (document %d, its pods): %s\n", index+1, res.Pod.Message)
 		}
 	}
 	y, err := yaml.JSONToYAML(res.Object)
@@ -133,7 +137,9 @@ func writeResult(stdout, stderr io.Writer, output string, index int, res planRes
 		return fmt.Errorf("could not write the object as YAML: %w", err)
 	}
 	if index > 0 {
-		fmt.Fprintln(stdout, "---")
+		if _, err := io.WriteString(stdout, "---\n"); err != nil {
+			return err
+		}
 	}
 	_, err = stdout.Write(y)
 	return err

@@ -167,7 +167,7 @@ should match nodes.`,
 			if nodes := pools.NodeNames(); nodes != nil && format == "table" {
 				// What the webhook's replicas place with: the elected one's published result.
 				st, err := discovery.ReadSharedStatus(ctx, client, webhookNamespace, nodes)
-				output.WriteSharedStatus(s.out, st, err, time.Now())
+				return output.WriteSharedStatus(s.out, st, err, time.Now())
 			}
 			return nil
 		},

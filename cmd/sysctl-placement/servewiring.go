@@ -142,7 +142,7 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 	}
 	opsListener, err := net.Listen("tcp", o.metricsListen)
 	if err != nil {
-		admissionListener.Close()
+		_ = admissionListener.Close() // the listen error is the one to report
 		return fmt.Errorf("could not listen on --metrics-listen %s: %w", o.metricsListen, err)
 	}
 	return lifecycle.Run(ctx, lifecycle.Config{

@@ -73,11 +73,12 @@ func (o *uninstallWebhooksOptions) deleteWebhookConfigurations(ctx context.Conte
 func reportDeleted(stdout io.Writer, kind, name string, err error) error {
 	switch {
 	case apierrors.IsNotFound(err):
-		fmt.Fprintf(stdout, "%s %s: already gone\n", kind, name)
+		_, err = fmt.Fprintf(stdout, "%s %s: already gone\n", kind, name)
+		return err
 	case err != nil:
 		return fmt.Errorf("could not delete the %s %s: %w", kind, name, err)
 	default:
-		fmt.Fprintf(stdout, "%s %s: deleted\n", kind, name)
+		_, err = fmt.Fprintf(stdout, "%s %s: deleted\n", kind, name)
+		return err
 	}
-	return nil
 }

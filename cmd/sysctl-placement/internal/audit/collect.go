@@ -39,7 +39,7 @@ func (c *collector) each(ctx context.Context, what string, opts metav1.ListOptio
 		fn(obj)
 		n++
 		if n%progressEvery == 0 {
-			fmt.Fprintf(c.progress, "audit: listed %d %s\n", n, what)
+			_, _ = fmt.Fprintf(c.progress, "audit: listed %d %s\n", n, what) // progress only: a closed stderr must not stop the audit
 		}
 		return nil
 	})

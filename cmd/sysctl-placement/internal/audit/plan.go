@@ -86,7 +86,7 @@ func (a *auditor) planSubject(s *subject, pod *corev1.Pod) (plan webhookPlan, is
 	probe := pod.DeepCopy()
 	probe.Spec.NodeName = "" // planned as the controller creates it, before binding
 	real := scheduling.Plan(scheduling.Input{Pod: probe, Namespace: asIs, Config: a.in.config})
-	isOptedIn = !(real.Outcome == scheduling.OutcomeSkipped && real.Reason == scheduling.ReasonNamespaceNotEnabled)
+	isOptedIn = real.Outcome != scheduling.OutcomeSkipped || real.Reason != scheduling.ReasonNamespaceNotEnabled
 	d := real
 	if !isOptedIn {
 		d = scheduling.Plan(scheduling.Input{Pod: probe, Namespace: optedIn(s.Namespace, ns), Config: a.in.config})

@@ -16,7 +16,8 @@ func Write(w io.Writer, format string, r Report) error {
 		return output.WriteData(w, format, r)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tWORKLOAD\tSYSCTLS\tOPTED IN\tPODS RUNNING/FORBIDDEN/ALL\tNODES\tEVENTS\tSTATUS\tWEBHOOK")
+	pt := output.NewPrinter(tw)
+	pt.Println("NAMESPACE\tWORKLOAD\tSYSCTLS\tOPTED IN\tPODS RUNNING/FORBIDDEN/ALL\tNODES\tEVENTS\tSTATUS\tWEBHOOK")
 	for _, s := range r.Workloads {
 		optedIn := "no"
 		if s.OptedIn {
@@ -42,13 +43,17 @@ func Write(w io.Writer, format string, r Report) error {
 		if s.Events.SysctlForbidden+s.Events.FailedCreate > 0 {
 			events = fmt.Sprintf("%d SysctlForbidden, %d FailedCreate", s.Events.SysctlForbidden, s.Events.FailedCreate)
 		}
-		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%d/%d/%d\t%s\t%s\t%s\t%s\n", s.Namespace, s.Kind, s.Name,
+		pt.Printf("%s\t%s/%s\t%s\t%s\t%d/%d/%d\t%s\t%s\t%s\t%s\n", s.Namespace, s.Kind, s.Name,
 			strings.Join(s.Sysctls, ","), optedIn, s.Pods.Running, s.Pods.Forbidden, s.Pods.Total,
 			output.OrNone(nodes), events, s.Status, webhook)
+	}
+	if err := pt.Err(); err != nil {
+		return err
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	pw := output.NewPrinter(w)
 	var notes []string
 	for _, ns := range r.Namespaces {
 		if ns.OptedIn {
@@ -67,8 +72,8 @@ func Write(w io.Writer, format string, r Report) error {
 		notes = append(notes, line)
 	}
 	if len(notes) > 0 {
-		fmt.Fprintln(w, "\nNamespaces not opted in:")
-		fmt.Fprintln(w, strings.Join(notes, "\n"))
+		pw.Println("\nNamespaces not opted in:")
+		pw.Println(strings.Join(notes, "\n"))
 	}
 	var podSecurity []string
 	for _, ns := range r.Namespaces {
@@ -77,8 +82,8 @@ func Write(w io.Writer, format string, r Report) error {
 		}
 	}
 	if len(podSecurity) > 0 {
-		fmt.Fprintln(w, "\nPod Security:")
-		fmt.Fprintln(w, strings.Join(podSecurity, "\n"))
+		pw.Println("\nPod Security:")
+		pw.Println(strings.Join(podSecurity, "\n"))
 	}
 	var restricted []string
 	for _, p := range r.Pools {
@@ -87,8 +92,8 @@ func Write(w io.Writer, format string, r Report) error {
 		}
 	}
 	if len(restricted) > 0 {
-		fmt.Fprintln(w, "\nPools restricted to namespaces:")
-		fmt.Fprintln(w, strings.Join(restricted, "\n"))
+		pw.Println("\nPools restricted to namespaces:")
+		pw.Println(strings.Join(restricted, "\n"))
 	}
 	var problems []string
 	for _, s := range r.Workloads {
@@ -108,11 +113,11 @@ func Write(w io.Writer, format string, r Report) error {
 		}
 	}
 	if len(problems) > 0 {
-		fmt.Fprintln(w, "\nProblems:")
-		fmt.Fprintln(w, strings.Join(problems, "\n"))
+		pw.Println("\nProblems:")
+		pw.Println(strings.Join(problems, "\n"))
 	}
-	fmt.Fprintf(w, "\n%d workload(s) with sysctls: %d broken, %d unplaceable, %d placed, %d not opted in (read %d pods, %d workloads, %d nodes in %.1fs)\n",
+	pw.Printf("\n%d workload(s) with sysctls: %d broken, %d unplaceable, %d placed, %d not opted in (read %d pods, %d workloads, %d nodes in %.1fs)\n",
 		r.Totals.Workloads, r.Totals.Broken, r.Totals.Unplaceable, r.Totals.Placed, r.Totals.NotOptedIn,
 		r.Listed.Pods, r.Listed.Workloads, r.Listed.Nodes, r.Listed.Seconds)
-	return nil
+	return pw.Err()
 }

@@ -57,7 +57,8 @@ func WritePools(w io.Writer, report []discovery.PoolStatus, format string) error
 		return WriteData(w, format, out)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSELECTOR\tNODES\tTAINTS\tKUBELET\tKERNEL\tALLOWED UNSAFE SYSCTLS\tNAMESPACES\tSOURCE\tPROBLEMS")
+	pt := NewPrinter(tw)
+	pt.Println("NAME\tSELECTOR\tNODES\tTAINTS\tKUBELET\tKERNEL\tALLOWED UNSAFE SYSCTLS\tNAMESPACES\tSOURCE\tPROBLEMS")
 	for _, p := range out {
 		name := p.Name
 		if !p.Used {
@@ -71,25 +72,29 @@ func WritePools(w io.Writer, report []discovery.PoolStatus, format string) error
 		for _, pr := range p.Problems {
 			kinds[string(pr.Kind)] = true
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, labels.FormatLabels(p.NodeSelector), p.Nodes,
+		pt.Printf("%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, labels.FormatLabels(p.NodeSelector), p.Nodes,
 			OrNone(strings.Join(taints, ",")), OrNone(p.KubeletVersion), OrNone(p.KernelVersion),
 			OrNone(strings.Join(p.AllowedUnsafeSysctls, ",")), NamespacesText(p.NamespaceSelector), p.Source,
 			OrNone(strings.Join(slices.Sorted(maps.Keys(kinds)), ",")))
 	}
+	if err := pt.Err(); err != nil {
+		return err
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	pw := NewPrinter(w)
 	first := true
 	for _, p := range out {
 		for _, pr := range p.Problems {
 			if first {
-				fmt.Fprintln(w, "\nProblems:")
+				pw.Println("\nProblems:")
 				first = false
 			}
-			fmt.Fprintf(w, "  %s: %s: %s\n", p.Name, pr.Kind, pr.Detail)
+			pw.Printf("  %s: %s: %s\n", p.Name, pr.Kind, pr.Detail)
 		}
 	}
-	return nil
+	return pw.Err()
 }
 
 // NamespacesText is a pool's namespaceSelector as the tables show it; a pool without
@@ -103,20 +108,20 @@ func NamespacesText(sel *metav1.LabelSelector) string {
 
 // WriteSharedStatus says, in a line, how old the published discovery result is, who
 // wrote it and whether that replica still leads, and which nodes it covers; or why it
-// could not be read.
-func WriteSharedStatus(w io.Writer, st *discovery.SharedStatus, err error, now time.Time) {
+// could not be read. It returns the write's error.
+func WriteSharedStatus(w io.Writer, st *discovery.SharedStatus, err error, now time.Time) error {
 	if err != nil {
-		fmt.Fprintf(w, "\nPublished discovery result: %v\n", err)
-		return
+		_, werr := fmt.Fprintf(w, "\nPublished discovery result: %v\n", err)
+		return werr
 	}
 	holder := "nobody holds the Lease"
 	if st.LeaseHolder != "" {
 		holder = "the Lease is held by " + st.LeaseHolder
 	}
 	if !st.Published {
-		fmt.Fprintf(w, "\nPublished discovery result %s/%s: nothing published yet (a first install reads every kubelet first); %s; %d nodes not read yet.\n",
+		_, err := fmt.Fprintf(w, "\nPublished discovery result %s/%s: nothing published yet (a first install reads every kubelet first); %s; %d nodes not read yet.\n",
 			st.Namespace, st.Name, holder, st.NotRead)
-		return
+		return err
 	}
 	writer := "by " + st.Writer + ", which holds the Lease"
 	if st.Writer != st.LeaseHolder {
@@ -126,6 +131,7 @@ func WriteSharedStatus(w io.Writer, st *discovery.SharedStatus, err error, now t
 	if !st.Complete {
 		complete = "first pass not finished"
 	}
-	fmt.Fprintf(w, "\nPublished discovery result %s/%s: written %s ago %s; %s; %d nodes read, %d unreachable, %d not read yet.\n",
+	_, err = fmt.Fprintf(w, "\nPublished discovery result %s/%s: written %s ago %s; %s; %d nodes read, %d unreachable, %d not read yet.\n",
 		st.Namespace, st.Name, now.Sub(st.PublishedAt).Round(time.Second), writer, complete, st.NodesRead, st.Unreachable, st.NotRead)
+	return err
 }

@@ -27,7 +27,9 @@ func TestWriteSharedStatusSaysAgeWriterAndCoverage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b bytes.Buffer
-			WriteSharedStatus(&b, tc.st, tc.err, now)
+			if err := WriteSharedStatus(&b, tc.st, tc.err, now); err != nil {
+				t.Fatal(err)
+			}
 			if b.String() != tc.want {
 				t.Errorf("got  %q\nwant %q", b.String(), tc.want)
 			}
