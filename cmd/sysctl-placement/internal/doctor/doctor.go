@@ -98,7 +98,9 @@ func Run(ctx context.Context, client kubernetes.Interface, o Options, out io.Wri
 			return &Failure{CauseOther, fmt.Sprintf("could not create a scratch namespace to test in (or name one that opts in with --test-namespace): %v", err)}
 		}
 		namespace = ns.Name
-		fmt.Fprintf(out, "scratch namespace %s, labelled to opt in: %v\n", namespace, nsLabels)
+		if _, err := fmt.Fprintf(out, "scratch namespace %s, labelled to opt in: %v\n", namespace, nsLabels); err != nil {
+			return err
+		}
 		if !o.KeepNamespace {
 			// Deleted on a context of its own: the check's may be done.
 			defer deleteScratch(context.WithoutCancel(ctx), client, namespace, out)
@@ -115,7 +117,7 @@ func Run(ctx context.Context, client kubernetes.Interface, o Options, out io.Wri
 // deleteScratch deletes the scratch namespace, saying so when it cannot.
 func deleteScratch(ctx context.Context, client kubernetes.Interface, name string, out io.Writer) {
 	if err := client.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
-		fmt.Fprintf(out, "could not delete the scratch namespace %s: %v\n", name, err)
+		_, _ = fmt.Fprintf(out, "could not delete the scratch namespace %s: %v\n", name, err) // a warning: nothing more to do if it cannot be written
 	}
 }
 
@@ -158,8 +160,8 @@ func checkCABundles(m *admissionregistrationv1.MutatingWebhookConfiguration, v *
 	if len(empty) > 0 {
 		return &Failure{CauseCABundle, fmt.Sprintf("no caBundle on %s: the certificates have not been set up yet (self-signed: the <release>-certs Job's logs; cert-manager: its CA injector)", strings.Join(empty, ", "))}
 	}
-	fmt.Fprintf(out, "MutatingWebhookConfiguration %s and ValidatingWebhookConfiguration %s: %d and %d webhooks, each with a caBundle\n", m.Name, v.Name, len(m.Webhooks), len(v.Webhooks))
-	return nil
+	_, err := fmt.Fprintf(out, "MutatingWebhookConfiguration %s and ValidatingWebhookConfiguration %s: %d and %d webhooks, each with a caBundle\n", m.Name, v.Name, len(m.Webhooks), len(v.Webhooks))
+	return err
 }
 
 // testPod asks for the sysctl and nothing else; created with dryRun=All it is never
@@ -180,14 +182,12 @@ func reportPlaced(p *corev1.Pod, sysctl corev1.Sysctl, out io.Writer) error {
 	if p.Labels[scheduling.LabelPlaced] != "true" || placement == "" {
 		return &Failure{CauseNotCalled, fmt.Sprintf("a pod asking for %s was admitted unchanged: the webhook was not called for it (check the configurations' namespaceSelector, objectSelector and matchConditions) or it needs no pool", sysctl.Name)}
 	}
-	fmt.Fprintf(out, "placed: a pod asking for %s=%s gets %s\n", sysctl.Name, sysctl.Value, placement)
-	if len(p.Spec.NodeSelector) > 0 {
-		fmt.Fprintf(out, "  nodeSelector %v\n", p.Spec.NodeSelector)
+	_, err := fmt.Fprintf(out, "placed: a pod asking for %s=%s gets %s\n", sysctl.Name, sysctl.Value, placement)
+	// The pod as the API server admitted it, in the words plan and the Events use.
+	if spec := (scheduling.Changes{NodeSelector: p.Spec.NodeSelector, Tolerations: p.Spec.Tolerations}); err == nil && !spec.IsEmpty() {
+		_, err = fmt.Fprintf(out, "  %s\n", spec)
 	}
-	for _, t := range p.Spec.Tolerations {
-		fmt.Fprintf(out, "  toleration %s %s %s:%s\n", t.Key, t.Operator, t.Value, t.Effect)
-	}
-	return nil
+	return err
 }
 
 // Classify turns the API server's refusal of the test pod into the cause to fix. The
