@@ -145,6 +145,7 @@ what it would change in the live cluster (read-only).`,
 		newUninstallCleanupCommand(g, s),
 		newDoctorCommand(g, s),
 		newVersionCommand(s),
+		newPolicyCommand(g, s),
 	)
 	root.Version = currentBuild().String()
 	root.SetVersionTemplate("{{.Version}}")

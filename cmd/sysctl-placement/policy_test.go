@@ -1,0 +1,40 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+)
+
+func TestPolicyRenderPrintsThePoliciesAndBindingsForKubectlApply(t *testing.T) {
+	code, stdout, stderr := runCommand(t, "", "policy", "render")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var kinds []string
+	for _, doc := range strings.Split(stdout, "\n---\n")[1:] {
+		var obj struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			t.Fatal(err)
+		}
+		if obj.APIVersion != "admissionregistration.k8s.io/v1" {
+			t.Errorf("%s has apiVersion %q, want admissionregistration.k8s.io/v1", obj.Kind, obj.APIVersion)
+		}
+		kinds = append(kinds, obj.Kind)
+	}
+	want := "MutatingAdmissionPolicy MutatingAdmissionPolicyBinding ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding"
+	if got := strings.Join(kinds, " "); got != want {
+		t.Errorf("render printed %s, want %s (each binding after its policy)", got, want)
+	}
+}
+
+func TestPolicyRenderRefusesAConfigThatDoesNotLoad(t *testing.T) {
+	code, _, stderr := runCommand(t, "", "policy", "render", "--config", "does-not-exist.yaml")
+	if code != 1 || !strings.Contains(stderr, "does-not-exist.yaml") {
+		t.Errorf("exit %d, stderr %q; want 1 naming the file", code, stderr)
+	}
+}
