@@ -27,6 +27,7 @@ func newPolicyCommand(g *globalOptions, s streams) *cobra.Command {
 func newPolicyRenderCommand(g *globalOptions, s streams) *cobra.Command {
 	var o poolsFlags
 	var discover bool
+	var opts policy.Options
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "render [--config FILE] [--discover]",
@@ -37,7 +38,10 @@ prints them as YAML for kubectl apply or GitOps: the API server then places pods
 itself, with nothing running. The pools are the config's (default: the embedded
 example); with --discover, the live cluster's, loaded as "pools" loads them, and the
 API server's version is checked. docs/design.md ("Policy backend") lists what the
-policies do not do that the webhook does.`,
+policies do not do that the webhook does.
+
+Render refuses, saying why, when the policies would cost the API server more per pod
+than the webhook's two calls; use serve then.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
@@ -47,12 +51,12 @@ policies do not do that the webhook does.`,
 				return err
 			}
 			started := time.Now()
-			objs, err := policy.Render(compiled)
+			objs, err := policy.Render(compiled, opts)
 			if err != nil {
 				return exitError{code: 1, err: fmt.Errorf("could not render the policies: %w", err)}
 			}
-			g.logger.WithField("took", time.Since(started).Round(time.Microsecond)).Info("rendered")
-			fmt.Fprintf(s.out, "# sysctl-placement policy render %s: needs Kubernetes 1.36+ (admissionregistration.k8s.io/v1)\n", Version)
+			g.logger.WithField("took", time.Since(started).Round(time.Microsecond)).Info("rendered: " + objs.Cost.String())
+			fmt.Fprintf(s.out, "# sysctl-placement policy render %s: needs Kubernetes 1.36+ (admissionregistration.k8s.io/v1)\n# estimated cost: %s\n", Version, objs.Cost)
 			for _, obj := range objs.List() {
 				data, err := yaml.Marshal(obj)
 				if err != nil {
@@ -65,6 +69,7 @@ policies do not do that the webhook does.`,
 	}
 	o.addFlags(cmd.Flags())
 	cmd.Flags().BoolVar(&discover, "discover", false, "render the live cluster's pools (kubeconfig as for every command), as the pools command shows them; checks the API server's version")
+	cmd.Flags().BoolVar(&opts.AllowSlowerThanWebhook, "allow-slower-than-webhook", false, "render even where the policies would cost the API server more per pod than the webhook (never past half its per-call CEL limit)")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long discovery may take")
 	return cmd
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -36,5 +37,21 @@ func TestPolicyRenderRefusesAConfigThatDoesNotLoad(t *testing.T) {
 	code, _, stderr := runCommand(t, "", "policy", "render", "--config", "does-not-exist.yaml")
 	if code != 1 || !strings.Contains(stderr, "does-not-exist.yaml") {
 		t.Errorf("exit %d, stderr %q; want 1 naming the file", code, stderr)
+	}
+}
+
+func TestPolicyRenderRefusesPoolsThatWouldBeSlowerThanTheWebhook(t *testing.T) {
+	var cfg strings.Builder
+	cfg.WriteString("apiVersion: sysctl-placement.io/v1alpha1\nkind: PlacementConfig\npools:\n")
+	for i := range 12 {
+		fmt.Fprintf(&cfg, "  - {name: p%[1]d, nodeSelector: {pool: p%[1]d}, allowedUnsafeSysctls: [\"kernel.shm*\", \"net.core.somaxconn\"]}\n", i)
+	}
+	path := writeFile(t, "pools.yaml", cfg.String())
+	code, stdout, stderr := runCommand(t, "", "policy", "render", "--config", path)
+	if code != 1 || !strings.Contains(stderr, "use the webhook (serve)") || stdout != "" {
+		t.Errorf("exit %d, stdout %d bytes, stderr %q; want 1, nothing printed, a refusal saying to use the webhook", code, len(stdout), stderr)
+	}
+	if code, _, stderr := runCommand(t, "", "policy", "render", "--config", path, "--allow-slower-than-webhook"); code != 0 {
+		t.Errorf("with --allow-slower-than-webhook: exit %d, %s", code, stderr)
 	}
 }

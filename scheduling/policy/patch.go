@@ -149,7 +149,7 @@ func denials(pools []pool) []admissionregistrationv1.Validation {
 			Reason: forbidden(),
 		},
 		{
-			Expression:        `!(variables.unplaceableNow && variables.unplaceable == "deny")`,
+			Expression:        `!(variables.unplaceable == "deny" && variables.unplaceableNow)`,
 			MessageExpression: unplaceableMessage(pools, "unplaceable sysctls: no node pool can run "),
 			Reason:            forbidden(),
 		},
@@ -159,7 +159,7 @@ func denials(pools []pool) []admissionregistrationv1.Validation {
 // warnings are the validations the Warn binding reports.
 func warnings(pools []pool) []admissionregistrationv1.Validation {
 	return []admissionregistrationv1.Validation{{
-		Expression:        `!(variables.unplaceableNow && variables.unplaceable == "warn")`,
+		Expression:        `!(variables.unplaceable == "warn" && variables.unplaceableNow)`,
 		MessageExpression: `"sysctl-placement: no pool allows " + variables.kept.map(i, object.spec.securityContext.sysctls[i].name).join(", ") + "; admitted without placement (policy warn)"`,
 	}}
 }

@@ -38,6 +38,8 @@ type Objects struct {
 	ValidatingBinding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
 	Warnings          *admissionregistrationv1.ValidatingAdmissionPolicy
 	WarningsBinding   *admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	// Cost is the estimate Render checked against the bounds (cost.go).
+	Cost Cost
 }
 
 // List returns the objects in apply order.
@@ -55,8 +57,16 @@ func optedIn() *metav1.LabelSelector {
 	}}
 }
 
-// Render compiles c into the policies and bindings.
-func Render(c *scheduling.Compiled) (*Objects, error) {
+// Options tune Render.
+type Options struct {
+	// AllowSlowerThanWebhook renders past MaxTypicalCost (tests, or a cluster that
+	// prefers no running webhook to speed); MaxLargestCost still applies.
+	AllowSlowerThanWebhook bool
+}
+
+// Render compiles c into the policies and bindings, or refuses (an error saying to
+// use the webhook) when their estimated cost is past the bounds in cost.go.
+func Render(c *scheduling.Compiled, opts Options) (*Objects, error) {
 	if c == nil {
 		return nil, fmt.Errorf("no configuration to render")
 	}
@@ -97,10 +107,14 @@ func Render(c *scheduling.Compiled) (*Objects, error) {
 			ObjectMeta: objectMeta(Name),
 			Spec:       admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{PolicyName: Name},
 		},
-		Validating:        validatingPolicy(Name, match, vars, denials(pools)),
+		Validating:        validatingPolicy(Name, match, matchConditions(), vars, denials(pools)),
 		ValidatingBinding: validatingBinding(Name, admissionregistrationv1.Deny),
-		Warnings:          validatingPolicy(NameWarnings, match, vars, warnings(pools)),
+		Warnings:          validatingPolicy(NameWarnings, match, append(matchConditions(), warnsHere(c.Policy())), vars, warnings(pools)),
 		WarningsBinding:   validatingBinding(NameWarnings, admissionregistrationv1.Warn),
+	}
+	o.Cost = Estimate(pools, everywhere)
+	if err := o.Cost.Check(opts.AllowSlowerThanWebhook); err != nil {
+		return o, err
 	}
 	return o, nil
 }
@@ -109,14 +123,14 @@ func objectMeta(name string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/name": "sysctl-placement", "app.kubernetes.io/component": "admission-policy"}}
 }
 
-func validatingPolicy(name string, match *admissionregistrationv1.MatchResources, vars []admissionregistrationv1.Variable, v []admissionregistrationv1.Validation) *admissionregistrationv1.ValidatingAdmissionPolicy {
+func validatingPolicy(name string, match *admissionregistrationv1.MatchResources, conditions []admissionregistrationv1.MatchCondition, vars []admissionregistrationv1.Variable, v []admissionregistrationv1.Validation) *admissionregistrationv1.ValidatingAdmissionPolicy {
 	fail := admissionregistrationv1.Fail
 	return &admissionregistrationv1.ValidatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
 		ObjectMeta: objectMeta(name),
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
 			MatchConstraints: match.DeepCopy(),
-			MatchConditions:  matchConditions(),
+			MatchConditions:  conditions,
 			Variables:        vars,
 			Validations:      v,
 			FailurePolicy:    &fail,
@@ -141,6 +155,16 @@ func matchConditions() []admissionregistrationv1.MatchCondition {
 		{Name: "has-sysctls", Expression: `has(object.spec.securityContext) && has(object.spec.securityContext.sysctls) && size(object.spec.securityContext.sysctls) > 0`},
 		{Name: "not-bound-to-a-node", Expression: `!has(object.spec.nodeName) || object.spec.nodeName == ""`},
 		{Name: "not-skipped", Expression: `object.metadata.?annotations[?` + q(scheduling.AnnotationSkip) + `].orValue("") != "true"`},
+	}
+}
+
+// warnsHere keeps the warning policy, which only warns about unplaceable pods under
+// unplaceable: warn, from computing the candidates in every other namespace.
+func warnsHere(pol scheduling.Policy) admissionregistrationv1.MatchCondition {
+	return admissionregistrationv1.MatchCondition{
+		Name: "unplaceable-warn",
+		Expression: fmt.Sprintf(`namespaceObject.metadata.?annotations[?%s].orValue(%q) != %q`,
+			q(scheduling.AnnotationUnplaceable), pol.Unplaceable, scheduling.UnplaceableDeny),
 	}
 }
 
@@ -203,7 +227,7 @@ func variables(pools []pool, everywhere []string, pol scheduling.Policy) []admis
 		admissionregistrationv1.Variable{Name: "hasPoolList", Expression: `variables.annotations[?` + q(scheduling.AnnotationPools) + `].hasValue()`},
 		admissionregistrationv1.Variable{Name: "poolList", Expression: `variables.annotations[?` + q(scheduling.AnnotationPools) + `].orValue("").split(",").map(x, x.trim())`},
 	)
-	var cands, selects, tolerates, prio, placed, singles []string
+	var cands, selects, selectedTolerated, prio, placed, singles []string
 	for i := range pools {
 		p := &pools[i]
 		is := strconv.Itoa(i)
@@ -221,7 +245,7 @@ func variables(pools []pool, everywhere []string, pol scheduling.Policy) []admis
 		)
 		cands = append(cands, fmt.Sprintf("(variables.candidate%s ? [%s] : [])", is, is))
 		selects = append(selects, "variables.selects"+is)
-		tolerates = append(tolerates, "variables.tolerates"+is)
+		selectedTolerated = append(selectedTolerated, fmt.Sprintf("(variables.candidate%[1]s && variables.selects%[1]s && variables.tolerates%[1]s)", is))
 		prio = append(prio, strconv.Itoa(int(p.priority)))
 		placed = append(placed, fmt.Sprintf("(variables.candidate%[1]s && variables.tolerates%[1]s && %[2]s)", is, p.impliesInTermExpr("variables.nodeSelector")))
 		if len(p.selector) == 1 {
@@ -229,7 +253,7 @@ func variables(pools []pool, everywhere []string, pol scheduling.Policy) []admis
 		}
 	}
 	if len(pools) == 0 {
-		cands, selects, tolerates, placed = []string{"[]"}, []string{}, []string{}, []string{"false"}
+		cands, selects, selectedTolerated, placed = []string{"[]"}, []string{}, []string{"false"}, []string{"false"}
 	}
 	if len(singles) == 0 {
 		singles = []string{"[]"}
@@ -237,16 +261,17 @@ func variables(pools []pool, everywhere []string, pol scheduling.Policy) []admis
 	v = append(v,
 		admissionregistrationv1.Variable{Name: "candidates", Expression: `variables.needsPlacing ? ` + strings.Join(cands, " + ") + ` : []`},
 		admissionregistrationv1.Variable{Name: "selected", Expression: "[" + strings.Join(selects, ", ") + "]"},
-		admissionregistrationv1.Variable{Name: "tolerated", Expression: "[" + strings.Join(tolerates, ", ") + "]"},
 		admissionregistrationv1.Variable{Name: "singles", Expression: strings.Join(singles, " + ")},
 		// Step 4: the pod's nodeSelector implies a tolerated candidate, or every
-		// non-empty required term restricts it to tolerated candidates.
-		admissionregistrationv1.Variable{Name: "placed", Expression: `variables.candidates.exists(i, variables.selected[i] && variables.tolerated[i]) || ` +
+		// non-empty required term restricts it to tolerated candidates. Written out per
+		// pool so that it stops at the first.
+		admissionregistrationv1.Variable{Name: "placed", Expression: strings.Join(selectedTolerated, " || ") + ` || ` +
 			`variables.hasAffinity && size(variables.liveTerms) > 0 && variables.liveTerms.all(t, ` + strings.Join(placed, " || ") +
 			` || t.?matchExpressions.orValue([]).exists(r, r.operator == "In" && size(r.?values.orValue([])) > 0 && r.values.all(v, r.key + "=" + v in variables.singles)))`},
 		admissionregistrationv1.Variable{Name: "preferred", Expression: `size(variables.nodeSelector) > 0 && variables.candidates.exists(i, variables.selected[i]) ? variables.candidates.filter(i, variables.selected[i]) : variables.candidates`},
 		admissionregistrationv1.Variable{Name: "priorities", Expression: "[" + strings.Join(prio, ", ") + "]"},
-		admissionregistrationv1.Variable{Name: "chosen", Expression: `size(variables.preferred) == 0 ? [] : variables.preferred.filter(i, variables.priorities[i] == variables.preferred.map(j, variables.priorities[j]).max())`},
+		admissionregistrationv1.Variable{Name: "top", Expression: `size(variables.preferred) == 0 ? 0 : variables.preferred.map(i, variables.priorities[i]).max()`},
+		admissionregistrationv1.Variable{Name: "chosen", Expression: `variables.preferred.filter(i, variables.priorities[i] == variables.top)`},
 		admissionregistrationv1.Variable{Name: "place", Expression: `variables.needsPlacing && size(variables.candidates) > 0 && !variables.placed`},
 		admissionregistrationv1.Variable{Name: "unplaceableNow", Expression: `variables.needsPlacing && size(variables.candidates) == 0`},
 	)
