@@ -32,8 +32,8 @@ const (
 	// MaxTypicalCost bounds the three policies together on TypicalPod at the
 	// webhook's own cost. Measured on one API server (BenchmarkPolicyDryRunCreate in
 	// integration/e2e, a loaded 2-core machine, 2026-12-03): the webhook's two calls
-	// cost it 4.4 ms of admission per pod; the policies of the example config (2,520
-	// units) 4.3 ms, of 10 pools (7,434 units) 8.5 ms, so a unit is about 1.1–1.7 µs
+	// cost it 3.4 ms of admission per pod; the policies of the example config (2,520
+	// units) 3.1 ms, of 10 pools (7,434 units) 9.7 ms, so a unit is about 1.2–1.3 µs
 	// there and the webhook is worth about 3,000 units. Past that the policies are
 	// slower than the webhook, and render says to use it.
 	MaxTypicalCost = 3_000

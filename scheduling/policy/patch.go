@@ -41,13 +41,15 @@ func taintTable(pools []pool) ([]corev1.Taint, [][]int) {
 }
 
 // placementVariables are the constants and intermediate results only the mutation
-// needs; they follow the shared variables.
-func placementVariables(pools []pool) ([]admissionregistrationv1.Variable, typedTables) {
+// needs; they follow the shared variables. The tables are plain strings: the
+// typed objects (tolerations, requirements, terms) exist only in the mutation's own
+// expression, which builds each one it adds from them (tolerationExpr, addTerms).
+func placementVariables(pools []pool) []admissionregistrationv1.Variable {
 	table, per := taintTable(pools)
-	var tolerations, tolerated, perPool, selectors, keys, values, reqs []string
+	var tolerated, taintKeys, taintValues, taintEffects, perPool, selectors, selectorKeys, keys, values []string
 	for _, t := range table {
-		tolerations = append(tolerations, fmt.Sprintf(`%s{key: %s, operator: "Equal", value: %s, effect: %s}`, typeToleration, q(t.Key), q(t.Value), q(string(t.Effect))))
 		tolerated = append(tolerated, toleratedExpr(t))
+		taintKeys, taintValues, taintEffects = append(taintKeys, q(t.Key)), append(taintValues, q(t.Value)), append(taintEffects, q(string(t.Effect)))
 	}
 	for i, p := range pools {
 		ids := make([]string, len(per[i]))
@@ -55,13 +57,13 @@ func placementVariables(pools []pool) ([]admissionregistrationv1.Variable, typed
 			ids[j] = strconv.Itoa(id)
 		}
 		perPool = append(perPool, "["+strings.Join(ids, ", ")+"]")
-		var sel, req []string
+		var sel, selKeys []string
 		for _, l := range p.selector {
 			sel = append(sel, q(l.key)+": "+q(l.value))
-			req = append(req, requirementLiteral(q(l.key), "["+q(l.value)+"]"))
+			selKeys = append(selKeys, q(l.key))
 		}
 		selectors = append(selectors, "{"+strings.Join(sel, ", ")+"}")
-		reqs = append(reqs, "["+strings.Join(req, ", ")+"]")
+		selectorKeys = append(selectorKeys, "["+strings.Join(selKeys, ", ")+"]")
 		key, value := "", ""
 		if len(p.selector) == 1 {
 			key, value = p.selector[0].key, p.selector[0].value
@@ -69,32 +71,34 @@ func placementVariables(pools []pool) ([]admissionregistrationv1.Variable, typed
 		keys, values = append(keys, q(key)), append(values, q(value))
 	}
 	list := func(items []string) string { return "[" + strings.Join(items, ", ") + "]" }
-	// The typed objects (tolerations, requirements, terms) only exist in the
-	// mutation's own expression, so their tables are inlined there (patchExpr).
-	typed := typedTables{tolerations: list(tolerations), requirements: list(reqs)}
 	return []admissionregistrationv1.Variable{
 		{Name: "poolTaints", Expression: list(perPool)},
 		{Name: "poolSelectors", Expression: list(selectors)},
+		{Name: "poolSelectorKeys", Expression: list(selectorKeys)},
 		{Name: "singleKeys", Expression: list(keys)},
 		{Name: "singleValues", Expression: list(values)},
+		{Name: "taintKeys", Expression: list(taintKeys)},
+		{Name: "taintValues", Expression: list(taintValues)},
+		{Name: "taintEffects", Expression: list(taintEffects)},
 		{Name: "taintTolerated", Expression: list(tolerated)},
 		{Name: "addTolerations", Expression: `variables.chosen.map(i, variables.poolTaints[i]).flatten().distinct().filter(t, !variables.taintTolerated[t])`},
-	}, typed
+	}
 }
 
-// typedTables are the literal lists of typed objects the mutation builds from.
-type typedTables struct{ tolerations, requirements string }
+// tolerationExpr is the exact toleration of taint t of the taint table.
+const tolerationExpr = typeToleration + `{key: variables.taintKeys[t], operator: "Equal", value: variables.taintValues[t], effect: variables.taintEffects[t]}`
 
 // addTerms is what to AND into the pod's required affinity: one requirement key In
 // [values] when the chosen pools share one label key, else one term per pool pinning
 // each of its labels.
-func (t typedTables) addTerms() string {
-	return fmt.Sprintf(`(variables.chosen.all(i, variables.singleKeys[i] != "" && variables.singleKeys[i] == variables.singleKeys[variables.chosen[0]]) ? [%s{matchExpressions: [%s]}] : variables.chosen.map(i, %s{matchExpressions: %s[i]}))`,
-		typeTerm, requirementLiteral("variables.singleKeys[variables.chosen[0]]", "variables.chosen.map(i, variables.singleValues[i]).sort()"), typeTerm, t.requirements)
+func addTerms() string {
+	return fmt.Sprintf(`(variables.chosen.all(i, variables.singleKeys[i] != "" && variables.singleKeys[i] == variables.singleKeys[variables.chosen[0]]) ? [%s{matchExpressions: [%s]}] : variables.chosen.map(i, %s{matchExpressions: variables.poolSelectorKeys[i].map(k, %s)}))`,
+		typeTerm, requirementLiteral("variables.singleKeys[variables.chosen[0]]", "variables.chosen.map(i, variables.singleValues[i]).sort()"),
+		typeTerm, requirementLiteral("k", "[variables.poolSelectors[i][k]]"))
 }
 
 // patchExpr is the mutation: step 2's fixes, then step 6's placement.
-func patchExpr(typed typedTables) string {
+func patchExpr() string {
 	const required = "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution"
 	// The pod's own requirements are rebuilt as new objects: the API server cannot
 	// write its typed values back into a JSON patch.
@@ -113,8 +117,8 @@ func patchExpr(typed typedTables) string {
 		`[JSONPatch{op: "add", path: "` + required + `/nodeSelectorTerms", value: size(variables.affinityTerms) == 0 ? {{addTerms}} : ` + terms + `}])`
 	selector := `(has(object.spec.nodeSelector) ? variables.poolSelectors[variables.chosen[0]].filter(k, !(k in object.spec.nodeSelector)).map(k, JSONPatch{op: "add", path: "/spec/nodeSelector/" + jsonpatch.escapeKey(k), value: variables.poolSelectors[variables.chosen[0]][k]}) : ` +
 		`[JSONPatch{op: "add", path: "/spec/nodeSelector", value: variables.poolSelectors[variables.chosen[0]]}])`
-	tolerations := `(size(variables.addTolerations) == 0 ? [] : has(object.spec.tolerations) ? variables.addTolerations.map(t, JSONPatch{op: "add", path: "/spec/tolerations/-", value: {{tolerations}}[t]}) : ` +
-		`[JSONPatch{op: "add", path: "/spec/tolerations", value: variables.addTolerations.map(t, {{tolerations}}[t])}])`
+	tolerations := `(size(variables.addTolerations) == 0 ? [] : has(object.spec.tolerations) ? variables.addTolerations.map(t, JSONPatch{op: "add", path: "/spec/tolerations/-", value: {{toleration}}}) : ` +
+		`[JSONPatch{op: "add", path: "/spec/tolerations", value: variables.addTolerations.map(t, {{toleration}})}])`
 	var parts []string
 	for i := range scheduling.HostNamespaces {
 		f := scheduling.HostNamespaces[i].Field
@@ -124,7 +128,7 @@ func patchExpr(typed typedTables) string {
 		`(size(variables.dropped) > 0 ? [JSONPatch{op: "replace", path: "/spec/securityContext/sysctls", value: variables.kept.map(i, Object.spec.securityContext.sysctls{name: object.spec.securityContext.sysctls[i].name, value: object.spec.securityContext.sysctls[i].value})}] : [])`,
 		`(variables.place ? (size(variables.chosen) == 1 ? `+selector+` : `+affinity+`) + `+tolerations+` : [])`,
 	)
-	return strings.NewReplacer("{{addTerms}}", typed.addTerms(), "{{tolerations}}", typed.tolerations).Replace(strings.Join(parts, " +\n"))
+	return strings.NewReplacer("{{addTerms}}", addTerms(), "{{toleration}}", tolerationExpr).Replace(strings.Join(parts, " +\n"))
 }
 
 // denials are the validations the Deny binding enforces, on the final object.

@@ -75,7 +75,7 @@ func Render(c *scheduling.Compiled, opts Options) (*Objects, error) {
 		return nil, err
 	}
 	vars := variables(pools, everywhere, c.Policy())
-	placement, typed := placementVariables(pools)
+	placement := placementVariables(pools)
 	fail := admissionregistrationv1.Fail
 	match := &admissionregistrationv1.MatchResources{
 		NamespaceSelector: optedIn(),
@@ -94,7 +94,7 @@ func Render(c *scheduling.Compiled, opts Options) (*Objects, error) {
 				Variables:        append(slices.Clip(vars), placement...),
 				Mutations: []admissionregistrationv1.Mutation{{
 					PatchType: admissionregistrationv1.PatchTypeJSONPatch,
-					JSONPatch: &admissionregistrationv1.JSONPatch{Expression: patchExpr(typed)},
+					JSONPatch: &admissionregistrationv1.JSONPatch{Expression: patchExpr()},
 				}},
 				FailurePolicy: &fail,
 				// Planning is idempotent: a reinvoked policy finds the pod placed and
