@@ -136,7 +136,7 @@ func (w *warningRecorder) all() []string {
 }
 
 // optedInNamespace creates a namespace that opted in, with extra annotations.
-func optedInNamespace(ctx context.Context, t *testing.T, c *cluster.Cluster, name string, annotations map[string]string) string {
+func optedInNamespace(ctx context.Context, t testing.TB, c *cluster.Cluster, name string, annotations map[string]string) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 		Name:        name,
