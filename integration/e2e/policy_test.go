@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,8 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
@@ -82,6 +85,7 @@ func TestRenderedPoliciesPlaceEveryGoldenPodAsPlanDoes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	applyPolicies(ctx, t, c, policies)
+	warned := newWarningClient(t, c)
 
 	paths, err := filepath.Glob(filepath.Join(cluster.RepoRoot(), "scheduling", "testdata", "golden", "*.input.yaml"))
 	if err != nil || len(paths) < 20 {
@@ -108,7 +112,7 @@ func TestRenderedPoliciesPlaceEveryGoldenPodAsPlanDoes(t *testing.T) {
 	var agreed, limits int
 	for i, pc := range cases {
 		t.Run(pc.name, func(t *testing.T) {
-			diff := pc.compare(ctx, t, c, bin, fmt.Sprintf("policy-%d", i))
+			diff := pc.compare(ctx, t, c, warned, bin, fmt.Sprintf("policy-%d", i))
 			why, limit := policyLimits[pc.name]
 			switch {
 			case diff == "" && limit:
@@ -136,7 +140,7 @@ type policyCase struct {
 // compare creates the pod with dryRun=All in a fresh namespace like pc.ns, and
 // returns how the result differs from Plan's; "" when it does not. It then creates
 // the result again: a placed pod must come back unchanged (reinvocation).
-func (pc policyCase) compare(ctx context.Context, t *testing.T, c *cluster.Cluster, bin, nsName string) string {
+func (pc policyCase) compare(ctx context.Context, t *testing.T, c *cluster.Cluster, warned *warningClient, bin, nsName string) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName, Labels: map[string]string{}, Annotations: maps.Clone(pc.ns.Annotations)}}
 	maps.Copy(ns.Labels, pc.ns.Labels)
@@ -167,7 +171,18 @@ func (pc policyCase) compare(ctx context.Context, t *testing.T, c *cluster.Clust
 
 	pod := pc.pod.DeepCopy()
 	pod.Namespace, pod.ResourceVersion = nsName, ""
-	got, err := c.Client.CoreV1().Pods(nsName).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	warned.reset()
+	got, err := warned.client.CoreV1().Pods(nsName).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	const warnUnplaceable = "admitted without placement (policy warn)"
+	planWarns := slices.ContainsFunc(d.Warnings, func(w string) bool { return strings.Contains(w, warnUnplaceable) })
+	for _, w := range warned.texts() {
+		if strings.Contains(w, "resulted in error") || strings.Contains(w, "evaluation error") {
+			return "a policy failed: " + w
+		}
+	}
+	if apiWarns := slices.ContainsFunc(warned.texts(), func(w string) bool { return strings.Contains(w, warnUnplaceable) }); err == nil && planWarns != apiWarns {
+		return fmt.Sprintf("Plan warns %q, the API server %q", d.Warnings, warned.texts())
+	}
 	switch {
 	case err != nil && d.Allowed:
 		return fmt.Sprintf("Plan admits the pod (warnings %q), the API server refused it: %v", d.Warnings, err)
@@ -189,6 +204,45 @@ func (pc policyCase) compare(ctx context.Context, t *testing.T, c *cluster.Clust
 		return "created again, the placed pod changes: " + diff
 	}
 	return ""
+}
+
+// warningClient is a client that keeps the warnings of its last request.
+type warningClient struct {
+	client kubernetes.Interface
+	mu     sync.Mutex
+	got    []string
+}
+
+func newWarningClient(t *testing.T, c *cluster.Cluster) *warningClient {
+	t.Helper()
+	w := &warningClient{}
+	cfg := rest.CopyConfig(c.Config)
+	cfg.WarningHandler = w
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.client = client
+	return w
+}
+
+// HandleWarningHeader is rest.WarningHandler.
+func (w *warningClient) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.got = append(w.got, text)
+}
+
+func (w *warningClient) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.got = nil
+}
+
+func (w *warningClient) texts() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.got)
 }
 
 // placementDiff compares what admission decides: placement, tolerations (the API

@@ -160,7 +160,9 @@ func denials(pools []pool) []admissionregistrationv1.Validation {
 	}
 }
 
-// warnings are the validations the Warn binding reports.
+// warnings are the validations the Warn binding reports. The cheap mode test comes
+// first, so the candidates are computed only where unplaceable is warn (match
+// conditions cannot read the namespace).
 func warnings(pools []pool) []admissionregistrationv1.Validation {
 	return []admissionregistrationv1.Validation{{
 		Expression:        `!(variables.unplaceable == "warn" && variables.unplaceableNow)`,

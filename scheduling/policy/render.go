@@ -109,7 +109,7 @@ func Render(c *scheduling.Compiled, opts Options) (*Objects, error) {
 		},
 		Validating:        validatingPolicy(Name, match, matchConditions(), vars, denials(pools)),
 		ValidatingBinding: validatingBinding(Name, admissionregistrationv1.Deny),
-		Warnings:          validatingPolicy(NameWarnings, match, append(matchConditions(), warnsHere(c.Policy())), vars, warnings(pools)),
+		Warnings:          validatingPolicy(NameWarnings, match, matchConditions(), vars, warnings(pools)),
 		WarningsBinding:   validatingBinding(NameWarnings, admissionregistrationv1.Warn),
 	}
 	o.Cost = Estimate(pools, everywhere)
@@ -155,16 +155,6 @@ func matchConditions() []admissionregistrationv1.MatchCondition {
 		{Name: "has-sysctls", Expression: `has(object.spec.securityContext) && has(object.spec.securityContext.sysctls) && size(object.spec.securityContext.sysctls) > 0`},
 		{Name: "not-bound-to-a-node", Expression: `!has(object.spec.nodeName) || object.spec.nodeName == ""`},
 		{Name: "not-skipped", Expression: `object.metadata.?annotations[?` + q(scheduling.AnnotationSkip) + `].orValue("") != "true"`},
-	}
-}
-
-// warnsHere keeps the warning policy, which only warns about unplaceable pods under
-// unplaceable: warn, from computing the candidates in every other namespace.
-func warnsHere(pol scheduling.Policy) admissionregistrationv1.MatchCondition {
-	return admissionregistrationv1.MatchCondition{
-		Name: "unplaceable-warn",
-		Expression: fmt.Sprintf(`namespaceObject.metadata.?annotations[?%s].orValue(%q) != %q`,
-			q(scheduling.AnnotationUnplaceable), pol.Unplaceable, scheduling.UnplaceableDeny),
 	}
 }
 
