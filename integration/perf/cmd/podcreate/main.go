@@ -7,9 +7,9 @@
 //
 //   - none: no admission webhook or policy;
 //   - webhook: the real `serve` registered through the shipped webhook configurations;
-//   - policy: a MutatingAdmissionPolicy (admissionregistration.k8s.io/v1, CEL in the
-//     API server) and its binding, adding the nodeSelector and toleration the webhook
-//     added to a probe pod, to pods in opted-in namespaces with the same sysctls.
+//   - policy: the webhook-free backend, the admission policies `sysctl-placement
+//     policy render` prints for the same config (admissionregistration.k8s.io/v1, CEL
+//     in the API server).
 //
 // For each rate the arms run one after the other, in an order that rotates with the
 // rate and the repetition; each namespace is deleted (pods with no grace period)
@@ -35,7 +35,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"maps"
 	"net/url"
 	"os"
 	"os/signal"
@@ -47,7 +46,6 @@ import (
 	"syscall"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -179,7 +177,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	a := arms{c: c, wh: wh}
+	policies, err := cluster.RenderPolicies(ctx, "--config", filepath.Join(cluster.RepoRoot(), "deploy", "examples", "placement-config.yaml"))
+	if err != nil {
+		return err
+	}
+	a := arms{c: c, wh: wh, policies: policies}
 	if err := a.learnPlacement(ctx); err != nil {
 		return err
 	}
@@ -260,12 +262,11 @@ type arms struct {
 	// What the webhook adds to sysctlPod, learnt from a dry run; the policy adds it too.
 	nodeSelector map[string]string
 	toleration   corev1.Toleration
+	// policies are the rendered policies of the webhook's config.
+	policies *cluster.Policies
 }
 
-const (
-	probeNS    = "podcreate-probe"
-	policyName = "podcreate-sysctl-placement"
-)
+const probeNS = "podcreate-probe"
 
 // learnPlacement registers the webhook and keeps the nodeSelector and toleration it
 // gives a dry-run sysctlPod.
@@ -312,10 +313,7 @@ func (a *arms) set(ctx context.Context, arm string) error {
 		}
 	}
 	if arm != perf.ArmPolicy {
-		if err := admission.MutatingAdmissionPolicyBindings().Delete(ctx, policyName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return err
-		}
-		if err := admission.MutatingAdmissionPolicies().Delete(ctx, policyName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		if err := a.c.DeletePolicies(ctx, a.policies); err != nil {
 			return err
 		}
 	}
@@ -326,12 +324,9 @@ func (a *arms) set(ctx context.Context, arm string) error {
 			return err
 		}
 	case perf.ArmPolicy:
-		policy, binding := a.policy()
-		if _, err := admission.MutatingAdmissionPolicies().Create(ctx, policy, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("could not create the MutatingAdmissionPolicy: %w", err)
-		}
-		if _, err := admission.MutatingAdmissionPolicyBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("could not create the MutatingAdmissionPolicyBinding: %w", err)
+		// Already there when the previous run was the policy arm too.
+		if err := a.c.ApplyPolicies(ctx, a.policies); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
 		}
 	}
 	var last error
@@ -350,56 +345,6 @@ func (a *arms) set(ctx context.Context, arm string) error {
 		return fmt.Errorf("the API server does not apply arm %s yet: %w (last: %v)", arm, err, last)
 	}
 	return nil
-}
-
-// policy is the MutatingAdmissionPolicy a user could write instead of the webhook: on
-// CREATE of a pod in an opted-in namespace that asks for every sysctl sysctlPod asks
-// for, add the webhook's nodeSelector entries and toleration (JSON patches that add
-// to what is there, as the webhook's do).
-func (a *arms) policy() (*admissionregistrationv1.MutatingAdmissionPolicy, *admissionregistrationv1.MutatingAdmissionPolicyBinding) {
-	var wants []string
-	for _, s := range sysctlPod("").Spec.SecurityContext.Sysctls {
-		wants = append(wants, fmt.Sprintf("object.spec.securityContext.sysctls.exists(s, s.name == %q)", s.Name))
-	}
-	var selectorAdds, selectorMap []string
-	for _, k := range slices.Sorted(maps.Keys(a.nodeSelector)) {
-		selectorAdds = append(selectorAdds, fmt.Sprintf(`JSONPatch{op: "add", path: "/spec/nodeSelector/" + jsonpatch.escapeKey(%q), value: %q}`, k, a.nodeSelector[k]))
-		selectorMap = append(selectorMap, fmt.Sprintf("%q: %q", k, a.nodeSelector[k]))
-	}
-	t := a.toleration
-	toleration := fmt.Sprintf(`Object.spec.tolerations{key: %q, operator: %q, value: %q, effect: %q}`, t.Key, string(t.Operator), t.Value, string(t.Effect))
-	patch := fmt.Sprintf(`(has(object.spec.nodeSelector) ? [%s] : [JSONPatch{op: "add", path: "/spec/nodeSelector", value: {%s}}]) + `+
-		`(has(object.spec.tolerations) ? [JSONPatch{op: "add", path: "/spec/tolerations/-", value: %s}] : [JSONPatch{op: "add", path: "/spec/tolerations", value: [%s]}])`,
-		strings.Join(selectorAdds, ", "), strings.Join(selectorMap, ", "), toleration, toleration)
-	fail := admissionregistrationv1.Fail
-	optedIn := &metav1.LabelSelector{MatchLabels: map[string]string{labelEnabled: "true"}}
-	policy := &admissionregistrationv1.MutatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: policyName},
-		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
-			MatchConstraints: &admissionregistrationv1.MatchResources{
-				NamespaceSelector: optedIn,
-				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-				}}},
-			},
-			MatchConditions: []admissionregistrationv1.MatchCondition{{
-				Name:       "asks-for-the-sysctls",
-				Expression: "has(object.spec.securityContext) && has(object.spec.securityContext.sysctls) && " + strings.Join(wants, " && "),
-			}},
-			Mutations:          []admissionregistrationv1.Mutation{{PatchType: admissionregistrationv1.PatchTypeJSONPatch, JSONPatch: &admissionregistrationv1.JSONPatch{Expression: patch}}},
-			FailurePolicy:      &fail,
-			ReinvocationPolicy: admissionregistrationv1.NeverReinvocationPolicy,
-		},
-	}
-	binding := &admissionregistrationv1.MutatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: policyName},
-		Spec: admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{
-			PolicyName:     policyName,
-			MatchResources: &admissionregistrationv1.MatchResources{NamespaceSelector: optedIn},
-		},
-	}
-	return policy, binding
 }
 
 func createNamespace(ctx context.Context, client kubernetes.Interface, name string, optIn bool) error {
