@@ -7,6 +7,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
+	apidiscovery "k8s.io/client-go/discovery"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
@@ -94,11 +95,15 @@ func (o *poolsFlags) renderPools(ctx context.Context, cmd *cobra.Command, g *glo
 	if !levelChanged(cmd) {
 		g.logger.Level = logrus.ErrorLevel
 	}
-	pools, client, err := o.load(ctx, restConfig, g.logger)
+	pools, _, err := o.load(ctx, restConfig, g.logger)
 	if err != nil {
 		return nil, err
 	}
-	v, err := client.Discovery().ServerVersion()
+	versions, err := apidiscovery.NewDiscoveryClientForConfig(restConfig)
+	if err != nil {
+		return nil, exitError{code: 1, err: err}
+	}
+	v, err := versions.ServerVersion()
 	if err != nil {
 		return nil, exitError{code: 1, err: fmt.Errorf("could not read the API server's version: %w", err)}
 	}

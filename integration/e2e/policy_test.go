@@ -409,3 +409,52 @@ func applyPolicies(ctx context.Context, t testing.TB, c *cluster.Cluster, p *clu
 		t.Fatalf("the API server does not run the policies yet: %v (last: %v)", err, last)
 	}
 }
+
+// With --discover, render takes the pools from the live cluster as `pools` does (here
+// the allowlists from each kubelet's /configz) and the API server places by them.
+func TestPolicyRenderDiscoverCompilesTheLiveClusterPools(t *testing.T) {
+	c := cluster.StartForTest(t, cluster.Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	if _, err := c.AddPools(ctx, cluster.DefaultPools()...); err != nil {
+		t.Fatal(err)
+	}
+	caFile, err := c.KubeletCAFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	configFile := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(configFile, []byte(discoveryConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// As the shipped ServiceAccount, sending kubelets the discovery account's tokens,
+	// as TestDiscoveryFindsThePoolsFromTheKubeletsAndPlacementFollowsThem runs `pools`.
+	createSystemNamespace(ctx, t, c)
+	id, err := c.ApplyShippedIdentity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policies, err := cluster.RenderPolicies(ctx, "--discover", "--kubeconfig", id.Kubeconfig, "--config", configFile, "--kubelet-ca-file", caFile,
+		"--discovery-service-account", "sysctl-placement/sysctl-placement-discovery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mutation strings.Builder
+	for _, v := range policies.Mutating.Spec.Variables {
+		mutation.WriteString(v.Expression)
+	}
+	for _, want := range []string{`startsWith("kernel.shm")`, `startsWith("net.ipv4.tcp_")`, `"sysctl-placement.io/pool"`} {
+		if !strings.Contains(mutation.String(), want) {
+			t.Errorf("the rendered mutation lacks %s: the discovered pools are not compiled", want)
+		}
+	}
+	applyPolicies(ctx, t, c, policies)
+	ns := optedInNamespace(ctx, t, c, "discovered-policy", nil)
+	got, err := c.Client.CoreV1().Pods(ns).Create(ctx, sysctlPod("pg"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pool := got.Spec.NodeSelector[cluster.PoolLabel]; pool != "ipc" {
+		t.Errorf("a pod asking for kernel.shmmax and kernel.sem got nodeSelector %v, want the discovered ipc pool", got.Spec.NodeSelector)
+	}
+}
