@@ -57,13 +57,13 @@ than the webhook's two calls; use serve then.`,
 				return exitError{code: 1, err: fmt.Errorf("could not render the policies: %w", err)}
 			}
 			g.logger.WithField("took", time.Since(started).Round(time.Microsecond)).Info("rendered: " + objs.Cost.String())
-			fmt.Fprintf(s.out, "# sysctl-placement policy render %s: needs Kubernetes 1.36+ (admissionregistration.k8s.io/v1)\n# estimated cost: %s\n", Version, objs.Cost)
+			_, _ = fmt.Fprintf(s.out, "# sysctl-placement policy render %s: needs Kubernetes 1.36+ (admissionregistration.k8s.io/v1)\n# estimated cost: %s\n", Version, objs.Cost)
 			for _, obj := range objs.List() {
 				data, err := yaml.Marshal(obj)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(s.out, "---\n%s", data)
+				_, _ = fmt.Fprintf(s.out, "---\n%s", data)
 			}
 			return nil
 		},
