@@ -77,6 +77,8 @@ type ReleaseImage struct {
 	Name string
 	// Archive is the image archive that `ctr images import` reads.
 	Archive string
+	// Dir holds image.json, what the packaged chart is pinned to.
+	Dir string
 }
 
 // BuiltReleaseImage returns the image `go tool task image` wrote, or an error that
@@ -94,7 +96,7 @@ func BuiltReleaseImage() (ReleaseImage, error) {
 	if err := json.Unmarshal(data, &built); err != nil {
 		return ReleaseImage{}, fmt.Errorf("%s: %w", filepath.Join(dir, "image.json"), err)
 	}
-	img := ReleaseImage{Ref: built.Name + ":" + built.Tag + "@" + built.Digest, Name: built.Name, Archive: filepath.Join(dir, "sysctl-placement.tar")}
+	img := ReleaseImage{Ref: built.Name + ":" + built.Tag + "@" + built.Digest, Name: built.Name, Archive: filepath.Join(dir, "sysctl-placement.tar"), Dir: dir}
 	if _, err := os.Stat(img.Archive); err != nil {
 		return ReleaseImage{}, fmt.Errorf("run `go tool task image` first: %w", err)
 	}

@@ -48,8 +48,11 @@ var (
 	// Helm is Helm's own CLI (helm.sh/helm/v4/cmd/helm, a tool of chartcheck's module,
 	// pinned there): tests install, upgrade and uninstall the chart as users do.
 	Helm = &Tool{Module: "deploy/chartcheck", Package: "helm.sh/helm/v4/cmd/helm"}
+	// PackageChart writes the chart as `go tool task release` publishes it: a .tgz
+	// pinned to the built image by digest. Tests install that, not the directory.
+	PackageChart = &Tool{Module: "deploy/chartcheck", Package: "./cmd/package-chart"}
 
-	Tools = []*Tool{SysctlPlacement, ExecCredential, HelmTemplate, MonitoringMetrics, SysctlProbe, Helm}
+	Tools = []*Tool{SysctlPlacement, ExecCredential, HelmTemplate, MonitoringMetrics, SysctlProbe, Helm, PackageChart}
 )
 
 // Name is the binary's file name: its package's last element.

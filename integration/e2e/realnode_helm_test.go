@@ -65,11 +65,15 @@ func TestHelmInstallWithWaitSucceedsOnRealNodesAndUninstallLeavesNoWebhook(t *te
 		}
 		return out
 	}
+	// The chart as `go tool task release` publishes it: a .tgz whose values pin the
+	// image by digest, so the install sets no image value.
+	chart := packagedChart(ctx, t, image)
+	helm("install", "sysctl-placement", chart, "-n", "sysctl-placement", "--create-namespace",
+		"--wait", "--rollback-on-failure", "--timeout", "3m")
 	_, digest, _ := strings.Cut(image.Ref, "@")
-	chart := filepath.Join(cluster.RepoRoot(), "deploy", "charts", "sysctl-placement")
-	imageValues := []string{"--set", "image.repository=" + image.Name, "--set", "image.digest=" + digest}
-	helm(append([]string{"install", "sysctl-placement", chart, "-n", "sysctl-placement", "--create-namespace",
-		"--wait", "--rollback-on-failure", "--timeout", "3m"}, imageValues...)...)
+	if got, want := deploymentImage(ctx, t, c), image.Name+"@"+digest; got != want {
+		t.Errorf("the packaged chart runs the image %q; want %q, the one `task image` built, by digest", got, want)
+	}
 	placedOnARealNodeWithItsSysctls(ctx, t, c)
 
 	// helm test runs `sysctl-placement doctor` in a pod: a good install passes, and
@@ -89,8 +93,8 @@ func TestHelmInstallWithWaitSucceedsOnRealNodesAndUninstallLeavesNoWebhook(t *te
 	// admit: not one may be refused or left unplaced, and the certificates stay.
 	tlsBefore, caBefore := servingCertificates(ctx, t, c)
 	stream := startAdmissionStream(ctx, c, "shop")
-	helm(append([]string{"upgrade", "sysctl-placement", chart, "-n", "sysctl-placement",
-		"--wait", "--rollback-on-failure", "--timeout", "3m", "--set", "resources.requests.cpu=60m"}, imageValues...)...)
+	helm("upgrade", "sysctl-placement", chart, "-n", "sysctl-placement",
+		"--wait", "--rollback-on-failure", "--timeout", "3m", "--set", "resources.requests.cpu=60m")
 	admitted, failures := stream.stop()
 	t.Logf("during the upgrade %d pods were admitted, %d failed", admitted, len(failures))
 	if admitted == 0 || len(failures) > 0 {
@@ -152,6 +156,37 @@ func TestHelmInstallWithWaitSucceedsOnRealNodesAndUninstallLeavesNoWebhook(t *te
 	if _, err := c.Client.CoreV1().Pods("shop").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 		t.Errorf("after helm uninstall a pod in the formerly opted-in namespace is refused: %v", err)
 	}
+}
+
+// packagedChart packages the chart as the release does, pinned to image, and returns
+// the .tgz's path.
+func packagedChart(ctx context.Context, t *testing.T, image cluster.ReleaseImage) string {
+	t.Helper()
+	bin, err := cluster.PackageChart.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if b, err := exec.CommandContext(ctx, bin, "-image-dir", image.Dir, "-out", out).CombinedOutput(); err != nil {
+		t.Fatalf("package-chart: %v\n%s", err, b)
+	} else {
+		t.Logf("packaged: %s", b)
+	}
+	tgz, err := filepath.Glob(filepath.Join(out, "sysctl-placement-*.tgz"))
+	if err != nil || len(tgz) != 1 {
+		t.Fatalf("package-chart wrote %v (%v); want one sysctl-placement-<version>.tgz", tgz, err)
+	}
+	return tgz[0]
+}
+
+// deploymentImage is the image of the webhook Deployment's first container.
+func deploymentImage(ctx context.Context, t *testing.T, c *cluster.Cluster) string {
+	t.Helper()
+	d, err := c.Client.AppsV1().Deployments("sysctl-placement").Get(ctx, "sysctl-placement", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Spec.Template.Spec.Containers[0].Image
 }
 
 // setCABundles sets the caBundle of every webhook of both configurations.
