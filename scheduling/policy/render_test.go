@@ -90,21 +90,36 @@ func TestRenderIsDeterministic(t *testing.T) {
 	}
 }
 
-func TestRenderedPoliciesOfTheGoldenConfigAreUpToDate(t *testing.T) {
-	got := renderYAML(t, loadConfig(t, "../testdata/config.yaml"))
-	if os.Getenv("UPDATE_GOLDEN") != "" {
-		if err := os.WriteFile(goldenPolicies, got, 0o644); err != nil {
-			t.Fatal(err)
+func TestRender(t *testing.T) {
+	t.Run("the rendered policies of the golden config are up to date", func(t *testing.T) {
+		got := renderYAML(t, loadConfig(t, "../testdata/config.yaml"))
+		if os.Getenv("UPDATE_GOLDEN") != "" {
+			if err := os.WriteFile(goldenPolicies, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
 		}
-		return
-	}
-	want, err := os.ReadFile(goldenPolicies)
-	if err != nil {
-		t.Fatalf("missing %s (run UPDATE_GOLDEN=1 go test ./scheduling/policy/): %v", goldenPolicies, err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s is stale (run UPDATE_GOLDEN=1 go test ./scheduling/policy/ and review the diff)", goldenPolicies)
-	}
+		want, err := os.ReadFile(goldenPolicies)
+		if err != nil {
+			t.Fatalf("missing %s (run UPDATE_GOLDEN=1 go test ./scheduling/policy/): %v", goldenPolicies, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s is stale (run UPDATE_GOLDEN=1 go test ./scheduling/policy/ and review the diff)", goldenPolicies)
+		}
+	})
+
+	t.Run("past the cost bound it refuses and says to use the webhook", func(t *testing.T) {
+		if _, err := Render(syntheticPools(t, 1000), Options{AllowSlowerThanWebhook: true}); err == nil || !strings.Contains(err.Error(), "per-call limit") {
+			t.Errorf("Render(1000 pools, slower allowed) = %v, want the per-call limit refusal", err)
+		}
+		for _, n := range []int{10, 50} {
+			objs, err := Render(syntheticPools(t, n), Options{})
+			if err == nil || !strings.Contains(err.Error(), "use the webhook") {
+				t.Fatalf("Render(%d pools) = %v, want a refusal that says to use the webhook", n, err)
+			}
+			t.Logf("%d pools refused: %s", n, objs.Cost)
+		}
+	})
 }
 
 // Every pool of the golden config has its literal allowlist, selector and taints in
@@ -212,19 +227,6 @@ func TestNamespaceTableMatchesComponentHelpers(t *testing.T) {
 	}
 }
 
-func TestRenderRefusesPastTheCostBoundSayingToUseTheWebhook(t *testing.T) {
-	if _, err := Render(syntheticPools(t, 1000), Options{AllowSlowerThanWebhook: true}); err == nil || !strings.Contains(err.Error(), "per-call limit") {
-		t.Errorf("Render(1000 pools, slower allowed) = %v, want the per-call limit refusal", err)
-	}
-	for _, n := range []int{10, 50} {
-		objs, err := Render(syntheticPools(t, n), Options{})
-		if err == nil || !strings.Contains(err.Error(), "use the webhook") {
-			t.Fatalf("Render(%d pools) = %v, want a refusal that says to use the webhook", n, err)
-		}
-		t.Logf("%d pools refused: %s", n, objs.Cost)
-	}
-}
-
 func TestRenderAcceptsTheExampleConfig(t *testing.T) {
 	objs, err := Render(loadConfig(t, "../../deploy/examples/placement-config.yaml"), Options{})
 	if err != nil {
@@ -233,19 +235,21 @@ func TestRenderAcceptsTheExampleConfig(t *testing.T) {
 	t.Logf("example: %s", objs.Cost)
 }
 
-func TestCheckServerVersionRefusesServersWithoutMutatingAdmissionPolicyV1(t *testing.T) {
-	for version, ok := range map[string]bool{
-		"v1.37.2": true, "v1.36.0": true, "v1.36.1-gke.1200": true,
-		"v1.35.4": false, "v1.34.0": false, "v1.28.5-eks-1": false,
-	} {
-		err := CheckServerVersion(version)
-		if (err == nil) != ok {
-			t.Errorf("CheckServerVersion(%s) = %v, want ok=%v", version, err, ok)
+func TestCheckServerVersion(t *testing.T) {
+	t.Run("servers without MutatingAdmissionPolicy v1 are refused with the version they need", func(t *testing.T) {
+		for version, ok := range map[string]bool{
+			"v1.37.2": true, "v1.36.0": true, "v1.36.1-gke.1200": true,
+			"v1.35.4": false, "v1.34.0": false, "v1.28.5-eks-1": false,
+		} {
+			err := CheckServerVersion(version)
+			if (err == nil) != ok {
+				t.Errorf("CheckServerVersion(%s) = %v, want ok=%v", version, err, ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "1.36") {
+				t.Errorf("CheckServerVersion(%s) = %v, want it to name 1.36", version, err)
+			}
 		}
-		if err != nil && !strings.Contains(err.Error(), "1.36") {
-			t.Errorf("CheckServerVersion(%s) = %v, want it to name 1.36", version, err)
-		}
-	}
+	})
 }
 
 func BenchmarkRender(b *testing.B) {
