@@ -113,33 +113,35 @@ func one[T any](t *testing.T, r rendered, kind, name string) T {
 	return found[0]
 }
 
-func TestEveryKustomizationRendersAndEachObjectDecodesAsItsKubernetesType(t *testing.T) {
-	for _, dir := range append([]string{"base"}, overlays...) {
-		t.Run(dir, func(t *testing.T) {
-			r := render(t, dir)
-			// Strict decoding catches fields the API server would drop or refuse.
-			objects[corev1.Namespace](t, r, "Namespace")
-			objects[corev1.ServiceAccount](t, r, "ServiceAccount")
-			objects[corev1.ConfigMap](t, r, "ConfigMap")
-			objects[corev1.Service](t, r, "Service")
-			objects[corev1.ResourceQuota](t, r, "ResourceQuota")
-			objects[rbacv1.ClusterRole](t, r, "ClusterRole")
-			objects[rbacv1.ClusterRoleBinding](t, r, "ClusterRoleBinding")
-			objects[rbacv1.Role](t, r, "Role")
-			objects[rbacv1.RoleBinding](t, r, "RoleBinding")
-			objects[appsv1.Deployment](t, r, "Deployment")
-			objects[policyv1.PodDisruptionBudget](t, r, "PodDisruptionBudget")
-			objects[batchv1.Job](t, r, "Job")
-			objects[batchv1.CronJob](t, r, "CronJob")
-			objects[admissionregistrationv1.MutatingWebhookConfiguration](t, r, "MutatingWebhookConfiguration")
-			objects[admissionregistrationv1.ValidatingWebhookConfiguration](t, r, "ValidatingWebhookConfiguration")
-			for _, res := range r.resources.Resources() {
-				if res.GetNamespace() != "" && res.GetNamespace() != namespace {
-					t.Errorf("%s %s is in namespace %q; everything namespaced belongs in %s", res.GetKind(), res.GetName(), res.GetNamespace(), namespace)
+func TestKustomizations(t *testing.T) {
+	t.Run("every kustomization renders and each object decodes as its Kubernetes type", func(t *testing.T) {
+		for _, dir := range append([]string{"base"}, overlays...) {
+			t.Run(dir, func(t *testing.T) {
+				r := render(t, dir)
+				// Strict decoding catches fields the API server would drop or refuse.
+				objects[corev1.Namespace](t, r, "Namespace")
+				objects[corev1.ServiceAccount](t, r, "ServiceAccount")
+				objects[corev1.ConfigMap](t, r, "ConfigMap")
+				objects[corev1.Service](t, r, "Service")
+				objects[corev1.ResourceQuota](t, r, "ResourceQuota")
+				objects[rbacv1.ClusterRole](t, r, "ClusterRole")
+				objects[rbacv1.ClusterRoleBinding](t, r, "ClusterRoleBinding")
+				objects[rbacv1.Role](t, r, "Role")
+				objects[rbacv1.RoleBinding](t, r, "RoleBinding")
+				objects[appsv1.Deployment](t, r, "Deployment")
+				objects[policyv1.PodDisruptionBudget](t, r, "PodDisruptionBudget")
+				objects[batchv1.Job](t, r, "Job")
+				objects[batchv1.CronJob](t, r, "CronJob")
+				objects[admissionregistrationv1.MutatingWebhookConfiguration](t, r, "MutatingWebhookConfiguration")
+				objects[admissionregistrationv1.ValidatingWebhookConfiguration](t, r, "ValidatingWebhookConfiguration")
+				for _, res := range r.resources.Resources() {
+					if res.GetNamespace() != "" && res.GetNamespace() != namespace {
+						t.Errorf("%s %s is in namespace %q; everything namespaced belongs in %s", res.GetKind(), res.GetName(), res.GetNamespace(), namespace)
+					}
 				}
-			}
-		})
-	}
+			})
+		}
+	})
 }
 
 // grants spells each (API group, resource, verb, resource name) the rules allow as
@@ -204,117 +206,119 @@ func rbacFile(t *testing.T, path string) rendered {
 	return rendered{dir: path, resources: m}
 }
 
-// Each identity's roles grant exactly the calls deploy/apicalls lists for it: a grant
-// missing fails here (and, for serve, in the end-to-end tests as a forbidden call); a
-// grant no code path uses fails here too, because the table holds only calls the code
-// makes (deploy/apicalls' own test).
-func TestEachIdentityIsGrantedExactlyTheCallsItMakes(t *testing.T) {
-	base, selfSigned := render(t, "base"), render(t, "overlays/self-signed")
-	for _, tc := range []struct {
-		identity apicalls.Identity
-		r        rendered
-		kind     string
-		// names are the roles that together grant the identity's calls of that kind.
-		names          []string
-		namespaced     bool
-		serviceAccount string
-	}{
-		{apicalls.Serve, base, "ClusterRole", []string{"sysctl-placement"}, false, "sysctl-placement"},
-		{apicalls.Serve, base, "Role", []string{"sysctl-placement-leader-election", discoveryTokenRole}, true, "sysctl-placement"},
-		{apicalls.MetricsSecure, rbacFile(t, "components/metrics-secure/rbac.yaml"), "ClusterRole", []string{"sysctl-placement-metrics-auth"}, false, "sysctl-placement"},
-		{apicalls.Certs, selfSigned, "ClusterRole", []string{"sysctl-placement-certs"}, false, "sysctl-placement-certs"},
-		{apicalls.Certs, selfSigned, "Role", []string{"sysctl-placement-certs"}, true, "sysctl-placement-certs"},
-		{apicalls.Audit, render(t, "audit"), "ClusterRole", []string{"sysctl-placement-audit"}, false, ""},
-		{apicalls.Discovery, base, "ClusterRole", []string{"sysctl-placement-discovery"}, false, "sysctl-placement-discovery"},
-	} {
-		t.Run(string(tc.identity)+" "+tc.kind+" "+strings.Join(tc.names, "+"), func(t *testing.T) {
-			var rules []rbacv1.PolicyRule
-			for _, name := range tc.names {
-				if tc.kind == "Role" {
-					role := one[rbacv1.Role](t, tc.r, tc.kind, name)
-					if role.Namespace != apicalls.Namespace {
-						t.Errorf("Role %s is in namespace %q; want %s", role.Name, role.Namespace, apicalls.Namespace)
+func TestRBAC(t *testing.T) {
+	// Each identity's roles grant exactly the calls deploy/apicalls lists for it: a grant
+	// missing fails here (and, for serve, in the end-to-end tests as a forbidden call); a
+	// grant no code path uses fails here too, because the table holds only calls the code
+	// makes (deploy/apicalls' own test).
+	t.Run("each identity is granted exactly the calls it makes", func(t *testing.T) {
+		base, selfSigned := render(t, "base"), render(t, "overlays/self-signed")
+		for _, tc := range []struct {
+			identity apicalls.Identity
+			r        rendered
+			kind     string
+			// names are the roles that together grant the identity's calls of that kind.
+			names          []string
+			namespaced     bool
+			serviceAccount string
+		}{
+			{apicalls.Serve, base, "ClusterRole", []string{"sysctl-placement"}, false, "sysctl-placement"},
+			{apicalls.Serve, base, "Role", []string{"sysctl-placement-leader-election", discoveryTokenRole}, true, "sysctl-placement"},
+			{apicalls.MetricsSecure, rbacFile(t, "components/metrics-secure/rbac.yaml"), "ClusterRole", []string{"sysctl-placement-metrics-auth"}, false, "sysctl-placement"},
+			{apicalls.Certs, selfSigned, "ClusterRole", []string{"sysctl-placement-certs"}, false, "sysctl-placement-certs"},
+			{apicalls.Certs, selfSigned, "Role", []string{"sysctl-placement-certs"}, true, "sysctl-placement-certs"},
+			{apicalls.Audit, render(t, "audit"), "ClusterRole", []string{"sysctl-placement-audit"}, false, ""},
+			{apicalls.Discovery, base, "ClusterRole", []string{"sysctl-placement-discovery"}, false, "sysctl-placement-discovery"},
+		} {
+			t.Run(string(tc.identity)+" "+tc.kind+" "+strings.Join(tc.names, "+"), func(t *testing.T) {
+				var rules []rbacv1.PolicyRule
+				for _, name := range tc.names {
+					if tc.kind == "Role" {
+						role := one[rbacv1.Role](t, tc.r, tc.kind, name)
+						if role.Namespace != apicalls.Namespace {
+							t.Errorf("Role %s is in namespace %q; want %s", role.Name, role.Namespace, apicalls.Namespace)
+						}
+						rules = append(rules, role.Rules...)
+					} else {
+						rules = append(rules, one[rbacv1.ClusterRole](t, tc.r, tc.kind, name).Rules...)
 					}
-					rules = append(rules, role.Rules...)
-				} else {
-					rules = append(rules, one[rbacv1.ClusterRole](t, tc.r, tc.kind, name).Rules...)
 				}
-			}
-			assertGrants(t, tc.kind+" "+strings.Join(tc.names, "+"), rules, callGrants(tc.identity, tc.namespaced))
-			if tc.serviceAccount == "" {
-				return // bound by whoever runs it
-			}
-			want := rbacv1.Subject{Kind: "ServiceAccount", Name: tc.serviceAccount, Namespace: namespace}
-			for _, name := range tc.names {
-				bound := false
-				for _, res := range tc.r.resources.Resources() {
-					if res.GetKind() != tc.kind+"Binding" {
-						continue
-					}
-					b := one[rbacv1.RoleBinding](t, tc.r, res.GetKind(), res.GetName())
-					if b.RoleRef.Kind != tc.kind || b.RoleRef.Name != name {
-						continue
-					}
-					if len(b.Subjects) != 1 || b.Subjects[0] != want {
-						t.Errorf("%s %s binds %s to %v; want only %v", res.GetKind(), b.Name, name, b.Subjects, want)
-					}
-					bound = true
+				assertGrants(t, tc.kind+" "+strings.Join(tc.names, "+"), rules, callGrants(tc.identity, tc.namespaced))
+				if tc.serviceAccount == "" {
+					return // bound by whoever runs it
 				}
-				if !bound {
-					t.Errorf("no %sBinding binds %s %s to %v", tc.kind, tc.kind, name, want)
+				want := rbacv1.Subject{Kind: "ServiceAccount", Name: tc.serviceAccount, Namespace: namespace}
+				for _, name := range tc.names {
+					bound := false
+					for _, res := range tc.r.resources.Resources() {
+						if res.GetKind() != tc.kind+"Binding" {
+							continue
+						}
+						b := one[rbacv1.RoleBinding](t, tc.r, res.GetKind(), res.GetName())
+						if b.RoleRef.Kind != tc.kind || b.RoleRef.Name != name {
+							continue
+						}
+						if len(b.Subjects) != 1 || b.Subjects[0] != want {
+							t.Errorf("%s %s binds %s to %v; want only %v", res.GetKind(), b.Name, name, b.Subjects, want)
+						}
+						bound = true
+					}
+					if !bound {
+						t.Errorf("no %sBinding binds %s %s to %v", tc.kind, tc.kind, name, want)
+					}
+				}
+			})
+		}
+		t.Run("the webhook's namespace holds only the leader-election Role of serve", func(t *testing.T) {
+			roles := objects[rbacv1.Role](t, base, "Role")
+			roles = slices.DeleteFunc(roles, func(r rbacv1.Role) bool { return r.Name == discoveryTokenRole }) // discovery_rbac_test.go
+			if len(roles) != 1 {
+				t.Errorf("base has %d Roles; want only the leader-election Role", len(roles))
+			}
+		})
+		t.Run("the certs Job and CronJob run as their own ServiceAccount", func(t *testing.T) {
+			for _, kind := range []string{"Job", "CronJob"} {
+				for _, spec := range podSpecsOf(t, selfSigned, kind) {
+					if spec.ServiceAccountName != "sysctl-placement-certs" {
+						t.Errorf("the certs %s runs as %q; want its own ServiceAccount sysctl-placement-certs", kind, spec.ServiceAccountName)
+					}
 				}
 			}
 		})
-	}
-	t.Run("the webhook's namespace holds only the leader-election Role of serve", func(t *testing.T) {
-		roles := objects[rbacv1.Role](t, base, "Role")
-		roles = slices.DeleteFunc(roles, func(r rbacv1.Role) bool { return r.Name == discoveryTokenRole }) // discovery_rbac_test.go
-		if len(roles) != 1 {
-			t.Errorf("base has %d Roles; want only the leader-election Role", len(roles))
-		}
 	})
-	t.Run("the certs Job and CronJob run as their own ServiceAccount", func(t *testing.T) {
-		for _, kind := range []string{"Job", "CronJob"} {
-			for _, spec := range podSpecsOf(t, selfSigned, kind) {
-				if spec.ServiceAccountName != "sysctl-placement-certs" {
-					t.Errorf("the certs %s runs as %q; want its own ServiceAccount sysctl-placement-certs", kind, spec.ServiceAccountName)
-				}
-			}
-		}
-	})
-}
 
-func TestNoOverlayGrantsWildcardsNodesProxyOrSecretsClusterWide(t *testing.T) {
-	for _, dir := range overlays {
-		r := render(t, dir)
-		check := func(what string, rules []rbacv1.PolicyRule, clusterWide bool) {
-			for _, g := range grants(rules) {
-				if strings.Contains(g, "*") {
-					t.Errorf("%s: %s grants a wildcard: %s", dir, what, g)
+	t.Run("no overlay grants wildcards or the proxy of nodes or secrets cluster-wide", func(t *testing.T) {
+		for _, dir := range overlays {
+			r := render(t, dir)
+			check := func(what string, rules []rbacv1.PolicyRule, clusterWide bool) {
+				for _, g := range grants(rules) {
+					if strings.Contains(g, "*") {
+						t.Errorf("%s: %s grants a wildcard: %s", dir, what, g)
+					}
+					if strings.Contains(g, "nodes/proxy") {
+						t.Errorf("%s: %s grants nodes/proxy, which reaches every pod on a node: %s", dir, what, g)
+					}
+					if clusterWide && strings.Contains(g, " secrets") {
+						t.Errorf("%s: %s grants secrets cluster-wide: %s", dir, what, g)
+					}
 				}
-				if strings.Contains(g, "nodes/proxy") {
-					t.Errorf("%s: %s grants nodes/proxy, which reaches every pod on a node: %s", dir, what, g)
+			}
+			for _, cr := range objects[rbacv1.ClusterRole](t, r, "ClusterRole") {
+				check("ClusterRole "+cr.Name, cr.Rules, true)
+				if cr.AggregationRule != nil {
+					t.Errorf("%s: ClusterRole %s aggregates other roles; grants must be explicit", dir, cr.Name)
 				}
-				if clusterWide && strings.Contains(g, " secrets") {
-					t.Errorf("%s: %s grants secrets cluster-wide: %s", dir, what, g)
+			}
+			for _, role := range objects[rbacv1.Role](t, r, "Role") {
+				check("Role "+role.Name, role.Rules, false)
+			}
+			for _, b := range objects[rbacv1.RoleBinding](t, r, "RoleBinding") {
+				if b.RoleRef.Kind == "ClusterRole" {
+					t.Errorf("%s: RoleBinding %s binds ClusterRole %s; keep namespaced grants in a Role", dir, b.Name, b.RoleRef.Name)
 				}
 			}
 		}
-		for _, cr := range objects[rbacv1.ClusterRole](t, r, "ClusterRole") {
-			check("ClusterRole "+cr.Name, cr.Rules, true)
-			if cr.AggregationRule != nil {
-				t.Errorf("%s: ClusterRole %s aggregates other roles; grants must be explicit", dir, cr.Name)
-			}
-		}
-		for _, role := range objects[rbacv1.Role](t, r, "Role") {
-			check("Role "+role.Name, role.Rules, false)
-		}
-		for _, b := range objects[rbacv1.RoleBinding](t, r, "RoleBinding") {
-			if b.RoleRef.Kind == "ClusterRole" {
-				t.Errorf("%s: RoleBinding %s binds ClusterRole %s; keep namespaced grants in a Role", dir, b.Name, b.RoleRef.Name)
-			}
-		}
-	}
+	})
 }
 
 // webhookEntry is what the checks need of a mutating or validating webhook.
@@ -374,55 +378,131 @@ func TestBothWebhookConfigurationsExist(t *testing.T) {
 	}
 }
 
-func TestEveryWebhookAnswersFastSkipsTheControlPlaneAndHasNoDryRunSideEffects(t *testing.T) {
-	excluded := []string{"kube-system", "kube-node-lease", namespace}
-	for _, dir := range overlays {
-		for _, w := range webhooks(t, render(t, dir)) {
-			t.Run(dir+"/"+w.String(), func(t *testing.T) {
-				if w.timeoutSeconds == nil || *w.timeoutSeconds > 5 || *w.timeoutSeconds < 1 {
-					t.Errorf("timeoutSeconds = %v; want 1..5 so a sick replica cannot stall creates for long", deref(w.timeoutSeconds))
-				}
-				if w.sideEffects == nil || *w.sideEffects != admissionregistrationv1.SideEffectClassNoneOnDryRun {
-					t.Errorf("sideEffects = %v; want NoneOnDryRun", deref(w.sideEffects))
-				}
-				if w.matchPolicy == nil || *w.matchPolicy != admissionregistrationv1.Equivalent {
-					t.Errorf("matchPolicy = %v; want Equivalent", deref(w.matchPolicy))
-				}
-				if !slices.Equal(w.reviewVersions, []string{"v1"}) {
-					t.Errorf("admissionReviewVersions = %v; want [v1]", w.reviewVersions)
-				}
-				if w.mutating && (w.reinvocationPolicy == nil || *w.reinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy) {
-					t.Errorf("reinvocationPolicy = %v; want IfNeeded, so the pod is planned again after later webhooks", deref(w.reinvocationPolicy))
-				}
-				if w.failurePolicy == nil {
-					t.Errorf("failurePolicy is unset; say Fail or Ignore, with the reason in a comment")
-				}
-				svc := w.clientConfig.Service
-				if svc == nil || svc.Name != "sysctl-placement" || svc.Namespace != namespace || deref(svc.Path) != w.path || deref(svc.Port) != int32(443) {
-					t.Errorf("clientConfig.service = %+v; want sysctl-placement.%s:443%s", svc, namespace, w.path)
-				}
-				if w.clientConfig.URL != nil {
-					t.Errorf("clientConfig.url is set; the API server must reach the webhook through its Service")
-				}
-				var notIn []string
-				if w.namespaceSelector != nil {
-					for _, e := range w.namespaceSelector.MatchExpressions {
-						if e.Key == corev1.LabelMetadataName && e.Operator == metav1.LabelSelectorOpNotIn {
-							notIn = append(notIn, e.Values...)
+func TestWebhookConfigurations(t *testing.T) {
+	t.Run("every webhook answers fast and skips the control plane and has no dry-run side effects", func(t *testing.T) {
+		excluded := []string{"kube-system", "kube-node-lease", namespace}
+		for _, dir := range overlays {
+			for _, w := range webhooks(t, render(t, dir)) {
+				t.Run(dir+"/"+w.String(), func(t *testing.T) {
+					if w.timeoutSeconds == nil || *w.timeoutSeconds > 5 || *w.timeoutSeconds < 1 {
+						t.Errorf("timeoutSeconds = %v; want 1..5 so a sick replica cannot stall creates for long", deref(w.timeoutSeconds))
+					}
+					if w.sideEffects == nil || *w.sideEffects != admissionregistrationv1.SideEffectClassNoneOnDryRun {
+						t.Errorf("sideEffects = %v; want NoneOnDryRun", deref(w.sideEffects))
+					}
+					if w.matchPolicy == nil || *w.matchPolicy != admissionregistrationv1.Equivalent {
+						t.Errorf("matchPolicy = %v; want Equivalent", deref(w.matchPolicy))
+					}
+					if !slices.Equal(w.reviewVersions, []string{"v1"}) {
+						t.Errorf("admissionReviewVersions = %v; want [v1]", w.reviewVersions)
+					}
+					if w.mutating && (w.reinvocationPolicy == nil || *w.reinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy) {
+						t.Errorf("reinvocationPolicy = %v; want IfNeeded, so the pod is planned again after later webhooks", deref(w.reinvocationPolicy))
+					}
+					if w.failurePolicy == nil {
+						t.Errorf("failurePolicy is unset; say Fail or Ignore, with the reason in a comment")
+					}
+					svc := w.clientConfig.Service
+					if svc == nil || svc.Name != "sysctl-placement" || svc.Namespace != namespace || deref(svc.Path) != w.path || deref(svc.Port) != int32(443) {
+						t.Errorf("clientConfig.service = %+v; want sysctl-placement.%s:443%s", svc, namespace, w.path)
+					}
+					if w.clientConfig.URL != nil {
+						t.Errorf("clientConfig.url is set; the API server must reach the webhook through its Service")
+					}
+					var notIn []string
+					if w.namespaceSelector != nil {
+						for _, e := range w.namespaceSelector.MatchExpressions {
+							if e.Key == corev1.LabelMetadataName && e.Operator == metav1.LabelSelectorOpNotIn {
+								notIn = append(notIn, e.Values...)
+							}
 						}
 					}
-				}
-				for _, ns := range excluded {
-					if !slices.Contains(notIn, ns) {
-						t.Errorf("namespaceSelector does not exclude %s (kubernetes.io/metadata.name NotIn %v)", ns, notIn)
+					for _, ns := range excluded {
+						if !slices.Contains(notIn, ns) {
+							t.Errorf("namespaceSelector does not exclude %s (kubernetes.io/metadata.name NotIn %v)", ns, notIn)
+						}
+					}
+					if len(w.matchConditions) == 0 {
+						t.Errorf("no matchConditions: every object of the rules would be sent, not only those with sysctls")
+					}
+				})
+			}
+		}
+	})
+
+	t.Run("each handled kind is sent to exactly one mutating and one validating webhook", func(t *testing.T) {
+		all := webhooks(t, render(t, "overlays/self-signed"))
+		for _, k := range kinds {
+			for _, op := range []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update, admissionregistrationv1.Delete} {
+				matched := entriesFor(all, k, op)
+				var mutating, validating int
+				for _, w := range matched {
+					if w.mutating {
+						mutating++
+					} else {
+						validating++
+					}
+					wantFail := k.failClosed
+					if got := *w.failurePolicy == admissionregistrationv1.Fail; got != wantFail {
+						t.Errorf("%s for %s: failurePolicy %s; want Fail only for pods (templates are covered by their pods)", w, k.kind, *w.failurePolicy)
 					}
 				}
-				if len(w.matchConditions) == 0 {
-					t.Errorf("no matchConditions: every object of the rules would be sent, not only those with sysctls")
+				want := 0
+				if slices.Contains(k.operations, op) {
+					want = 1
 				}
-			})
+				if mutating != want || validating != want {
+					t.Errorf("%s %s reaches %d mutating and %d validating webhooks; want %d of each", op, k.kind, mutating, validating, want)
+				}
+			}
 		}
-	}
+	})
+
+	t.Run("match conditions send only objects that ask for sysctls", func(t *testing.T) {
+		env := celEnv(t)
+		all := webhooks(t, render(t, "overlays/self-signed"))
+		cases := []struct {
+			name    string
+			podSpec map[string]any
+			want    bool
+		}{
+			{"a pod spec with unsafe sysctls is sent", map[string]any{"securityContext": map[string]any{"sysctls": sysctls("kernel.sem", "kernel.shmmax")}}, true},
+			{"a pod spec with only a safe sysctl is sent (placement decides what safe means for each pool)", map[string]any{"securityContext": map[string]any{"sysctls": sysctls("net.ipv4.ip_local_port_range")}}, true},
+			{"a pod spec without a securityContext is not sent", map[string]any{"containers": []any{map[string]any{"name": "app"}}}, false},
+			{"a pod spec with a securityContext but no sysctls is not sent", map[string]any{"securityContext": map[string]any{"runAsNonRoot": true}}, false},
+			{"a pod spec with an empty sysctl list is not sent", map[string]any{"securityContext": map[string]any{"sysctls": []any{}}}, false},
+			{"an object without a pod spec is not sent, and no condition errors", nil, false},
+			{"an empty pod spec is not sent", map[string]any{}, false},
+		}
+		for _, k := range kinds {
+			for _, tc := range cases {
+				t.Run(k.kind+"/"+tc.name, func(t *testing.T) {
+					obj := k.object(tc.podSpec)
+					for _, w := range entriesFor(all, k, admissionregistrationv1.Create) {
+						if got := sendsObject(t, env, w, obj); got != tc.want {
+							t.Errorf("%s sends %v = %v; want %v", w, obj, got, tc.want)
+						}
+					}
+				})
+			}
+		}
+		t.Run("a pod already bound to a node (mirror pod) is not sent", func(t *testing.T) {
+			pod := kinds[0].object(map[string]any{"nodeName": "node-1", "securityContext": map[string]any{"sysctls": sysctls("kernel.sem")}})
+			for _, w := range entriesFor(all, kinds[0], admissionregistrationv1.Create) {
+				if sendsObject(t, env, w, pod) {
+					t.Errorf("%s sends a pod with spec.nodeName set; the webhook skips those, so an outage must not block them", w)
+				}
+			}
+		})
+		t.Run("a pod with an empty nodeName is treated as unbound", func(t *testing.T) {
+			pod := kinds[0].object(map[string]any{"nodeName": "", "securityContext": map[string]any{"sysctls": sysctls("kernel.sem")}})
+			for _, w := range entriesFor(all, kinds[0], admissionregistrationv1.Create) {
+				if !sendsObject(t, env, w, pod) {
+					t.Errorf("%s does not send a pod with sysctls and an empty nodeName", w)
+				}
+			}
+		})
+	})
 }
 
 func deref[T any](p *T) any {
@@ -495,34 +575,6 @@ func entriesFor(all []webhookEntry, k kindSample, op admissionregistrationv1.Ope
 	return out
 }
 
-func TestEachHandledKindIsSentToExactlyOneMutatingAndOneValidatingWebhook(t *testing.T) {
-	all := webhooks(t, render(t, "overlays/self-signed"))
-	for _, k := range kinds {
-		for _, op := range []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update, admissionregistrationv1.Delete} {
-			matched := entriesFor(all, k, op)
-			var mutating, validating int
-			for _, w := range matched {
-				if w.mutating {
-					mutating++
-				} else {
-					validating++
-				}
-				wantFail := k.failClosed
-				if got := *w.failurePolicy == admissionregistrationv1.Fail; got != wantFail {
-					t.Errorf("%s for %s: failurePolicy %s; want Fail only for pods (templates are covered by their pods)", w, k.kind, *w.failurePolicy)
-				}
-			}
-			want := 0
-			if slices.Contains(k.operations, op) {
-				want = 1
-			}
-			if mutating != want || validating != want {
-				t.Errorf("%s %s reaches %d mutating and %d validating webhooks; want %d of each", op, k.kind, mutating, validating, want)
-			}
-		}
-	}
-}
-
 // celEnv declares the variables the API server gives matchConditions. object and
 // oldObject are untyped there too; request is the AdmissionRequest.
 func celEnv(t *testing.T) *cel.Env {
@@ -574,52 +626,6 @@ func sysctls(names ...string) []any {
 		out = append(out, map[string]any{"name": n, "value": "1"})
 	}
 	return out
-}
-
-func TestMatchConditionsSendOnlyObjectsThatAskForSysctls(t *testing.T) {
-	env := celEnv(t)
-	all := webhooks(t, render(t, "overlays/self-signed"))
-	cases := []struct {
-		name    string
-		podSpec map[string]any
-		want    bool
-	}{
-		{"a pod spec with unsafe sysctls is sent", map[string]any{"securityContext": map[string]any{"sysctls": sysctls("kernel.sem", "kernel.shmmax")}}, true},
-		{"a pod spec with only a safe sysctl is sent (placement decides what safe means for each pool)", map[string]any{"securityContext": map[string]any{"sysctls": sysctls("net.ipv4.ip_local_port_range")}}, true},
-		{"a pod spec without a securityContext is not sent", map[string]any{"containers": []any{map[string]any{"name": "app"}}}, false},
-		{"a pod spec with a securityContext but no sysctls is not sent", map[string]any{"securityContext": map[string]any{"runAsNonRoot": true}}, false},
-		{"a pod spec with an empty sysctl list is not sent", map[string]any{"securityContext": map[string]any{"sysctls": []any{}}}, false},
-		{"an object without a pod spec is not sent, and no condition errors", nil, false},
-		{"an empty pod spec is not sent", map[string]any{}, false},
-	}
-	for _, k := range kinds {
-		for _, tc := range cases {
-			t.Run(k.kind+"/"+tc.name, func(t *testing.T) {
-				obj := k.object(tc.podSpec)
-				for _, w := range entriesFor(all, k, admissionregistrationv1.Create) {
-					if got := sendsObject(t, env, w, obj); got != tc.want {
-						t.Errorf("%s sends %v = %v; want %v", w, obj, got, tc.want)
-					}
-				}
-			})
-		}
-	}
-	t.Run("a pod already bound to a node (mirror pod) is not sent", func(t *testing.T) {
-		pod := kinds[0].object(map[string]any{"nodeName": "node-1", "securityContext": map[string]any{"sysctls": sysctls("kernel.sem")}})
-		for _, w := range entriesFor(all, kinds[0], admissionregistrationv1.Create) {
-			if sendsObject(t, env, w, pod) {
-				t.Errorf("%s sends a pod with spec.nodeName set; the webhook skips those, so an outage must not block them", w)
-			}
-		}
-	})
-	t.Run("a pod with an empty nodeName is treated as unbound", func(t *testing.T) {
-		pod := kinds[0].object(map[string]any{"nodeName": "", "securityContext": map[string]any{"sysctls": sysctls("kernel.sem")}})
-		for _, w := range entriesFor(all, kinds[0], admissionregistrationv1.Create) {
-			if !sendsObject(t, env, w, pod) {
-				t.Errorf("%s does not send a pod with sysctls and an empty nodeName", w)
-			}
-		}
-	})
 }
 
 func TestTheExampleWorkloadsWithSysctlsWouldBeSent(t *testing.T) {
@@ -734,96 +740,142 @@ func TestEveryPodTheOverlaysRunIsRestricted(t *testing.T) {
 	}
 }
 
-func TestTheDeploymentServesTheWebhookHighlyAvailable(t *testing.T) {
-	r := render(t, "overlays/self-signed")
-	d := one[appsv1.Deployment](t, r, "Deployment", "sysctl-placement")
-	spec := d.Spec.Template.Spec
-	if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
-		t.Errorf("replicas = %v; want at least 2", deref(d.Spec.Replicas))
-	}
-	if spec.PriorityClassName != "system-cluster-critical" {
-		t.Errorf("priorityClassName = %q; want system-cluster-critical", spec.PriorityClassName)
-	}
-	if spec.ServiceAccountName != "sysctl-placement" {
-		t.Errorf("serviceAccountName = %q; want sysctl-placement", spec.ServiceAccountName)
-	}
-	if g := spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= serveShutdownGrace {
-		t.Errorf("terminationGracePeriodSeconds = %v; want more than serve's --shutdown-grace (%s)", deref(g), serveShutdownGrace)
-	}
-	var spreadsHosts bool
-	for _, c := range spec.TopologySpreadConstraints {
-		spreadsHosts = spreadsHosts || c.TopologyKey == corev1.LabelHostname
-	}
-	if !spreadsHosts {
-		t.Errorf("no topologySpreadConstraint on %s", corev1.LabelHostname)
-	}
-	if spec.Affinity == nil || spec.Affinity.PodAntiAffinity == nil || len(spec.Affinity.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
-		t.Errorf("no preferred podAntiAffinity")
-	}
-	if len(spec.Containers) != 1 {
-		t.Fatalf("%d containers; want the webhook only", len(spec.Containers))
-	}
-	c := spec.Containers[0]
-	wantArgs := []string{"serve", "--config", "/etc/sysctl-placement/config.yaml",
-		"--tls-cert-file", "/tls/tls.crt", "--tls-private-key-file", "/tls/tls.key",
-		"--listen", ":8443", "--metrics-listen", ":8080"}
-	if !slices.Equal(c.Args, wantArgs) {
-		t.Errorf("args = %q; want %q", c.Args, wantArgs)
-	}
-	for name, probe := range map[string]*corev1.Probe{"/readyz": c.ReadinessProbe, "/healthz": c.LivenessProbe} {
-		if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != name || probe.HTTPGet.Port.String() != "metrics" {
-			t.Errorf("probe %s = %+v; want httpGet %s on the metrics port", name, probe, name)
+func TestDeployment(t *testing.T) {
+	t.Run("the deployment serves the webhook highly available", func(t *testing.T) {
+		r := render(t, "overlays/self-signed")
+		d := one[appsv1.Deployment](t, r, "Deployment", "sysctl-placement")
+		spec := d.Spec.Template.Spec
+		if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
+			t.Errorf("replicas = %v; want at least 2", deref(d.Spec.Replicas))
 		}
-	}
-	ports := map[string]int32{}
-	for _, p := range c.Ports {
-		ports[p.Name] = p.ContainerPort
-	}
-	if ports["https"] != 8443 || ports["metrics"] != 8080 {
-		t.Errorf("container ports = %v; want https 8443 and metrics 8080", ports)
-	}
-	mounts := map[string]string{}
-	for _, m := range c.VolumeMounts {
-		if m.SubPath != "" {
-			t.Errorf("volume %s is mounted with subPath; the kubelet never updates those, so reloads would not happen", m.Name)
+		if spec.PriorityClassName != "system-cluster-critical" {
+			t.Errorf("priorityClassName = %q; want system-cluster-critical", spec.PriorityClassName)
 		}
-		mounts[m.MountPath] = m.Name
-	}
-	volumes := map[string]corev1.Volume{}
-	for _, v := range spec.Volumes {
-		volumes[v.Name] = v
-	}
-	if v := volumes[mounts["/tls"]]; v.Secret == nil || v.Secret.SecretName != tlsSecret {
-		t.Errorf("/tls is %+v; want Secret %s", v, tlsSecret)
-	}
-	v := volumes[mounts["/etc/sysctl-placement"]]
-	if v.ConfigMap == nil {
-		t.Fatalf("/etc/sysctl-placement is %+v; want the config ConfigMap", v)
-	}
-	cm := one[corev1.ConfigMap](t, r, "ConfigMap", v.ConfigMap.Name)
-	cfg, err := scheduling.ParseConfig([]byte(cm.Data["config.yaml"]))
-	if err == nil {
-		_, err = scheduling.Compile(cfg)
-	}
-	if err != nil {
-		t.Errorf("ConfigMap %s: config.yaml is not a valid PlacementConfig, the webhook would never become ready: %v", cm.Name, err)
-	}
+		if spec.ServiceAccountName != "sysctl-placement" {
+			t.Errorf("serviceAccountName = %q; want sysctl-placement", spec.ServiceAccountName)
+		}
+		if g := spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= serveShutdownGrace {
+			t.Errorf("terminationGracePeriodSeconds = %v; want more than serve's --shutdown-grace (%s)", deref(g), serveShutdownGrace)
+		}
+		var spreadsHosts bool
+		for _, c := range spec.TopologySpreadConstraints {
+			spreadsHosts = spreadsHosts || c.TopologyKey == corev1.LabelHostname
+		}
+		if !spreadsHosts {
+			t.Errorf("no topologySpreadConstraint on %s", corev1.LabelHostname)
+		}
+		if spec.Affinity == nil || spec.Affinity.PodAntiAffinity == nil || len(spec.Affinity.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
+			t.Errorf("no preferred podAntiAffinity")
+		}
+		if len(spec.Containers) != 1 {
+			t.Fatalf("%d containers; want the webhook only", len(spec.Containers))
+		}
+		c := spec.Containers[0]
+		wantArgs := []string{"serve", "--config", "/etc/sysctl-placement/config.yaml",
+			"--tls-cert-file", "/tls/tls.crt", "--tls-private-key-file", "/tls/tls.key",
+			"--listen", ":8443", "--metrics-listen", ":8080"}
+		if !slices.Equal(c.Args, wantArgs) {
+			t.Errorf("args = %q; want %q", c.Args, wantArgs)
+		}
+		for name, probe := range map[string]*corev1.Probe{"/readyz": c.ReadinessProbe, "/healthz": c.LivenessProbe} {
+			if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != name || probe.HTTPGet.Port.String() != "metrics" {
+				t.Errorf("probe %s = %+v; want httpGet %s on the metrics port", name, probe, name)
+			}
+		}
+		ports := map[string]int32{}
+		for _, p := range c.Ports {
+			ports[p.Name] = p.ContainerPort
+		}
+		if ports["https"] != 8443 || ports["metrics"] != 8080 {
+			t.Errorf("container ports = %v; want https 8443 and metrics 8080", ports)
+		}
+		mounts := map[string]string{}
+		for _, m := range c.VolumeMounts {
+			if m.SubPath != "" {
+				t.Errorf("volume %s is mounted with subPath; the kubelet never updates those, so reloads would not happen", m.Name)
+			}
+			mounts[m.MountPath] = m.Name
+		}
+		volumes := map[string]corev1.Volume{}
+		for _, v := range spec.Volumes {
+			volumes[v.Name] = v
+		}
+		if v := volumes[mounts["/tls"]]; v.Secret == nil || v.Secret.SecretName != tlsSecret {
+			t.Errorf("/tls is %+v; want Secret %s", v, tlsSecret)
+		}
+		v := volumes[mounts["/etc/sysctl-placement"]]
+		if v.ConfigMap == nil {
+			t.Fatalf("/etc/sysctl-placement is %+v; want the config ConfigMap", v)
+		}
+		cm := one[corev1.ConfigMap](t, r, "ConfigMap", v.ConfigMap.Name)
+		cfg, err := scheduling.ParseConfig([]byte(cm.Data["config.yaml"]))
+		if err == nil {
+			_, err = scheduling.Compile(cfg)
+		}
+		if err != nil {
+			t.Errorf("ConfigMap %s: config.yaml is not a valid PlacementConfig, the webhook would never become ready: %v", cm.Name, err)
+		}
 
-	pdb := one[policyv1.PodDisruptionBudget](t, r, "PodDisruptionBudget", "sysctl-placement")
-	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 1 {
-		t.Errorf("PodDisruptionBudget minAvailable = %v; want 1", deref(pdb.Spec.MinAvailable))
-	}
-	assertSelects(t, "PodDisruptionBudget", pdb.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
+		pdb := one[policyv1.PodDisruptionBudget](t, r, "PodDisruptionBudget", "sysctl-placement")
+		if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 1 {
+			t.Errorf("PodDisruptionBudget minAvailable = %v; want 1", deref(pdb.Spec.MinAvailable))
+		}
+		assertSelects(t, "PodDisruptionBudget", pdb.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
 
-	svc := one[corev1.Service](t, r, "Service", "sysctl-placement")
-	assertSelects(t, "Service", svc.Spec.Selector, d.Spec.Template.Labels)
-	svcPorts := map[int32]string{}
-	for _, p := range svc.Spec.Ports {
-		svcPorts[p.Port] = p.TargetPort.String()
-	}
-	if svcPorts[443] != "https" || svcPorts[8080] != "metrics" {
-		t.Errorf("Service ports = %v; want 443 → https (8443) and 8080 → metrics", svcPorts)
-	}
+		svc := one[corev1.Service](t, r, "Service", "sysctl-placement")
+		assertSelects(t, "Service", svc.Spec.Selector, d.Spec.Template.Labels)
+		svcPorts := map[int32]string{}
+		for _, p := range svc.Spec.Ports {
+			svcPorts[p.Port] = p.TargetPort.String()
+		}
+		if svcPorts[443] != "https" || svcPorts[8080] != "metrics" {
+			t.Errorf("Service ports = %v; want 443 → https (8443) and 8080 → metrics", svcPorts)
+		}
+	})
+
+	// GOMEMLIMIT keeps the Go runtime's memory under the container's limit, with room for
+	// what the runtime does not count, whatever limit the admin sets.
+	t.Run("GOMEMLIMIT follows the memory limit of the container with headroom", func(t *testing.T) {
+		for _, dir := range append([]string{"base"}, overlays...) {
+			d := one[appsv1.Deployment](t, render(t, dir), "Deployment", "sysctl-placement")
+			for _, limit := range []string{"", "100Mi", "256Mi", "1Gi", "3Gi"} {
+				c := d.Spec.Template.Spec.Containers[0]
+				if limit != "" {
+					c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(limit)}
+				}
+				mem := c.Resources.Limits[corev1.ResourceMemory]
+				got := kubeletEnv(t, c)["GOMEMLIMIT"]
+				bytes, err := strconv.ParseInt(got, 10, 64)
+				if err != nil {
+					t.Errorf("%s, limit %s: GOMEMLIMIT = %q; want a number of bytes derived from limits.memory", dir, mem.String(), got)
+					continue
+				}
+				if ratio := float64(bytes) / float64(mem.Value()); ratio < 0.9 || ratio > 0.96 {
+					t.Errorf("%s, limit %s: GOMEMLIMIT = %s, %.3f of the limit; want 90-96%%, below the limit by the memory the runtime does not count", dir, mem.String(), got, ratio)
+				}
+			}
+		}
+	})
+
+	// minAvailable 1 with one replica refuses every eviction, and so every drain of the
+	// replica's node.
+	t.Run("the pod disruption budget agrees with the shipped replicas", func(t *testing.T) {
+		for _, dir := range append([]string{"base"}, overlays...) {
+			r := render(t, dir)
+			d := one[appsv1.Deployment](t, r, "Deployment", "sysctl-placement")
+			replicas := int32(1)
+			if d.Spec.Replicas != nil {
+				replicas = *d.Spec.Replicas
+			}
+			for _, pdb := range objects[policyv1.PodDisruptionBudget](t, r, "PodDisruptionBudget") {
+				if replicas <= 1 {
+					t.Errorf("%s: %d replica and PodDisruptionBudget %s: no drain could evict it; delete the budget with the replicas", dir, replicas, pdb.Name)
+				} else if pdb.Spec.MinAvailable == nil || int32(pdb.Spec.MinAvailable.IntValue()) >= replicas {
+					t.Errorf("%s: PodDisruptionBudget %s minAvailable %v with %d replicas blocks drains", dir, pdb.Name, deref(pdb.Spec.MinAvailable), replicas)
+				}
+			}
+		}
+	})
 }
 
 // kubeletEnv is the container's environment as the kubelet resolves it: values with
@@ -858,30 +910,6 @@ func kubeletEnv(t *testing.T, c corev1.Container) map[string]string {
 	return env
 }
 
-// GOMEMLIMIT keeps the Go runtime's memory under the container's limit, with room for
-// what the runtime does not count, whatever limit the admin sets.
-func TestGOMEMLIMITFollowsTheContainersMemoryLimitWithHeadroom(t *testing.T) {
-	for _, dir := range append([]string{"base"}, overlays...) {
-		d := one[appsv1.Deployment](t, render(t, dir), "Deployment", "sysctl-placement")
-		for _, limit := range []string{"", "100Mi", "256Mi", "1Gi", "3Gi"} {
-			c := d.Spec.Template.Spec.Containers[0]
-			if limit != "" {
-				c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(limit)}
-			}
-			mem := c.Resources.Limits[corev1.ResourceMemory]
-			got := kubeletEnv(t, c)["GOMEMLIMIT"]
-			bytes, err := strconv.ParseInt(got, 10, 64)
-			if err != nil {
-				t.Errorf("%s, limit %s: GOMEMLIMIT = %q; want a number of bytes derived from limits.memory", dir, mem.String(), got)
-				continue
-			}
-			if ratio := float64(bytes) / float64(mem.Value()); ratio < 0.9 || ratio > 0.96 {
-				t.Errorf("%s, limit %s: GOMEMLIMIT = %s, %.3f of the limit; want 90-96%%, below the limit by the memory the runtime does not count", dir, mem.String(), got, ratio)
-			}
-		}
-	}
-}
-
 // The CA's key is for `certs` (or cert-manager) alone: the replicas get the serving
 // pair only, never the CA Secret, and never ca.key of a Secret an older `certs` wrote.
 func TestNoWebhookReplicaMountsTheCAPrivateKey(t *testing.T) {
@@ -905,26 +933,6 @@ func TestNoWebhookReplicaMountsTheCAPrivateKey(t *testing.T) {
 	}
 }
 
-// minAvailable 1 with one replica refuses every eviction, and so every drain of the
-// replica's node.
-func TestThePodDisruptionBudgetAgreesWithTheShippedReplicas(t *testing.T) {
-	for _, dir := range append([]string{"base"}, overlays...) {
-		r := render(t, dir)
-		d := one[appsv1.Deployment](t, r, "Deployment", "sysctl-placement")
-		replicas := int32(1)
-		if d.Spec.Replicas != nil {
-			replicas = *d.Spec.Replicas
-		}
-		for _, pdb := range objects[policyv1.PodDisruptionBudget](t, r, "PodDisruptionBudget") {
-			if replicas <= 1 {
-				t.Errorf("%s: %d replica and PodDisruptionBudget %s: no drain could evict it; delete the budget with the replicas", dir, replicas, pdb.Name)
-			} else if pdb.Spec.MinAvailable == nil || int32(pdb.Spec.MinAvailable.IntValue()) >= replicas {
-				t.Errorf("%s: PodDisruptionBudget %s minAvailable %v with %d replicas blocks drains", dir, pdb.Name, deref(pdb.Spec.MinAvailable), replicas)
-			}
-		}
-	}
-}
-
 func assertSelects(t *testing.T, what string, selector, labels map[string]string) {
 	t.Helper()
 	if len(selector) == 0 {
@@ -937,85 +945,89 @@ func assertSelects(t *testing.T, what string, selector, labels map[string]string
 	}
 }
 
-func TestTheSelfSignedOverlayBootstrapsTheSecretTheDeploymentMounts(t *testing.T) {
-	r := render(t, "overlays/self-signed")
-	for _, kind := range []string{"Job", "CronJob"} {
-		specs := podSpecsOf(t, r, kind)
-		if len(specs) != 1 {
-			t.Fatalf("%d %ss; want one running `certs`", len(specs), kind)
-		}
-		args := specs[0].Containers[0].Args
-		flags := map[string]string{}
-		for i := 1; i+1 < len(args); i += 2 {
-			flags[args[i]] = args[i+1]
-		}
-		if args[0] != "certs" || flags["--secret"] != tlsSecret || flags["--ca-secret"] != caSecret || flags["--namespace"] != namespace ||
-			flags["--service"] != "sysctl-placement" || flags["--mutating-webhook"] != webhookConfig || flags["--validating-webhook"] != webhookConfig {
-			t.Errorf("%s args = %q; want certs for Secrets %s and %s, Service sysctl-placement and both webhook configurations %s", kind, args, tlsSecret, caSecret, webhookConfig)
-		}
-	}
-	for _, w := range webhooks(t, r) {
-		if len(w.clientConfig.CABundle) != 0 {
-			t.Errorf("%s has a caBundle in the manifests; `certs` owns it, and apply would fight it", w)
-		}
-	}
-}
-
-func TestTheCertManagerOverlayInjectsTheCAOfACertificateForTheServiceNames(t *testing.T) {
-	r := render(t, "overlays/cert-manager")
-	var certificates []map[string]any
-	for _, res := range r.resources.Resources() {
-		if res.GetKind() == "Certificate" {
-			m, err := res.Map()
-			if err != nil {
-				t.Fatal(err)
+func TestServingCertificate(t *testing.T) {
+	t.Run("the self-signed overlay bootstraps the secret the deployment mounts", func(t *testing.T) {
+		r := render(t, "overlays/self-signed")
+		for _, kind := range []string{"Job", "CronJob"} {
+			specs := podSpecsOf(t, r, kind)
+			if len(specs) != 1 {
+				t.Fatalf("%d %ss; want one running `certs`", len(specs), kind)
 			}
-			certificates = append(certificates, m)
+			args := specs[0].Containers[0].Args
+			flags := map[string]string{}
+			for i := 1; i+1 < len(args); i += 2 {
+				flags[args[i]] = args[i+1]
+			}
+			if args[0] != "certs" || flags["--secret"] != tlsSecret || flags["--ca-secret"] != caSecret || flags["--namespace"] != namespace ||
+				flags["--service"] != "sysctl-placement" || flags["--mutating-webhook"] != webhookConfig || flags["--validating-webhook"] != webhookConfig {
+				t.Errorf("%s args = %q; want certs for Secrets %s and %s, Service sysctl-placement and both webhook configurations %s", kind, args, tlsSecret, caSecret, webhookConfig)
+			}
 		}
-	}
-	var serving map[string]any
-	for _, c := range certificates {
-		if spec, _ := c["spec"].(map[string]any); spec["secretName"] == tlsSecret {
-			serving = c
+		for _, w := range webhooks(t, r) {
+			if len(w.clientConfig.CABundle) != 0 {
+				t.Errorf("%s has a caBundle in the manifests; `certs` owns it, and apply would fight it", w)
+			}
 		}
-	}
-	if serving == nil {
-		t.Fatalf("no Certificate writes Secret %s", tlsSecret)
-	}
-	spec := serving["spec"].(map[string]any)
-	var names []string
-	for _, n := range spec["dnsNames"].([]any) {
-		names = append(names, n.(string))
-	}
-	for _, want := range []string{"sysctl-placement.sysctl-placement.svc", "sysctl-placement.sysctl-placement.svc.cluster.local"} {
-		if !slices.Contains(names, want) {
-			t.Errorf("the serving Certificate's dnsNames %v lack %s, the name the API server calls", names, want)
+	})
+
+	t.Run("the cert-manager overlay injects the CA of a certificate for the service names", func(t *testing.T) {
+		r := render(t, "overlays/cert-manager")
+		var certificates []map[string]any
+		for _, res := range r.resources.Resources() {
+			if res.GetKind() == "Certificate" {
+				m, err := res.Map()
+				if err != nil {
+					t.Fatal(err)
+				}
+				certificates = append(certificates, m)
+			}
 		}
-	}
-	meta := serving["metadata"].(map[string]any)
-	wantInject := fmt.Sprintf("%s/%s", meta["namespace"], meta["name"])
-	m := one[admissionregistrationv1.MutatingWebhookConfiguration](t, r, "MutatingWebhookConfiguration", webhookConfig)
-	v := one[admissionregistrationv1.ValidatingWebhookConfiguration](t, r, "ValidatingWebhookConfiguration", webhookConfig)
-	for kind, annotations := range map[string]map[string]string{"MutatingWebhookConfiguration": m.Annotations, "ValidatingWebhookConfiguration": v.Annotations} {
-		if got := annotations["cert-manager.io/inject-ca-from"]; got != wantInject {
-			t.Errorf("%s cert-manager.io/inject-ca-from = %q; want %q", kind, got, wantInject)
+		var serving map[string]any
+		for _, c := range certificates {
+			if spec, _ := c["spec"].(map[string]any); spec["secretName"] == tlsSecret {
+				serving = c
+			}
 		}
-	}
+		if serving == nil {
+			t.Fatalf("no Certificate writes Secret %s", tlsSecret)
+		}
+		spec := serving["spec"].(map[string]any)
+		var names []string
+		for _, n := range spec["dnsNames"].([]any) {
+			names = append(names, n.(string))
+		}
+		for _, want := range []string{"sysctl-placement.sysctl-placement.svc", "sysctl-placement.sysctl-placement.svc.cluster.local"} {
+			if !slices.Contains(names, want) {
+				t.Errorf("the serving Certificate's dnsNames %v lack %s, the name the API server calls", names, want)
+			}
+		}
+		meta := serving["metadata"].(map[string]any)
+		wantInject := fmt.Sprintf("%s/%s", meta["namespace"], meta["name"])
+		m := one[admissionregistrationv1.MutatingWebhookConfiguration](t, r, "MutatingWebhookConfiguration", webhookConfig)
+		v := one[admissionregistrationv1.ValidatingWebhookConfiguration](t, r, "ValidatingWebhookConfiguration", webhookConfig)
+		for kind, annotations := range map[string]map[string]string{"MutatingWebhookConfiguration": m.Annotations, "ValidatingWebhookConfiguration": v.Annotations} {
+			if got := annotations["cert-manager.io/inject-ca-from"]; got != wantInject {
+				t.Errorf("%s cert-manager.io/inject-ca-from = %q; want %q", kind, got, wantInject)
+			}
+		}
+	})
 }
 
-func TestEveryContainerOfEveryOverlayRunsTheSameImageTag(t *testing.T) {
-	images := map[string][]string{}
-	for _, dir := range overlays {
-		r := render(t, dir)
-		for _, kind := range []string{"Deployment", "Job", "CronJob"} {
-			for _, spec := range podSpecsOf(t, r, kind) {
-				for _, c := range spec.Containers {
-					images[c.Image] = append(images[c.Image], dir+" "+kind)
+func TestImages(t *testing.T) {
+	t.Run("every container of every overlay runs the same image tag", func(t *testing.T) {
+		images := map[string][]string{}
+		for _, dir := range overlays {
+			r := render(t, dir)
+			for _, kind := range []string{"Deployment", "Job", "CronJob"} {
+				for _, spec := range podSpecsOf(t, r, kind) {
+					for _, c := range spec.Containers {
+						images[c.Image] = append(images[c.Image], dir+" "+kind)
+					}
 				}
 			}
 		}
-	}
-	if len(images) != 1 {
-		t.Errorf("the overlays run different images %v; bump the tag in every kustomization's images:", images)
-	}
+		if len(images) != 1 {
+			t.Errorf("the overlays run different images %v; bump the tag in every kustomization's images:", images)
+		}
+	})
 }
