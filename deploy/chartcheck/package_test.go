@@ -91,126 +91,128 @@ func TestPackagingTwiceGivesTheSameBytes(t *testing.T) {
 	}
 }
 
-func TestPackagedChartInstallsTheBuiltImageByDigest(t *testing.T) {
-	img := builtImage()
-	p := packageChart(t, img)
-	if filepath.Base(p.Path) != "sysctl-placement-0.1.0-g0c2b95c.tgz" {
-		t.Errorf("packaged as %s, want sysctl-placement-<chart version>.tgz", filepath.Base(p.Path))
-	}
-	chrt, err := loader.Load(p.Path)
-	if err != nil {
-		t.Fatalf("helm cannot load the package: %v", err)
-	}
-	if chrt.Metadata.Version != "0.1.0-g0c2b95c" || chrt.Metadata.AppVersion != img.Version {
-		t.Errorf("version %s, appVersion %s; want 0.1.0-g0c2b95c and %s", chrt.Metadata.Version, chrt.Metadata.AppVersion, img.Version)
-	}
-
-	t.Run("every container of the default install runs name@digest", func(t *testing.T) {
-		rel, err := InstallChart(chrt, DefaultRelease, nil)
+func TestPackagedChart(t *testing.T) {
+	t.Run("the packaged chart installs the built image by digest", func(t *testing.T) {
+		img := builtImage()
+		p := packageChart(t, img)
+		if filepath.Base(p.Path) != "sysctl-placement-0.1.0-g0c2b95c.tgz" {
+			t.Errorf("packaged as %s, want sysctl-placement-<chart version>.tgz", filepath.Base(p.Path))
+		}
+		chrt, err := loader.Load(p.Path)
 		if err != nil {
-			t.Fatalf("helm template of the package: %v", err)
+			t.Fatalf("helm cannot load the package: %v", err)
 		}
-		objs := decode(t, rel.Manifest)
-		for _, h := range rel.Hooks {
-			objs = append(objs, decode(t, h.Manifest)...)
+		if chrt.Metadata.Version != "0.1.0-g0c2b95c" || chrt.Metadata.AppVersion != img.Version {
+			t.Errorf("version %s, appVersion %s; want 0.1.0-g0c2b95c and %s", chrt.Metadata.Version, chrt.Metadata.AppVersion, img.Version)
 		}
-		n := 0
-		for _, o := range objs {
-			for _, got := range images(o) {
-				n++
-				if want := img.Name + "@" + img.Digest; got != want {
-					t.Errorf("%s runs %s, want %s", key(o), got, want)
+
+		t.Run("every container of the default install runs name@digest", func(t *testing.T) {
+			rel, err := InstallChart(chrt, DefaultRelease, nil)
+			if err != nil {
+				t.Fatalf("helm template of the package: %v", err)
+			}
+			objs := decode(t, rel.Manifest)
+			for _, h := range rel.Hooks {
+				objs = append(objs, decode(t, h.Manifest)...)
+			}
+			n := 0
+			for _, o := range objs {
+				for _, got := range images(o) {
+					n++
+					if want := img.Name + "@" + img.Digest; got != want {
+						t.Errorf("%s runs %s, want %s", key(o), got, want)
+					}
 				}
 			}
-		}
-		if n == 0 {
-			t.Fatal("no containers rendered")
-		}
-	})
-
-	t.Run("values.yaml keeps its comments and changes only the image's three lines", func(t *testing.T) {
-		files, _ := tgzFiles(t, p.Path)
-		packaged := string(files["sysctl-placement/values.yaml"])
-		original, err := os.ReadFile(filepath.Join(ChartDir(), "values.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var changed []string
-		want := strings.Split(string(original), "\n")
-		got := strings.Split(packaged, "\n")
-		if len(got) != len(want) {
-			t.Fatalf("values.yaml has %d lines packaged, %d in the chart", len(got), len(want))
-		}
-		for i := range want {
-			if got[i] != want[i] {
-				changed = append(changed, strings.TrimSpace(got[i]))
+			if n == 0 {
+				t.Fatal("no containers rendered")
 			}
-		}
-		wantChanged := []string{`repository: "` + img.Name + `"`, `tag: "` + img.Tag + `"`, `digest: "` + img.Digest + `"`}
-		if strings.Join(changed, "\n") != strings.Join(wantChanged, "\n") {
-			t.Errorf("changed lines:\n%s\nwant:\n%s", strings.Join(changed, "\n"), strings.Join(wantChanged, "\n"))
-		}
-	})
+		})
 
-	t.Run("the symlinked files are packaged as the files they point to", func(t *testing.T) {
-		files, headers := tgzFiles(t, p.Path)
-		links, err := filepath.Glob(filepath.Join(ChartDir(), "files", "*"))
-		if err != nil || len(links) == 0 {
-			t.Fatalf("no files/ in the chart: %v", err)
-		}
-		for _, link := range links {
-			name := "sysctl-placement/files/" + filepath.Base(link)
-			target, err := os.ReadFile(link)
+		t.Run("values.yaml keeps its comments and changes only the image's three lines", func(t *testing.T) {
+			files, _ := tgzFiles(t, p.Path)
+			packaged := string(files["sysctl-placement/values.yaml"])
+			original, err := os.ReadFile(filepath.Join(ChartDir(), "values.yaml"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if headers[name] == nil || headers[name].Typeflag != tar.TypeReg {
-				t.Errorf("%s is not a regular file in the package", name)
-				continue
+			var changed []string
+			want := strings.Split(string(original), "\n")
+			got := strings.Split(packaged, "\n")
+			if len(got) != len(want) {
+				t.Fatalf("values.yaml has %d lines packaged, %d in the chart", len(got), len(want))
 			}
-			if !bytes.Equal(files[name], target) {
-				t.Errorf("%s differs from the file its link points to", name)
+			for i := range want {
+				if got[i] != want[i] {
+					changed = append(changed, strings.TrimSpace(got[i]))
+				}
 			}
-		}
-		if len(files["sysctl-placement/README.md"]) == 0 {
-			t.Error("the package has no README.md (Artifact Hub and `helm show readme` show it)")
-		}
-	})
+			wantChanged := []string{`repository: "` + img.Name + `"`, `tag: "` + img.Tag + `"`, `digest: "` + img.Digest + `"`}
+			if strings.Join(changed, "\n") != strings.Join(wantChanged, "\n") {
+				t.Errorf("changed lines:\n%s\nwant:\n%s", strings.Join(changed, "\n"), strings.Join(wantChanged, "\n"))
+			}
+		})
 
-	t.Run("Artifact Hub annotations name the image by digest and the license", func(t *testing.T) {
-		a := chrt.Metadata.Annotations
-		var images []struct {
-			Name      string
-			Image     string
-			Platforms []string
-		}
-		if err := yaml.Unmarshal([]byte(a["artifacthub.io/images"]), &images); err != nil {
-			t.Fatalf("artifacthub.io/images: %v", err)
-		}
-		if len(images) != 1 || images[0].Image != img.Reference() || strings.Join(images[0].Platforms, ",") != "linux/amd64,linux/arm64" {
-			t.Errorf("artifacthub.io/images = %+v, want %s on linux/amd64,linux/arm64", images, img.Reference())
-		}
-		var links []struct{ Name, URL string }
-		if err := yaml.Unmarshal([]byte(a["artifacthub.io/links"]), &links); err != nil || len(links) == 0 {
-			t.Errorf("artifacthub.io/links %q: %v", a["artifacthub.io/links"], err)
-		}
-		for _, l := range links {
-			if l.Name == "" || !strings.HasPrefix(l.URL, "https://") {
-				t.Errorf("link %+v needs a name and an https URL", l)
+		t.Run("the symlinked files are packaged as the files they point to", func(t *testing.T) {
+			files, headers := tgzFiles(t, p.Path)
+			links, err := filepath.Glob(filepath.Join(ChartDir(), "files", "*"))
+			if err != nil || len(links) == 0 {
+				t.Fatalf("no files/ in the chart: %v", err)
 			}
-		}
-		if a["artifacthub.io/license"] != "Apache-2.0" {
-			t.Errorf("artifacthub.io/license %q", a["artifacthub.io/license"])
-		}
-		if a["artifacthub.io/prerelease"] != "true" {
-			t.Errorf("an untagged build is a prerelease: artifacthub.io/prerelease %q", a["artifacthub.io/prerelease"])
-		}
-	})
+			for _, link := range links {
+				name := "sysctl-placement/files/" + filepath.Base(link)
+				target, err := os.ReadFile(link)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if headers[name] == nil || headers[name].Typeflag != tar.TypeReg {
+					t.Errorf("%s is not a regular file in the package", name)
+					continue
+				}
+				if !bytes.Equal(files[name], target) {
+					t.Errorf("%s differs from the file its link points to", name)
+				}
+			}
+			if len(files["sysctl-placement/README.md"]) == 0 {
+				t.Error("the package has no README.md (Artifact Hub and `helm show readme` show it)")
+			}
+		})
 
-	t.Run("helm lint --strict passes on the package", func(t *testing.T) {
-		if msgs, err := LintPath(p.Path, nil); err != nil {
-			t.Errorf("%v\n%s", err, strings.Join(msgs, "\n"))
-		}
+		t.Run("Artifact Hub annotations name the image by digest and the license", func(t *testing.T) {
+			a := chrt.Metadata.Annotations
+			var images []struct {
+				Name      string
+				Image     string
+				Platforms []string
+			}
+			if err := yaml.Unmarshal([]byte(a["artifacthub.io/images"]), &images); err != nil {
+				t.Fatalf("artifacthub.io/images: %v", err)
+			}
+			if len(images) != 1 || images[0].Image != img.Reference() || strings.Join(images[0].Platforms, ",") != "linux/amd64,linux/arm64" {
+				t.Errorf("artifacthub.io/images = %+v, want %s on linux/amd64,linux/arm64", images, img.Reference())
+			}
+			var links []struct{ Name, URL string }
+			if err := yaml.Unmarshal([]byte(a["artifacthub.io/links"]), &links); err != nil || len(links) == 0 {
+				t.Errorf("artifacthub.io/links %q: %v", a["artifacthub.io/links"], err)
+			}
+			for _, l := range links {
+				if l.Name == "" || !strings.HasPrefix(l.URL, "https://") {
+					t.Errorf("link %+v needs a name and an https URL", l)
+				}
+			}
+			if a["artifacthub.io/license"] != "Apache-2.0" {
+				t.Errorf("artifacthub.io/license %q", a["artifacthub.io/license"])
+			}
+			if a["artifacthub.io/prerelease"] != "true" {
+				t.Errorf("an untagged build is a prerelease: artifacthub.io/prerelease %q", a["artifacthub.io/prerelease"])
+			}
+		})
+
+		t.Run("helm lint --strict passes on the package", func(t *testing.T) {
+			if msgs, err := LintPath(p.Path, nil); err != nil {
+				t.Errorf("%v\n%s", err, strings.Join(msgs, "\n"))
+			}
+		})
 	})
 }
 
