@@ -46,19 +46,21 @@ func TestHostilePodsGetASmallDenialNamingTheLimit(t *testing.T) {
 	}
 }
 
-func TestAnUnplaceablePodWithTheMostSysctlsGetsASmallDenial(t *testing.T) {
-	env := newTestEnv(t, nil)
-	var names []string
-	for i := range scheduling.MaxSysctls {
-		prefix := "net.ipv4.conf.if" + strconv.Itoa(i) + "."
-		names = append(names, prefix+strings.Repeat("z", scheduling.MaxSysctlNameLength-len(prefix)))
-	}
-	rec := post(env.validate, reviewJSON(t, podWithSysctls(t, names), reviewOptions{}))
-	resp := response(t, rec)
-	if resp.Allowed || resp.Result == nil || !strings.Contains(resp.Result.Message, "unplaceable sysctls: no node pool can run") {
-		t.Fatalf("allowed %v, result %+v; want the unplaceable denial", resp.Allowed, resp.Result)
-	}
-	if len(resp.Result.Message) > scheduling.MaxMessageLength {
-		t.Errorf("message of %d bytes; want at most %d", len(resp.Result.Message), scheduling.MaxMessageLength)
-	}
+func TestLargestDenial(t *testing.T) {
+	t.Run("an unplaceable pod with the most sysctls gets a small denial", func(t *testing.T) {
+		env := newTestEnv(t, nil)
+		var names []string
+		for i := range scheduling.MaxSysctls {
+			prefix := "net.ipv4.conf.if" + strconv.Itoa(i) + "."
+			names = append(names, prefix+strings.Repeat("z", scheduling.MaxSysctlNameLength-len(prefix)))
+		}
+		rec := post(env.validate, reviewJSON(t, podWithSysctls(t, names), reviewOptions{}))
+		resp := response(t, rec)
+		if resp.Allowed || resp.Result == nil || !strings.Contains(resp.Result.Message, "unplaceable sysctls: no node pool can run") {
+			t.Fatalf("allowed %v, result %+v; want the unplaceable denial", resp.Allowed, resp.Result)
+		}
+		if len(resp.Result.Message) > scheduling.MaxMessageLength {
+			t.Errorf("message of %d bytes; want at most %d", len(resp.Result.Message), scheduling.MaxMessageLength)
+		}
+	})
 }

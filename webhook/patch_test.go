@@ -163,34 +163,36 @@ func forEveryGoldenPod(t *testing.T, check func(t *testing.T, compiled *scheduli
 	}
 }
 
-func TestThePatchOfEveryGoldenPodGivesTheSamePodAsApplyTo(t *testing.T) {
-	forEveryGoldenPod(t, checkPatchMatchesApplyTo)
-}
+func TestPatch(t *testing.T) {
+	t.Run("the patch of every golden pod gives the same pod as ApplyTo", func(t *testing.T) {
+		forEveryGoldenPod(t, checkPatchMatchesApplyTo)
+	})
 
-func TestSeveralCandidatePoolsAreANDedIntoEveryExistingTerm(t *testing.T) {
-	pod := `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "zonal"},
+	t.Run("several candidate pools are ANDed into every existing term", func(t *testing.T) {
+		pod := `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "zonal"},
 	  "spec": {
 	    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
 	      {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}], "futureTermField": 1},
 	      {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["b"]}]}]}}},
 	    "securityContext": {"sysctls": [{"name": "net.core.somaxconn", "value": "4096"}]},
 	    "containers": [{"name": "c", "image": "i"}]}}`
-	env := newTestEnvWithConfig(t, goldenConfig(t), map[string]string{scheduling.AnnotationEnabled: "true"})
-	resp := response(t, post(env.mutate, reviewJSON(t, pod, reviewOptions{})))
-	out := applyPatch(t, pod, resp)
-	terms, _ := dig(out, "spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms").([]any)
-	if len(terms) != 2 {
-		t.Fatalf("want the pod's two terms, each narrowed, got %d: %v", len(terms), terms)
-	}
-	for i, term := range terms {
-		exprs, _ := dig(term, "matchExpressions").([]any)
-		if len(exprs) < 2 || dig(exprs[len(exprs)-1], "key") != "cloud.google.com/gke-nodepool" {
-			t.Errorf("term %d was not ANDed with the pool requirement: %v", i, term)
+		env := newTestEnvWithConfig(t, goldenConfig(t), map[string]string{scheduling.AnnotationEnabled: "true"})
+		resp := response(t, post(env.mutate, reviewJSON(t, pod, reviewOptions{})))
+		out := applyPatch(t, pod, resp)
+		terms, _ := dig(out, "spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms").([]any)
+		if len(terms) != 2 {
+			t.Fatalf("want the pod's two terms, each narrowed, got %d: %v", len(terms), terms)
 		}
-	}
-	if dig(terms[0], "futureTermField") == nil {
-		t.Error("an unknown field inside a term was lost")
-	}
+		for i, term := range terms {
+			exprs, _ := dig(term, "matchExpressions").([]any)
+			if len(exprs) < 2 || dig(exprs[len(exprs)-1], "key") != "cloud.google.com/gke-nodepool" {
+				t.Errorf("term %d was not ANDed with the pool requirement: %v", i, term)
+			}
+		}
+		if dig(terms[0], "futureTermField") == nil {
+			t.Error("an unknown field inside a term was lost")
+		}
+	})
 }
 
 // FuzzMutatePatchMatchesApplyTo: for any pod JSON, the handler answers 200 and its

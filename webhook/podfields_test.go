@@ -83,39 +83,41 @@ func checkNarrowDecidesAsFull(t *testing.T, compiled *scheduling.Compiled, ns sc
 	}
 }
 
-func TestPlanningTheNarrowDecodeGivesTheSameDecisionAsTheFullDecodeForEveryGoldenPod(t *testing.T) {
-	forEveryGoldenPod(t, checkNarrowDecidesAsFull)
-}
+func TestNarrowDecodeDecidesAsFull(t *testing.T) {
+	t.Run("planning the narrow decode gives the same decision as the full decode for every golden pod", func(t *testing.T) {
+		forEveryGoldenPod(t, checkNarrowDecidesAsFull)
+	})
 
-// Fields the golden pods do not use: a controller, hostPID, pod anti-affinity next to
-// node affinity, a full security context.
-func TestTheNarrowDecodeKeepsWhatTheGoldenPodsDoNotShow(t *testing.T) {
-	compiled := goldenConfig(t)
-	const sysctl = `"securityContext": {"sysctls": [{"name": "kernel.shmmax", "value": "1"}]}, "containers": [{"name": "c", "image": "i"}]`
-	for name, tc := range map[string]struct {
-		object      string
-		annotations map[string]string
-	}{
-		"a Deployment's pod": {object: deploymentPod},
-		"hostPID keeps a user-namespaced sysctl from stripping hostUsers": {
-			object: `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+	// Fields the golden pods do not use: a controller, hostPID, pod anti-affinity next to
+	// node affinity, a full security context.
+	t.Run("the narrow decode keeps what the golden pods do not show", func(t *testing.T) {
+		compiled := goldenConfig(t)
+		const sysctl = `"securityContext": {"sysctls": [{"name": "kernel.shmmax", "value": "1"}]}, "containers": [{"name": "c", "image": "i"}]`
+		for name, tc := range map[string]struct {
+			object      string
+			annotations map[string]string
+		}{
+			"a Deployment's pod": {object: deploymentPod},
+			"hostPID keeps a user-namespaced sysctl from stripping hostUsers": {
+				object: `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
 			  "spec": {"hostPID": true, "securityContext": {"sysctls": [{"name": "user.max_user_namespaces", "value": "1"}]}, "containers": [{"name": "c", "image": "i"}]}}`,
-			annotations: map[string]string{scheduling.AnnotationHostUsers: "strip"},
-		},
-		"pod anti-affinity and node affinity": {object: `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+				annotations: map[string]string{scheduling.AnnotationHostUsers: "strip"},
+			},
+			"pod anti-affinity and node affinity": {object: `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
 		  "spec": {"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "a"}}}]},
 		    "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}]}]}}},
 		    "securityContext": {"runAsNonRoot": true, "fsGroup": 999, "sysctls": [{"name": "net.core.somaxconn", "value": "4096"}]}, "containers": [{"name": "c", "image": "i"}]}}`},
-		"only pod affinity": {object: `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"affinity": {"podAffinity": {}}, ` + sysctl + `}}`},
-	} {
-		t.Run(name, func(t *testing.T) {
-			ns := scheduling.Namespace{Name: "team", Annotations: map[string]string{scheduling.AnnotationEnabled: "true"}}
-			for k, v := range tc.annotations {
-				ns.Annotations[k] = v
-			}
-			checkNarrowDecidesAsFull(t, compiled, ns, tc.object, podKind())
-		})
-	}
+			"only pod affinity": {object: `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"affinity": {"podAffinity": {}}, ` + sysctl + `}}`},
+		} {
+			t.Run(name, func(t *testing.T) {
+				ns := scheduling.Namespace{Name: "team", Annotations: map[string]string{scheduling.AnnotationEnabled: "true"}}
+				for k, v := range tc.annotations {
+					ns.Annotations[k] = v
+				}
+				checkNarrowDecidesAsFull(t, compiled, ns, tc.object, podKind())
+			})
+		}
+	})
 }
 
 // FuzzNarrowDecodeDecidesAsFullDecode: for any pod JSON both decodes decide alike.
