@@ -48,18 +48,20 @@ func checkAnswersAsKubewebhook(t *testing.T, env kubewebhookEnv, body []byte) {
 	reviewtest.CheckSameAnswers(t, env.ours, env.theirs, body)
 }
 
-func TestTheSingleDecodeAnswersAsKubewebhooksHandler(t *testing.T) {
-	env := newKubewebhookEnv(t)
-	for name, body := range reviewtest.EquivalenceCases(t) {
-		t.Run(name, func(t *testing.T) {
-			checkAnswersAsKubewebhook(t, env, body)
-		})
-	}
+func TestKubewebhookEquivalence(t *testing.T) {
+	t.Run("the single decode answers as the handler of kubewebhook", func(t *testing.T) {
+		env := newKubewebhookEnv(t)
+		for name, body := range reviewtest.EquivalenceCases(t) {
+			t.Run(name, func(t *testing.T) {
+				checkAnswersAsKubewebhook(t, env, body)
+			})
+		}
+	})
 }
 
 func TestTheAPIServersReviewsAreReadInOnePass(t *testing.T) {
 	if !singleDecode {
-		t.Skip("built by Go < 1.27: no encoding/json/v2, every review takes kubewebhook's handler (the answers are the same: TestTheSingleDecodeAnswersAsKubewebhooksHandler)")
+		t.Skip("built by Go < 1.27: no encoding/json/v2, every review takes kubewebhook's handler (the answers are the same: TestKubewebhookEquivalence)")
 	}
 	pod := strings.Replace(reviewtest.DeploymentPod, `"image": "postgres:17"`, `"image": "postgres:17", "command": ["sh", "-c", "init && exec postgres > /dev/null"]`, 1)
 	for name, body := range map[string][]byte{

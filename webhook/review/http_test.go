@@ -15,32 +15,34 @@ import (
 	"github.com/sysctl-placement/sysctl-placement/webhook/internal/reviewtest"
 )
 
-func TestKubewebhooksErrorsStillReachTheLogButNotItsPerRequestLine(t *testing.T) {
-	logger, hook := logtest.NewNullLogger()
-	h, err := NewHandler(HandlerConfig{Webhook: probe{model.WebhookKindMutating}, Logger: logger.WithField("version", "test")})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// A review that passes the guard but not kubewebhook's decoder.
-	rec := reviewtest.Post(h, []byte(`{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": {"uid": 5}}`))
-	if rec.Code != http.StatusBadRequest {
-		t.Fatalf("status %d, want 400: %s", rec.Code, rec.Body.String())
-	}
-	entry := hook.LastEntry()
-	if entry == nil || entry.Level != logrus.ErrorLevel || !strings.Contains(entry.Message, "could not parse body") || entry.Data["version"] != "test" {
-		t.Fatalf("want kubewebhook's error with our fields, got %+v", entry)
-	}
-
-	hook.Reset()
-	if rec := reviewtest.Post(h, reviewtest.JSON(t, reviewtest.PostgresPod, reviewtest.Options{Namespace: "other"})); rec.Code != http.StatusOK {
-		t.Fatalf("status %d: %s", rec.Code, rec.Body.String())
-	}
-	for _, e := range hook.AllEntries() {
-		if e.Level <= logrus.InfoLevel && strings.Contains(e.Message, "Admission review request handled") {
-			t.Errorf("kubewebhook's per-request line is logged at %s: %+v", e.Level, e.Data)
+func TestKubewebhookErrors(t *testing.T) {
+	t.Run("errors of kubewebhook still reach the log but not its per-request line", func(t *testing.T) {
+		logger, hook := logtest.NewNullLogger()
+		h, err := NewHandler(HandlerConfig{Webhook: probe{model.WebhookKindMutating}, Logger: logger.WithField("version", "test")})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+
+		// A review that passes the guard but not kubewebhook's decoder.
+		rec := reviewtest.Post(h, []byte(`{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": {"uid": 5}}`))
+		if rec.Code != http.StatusBadRequest {
+			t.Fatalf("status %d, want 400: %s", rec.Code, rec.Body.String())
+		}
+		entry := hook.LastEntry()
+		if entry == nil || entry.Level != logrus.ErrorLevel || !strings.Contains(entry.Message, "could not parse body") || entry.Data["version"] != "test" {
+			t.Fatalf("want kubewebhook's error with our fields, got %+v", entry)
+		}
+
+		hook.Reset()
+		if rec := reviewtest.Post(h, reviewtest.JSON(t, reviewtest.PostgresPod, reviewtest.Options{Namespace: "other"})); rec.Code != http.StatusOK {
+			t.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+		}
+		for _, e := range hook.AllEntries() {
+			if e.Level <= logrus.InfoLevel && strings.Contains(e.Message, "Admission review request handled") {
+				t.Errorf("kubewebhook's per-request line is logged at %s: %+v", e.Level, e.Data)
+			}
+		}
+	})
 }
 
 func TestReadBodyHoldsWhatArrivedNotWhatWasClaimed(t *testing.T) {
