@@ -351,79 +351,81 @@ func (s *blockingSink) callCount() int {
 	return s.calls
 }
 
-func TestControllerRecordsNothingForForgedPlacements(t *testing.T) {
-	t.Run("a pod that does not carry what its annotation claims gets no Event", func(t *testing.T) {
-		now := time.Now()
-		// Its creator set our label and a well-formed annotation; the webhook never saw
-		// it, so it has neither the pool's nodeSelector nor its toleration.
-		forged := placedPod(t, "forged", ipcAudit, now)
-		forged.Spec.NodeSelector, forged.Spec.Tolerations = nil, nil
-		nothing := placedPod(t, "claims-nothing", scheduling.Audit{Pools: []string{"ipc"}, Reason: scheduling.ReasonPlaced}, now)
-		client := newFakeAPI(t, forged, nothing, placedPod(t, "real", ipcAudit, now, "kernel.shmmax"))
-		r := newReplica(t, client, "replica-a")
-		r.start(t)
-		eventually(t, "both forgeries are skipped", func() bool {
-			return testutil.ToFloat64(r.metrics.skipped.WithLabelValues(SkipNotAdmitted)) == 2
-		})
-		eventually(t, "the real placement is recorded", func() bool { return len(listEvents(t, client)) == 1 })
-		if got := eventKeys(listEvents(t, client)); strings.Join(got, " ") != "real/SysctlPlaced" {
-			t.Fatalf("Events = %v, want only the real placement's", got)
-		}
-	})
-
-	t.Run("an annotation larger than the webhook writes is dropped and never cached", func(t *testing.T) {
-		now := time.Now()
-		huge := placedPod(t, "huge", ipcAudit, now)
-		// Valid audit JSON: unknown fields are ignored, so the padding still parses.
-		huge.Annotations[scheduling.AnnotationPlacement] = `{"pools":["ipc"],"nodeSelector":{"sysctl-placement.io/pool":"ipc"},"padding":"` +
-			strings.Repeat("A", 250<<10) + `"}`
-		client := newFakeAPI(t, huge)
-		r := newReplica(t, client, "replica-a")
-		r.start(t)
-		eventually(t, "the oversized pod is dropped", func() bool {
-			return testutil.ToFloat64(r.metrics.dropped.WithLabelValues(DropOversized)) == 1
-		})
-		if evs := listEvents(t, client); len(evs) != 0 {
-			t.Fatalf("Events = %v, want none", eventKeys(evs))
-		}
-		for _, a := range client.Actions() {
-			if a.GetVerb() == "list" && a.GetResource().Resource == "pods" {
-				t.Errorf("the oversized pod was read in full (%v); it should be ruled out by its metadata", a)
+func TestForgedPlacements(t *testing.T) {
+	t.Run("the controller records nothing for forged placements", func(t *testing.T) {
+		t.Run("a pod that does not carry what its annotation claims gets no Event", func(t *testing.T) {
+			now := time.Now()
+			// Its creator set our label and a well-formed annotation; the webhook never saw
+			// it, so it has neither the pool's nodeSelector nor its toleration.
+			forged := placedPod(t, "forged", ipcAudit, now)
+			forged.Spec.NodeSelector, forged.Spec.Tolerations = nil, nil
+			nothing := placedPod(t, "claims-nothing", scheduling.Audit{Pools: []string{"ipc"}, Reason: scheduling.ReasonPlaced}, now)
+			client := newFakeAPI(t, forged, nothing, placedPod(t, "real", ipcAudit, now, "kernel.shmmax"))
+			r := newReplica(t, client, "replica-a")
+			r.start(t)
+			eventually(t, "both forgeries are skipped", func() bool {
+				return testutil.ToFloat64(r.metrics.skipped.WithLabelValues(SkipNotAdmitted)) == 2
+			})
+			eventually(t, "the real placement is recorded", func() bool { return len(listEvents(t, client)) == 1 })
+			if got := eventKeys(listEvents(t, client)); strings.Join(got, " ") != "real/SysctlPlaced" {
+				t.Fatalf("Events = %v, want only the real placement's", got)
 			}
-		}
-	})
-
-	t.Run("placed pods are listed a page at a time and trimmed", func(t *testing.T) {
-		m := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "team",
-			Labels:        map[string]string{scheduling.LabelPlaced: "true", "app": strings.Repeat("x", 60)},
-			Annotations:   map[string]string{scheduling.AnnotationPlacement: strings.Repeat("A", MaxPlacementAnnotationBytes+1), "other": "x"},
-			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}}
-		got := trimPodMetadata(m)
-		if len(got.Labels) != 1 || len(got.Annotations) != 1 || got.Annotations[oversizedMarker] == "" || got.ManagedFields != nil {
-			t.Errorf("trimmed metadata keeps %v, %v, %v; want our label and the oversized marker only", got.Labels, got.Annotations, got.ManagedFields)
-		}
-		client := newFakeAPI(t)
-		for i := range 40 {
-			p := placedPod(t, fmt.Sprintf("huge-%d", i), ipcAudit, time.Now())
-			p.Annotations[scheduling.AnnotationPlacement] = strings.Repeat("A", MaxPlacementAnnotationBytes+1)
-			client.createPod(t, p)
-		}
-		pages := &pagingMetadata{Interface: client.meta}
-		r := newReplica(t, client, "replica-a", func(c *ControllerConfig) { c.Metadata = pages })
-		r.start(t)
-		eventually(t, "every pod is listed", func() bool {
-			return testutil.ToFloat64(r.metrics.dropped.WithLabelValues(DropOversized)) == 40
 		})
-		pages.mu.Lock()
-		defer pages.mu.Unlock()
-		if len(pages.lists) != 3 {
-			t.Errorf("%d list calls, want 3 pages of at most %d for 40 pods", len(pages.lists), listPageSize)
-		}
-		for _, o := range pages.lists {
-			if o.Limit != listPageSize || o.ResourceVersion != "" || o.LabelSelector != PlacedPodSelector {
-				t.Errorf("list options %+v, want pages of %d from a consistent list of placed pods", o, listPageSize)
+
+		t.Run("an annotation larger than the webhook writes is dropped and never cached", func(t *testing.T) {
+			now := time.Now()
+			huge := placedPod(t, "huge", ipcAudit, now)
+			// Valid audit JSON: unknown fields are ignored, so the padding still parses.
+			huge.Annotations[scheduling.AnnotationPlacement] = `{"pools":["ipc"],"nodeSelector":{"sysctl-placement.io/pool":"ipc"},"padding":"` +
+				strings.Repeat("A", 250<<10) + `"}`
+			client := newFakeAPI(t, huge)
+			r := newReplica(t, client, "replica-a")
+			r.start(t)
+			eventually(t, "the oversized pod is dropped", func() bool {
+				return testutil.ToFloat64(r.metrics.dropped.WithLabelValues(DropOversized)) == 1
+			})
+			if evs := listEvents(t, client); len(evs) != 0 {
+				t.Fatalf("Events = %v, want none", eventKeys(evs))
 			}
-		}
+			for _, a := range client.Actions() {
+				if a.GetVerb() == "list" && a.GetResource().Resource == "pods" {
+					t.Errorf("the oversized pod was read in full (%v); it should be ruled out by its metadata", a)
+				}
+			}
+		})
+
+		t.Run("placed pods are listed a page at a time and trimmed", func(t *testing.T) {
+			m := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "team",
+				Labels:        map[string]string{scheduling.LabelPlaced: "true", "app": strings.Repeat("x", 60)},
+				Annotations:   map[string]string{scheduling.AnnotationPlacement: strings.Repeat("A", MaxPlacementAnnotationBytes+1), "other": "x"},
+				ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}}
+			got := trimPodMetadata(m)
+			if len(got.Labels) != 1 || len(got.Annotations) != 1 || got.Annotations[oversizedMarker] == "" || got.ManagedFields != nil {
+				t.Errorf("trimmed metadata keeps %v, %v, %v; want our label and the oversized marker only", got.Labels, got.Annotations, got.ManagedFields)
+			}
+			client := newFakeAPI(t)
+			for i := range 40 {
+				p := placedPod(t, fmt.Sprintf("huge-%d", i), ipcAudit, time.Now())
+				p.Annotations[scheduling.AnnotationPlacement] = strings.Repeat("A", MaxPlacementAnnotationBytes+1)
+				client.createPod(t, p)
+			}
+			pages := &pagingMetadata{Interface: client.meta}
+			r := newReplica(t, client, "replica-a", func(c *ControllerConfig) { c.Metadata = pages })
+			r.start(t)
+			eventually(t, "every pod is listed", func() bool {
+				return testutil.ToFloat64(r.metrics.dropped.WithLabelValues(DropOversized)) == 40
+			})
+			pages.mu.Lock()
+			defer pages.mu.Unlock()
+			if len(pages.lists) != 3 {
+				t.Errorf("%d list calls, want 3 pages of at most %d for 40 pods", len(pages.lists), listPageSize)
+			}
+			for _, o := range pages.lists {
+				if o.Limit != listPageSize || o.ResourceVersion != "" || o.LabelSelector != PlacedPodSelector {
+					t.Errorf("list options %+v, want pages of %d from a consistent list of placed pods", o, listPageSize)
+				}
+			}
+		})
 	})
 }
 

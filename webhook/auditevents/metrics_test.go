@@ -8,13 +8,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// TestEveryDropAndSkipCauseIsExportedFromTheStart: before any Event is dropped or
-// skipped, each cause already has a series at 0, so an alert on increase() of the
-// counter sees the first drop.
-func TestEveryDropAndSkipCauseIsExportedFromTheStart(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	NewMetrics(reg)
-	want := `
+func TestMetrics(t *testing.T) {
+	// Before any Event is dropped or skipped, each cause already has a series at 0, so
+	// an alert on increase() of the counter sees the first drop.
+	t.Run("every drop and skip cause is exported from the start", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		NewMetrics(reg)
+		want := `
 # HELP sysctl_placement_events_dropped_total Events lost, by cause (queue_full, too_many_workloads, write_failed, oversized, namespace_budget).
 # TYPE sysctl_placement_events_dropped_total counter
 sysctl_placement_events_dropped_total{cause="namespace_budget"} 0
@@ -30,7 +30,8 @@ sysctl_placement_events_skipped_total{cause="not_admitted"} 0
 sysctl_placement_events_skipped_total{cause="pod_too_old"} 0
 sysctl_placement_events_skipped_total{cause="repeated"} 0
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sysctl_placement_events_dropped_total", "sysctl_placement_events_skipped_total"); err != nil {
-		t.Error(err)
-	}
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sysctl_placement_events_dropped_total", "sysctl_placement_events_skipped_total"); err != nil {
+			t.Error(err)
+		}
+	})
 }
