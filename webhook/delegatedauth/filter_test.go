@@ -149,54 +149,56 @@ func metricsHandler(f *Filter) http.Handler {
 	return f.Wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("metrics")) }))
 }
 
-// Anyone who reaches the port can send made-up tokens; each new one used to cost a
-// TokenReview and push the real scraper out of the one cache.
-func TestAFloodOfMadeUpTokensCostsBoundedReviewsAndKeepsTheScraper(t *testing.T) {
-	api := *scraperAPI
-	clk := clocktesting.NewFakeClock(time.Now())
-	handler := metricsHandler(api.filterWith(t, Config{clock: clk}))
-	if rec := get(handler, "/metrics", "prometheus-token"); rec.Code != http.StatusOK {
-		t.Fatalf("the scraper's first scrape = %d %q", rec.Code, rec.Body.String())
-	}
-	flood := func() (refused map[int]int) {
-		refused = map[int]int{}
-		for i := range 2 * cacheSize {
-			refused[get(handler, "/metrics", fmt.Sprintf("made-up-%d-%d", clk.Now().UnixNano(), i)).Code]++
+func TestTokenFlood(t *testing.T) {
+	// Anyone who reaches the port can send made-up tokens; each new one used to cost a
+	// TokenReview and push the real scraper out of the one cache.
+	t.Run("a flood of made-up tokens costs bounded reviews and keeps the scraper", func(t *testing.T) {
+		api := *scraperAPI
+		clk := clocktesting.NewFakeClock(time.Now())
+		handler := metricsHandler(api.filterWith(t, Config{clock: clk}))
+		if rec := get(handler, "/metrics", "prometheus-token"); rec.Code != http.StatusOK {
+			t.Fatalf("the scraper's first scrape = %d %q", rec.Code, rec.Body.String())
 		}
-		return refused
-	}
+		flood := func() (refused map[int]int) {
+			refused = map[int]int{}
+			for i := range 2 * cacheSize {
+				refused[get(handler, "/metrics", fmt.Sprintf("made-up-%d-%d", clk.Now().UnixNano(), i)).Code]++
+			}
+			return refused
+		}
 
-	before := api.tokenReviews
-	refused := flood()
-	t.Run("made-up tokens cost at most the burst of TokenReviews", func(t *testing.T) {
-		if n := api.tokenReviews - before; n > unknownTokenBurst {
-			t.Errorf("%d made-up tokens made %d TokenReviews, want at most %d", 2*cacheSize, n, unknownTokenBurst)
-		}
-	})
-	t.Run("the made-up tokens beyond it are answered 429, the others 401", func(t *testing.T) {
-		if refused[http.StatusTooManyRequests]+refused[http.StatusUnauthorized] != 2*cacheSize || refused[http.StatusTooManyRequests] == 0 {
-			t.Errorf("answers to made-up tokens by status: %v, want only 401 and 429", refused)
-		}
-	})
-	t.Run("the scraper is still answered from the cache", func(t *testing.T) {
-		before := api.reviews
-		if rec := get(handler, "/metrics", "prometheus-token"); rec.Code != http.StatusOK {
-			t.Errorf("the scraper after the flood = %d %q, want 200", rec.Code, rec.Body.String())
-		}
-		if api.reviews != before {
-			t.Errorf("the scraper's token after the flood made %d reviews, want 0: it was pushed out of the cache", api.reviews-before)
-		}
-	})
-	t.Run("once its answer expires, the scraper's token is reviewed again whatever the flood", func(t *testing.T) {
-		clk.Step(authenticatedTTL + time.Second)
-		flood()
 		before := api.tokenReviews
-		if rec := get(handler, "/metrics", "prometheus-token"); rec.Code != http.StatusOK {
-			t.Errorf("the scraper during a flood after its answer expired = %d %q, want 200", rec.Code, rec.Body.String())
-		}
-		if n := api.tokenReviews - before; n != 1 {
-			t.Errorf("the scraper's expired answer made %d TokenReviews, want 1", n)
-		}
+		refused := flood()
+		t.Run("made-up tokens cost at most the burst of TokenReviews", func(t *testing.T) {
+			if n := api.tokenReviews - before; n > unknownTokenBurst {
+				t.Errorf("%d made-up tokens made %d TokenReviews, want at most %d", 2*cacheSize, n, unknownTokenBurst)
+			}
+		})
+		t.Run("the made-up tokens beyond it are answered 429, the others 401", func(t *testing.T) {
+			if refused[http.StatusTooManyRequests]+refused[http.StatusUnauthorized] != 2*cacheSize || refused[http.StatusTooManyRequests] == 0 {
+				t.Errorf("answers to made-up tokens by status: %v, want only 401 and 429", refused)
+			}
+		})
+		t.Run("the scraper is still answered from the cache", func(t *testing.T) {
+			before := api.reviews
+			if rec := get(handler, "/metrics", "prometheus-token"); rec.Code != http.StatusOK {
+				t.Errorf("the scraper after the flood = %d %q, want 200", rec.Code, rec.Body.String())
+			}
+			if api.reviews != before {
+				t.Errorf("the scraper's token after the flood made %d reviews, want 0: it was pushed out of the cache", api.reviews-before)
+			}
+		})
+		t.Run("once its answer expires, the scraper's token is reviewed again whatever the flood", func(t *testing.T) {
+			clk.Step(authenticatedTTL + time.Second)
+			flood()
+			before := api.tokenReviews
+			if rec := get(handler, "/metrics", "prometheus-token"); rec.Code != http.StatusOK {
+				t.Errorf("the scraper during a flood after its answer expired = %d %q, want 200", rec.Code, rec.Body.String())
+			}
+			if n := api.tokenReviews - before; n != 1 {
+				t.Errorf("the scraper's expired answer made %d TokenReviews, want 1", n)
+			}
+		})
 	})
 }
 
