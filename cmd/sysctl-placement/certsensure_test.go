@@ -45,21 +45,23 @@ func TestCertsRunTwiceChangesNothingTheSecondTime(t *testing.T) {
 	}
 }
 
-// The Secret the webhook mounts holds no key that can sign: a compromised replica, or
-// its node (a kubelet reads a mounted Secret whole), must not yield the CA.
-func TestTheCAKeyIsKeptOutOfTheSecretTheWebhookMounts(t *testing.T) {
-	client := fake.NewClientset(webhookConfigurations()...)
-	mustCertsRun(t, client)
-	mounted, ca := tlsSecret(t, client), caSecret(t, client)
-	if _, ok := mounted.Data["ca.key"]; ok {
-		t.Errorf("the Secret %s holds ca.key; want it only in %s", mounted.Name, ca.Name)
-	}
-	if ca.Type != corev1.SecretTypeOpaque || len(ca.Data["ca.key"]) == 0 || !bytes.Equal(ca.Data["ca.crt"], mounted.Data["ca.crt"]) {
-		t.Errorf("the CA Secret has type %s and keys %v; want an Opaque Secret with the CA mounted's ca.crt names and its key", ca.Type, slices.Collect(maps.Keys(ca.Data)))
-	}
-	if _, err := certs.LoadCA(ca.Data["ca.crt"], ca.Data["ca.key"]); err != nil {
-		t.Errorf("the CA Secret does not hold a usable CA: %v", err)
-	}
+func TestCAKey(t *testing.T) {
+	// The Secret the webhook mounts holds no key that can sign: a compromised replica, or
+	// its node (a kubelet reads a mounted Secret whole), must not yield the CA.
+	t.Run("the CA key is kept out of the secret the webhook mounts", func(t *testing.T) {
+		client := fake.NewClientset(webhookConfigurations()...)
+		mustCertsRun(t, client)
+		mounted, ca := tlsSecret(t, client), caSecret(t, client)
+		if _, ok := mounted.Data["ca.key"]; ok {
+			t.Errorf("the Secret %s holds ca.key; want it only in %s", mounted.Name, ca.Name)
+		}
+		if ca.Type != corev1.SecretTypeOpaque || len(ca.Data["ca.key"]) == 0 || !bytes.Equal(ca.Data["ca.crt"], mounted.Data["ca.crt"]) {
+			t.Errorf("the CA Secret has type %s and keys %v; want an Opaque Secret with the CA mounted's ca.crt names and its key", ca.Type, slices.Collect(maps.Keys(ca.Data)))
+		}
+		if _, err := certs.LoadCA(ca.Data["ca.crt"], ca.Data["ca.key"]); err != nil {
+			t.Errorf("the CA Secret does not hold a usable CA: %v", err)
+		}
+	})
 }
 
 // Installations from before the CA had its own Secret keep their CA (and so caBundle):
@@ -94,46 +96,48 @@ func TestACASecretFromBeforeTheMoveKeepsItsCA(t *testing.T) {
 	}
 }
 
-func TestCertsSetsTheCABundleOfEveryWebhookInBothConfigurations(t *testing.T) {
-	stale := newCA(t, 24*time.Hour).CertPEM()
-	// One entry carries a foreign CA, the others none: all must end up equal.
-	client := fake.NewClientset(webhookConfigurations(stale)...)
-	mustCertsRun(t, client)
-	secret := tlsSecret(t, client)
-	bundles := caBundles(t, client)
-	if len(bundles) != 2*len(webhookNames) {
-		t.Fatalf("found %d webhooks; want %d", len(bundles), 2*len(webhookNames))
-	}
-	for name, bundle := range bundles {
-		if !bytes.Equal(bundle, secret.Data["ca.crt"]) {
-			t.Errorf("%s has caBundle %.40q…; want the Secret's ca.crt", name, bundle)
+func TestCABundle(t *testing.T) {
+	t.Run("certs sets the CA bundle of every webhook in both configurations", func(t *testing.T) {
+		stale := newCA(t, 24*time.Hour).CertPEM()
+		// One entry carries a foreign CA, the others none: all must end up equal.
+		client := fake.NewClientset(webhookConfigurations(stale)...)
+		mustCertsRun(t, client)
+		secret := tlsSecret(t, client)
+		bundles := caBundles(t, client)
+		if len(bundles) != 2*len(webhookNames) {
+			t.Fatalf("found %d webhooks; want %d", len(bundles), 2*len(webhookNames))
 		}
-		assertServes(t, secret.Data["tls.crt"], bundle, "sysctl-placement.sysctl-placement.svc")
-	}
-}
+		for name, bundle := range bundles {
+			if !bytes.Equal(bundle, secret.Data["ca.crt"]) {
+				t.Errorf("%s has caBundle %.40q…; want the Secret's ca.crt", name, bundle)
+			}
+			assertServes(t, secret.Data["tls.crt"], bundle, "sysctl-placement.sysctl-placement.svc")
+		}
+	})
 
-func TestOnlyTheWebhooksWhoseCABundleDiffersArePatched(t *testing.T) {
-	ca := newCA(t, 87600*time.Hour)
-	secret := seededSecret(t, ca, "sysctl-placement", 8760*time.Hour)
-	// Three entries already trust the CA; the last has none.
-	objs := append(webhookConfigurations(ca.CertPEM(), ca.CertPEM(), ca.CertPEM()), secret, seededCASecret(ca))
-	client := fake.NewClientset(objs...)
-	mustCertsRun(t, client)
-	var patches []string
-	for _, a := range client.Actions() {
-		if p, ok := a.(k8stesting.PatchAction); ok {
-			patches = append(patches, string(p.GetPatch()))
+	t.Run("only the webhooks whose CA bundle differs are patched", func(t *testing.T) {
+		ca := newCA(t, 87600*time.Hour)
+		secret := seededSecret(t, ca, "sysctl-placement", 8760*time.Hour)
+		// Three entries already trust the CA; the last has none.
+		objs := append(webhookConfigurations(ca.CertPEM(), ca.CertPEM(), ca.CertPEM()), secret, seededCASecret(ca))
+		client := fake.NewClientset(objs...)
+		mustCertsRun(t, client)
+		var patches []string
+		for _, a := range client.Actions() {
+			if p, ok := a.(k8stesting.PatchAction); ok {
+				patches = append(patches, string(p.GetPatch()))
+			}
 		}
-	}
-	if len(patches) != 2 {
-		t.Fatalf("sent %d patches; want one per configuration", len(patches))
-	}
-	for _, p := range patches {
-		if strings.Count(p, `"op":"add"`) != 1 || !strings.Contains(p, "/webhooks/3/clientConfig/caBundle") {
-			t.Errorf("patch %s; want caBundle set on webhook 3 only", p)
+		if len(patches) != 2 {
+			t.Fatalf("sent %d patches; want one per configuration", len(patches))
 		}
-		if !strings.Contains(p, `"op":"test","path":"/webhooks/3/name","value":"podtemplates.sysctl-placement.io"`) {
-			t.Errorf("patch %s does not guard the entry by its name", p)
+		for _, p := range patches {
+			if strings.Count(p, `"op":"add"`) != 1 || !strings.Contains(p, "/webhooks/3/clientConfig/caBundle") {
+				t.Errorf("patch %s; want caBundle set on webhook 3 only", p)
+			}
+			if !strings.Contains(p, `"op":"test","path":"/webhooks/3/name","value":"podtemplates.sysctl-placement.io"`) {
+				t.Errorf("patch %s does not guard the entry by its name", p)
+			}
 		}
-	}
+	})
 }

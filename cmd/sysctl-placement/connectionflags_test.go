@@ -116,56 +116,58 @@ func TestKubectlConnectionFlagsReachTheAPIServer(t *testing.T) {
 	}
 }
 
-func TestRequestTimeoutGivesUpOnAnAPIServerThatDoesNotAnswer(t *testing.T) {
-	// The handler holds each request until the client gives up on it, or the test ends.
-	// client-go says "context deadline exceeded" or "Client.Timeout exceeded", by timing.
-	ended := make(chan struct{})
-	hanging := httptest.NewTLSServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-		case <-ended:
+func TestConnectionFlags(t *testing.T) {
+	t.Run("the request timeout gives up on an API server that does not answer", func(t *testing.T) {
+		// The handler holds each request until the client gives up on it, or the test ends.
+		// client-go says "context deadline exceeded" or "Client.Timeout exceeded", by timing.
+		ended := make(chan struct{})
+		hanging := httptest.NewTLSServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-ended:
+			}
+		}))
+		t.Cleanup(hanging.Close)
+		t.Cleanup(func() { close(ended) }) // runs first
+		kubeconfig := twoClusterKubeconfig(t, hanging.URL, hanging.URL)
+		code, _, errOut := runCommand(t, "", "uninstall-webhooks", "--kubeconfig", kubeconfig, "--request-timeout", "200ms")
+		if code == 0 || !strings.Contains(errOut, "timeout=200ms") || !strings.Contains(errOut, "exceeded") {
+			t.Errorf("exit %d, stderr %q: want a failure saying the request timed out", code, errOut)
 		}
-	}))
-	t.Cleanup(hanging.Close)
-	t.Cleanup(func() { close(ended) }) // runs first
-	kubeconfig := twoClusterKubeconfig(t, hanging.URL, hanging.URL)
-	code, _, errOut := runCommand(t, "", "uninstall-webhooks", "--kubeconfig", kubeconfig, "--request-timeout", "200ms")
-	if code == 0 || !strings.Contains(errOut, "timeout=200ms") || !strings.Contains(errOut, "exceeded") {
-		t.Errorf("exit %d, stderr %q: want a failure saying the request timed out", code, errOut)
-	}
-	code, _, errOut = runCommand(t, "", "uninstall-webhooks", "--kubeconfig", kubeconfig, "--request-timeout", "soon")
-	if code != 1 || !strings.Contains(errOut, `--request-timeout "soon" is not a duration`) {
-		t.Errorf("--request-timeout soon: exit %d, stderr %q; want an error naming the bad value", code, errOut)
-	}
-}
+		code, _, errOut = runCommand(t, "", "uninstall-webhooks", "--kubeconfig", kubeconfig, "--request-timeout", "soon")
+		if code != 1 || !strings.Contains(errOut, `--request-timeout "soon" is not a duration`) {
+			t.Errorf("--request-timeout soon: exit %d, stderr %q; want an error naming the bad value", code, errOut)
+		}
+	})
 
-// In a pod, serve uses its service account; a connection flag says the user means
-// another cluster or identity, so the kubeconfig and the flags are used instead.
-func TestServeInAPodUsesTheKubeconfigWhenAConnectionFlagIsGiven(t *testing.T) {
-	t.Setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
-	t.Setenv("KUBERNETES_SERVICE_PORT", "443")
-	kubeconfig := twoClusterKubeconfig(t, "https://main.example:6443", "https://other.example:6443")
-	t.Setenv("KUBECONFIG", kubeconfig)
-	parse := func(args ...string) *globalOptions {
-		g := &globalOptions{}
-		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-		g.addFlags(fs)
-		if err := fs.Parse(args); err != nil {
-			t.Fatal(err)
+	// In a pod, serve uses its service account; a connection flag says the user means
+	// another cluster or identity, so the kubeconfig and the flags are used instead.
+	t.Run("serve in a pod uses the kubeconfig when a connection flag is given", func(t *testing.T) {
+		t.Setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+		t.Setenv("KUBERNETES_SERVICE_PORT", "443")
+		kubeconfig := twoClusterKubeconfig(t, "https://main.example:6443", "https://other.example:6443")
+		t.Setenv("KUBECONFIG", kubeconfig)
+		parse := func(args ...string) *globalOptions {
+			g := &globalOptions{}
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			g.addFlags(fs)
+			if err := fs.Parse(args); err != nil {
+				t.Fatal(err)
+			}
+			return g
 		}
-		return g
-	}
-	// The test machine is no pod: the in-cluster config fails for want of the service
-	// account's token file, which shows it was tried.
-	if _, err := parse().restConfig(true, "test"); err == nil || !strings.Contains(err.Error(), "in-cluster") {
-		t.Errorf("no connection flag: %v, want the in-cluster config tried", err)
-	}
-	for _, args := range [][]string{{"--context", "other"}, {"--server", "https://other.example:6443"}, {"--as", "alice", "--server", "https://other.example:6443"}} {
-		cfg, err := parse(args...).restConfig(true, "test")
-		if err != nil || cfg.Host != "https://other.example:6443" {
-			t.Errorf("%v: host %v, %v; want the kubeconfig with the flags", args, cfg, err)
+		// The test machine is no pod: the in-cluster config fails for want of the service
+		// account's token file, which shows it was tried.
+		if _, err := parse().restConfig(true, "test"); err == nil || !strings.Contains(err.Error(), "in-cluster") {
+			t.Errorf("no connection flag: %v, want the in-cluster config tried", err)
 		}
-	}
+		for _, args := range [][]string{{"--context", "other"}, {"--server", "https://other.example:6443"}, {"--as", "alice", "--server", "https://other.example:6443"}} {
+			cfg, err := parse(args...).restConfig(true, "test")
+			if err != nil || cfg.Host != "https://other.example:6443" {
+				t.Errorf("%v: host %v, %v; want the kubeconfig with the flags", args, cfg, err)
+			}
+		}
+	})
 }
 
 func TestEveryCommandTakesKubectlsConnectionFlags(t *testing.T) {

@@ -41,8 +41,9 @@ func TestPlanPrintsTheExamplePodPlacedOnTheIPCPool(t *testing.T) {
 	}
 }
 
-func TestPlanJSONGivesOneResultPerDocumentWithAPatchThatKeepsUnknownFields(t *testing.T) {
-	manifest := `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
+func TestPlanJSON(t *testing.T) {
+	t.Run("plan JSON gives one result per document with a patch that keeps unknown fields", func(t *testing.T) {
+		manifest := `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
   "spec": {"futureField": {"x": 1}, "securityContext": {"sysctls": [{"name": "net.core.somaxconn", "value": "1024"}]},
            "containers": [{"name": "c", "image": "i"}]}}
 ---
@@ -52,30 +53,31 @@ metadata: {name: b}
 spec:
   containers: [{name: c, image: i}]
 `
-	code, out, errOut := runCommand(t, manifest, "plan", "-o", "json", "-f", "-")
-	if code != 0 {
-		t.Fatalf("exit %d, stderr: %s", code, errOut)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("want one JSON line per document, got %d:\n%s", len(lines), out)
-	}
-	var first, second planResult
-	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal([]byte(lines[1]), &second); err != nil {
-		t.Fatal(err)
-	}
-	if !first.Allowed || len(first.Patch) == 0 || !strings.Contains(string(first.Object), `"futureField":{"x":1}`) {
-		t.Errorf("first document: want allowed, a patch and the unknown field kept; got %s", lines[0])
-	}
-	if !strings.Contains(string(first.Object), `"sysctl-placement.io/pool":"net"`) {
-		t.Errorf("first document was not placed on the net pool: %s", first.Object)
-	}
-	if !second.Allowed || len(second.Patch) != 0 || second.Warnings == nil {
-		t.Errorf("a pod without sysctls must be allowed with an empty patch and warnings list, got %s", lines[1])
-	}
+		code, out, errOut := runCommand(t, manifest, "plan", "-o", "json", "-f", "-")
+		if code != 0 {
+			t.Fatalf("exit %d, stderr: %s", code, errOut)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 2 {
+			t.Fatalf("want one JSON line per document, got %d:\n%s", len(lines), out)
+		}
+		var first, second planResult
+		if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(lines[1]), &second); err != nil {
+			t.Fatal(err)
+		}
+		if !first.Allowed || len(first.Patch) == 0 || !strings.Contains(string(first.Object), `"futureField":{"x":1}`) {
+			t.Errorf("first document: want allowed, a patch and the unknown field kept; got %s", lines[0])
+		}
+		if !strings.Contains(string(first.Object), `"sysctl-placement.io/pool":"net"`) {
+			t.Errorf("first document was not placed on the net pool: %s", first.Object)
+		}
+		if !second.Allowed || len(second.Patch) != 0 || second.Warnings == nil {
+			t.Errorf("a pod without sysctls must be allowed with an empty patch and warnings list, got %s", lines[1])
+		}
+	})
 }
 
 func TestPlanExitsTwoWhenADocumentIsDenied(t *testing.T) {
@@ -149,52 +151,54 @@ pools:
 	}
 }
 
-func TestPlanReportsWhatTheNamespacesPodSecurityLevelForbids(t *testing.T) {
-	t.Run("a pod is denied under enforce=baseline with the cause and the fix", func(t *testing.T) {
-		code, _, errOut := runCommand(t, "", "plan", "--namespace-label", "pod-security.kubernetes.io/enforce=baseline",
-			"-f", "../../deploy/examples/postgres-pod.yaml")
-		if code != 2 {
-			t.Fatalf("exit %d, want 2 for a denied pod; stderr: %s", code, errOut)
-		}
-		for _, want := range []string{"warning: sysctl-placement: Pod Security baseline:latest (enforce) forbids kernel.shmmax",
-			"namespace default enforces Pod Security baseline:latest: 1 workload with unsafe sysctls can never run there",
-			"denied (document 1): forbidden by Pod Security: namespace default enforces baseline:latest", "enforce=privileged"} {
-			if !strings.Contains(errOut, want) {
-				t.Errorf("stderr lacks %q:\n%s", want, errOut)
+func TestPlanPodSecurity(t *testing.T) {
+	t.Run("plan reports what the pod security level of the namespace forbids", func(t *testing.T) {
+		t.Run("a pod is denied under enforce=baseline with the cause and the fix", func(t *testing.T) {
+			code, _, errOut := runCommand(t, "", "plan", "--namespace-label", "pod-security.kubernetes.io/enforce=baseline",
+				"-f", "../../deploy/examples/postgres-pod.yaml")
+			if code != 2 {
+				t.Fatalf("exit %d, want 2 for a denied pod; stderr: %s", code, errOut)
 			}
-		}
-	})
-	t.Run("a Deployment is admitted with the warning that its pods will be refused", func(t *testing.T) {
-		code, out, errOut := runCommand(t, "", "plan", "--namespace-label", "pod-security.kubernetes.io/enforce=restricted",
-			"--namespace-label", "pod-security.kubernetes.io/enforce-version=v1.30", "-o", "json",
-			"-f", "../../deploy/examples/postgres-deployment.yaml")
-		if code != 0 {
-			t.Fatalf("exit %d: %s", code, errOut)
-		}
-		var res planResult
-		if err := json.Unmarshal([]byte(out), &res); err != nil {
-			t.Fatal(err)
-		}
-		if !res.Allowed || !strings.Contains(strings.Join(res.Warnings, "\n"), "Pod Security restricted:v1.30 (enforce) forbids") {
-			t.Errorf("got %+v", res)
-		}
-	})
-	t.Run("the namespace summary counts every workload the enforced level refuses", func(t *testing.T) {
-		code, _, errOut := runCommand(t, "", "plan", "--namespace-label", "pod-security.kubernetes.io/enforce=baseline",
-			"-f", "../../deploy/examples/postgres-pod.yaml", "-f", "../../deploy/examples/postgres-deployment.yaml",
-			"-f", "../../deploy/examples/redis-deployment.yaml")
-		if code != 2 {
-			t.Fatalf("exit %d: %s", code, errOut)
-		}
-		if !strings.Contains(errOut, "namespace default enforces Pod Security baseline:latest: 3 workloads with unsafe sysctls can never run there") {
-			t.Errorf("stderr lacks the namespace summary:\n%s", errOut)
-		}
-	})
-	t.Run("a pod under enforce=privileged is placed", func(t *testing.T) {
-		code, out, errOut := runCommand(t, "", "plan", "--namespace-label", "pod-security.kubernetes.io/enforce=privileged",
-			"-o", "yaml", "-f", "../../deploy/examples/postgres-pod.yaml")
-		if code != 0 || !strings.Contains(out, "sysctl-placement.io/pool: ipc") || strings.Contains(errOut, "Pod Security") {
-			t.Fatalf("exit %d, stdout:\n%s\nstderr: %s", code, out, errOut)
-		}
+			for _, want := range []string{"warning: sysctl-placement: Pod Security baseline:latest (enforce) forbids kernel.shmmax",
+				"namespace default enforces Pod Security baseline:latest: 1 workload with unsafe sysctls can never run there",
+				"denied (document 1): forbidden by Pod Security: namespace default enforces baseline:latest", "enforce=privileged"} {
+				if !strings.Contains(errOut, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, errOut)
+				}
+			}
+		})
+		t.Run("a Deployment is admitted with the warning that its pods will be refused", func(t *testing.T) {
+			code, out, errOut := runCommand(t, "", "plan", "--namespace-label", "pod-security.kubernetes.io/enforce=restricted",
+				"--namespace-label", "pod-security.kubernetes.io/enforce-version=v1.30", "-o", "json",
+				"-f", "../../deploy/examples/postgres-deployment.yaml")
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			var res planResult
+			if err := json.Unmarshal([]byte(out), &res); err != nil {
+				t.Fatal(err)
+			}
+			if !res.Allowed || !strings.Contains(strings.Join(res.Warnings, "\n"), "Pod Security restricted:v1.30 (enforce) forbids") {
+				t.Errorf("got %+v", res)
+			}
+		})
+		t.Run("the namespace summary counts every workload the enforced level refuses", func(t *testing.T) {
+			code, _, errOut := runCommand(t, "", "plan", "--namespace-label", "pod-security.kubernetes.io/enforce=baseline",
+				"-f", "../../deploy/examples/postgres-pod.yaml", "-f", "../../deploy/examples/postgres-deployment.yaml",
+				"-f", "../../deploy/examples/redis-deployment.yaml")
+			if code != 2 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			if !strings.Contains(errOut, "namespace default enforces Pod Security baseline:latest: 3 workloads with unsafe sysctls can never run there") {
+				t.Errorf("stderr lacks the namespace summary:\n%s", errOut)
+			}
+		})
+		t.Run("a pod under enforce=privileged is placed", func(t *testing.T) {
+			code, out, errOut := runCommand(t, "", "plan", "--namespace-label", "pod-security.kubernetes.io/enforce=privileged",
+				"-o", "yaml", "-f", "../../deploy/examples/postgres-pod.yaml")
+			if code != 0 || !strings.Contains(out, "sysctl-placement.io/pool: ipc") || strings.Contains(errOut, "Pod Security") {
+				t.Fatalf("exit %d, stdout:\n%s\nstderr: %s", code, out, errOut)
+			}
+		})
 	})
 }

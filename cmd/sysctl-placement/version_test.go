@@ -85,15 +85,17 @@ func TestVersion(t *testing.T) {
 	})
 }
 
-func TestBuildInfoMetricCarriesVersionRevisionAndGoVersion(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(newBuildInfoGauge(buildInfo{Version: "v0.2.0", Revision: "abc", GoVersion: "go1.27.3"}))
-	want := `
+func TestBuildInfoMetric(t *testing.T) {
+	t.Run("the build info metric carries the version, revision and Go version", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(newBuildInfoGauge(buildInfo{Version: "v0.2.0", Revision: "abc", GoVersion: "go1.27.3"}))
+		want := `
 # HELP sysctl_placement_build_info Always 1; its labels say which build is running.
 # TYPE sysctl_placement_build_info gauge
 sysctl_placement_build_info{goversion="go1.27.3",revision="abc",version="v0.2.0"} 1
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sysctl_placement_build_info"); err != nil {
-		t.Error(err)
-	}
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sysctl_placement_build_info"); err != nil {
+			t.Error(err)
+		}
+	})
 }
