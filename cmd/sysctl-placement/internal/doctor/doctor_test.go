@@ -65,32 +65,53 @@ func placed(p *corev1.Pod) (*corev1.Pod, error) {
 	return p, nil
 }
 
-func TestDoctorPassesWhenADryRunPodInAnOptedInScratchNamespaceIsPlaced(t *testing.T) {
-	client, creates := cluster(t, configurations([]byte("ca")), placed)
-	var out bytes.Buffer
-	if err := Run(context.Background(), client, chart, &out); err != nil {
-		t.Fatalf("Run: %v\n%s", err, out.String())
-	}
-	if len(*creates) != 2 {
-		t.Fatalf("creates %d, want the namespace and the pod", len(*creates))
-	}
-	ns := (*creates)[0].GetObject().(*corev1.Namespace)
-	if sel, _ := metav1.LabelSelectorAsSelector(optIn); !sel.Matches(labels.Set(ns.Labels)) {
-		t.Errorf("scratch namespace labels %v do not opt in (%s)", ns.Labels, sel)
-	}
-	pod := (*creates)[1]
-	if opts := pod.(k8stesting.CreateActionImpl).CreateOptions; len(opts.DryRun) != 1 || opts.DryRun[0] != metav1.DryRunAll {
-		t.Errorf("pod created with dryRun %v, want [All]: the check must store nothing", opts.DryRun)
-	}
-	if got := pod.GetObject().(*corev1.Pod).Spec.SecurityContext.Sysctls; len(got) != 1 || got[0] != chart.Sysctl {
-		t.Errorf("test pod sysctls %v, want [%v]", got, chart.Sysctl)
-	}
-	if _, err := client.CoreV1().Namespaces().Get(context.Background(), ns.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("scratch namespace %s still there after the check (err %v)", ns.Name, err)
-	}
-	if !strings.Contains(out.String(), "placed: a pod asking for kernel.msgmax=65536 gets pool ipc") {
-		t.Errorf("output does not say where the pod went:\n%s", out.String())
-	}
+func TestDoctorNamespaces(t *testing.T) {
+	t.Run("doctor passes when a dry-run pod in an opted-in scratch namespace is placed", func(t *testing.T) {
+		client, creates := cluster(t, configurations([]byte("ca")), placed)
+		var out bytes.Buffer
+		if err := Run(context.Background(), client, chart, &out); err != nil {
+			t.Fatalf("Run: %v\n%s", err, out.String())
+		}
+		if len(*creates) != 2 {
+			t.Fatalf("creates %d, want the namespace and the pod", len(*creates))
+		}
+		ns := (*creates)[0].GetObject().(*corev1.Namespace)
+		if sel, _ := metav1.LabelSelectorAsSelector(optIn); !sel.Matches(labels.Set(ns.Labels)) {
+			t.Errorf("scratch namespace labels %v do not opt in (%s)", ns.Labels, sel)
+		}
+		pod := (*creates)[1]
+		if opts := pod.(k8stesting.CreateActionImpl).CreateOptions; len(opts.DryRun) != 1 || opts.DryRun[0] != metav1.DryRunAll {
+			t.Errorf("pod created with dryRun %v, want [All]: the check must store nothing", opts.DryRun)
+		}
+		if got := pod.GetObject().(*corev1.Pod).Spec.SecurityContext.Sysctls; len(got) != 1 || got[0] != chart.Sysctl {
+			t.Errorf("test pod sysctls %v, want [%v]", got, chart.Sysctl)
+		}
+		if _, err := client.CoreV1().Namespaces().Get(context.Background(), ns.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("scratch namespace %s still there after the check (err %v)", ns.Name, err)
+		}
+		if !strings.Contains(out.String(), "placed: a pod asking for kernel.msgmax=65536 gets pool ipc") {
+			t.Errorf("output does not say where the pod went:\n%s", out.String())
+		}
+	})
+
+	// The chart's helm test names a namespace it made to opt in: the check then needs no
+	// right on namespaces, only create on pods there.
+	t.Run("doctor tests in the namespace it is given without creating one", func(t *testing.T) {
+		client, creates := cluster(t, configurations([]byte("ca")), placed)
+		o := chart
+		o.TestNamespace = "sysctl-placement-doctor"
+		if err := Run(context.Background(), client, o, &bytes.Buffer{}); err != nil {
+			t.Fatal(err)
+		}
+		if len(*creates) != 1 || (*creates)[0].GetResource().Resource != "pods" || (*creates)[0].GetNamespace() != o.TestNamespace {
+			t.Errorf("creates %v, want only the pod, in %s", *creates, o.TestNamespace)
+		}
+		for _, a := range client.Actions() {
+			if a.GetResource().Resource == "namespaces" {
+				t.Errorf("%s namespaces: the check must not touch namespaces when given one", a.GetVerb())
+			}
+		}
+	})
 }
 
 func TestDoctorNamesTheCause(t *testing.T) {
@@ -160,24 +181,5 @@ func TestClassifyKeepsTheAPIServersReason(t *testing.T) {
 	err := Classify(apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "p", errors.New("exceeded quota")))
 	if !strings.Contains(err.Error(), "Forbidden") || !strings.Contains(err.Error(), "exceeded quota") {
 		t.Errorf("Classify = %v, want the reason and the message", err)
-	}
-}
-
-// The chart's helm test names a namespace it made to opt in: the check then needs no
-// right on namespaces, only create on pods there.
-func TestDoctorTestsInTheNamespaceItIsGivenWithoutCreatingOne(t *testing.T) {
-	client, creates := cluster(t, configurations([]byte("ca")), placed)
-	o := chart
-	o.TestNamespace = "sysctl-placement-doctor"
-	if err := Run(context.Background(), client, o, &bytes.Buffer{}); err != nil {
-		t.Fatal(err)
-	}
-	if len(*creates) != 1 || (*creates)[0].GetResource().Resource != "pods" || (*creates)[0].GetNamespace() != o.TestNamespace {
-		t.Errorf("creates %v, want only the pod, in %s", *creates, o.TestNamespace)
-	}
-	for _, a := range client.Actions() {
-		if a.GetResource().Resource == "namespaces" {
-			t.Errorf("%s namespaces: the check must not touch namespaces when given one", a.GetVerb())
-		}
 	}
 }
