@@ -37,6 +37,8 @@ func TestAReApplyKeepsThePublishedDiscoveryResult(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Both the key serve writes and the last release's, which it still reads.
+		cm.BinaryData = map[string][]byte{"allowlists.json.gz": []byte("result")}
 		cm.Data = map[string]string{"allowlists.json": `{"leader":"replica-1","complete":true}`}
 		if _, err := configMaps.Update(ctx, cm, metav1.UpdateOptions{FieldManager: "sysctl-placement"}); err != nil {
 			t.Fatal(err)
@@ -61,8 +63,8 @@ func TestAReApplyKeepsThePublishedDiscoveryResult(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if cm.Data["allowlists.json"] == "" {
-				t.Errorf("kubectl %v again removed the published result: data = %v, managed fields %+v", tc.args, cm.Data, cm.ManagedFields)
+			if string(cm.BinaryData["allowlists.json.gz"]) != "result" || cm.Data["allowlists.json"] == "" {
+				t.Errorf("kubectl %v again removed the published result: binaryData = %v, data = %v, managed fields %+v", tc.args, cm.BinaryData, cm.Data, cm.ManagedFields)
 			}
 		})
 	}

@@ -142,9 +142,12 @@ type Discoverer struct {
 	// leaderComplete: this replica, leading, has read every node once.
 	leaderComplete bool
 	// dirty: probe results not yet published.
-	dirty     bool
-	firstPass chan struct{}
-	done      atomic.Bool
+	dirty bool
+	// nextPublish: no write of the shared result before it (publish's write-rate
+	// bound); touched only by the leading loop, which alone publishes.
+	nextPublish time.Time
+	firstPass   chan struct{}
+	done        atomic.Bool
 	// synced: the informers have synced, so a rebuild sees every Node.
 	synced atomic.Bool
 	// runCtx is Run's context, set before the informers start: it bounds the Lease

@@ -6,6 +6,7 @@ package discovery
 import (
 	"context"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -119,17 +120,23 @@ func (d *Discoverer) probeNext(ctx context.Context, queue workqueue.TypedRateLim
 	}
 	d.cfg.Metrics.observeProbe(err)
 	d.mu.Lock()
-	prev := d.allowlists[name]
+	prev, had := d.allowlists[name]
+	next := Allowlist{Known: true, Patterns: patterns}
 	if err != nil {
 		// An unreachable kubelet keeps its last known allowlist: a node that is
 		// restarting or briefly partitioned has not changed what it allows.
-		prev.Err = err
-		d.allowlists[name] = prev
+		next = prev
+		next.Err = err
 	} else {
-		d.allowlists[name] = Allowlist{Known: true, Patterns: patterns}
 		d.readAt[name] = time.Now()
 	}
-	d.dirty = true
+	d.allowlists[name] = next
+	// Only a read that changes the result is worth a write of its own: read again
+	// unchanged, a kubelet's new read time rides on the next write, at the latest the
+	// one every Refresh, so the steady refresh costs no writes.
+	if !had || !sameAllowlist(prev, next) {
+		d.dirty = true
+	}
 	d.donePendingLocked(name)
 	d.mu.Unlock()
 	if err != nil {
@@ -148,6 +155,11 @@ func (d *Discoverer) probeNext(ctx context.Context, queue workqueue.TypedRateLim
 	}
 	d.checkFirstPass()
 	return true
+}
+
+// sameAllowlist: a and b publish alike.
+func sameAllowlist(a, b Allowlist) bool {
+	return a.Known == b.Known && slices.Equal(a.Patterns, b.Patterns) && (a.Err == nil) == (b.Err == nil) && (a.Err == nil || a.Err.Error() == b.Err.Error())
 }
 
 func (d *Discoverer) donePendingLocked(name string) {

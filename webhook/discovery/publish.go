@@ -23,6 +23,9 @@ func (d *Discoverer) publish(ctx context.Context) {
 	if obj, ok, _ := d.sharedInformer.GetStore().GetByKey(share.Namespace + "/" + share.Name); ok {
 		current, _ = obj.(*corev1.ConfigMap)
 	}
+	if time.Now().Before(d.nextPublish) {
+		return
+	}
 	d.mu.Lock()
 	if !d.dirty && current != nil {
 		d.mu.Unlock()
@@ -33,7 +36,8 @@ func (d *Discoverer) publish(ctx context.Context) {
 	complete := d.leaderComplete
 	d.mu.Unlock()
 	res := encodeShared(cachedNodes(d.informer.GetStore()), d.cfg.PoolLabel, allowlists, readAt, share.Identity, complete, time.Now())
-	if err := writeShared(ctx, d.cfg.Client, share, current, res); err != nil {
+	written, err := writeShared(ctx, d.cfg.Client, share, current, res)
+	if err != nil {
 		if ctx.Err() == nil {
 			missing := errors.Is(err, errSharedMissing)
 			d.cfg.Metrics.observeSharedWriteFailure(missing)
@@ -49,6 +53,9 @@ func (d *Discoverer) publish(ctx context.Context) {
 		d.mu.Unlock()
 		return
 	}
+	// Every replica receives and decodes each write: a large result is written at
+	// most sharedWriteRate bytes a second, on top of the PublishInterval ticks.
+	d.nextPublish = time.Now().Add(time.Duration(float64(written) / sharedWriteRate * float64(time.Second)))
 	d.sharedMissingLogged.Store(false)
 	d.cfg.Metrics.observePublish()
 }

@@ -1,10 +1,13 @@
 package discovery
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -23,8 +26,31 @@ import (
 // publishes what the kubelets allow for every replica.
 const SharedName = "sysctl-placement-discovery"
 
-// SharedKey is the ConfigMap data key holding the SharedResult as JSON.
+// SharedBinaryKey is the ConfigMap binaryData key holding the SharedResult as gzip'd
+// JSON. Node names are most of a result and compress well (a pool's names share a
+// prefix), so 65,000 nodes fit in one object: docs/design.md, "Discovery".
+const SharedBinaryKey = "allowlists.json.gz"
+
+// SharedKey is the ConfigMap data key of the SharedResult as plain JSON, which releases
+// before SharedBinaryKey wrote. It is still read, for one release, so that during a
+// rolling upgrade a replica of this release takes the result of an elected replica of
+// the last; a write of this release removes it.
 const SharedKey = "allowlists.json"
+
+// maxSharedBytes is the API server's limit on a ConfigMap's data and binaryData
+// together (1 MiB; core validation's MaxSecretSize, which ConfigMaps share).
+const maxSharedBytes = 1 << 20
+
+// sharedWriteRate bounds the bytes a second the elected replica writes to the shared
+// ConfigMap, and so what the API server stores and sends every replica: the result
+// changes often only during a first pass, and a 65,000-node result (about 615 kB, see
+// docs/design.md) is then written every 6 s rather than every PublishInterval.
+const sharedWriteRate = 100_000
+
+// maxSharedJSON bounds what a reader inflates: far above any result that compresses
+// under maxSharedBytes (65,000 nodes take about 3 MB of JSON), so only a corrupt or
+// hostile object reaches it.
+const maxSharedJSON = 64 << 20
 
 // ShareConfig makes one elected replica read every kubelet and publish the result in
 // one ConfigMap that every replica watches, instead of each replica reading every
@@ -44,7 +70,9 @@ type ShareConfig struct {
 	// the audit Events' Lease election, on a Lease of its own).
 	Elect func(ctx context.Context, lead func(context.Context)) error
 	// PublishInterval is the least time between two writes of the ConfigMap, so a pass
-	// over 5,000 kubelets costs a few dozen writes, not 5,000. Default 2s.
+	// over 5,000 kubelets costs a few dozen writes, not 5,000; a large result waits
+	// longer (sharedWriteRate). Only a change is written, and the result once every
+	// Refresh so its age tells whether a replica leads. Default 2s.
 	PublishInterval time.Duration
 	// Lease is the Lease Elect competes for, in Namespace (default SharedName). A
 	// replica takes a published result only if its leader holds that Lease when the
@@ -173,17 +201,79 @@ func (r *SharedResult) decode() map[string]Allowlist {
 }
 
 // parseShared reads the result out of the ConfigMap: nil, nil when nothing is published
-// yet (the ConfigMap as the manifests ship it, with no data).
+// yet (the ConfigMap as the manifests ship it, with no data). An elected replica of the
+// last release writes only SharedKey and leaves SharedBinaryKey as it was, so with both
+// the one published last is the result.
 func parseShared(cm *corev1.ConfigMap) (*SharedResult, error) {
-	data, ok := cm.Data[SharedKey]
-	if !ok {
-		return nil, nil
+	var res *SharedResult
+	if gz, ok := cm.BinaryData[SharedBinaryKey]; ok {
+		r, err := unmarshalShared(gz)
+		if err != nil {
+			return nil, fmt.Errorf("ConfigMap %s/%s: binaryData %s is not a discovery result (%w): delete the key, the elected replica writes it again", cm.Namespace, cm.Name, SharedBinaryKey, err)
+		}
+		res = r
+	}
+	if data, ok := cm.Data[SharedKey]; ok {
+		var r SharedResult
+		if err := json.Unmarshal([]byte(data), &r); err != nil {
+			return nil, fmt.Errorf("ConfigMap %s/%s: %s is not a discovery result (%v): delete the key, the elected replica writes it again", cm.Namespace, cm.Name, SharedKey, err)
+		}
+		if res == nil || r.PublishedAt.After(res.PublishedAt.Time) {
+			res = &r
+		}
+	}
+	return res, nil
+}
+
+// marshalShared is the result as SharedBinaryKey holds it.
+func marshalShared(res SharedResult) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.NewEncoder(zw).Encode(res); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func unmarshalShared(gz []byte) (*SharedResult, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(zr, maxSharedJSON+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxSharedJSON {
+		return nil, fmt.Errorf("inflates past %d MiB", maxSharedJSON>>20)
 	}
 	var res SharedResult
-	if err := json.Unmarshal([]byte(data), &res); err != nil {
-		return nil, fmt.Errorf("ConfigMap %s/%s: %s is not a discovery result (%v): delete the key, the elected replica writes it again", cm.Namespace, cm.Name, SharedKey, err)
+	if err := json.Unmarshal(data, &res); err != nil {
+		return nil, err
 	}
 	return &res, nil
+}
+
+// named is the set of nodes the result names: read, or tried and unreachable.
+func (r *SharedResult) named() map[string]bool {
+	named := map[string]bool{}
+	for _, p := range r.Pools {
+		for _, al := range p.Allowlists {
+			for _, n := range al.Nodes {
+				named[n] = true
+			}
+		}
+		for n := range p.Unreachable {
+			named[n] = true
+		}
+	}
+	return named
 }
 
 // leaseHolder returns the identity holding the share's Lease, "" when none does (RBAC:
@@ -227,29 +317,36 @@ func sharedMissing(cfg *ShareConfig, cause error) error {
 	return err
 }
 
-// writeShared updates the ConfigMap with res. A conflict (another replica that still
-// thinks it leads) is returned; the caller writes again at its next tick. A missing
-// ConfigMap is not created: the error (errSharedMissing) tells the user to re-apply the
-// manifests that ship it.
-func writeShared(ctx context.Context, client kubernetes.Interface, cfg *ShareConfig, current *corev1.ConfigMap, res SharedResult) error {
+// writeShared updates the ConfigMap with res, in one update (so a reader sees one
+// result or the other, never a mix), and returns the bytes written. A conflict (another
+// replica that still thinks it leads) is returned; the caller writes again at its next
+// tick. A missing ConfigMap is not created: the error (errSharedMissing) tells the user
+// to re-apply the manifests that ship it.
+func writeShared(ctx context.Context, client kubernetes.Interface, cfg *ShareConfig, current *corev1.ConfigMap, res SharedResult) (int, error) {
 	if current == nil {
-		return sharedMissing(cfg, nil)
+		return 0, sharedMissing(cfg, nil)
 	}
-	data, err := json.Marshal(res)
+	data, err := marshalShared(res)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	if len(data) > maxSharedBytes {
+		return 0, fmt.Errorf("the discovery result of %d nodes is %d bytes compressed, over the API server's limit of %d on ConfigMap %s/%s: replicas keep the last result published; until the result is split over several objects, use allowlistFrom: annotation, which each replica reads from its own Nodes", len(res.named()), len(data), maxSharedBytes, cfg.Namespace, cfg.Name)
 	}
 	cm := current.DeepCopy()
-	if cm.Data == nil {
-		cm.Data = map[string]string{}
+	if cm.BinaryData == nil {
+		cm.BinaryData = map[string][]byte{}
 	}
-	cm.Data[SharedKey] = string(data)
+	cm.BinaryData[SharedBinaryKey] = data
+	delete(cm.Data, SharedKey)
 	_, err = client.CoreV1().ConfigMaps(cfg.Namespace).Update(ctx, cm, metav1.UpdateOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		return sharedMissing(cfg, err)
+		return 0, sharedMissing(cfg, err)
 	case apierrors.IsForbidden(err):
-		return fmt.Errorf("could not update ConfigMap %s/%s (grant update on it, deploy/base/rbac.yaml): %w", cfg.Namespace, cfg.Name, err)
+		return 0, fmt.Errorf("could not update ConfigMap %s/%s (grant update on it, deploy/base/rbac.yaml): %w", cfg.Namespace, cfg.Name, err)
+	case err != nil:
+		return 0, err
 	}
-	return err
+	return len(data), nil
 }

@@ -309,7 +309,7 @@ func TestSharedResultFromANonHolderIsIgnored(t *testing.T) {
 			t.Fatal(err)
 		}
 		res := encodeShared(ptrs, testLabel, allowlists, nil, leader, true, time.Now())
-		if err := writeShared(t.Context(), client, cfg, current, res); err != nil {
+		if _, err := writeShared(t.Context(), client, cfg, current, res); err != nil {
 			t.Fatal(err)
 		}
 	}

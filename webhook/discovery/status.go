@@ -58,16 +58,8 @@ func ReadSharedStatus(ctx context.Context, client kubernetes.Interface, namespac
 		return st, nil
 	}
 	st.Published, st.PublishedAt, st.Writer, st.Complete = true, res.PublishedAt.Time, res.Leader, res.Complete
-	named := map[string]bool{}
+	named := res.named()
 	for _, p := range res.Pools {
-		for _, al := range p.Allowlists {
-			for _, n := range al.Nodes {
-				named[n] = true
-			}
-		}
-		for n := range p.Unreachable {
-			named[n] = true
-		}
 		st.Unreachable += len(p.Unreachable)
 	}
 	st.NodesRead = len(named)

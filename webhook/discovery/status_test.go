@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -19,11 +18,11 @@ func sharedObjects(t *testing.T, res *SharedResult, holder string) []runtime.Obj
 	t.Helper()
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: SharedName, Namespace: "sysctl-placement"}}
 	if res != nil {
-		data, err := json.Marshal(res)
+		data, err := marshalShared(*res)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cm.Data = map[string]string{SharedKey: string(data)}
+		cm.BinaryData = map[string][]byte{SharedBinaryKey: data}
 	}
 	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: SharedName, Namespace: "sysctl-placement"}}
 	if holder != "" {
