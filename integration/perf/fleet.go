@@ -41,6 +41,9 @@ type FleetOptions struct {
 	LoadDuration time.Duration
 	// Work holds certificates, the config and the replicas' logs.
 	Work string
+	// HeapProfiles, when set, is a directory that receives each replica's heap profile
+	// (serve --profiling) where their memory is measured.
+	HeapProfiles string
 	// Logf reports progress; nil reports nothing.
 	Logf func(format string, args ...any)
 }
@@ -77,6 +80,9 @@ type FleetResult struct {
 	// OneReplica and AllReplicas: probes and reviews while the elected replica reads.
 	OneReplica  FleetRates `json:"oneReplica"`
 	AllReplicas FleetRates `json:"allReplicas"`
+	// PublishedBytes is the size of the shared result (the ConfigMap's data and
+	// binaryData) once the first replica is ready.
+	PublishedBytes int `json:"publishedBytes"`
 	// RSS and HWM of each replica at the end, bytes.
 	RSS []uint64 `json:"rss"`
 	HWM []uint64 `json:"hwm"`
@@ -226,7 +232,7 @@ func RunFleet(ctx context.Context, c *cluster.Cluster, o FleetOptions) (*FleetRe
 			"--listen", addr, "--metrics-listen", metricsAddr, "--kubeconfig", id.Kubeconfig,
 			"--kubelet-ca-file", farm.CAFile,
 			"--discovery-qps", fmt.Sprint(o.QPS), "--discovery-refresh", o.Refresh.String(),
-			"--shutdown-grace", "5s", "--shutdown-delay", "0s"})
+			"--shutdown-grace", "5s", "--shutdown-delay", "0s", "--profiling"})
 		if err != nil {
 			return nil, 0, err
 		}
@@ -250,6 +256,17 @@ func RunFleet(ctx context.Context, c *cluster.Cluster, o FleetOptions) (*FleetRe
 	replicas = append(replicas, first)
 	res.FirstInstallReady = took
 	logf("first replica (no shared result yet) ready after %s", took.Round(100*time.Millisecond))
+	shared, err := admin.CoreV1().ConfigMaps(id.Namespace).Get(ctx, "sysctl-placement-discovery", metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("could not read the published discovery result: %w", err)
+	}
+	for _, v := range shared.Data {
+		res.PublishedBytes += len(v)
+	}
+	for _, v := range shared.BinaryData {
+		res.PublishedBytes += len(v)
+	}
+	logf("published result: %d bytes (%.1f a node)", res.PublishedBytes, float64(res.PublishedBytes)/float64(o.Nodes))
 	if res.OneReplica, err = countRates(ctx, farm, 1, o.Window); err != nil {
 		return nil, err
 	}
@@ -287,6 +304,11 @@ func RunFleet(ctx context.Context, c *cluster.Cluster, o FleetOptions) (*FleetRe
 			vals = append(vals, fmt.Sprintf("%s=%.1f", strings.TrimPrefix(m, "go_memstats_"), v))
 		}
 		logf("%s: %v (bytes in MiB)", r.name, vals)
+		if o.HeapProfiles != "" {
+			if err := saveHeapProfile(ctx, plain, r.metricsURL, filepath.Join(o.HeapProfiles, r.name+".heap.pprof")); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	// Admission load on the elected replica while it reads kubelets (a full pass takes
@@ -339,6 +361,27 @@ func RunFleet(ctx context.Context, c *cluster.Cluster, o FleetOptions) (*FleetRe
 	}
 	logf("restarted replica ready after %s, having read %.0f kubelets", took.Round(100*time.Millisecond), res.RestartedProbes)
 	return res, nil
+}
+
+// saveHeapProfile writes serve's /debug/pprof/heap (after a GC) to path.
+func saveHeapProfile(ctx context.Context, client *http.Client, metricsURL, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("could not read the heap profile: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("heap profile: %s", resp.Status)
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
 }
 
 // countRates counts the farm's probes and reviews over window.

@@ -33,6 +33,9 @@ func WriteFleetSection(w io.Writer, f *FleetResult) {
 	for i, d := range f.FollowerReady {
 		p("| replica %d joins | ready after %.1f s |\n", i+2, d.Seconds())
 	}
+	if f.PublishedBytes > 0 {
+		p("| published result (ConfigMap `sysctl-placement-discovery`) | %s bytes, %.1f a node |\n", thousands(f.PublishedBytes), float64(f.PublishedBytes)/float64(f.Nodes))
+	}
 	p("| a replica restarted | ready after %.1f s, %.0f kubelets read |\n", f.RestartedReady.Seconds(), f.RestartedProbes)
 	for _, r := range []FleetRates{f.OneReplica, f.AllReplicas} {
 		p("| %d replica(s), over %s | %.1f probes/s, %.1f TokenReviews/s, %.1f SubjectAccessReviews/s |\n",

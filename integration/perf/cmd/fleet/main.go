@@ -45,6 +45,7 @@ func main() {
 	flag.DurationVar(&o.Window, "window", 30*time.Second, "how long probes are counted with one and with all replicas")
 	flag.IntVar(&o.LoadRate, "load-rate", 100, "admissions/s sent to the elected replica while it reads kubelets")
 	flag.DurationVar(&o.LoadDuration, "load-duration", 20*time.Second, "how long")
+	flag.StringVar(&o.HeapProfiles, "heap-profiles", "", "write each replica's heap profile (serve --profiling) to this directory where memory is measured")
 	flag.Parse()
 	if *from != "" {
 		if err := rerender(*from, *section); err != nil {
