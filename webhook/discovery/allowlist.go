@@ -69,6 +69,7 @@ func poolAllowlist(nodes []*corev1.Node, opts GroupOptions, problems []Problem) 
 		unknown     []string
 		invalid     = map[string][]string{}
 		distinct    = map[string][]string{}
+		last        normalized
 	)
 	for _, n := range nodes {
 		al := opts.Allowlist(n)
@@ -83,22 +84,22 @@ func poolAllowlist(nodes []*corev1.Node, opts GroupOptions, problems []Problem) 
 			unknown = append(unknown, n.Name)
 			continue
 		}
-		var valid []string
-		for _, p := range al.Patterns {
-			if err := opts.Validate(p); err != nil {
-				invalid[p] = append(invalid[p], n.Name)
-				continue
+		// A pool's nodes normally allow the same: validate, normalise and intersect an
+		// allowlist again only when it differs from the node before's (intersecting
+		// with the same list again changes nothing), so a regroup of thousands of nodes
+		// does not allocate per node.
+		if !last.ok || !slices.Equal(al.Patterns, last.raw) {
+			last = normalizedAllowlist(al.Patterns, opts.Validate)
+			if !have {
+				result, have = last.valid, true
+			} else {
+				result = Intersect(result, last.valid)
 			}
-			valid = append(valid, sysctl.NormalizeName(p))
 		}
-		valid = normalizeSet(valid)
-		key := strings.Join(valid, ",")
-		distinct[key] = append(distinct[key], n.Name)
-		if !have {
-			result, have = valid, true
-		} else {
-			result = Intersect(result, valid)
+		for _, p := range last.invalid {
+			invalid[p] = append(invalid[p], n.Name)
 		}
+		distinct[last.key] = append(distinct[last.key], n.Name)
 	}
 	if len(unreachable) > 0 {
 		sort.Strings(unreachable)
@@ -125,6 +126,30 @@ func poolAllowlist(nodes []*corev1.Node, opts GroupOptions, problems []Problem) 
 			strings.Join(parts, "; "), strings.Join(result, ","))})
 	}
 	return result, problems
+}
+
+// normalized is an allowlist as a pool reads it: the valid patterns normalised (and
+// joined, key), and the invalid ones.
+type normalized struct {
+	ok      bool
+	raw     []string
+	valid   []string
+	key     string
+	invalid []string
+}
+
+func normalizedAllowlist(patterns []string, validate PatternValidator) normalized {
+	out := normalized{ok: true, raw: patterns}
+	for _, p := range patterns {
+		if err := validate(p); err != nil {
+			out.invalid = append(out.invalid, p)
+			continue
+		}
+		out.valid = append(out.valid, sysctl.NormalizeName(p))
+	}
+	out.valid = normalizeSet(out.valid)
+	out.key = strings.Join(out.valid, ",")
+	return out
 }
 
 // Intersect returns the patterns matching exactly the sysctls both lists match. Both

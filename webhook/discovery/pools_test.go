@@ -122,6 +122,21 @@ func TestGroup(t *testing.T) {
 			t.Errorf("problems = %v, want two InvalidPattern", got.Problems)
 		}
 	})
+	t.Run("every node sharing an invalid pattern or version is named", func(t *testing.T) {
+		got := groupByAnnotation(
+			node("a1", "p", allows("kernel.sem,vm.swappiness"), versions("garbage", "6.8.0")),
+			node("a2", "p", allows("kernel.sem,vm.swappiness"), versions("garbage", "6.8.0")),
+			node("a3", "p", allows("kernel.sem,vm.swappiness"), versions("v1.36.0", "6.8.0")))[0]
+		if !reflect.DeepEqual(problemKinds(got), []ProblemKind{ProblemInvalidPattern, ProblemInvalidVersion}) {
+			t.Fatalf("problems = %v, want InvalidPattern and InvalidVersion", got.Problems)
+		}
+		if d := got.Problems[1].Detail; !strings.Contains(d, "a1") || !strings.Contains(d, "a2") || strings.Contains(d, "a3") {
+			t.Errorf("InvalidVersion = %q, want a1 and a2 named, not a3", d)
+		}
+		if d := got.Problems[0].Detail; !strings.Contains(d, "a1, a2, a3") {
+			t.Errorf("InvalidPattern = %q, want a1, a2, a3 named", d)
+		}
+	})
 	t.Run("an unreachable kubelet with a last known allowlist keeps it and is reported", func(t *testing.T) {
 		al := map[string]Allowlist{
 			"a1": {Known: true, Patterns: []string{"kernel.sem"}},

@@ -29,18 +29,27 @@ func highestVersion(nodes []*corev1.Node, get func(*corev1.Node) string) (string
 }
 
 // pickVersion returns the version the nodes report that is better than every other, and
-// the nodes whose version is invalid; a node reporting none is left out.
+// the nodes whose version is invalid; a node reporting none is left out. Each distinct
+// version is parsed once: a pool's nodes report one or two, and parsing them again for
+// every node was most of what a regroup allocated (docs/performance.md, "Memory").
 func pickVersion(nodes []*corev1.Node, get func(*corev1.Node) string, better func(v, best *version.Version) bool) (string, []string) {
 	var picked string
 	var pickedV *version.Version
 	var bad []string
+	parsed := map[string]*version.Version{} // nil: not a valid version
 	for _, n := range nodes {
 		s := get(n)
 		if s == "" {
 			continue
 		}
-		v, err := version.ParseGeneric(s)
-		if err != nil || validVersion(s) != nil {
+		v, seen := parsed[s]
+		if !seen {
+			if pv, err := version.ParseGeneric(s); err == nil && validVersion(s) == nil {
+				v = pv
+			}
+			parsed[s] = v
+		}
+		if v == nil {
 			bad = append(bad, fmt.Sprintf("%s (%q)", n.Name, s))
 			continue
 		}
