@@ -92,6 +92,20 @@ func holdLease(t *testing.T, client *fake.Clientset, identity string) {
 	}
 }
 
+// readShared reads the published result as replicas do.
+func readShared(t *testing.T, client *fake.Clientset) *SharedResult {
+	t.Helper()
+	cm, err := client.CoreV1().ConfigMaps("sysctl-placement").Get(t.Context(), SharedName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := parseShared(cm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 // shipShared creates the ConfigMap as the manifests ship it: no data.
 func shipShared(t *testing.T, client *fake.Clientset) {
 	t.Helper()
@@ -118,14 +132,7 @@ func TestSharedDiscovery(t *testing.T) {
 	follower := startReplica(t, client, Config{Prober: followerProber, Share: share("follower", follows)})
 
 	t.Run("the elected replica is ready once it has published a complete result", func(t *testing.T) {
-		cm, err := client.CoreV1().ConfigMaps("sysctl-placement").Get(t.Context(), SharedName, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := parseShared(cm)
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := readShared(t, client)
 		if !res.Complete || res.Leader != "leader" {
 			t.Errorf("shared result = %+v; want complete, by leader", res)
 		}

@@ -8,13 +8,16 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 // fleetResult is a synthetic result of nodes nodes in pools pools, named as the three
@@ -361,4 +364,75 @@ func TestSameAllowlist(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSharedResultIsWrittenOnChange: the elected replica writes the shared result when
+// a read changes it, not after every read.
+func TestSharedResultIsWrittenOnChange(t *testing.T) {
+	client := fake.NewClientset()
+	shipShared(t, client)
+	holdLease(t, client, "leader")
+	for _, n := range []*corev1.Node{node("ipc-1", "ipc"), node("ipc-2", "ipc")} {
+		if _, err := client.CoreV1().Nodes().Create(t.Context(), n, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var writes atomic.Int64
+	client.PrependReactor("update", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+		writes.Add(1)
+		return false, nil, nil
+	})
+	prober := &mapProber{allowed: map[string][]string{"ipc-1": {"kernel.sem"}, "ipc-2": {"kernel.sem"}}}
+	leader := startReplica(t, client, Config{Prober: prober, Share: share("leader", leads), Refresh: time.Hour})
+	d := leader.disc
+	written := func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return !d.dirty
+	}
+	eventually(t, "the first result is written", written)
+	// restart gives the kubelets a new boot ID, so the elected replica reads them again,
+	// and waits until it has.
+	restart := func(t *testing.T, bootID string, names ...string) {
+		t.Helper()
+		since := time.Now()
+		for _, name := range names {
+			n, err := client.CoreV1().Nodes().Get(t.Context(), name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.Status.NodeInfo.BootID = bootID
+			if _, err := client.CoreV1().Nodes().UpdateStatus(t.Context(), n, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, "the kubelets are read again", func() bool {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			for _, name := range names {
+				if !d.readAt[name].After(since) {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	before := writes.Load()
+
+	t.Run("kubelets read again allowing the same leave nothing to write", func(t *testing.T) {
+		restart(t, "boot-2", "ipc-1", "ipc-2")
+		if !written() || writes.Load() != before {
+			t.Errorf("after reads that changed nothing: %d writes, result still to write %v; want none", writes.Load()-before, !written())
+		}
+	})
+
+	t.Run("a kubelet that allows something else is written", func(t *testing.T) {
+		prober.set("ipc-1", "kernel.sem", "kernel.shmmax")
+		restart(t, "boot-3", "ipc-1")
+		eventually(t, "the change is written", func() bool { return writes.Load() > before && written() })
+		res := readShared(t, client)
+		if got := res.decode()["ipc-1"].Patterns; !reflect.DeepEqual(got, []string{"kernel.sem", "kernel.shmmax"}) {
+			t.Errorf("the published ipc-1 allows %v; want [kernel.sem kernel.shmmax]", got)
+		}
+	})
 }
