@@ -225,6 +225,8 @@ func TestRBAC(t *testing.T) {
 			{apicalls.Serve, base, "ClusterRole", []string{"sysctl-placement"}, false, "sysctl-placement"},
 			{apicalls.Serve, base, "Role", []string{"sysctl-placement-leader-election", discoveryTokenRole}, true, "sysctl-placement"},
 			{apicalls.MetricsSecure, rbacFile(t, "components/metrics-secure/rbac.yaml"), "ClusterRole", []string{"sysctl-placement-metrics-auth"}, false, "sysctl-placement"},
+			{apicalls.ServePolicy, rbacFile(t, "components/policy-backend/rbac.yaml"), "ClusterRole", []string{"sysctl-placement-policy-backend"}, false, "sysctl-placement"},
+			{apicalls.ServePolicy, rbacFile(t, "components/policy-backend/rbac.yaml"), "Role", []string{"sysctl-placement-policy-backend"}, true, "sysctl-placement"},
 			{apicalls.Certs, selfSigned, "ClusterRole", []string{"sysctl-placement-certs"}, false, "sysctl-placement-certs"},
 			{apicalls.Certs, selfSigned, "Role", []string{"sysctl-placement-certs"}, true, "sysctl-placement-certs"},
 			{apicalls.Audit, render(t, "audit"), "ClusterRole", []string{"sysctl-placement-audit"}, false, ""},

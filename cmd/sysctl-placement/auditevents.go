@@ -63,6 +63,9 @@ type auditEvents struct {
 	metrics    *auditevents.Metrics
 	identity   string
 	log        *logrus.Entry
+	// alsoLeading run beside the pod Controller while this replica leads (the policy
+	// backend's sync), on the same Lease: one elected replica does both.
+	alsoLeading []func(context.Context)
 }
 
 func newAuditEvents(o auditEventsOptions, restConfig *rest.Config, registry prometheus.Registerer, log *logrus.Entry) (*auditEvents, error) {
@@ -115,6 +118,11 @@ func (a *auditEvents) Run(ctx context.Context) error {
 	defer wg.Wait()
 	wg.Go(func() { a.recorder.Run(ctx) })
 	runController := func(ctx context.Context) {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		for _, run := range a.alsoLeading {
+			wg.Go(func() { run(ctx) })
+		}
 		if err := a.controller.Run(ctx); err != nil {
 			a.log.WithError(err).Error("the audit events controller stopped")
 		}

@@ -164,12 +164,20 @@ should match nodes.`,
 			if err := output.WritePools(s.out, pools.Report(), format); err != nil {
 				return err
 			}
-			if nodes := pools.NodeNames(); nodes != nil && format == "table" {
-				// What the webhook's replicas place with: the elected one's published result.
-				st, err := discovery.ReadSharedStatus(ctx, client, webhookNamespace, nodes)
+			if format != "table" {
+				return nil
+			}
+			nodes := pools.NodeNames()
+			// What the webhook's replicas place with: the elected one's published result,
+			// and in policy mode whether the policies are in force.
+			st, err := discovery.ReadSharedStatus(ctx, client, webhookNamespace, nodes)
+			if nodes != nil {
 				return output.WriteSharedStatus(s.out, st, err, time.Now())
 			}
-			return nil
+			if err != nil {
+				return nil // without discovery the result is optional; the ConfigMap may be absent
+			}
+			return output.WritePolicyStatus(s.out, st.Policy, time.Now())
 		},
 	}
 	o.addFlags(cmd.Flags())

@@ -6,6 +6,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
+	"github.com/sysctl-placement/sysctl-placement/scheduling/policy"
 	"github.com/sysctl-placement/sysctl-placement/webhook"
 	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
 )
@@ -44,7 +45,18 @@ type serveOptions struct {
 	// maxConcurrentAdmissions bounds the admission reviews in progress (see
 	// webhook.AdmissionLimit).
 	maxConcurrentAdmissions int
+	// admission is the backend: admissionWebhook, or admissionPolicy, where the elected
+	// replica also keeps the admission policies in sync (see policysync.go).
+	admission string
+	// policy tunes the rendering in policy mode.
+	policy policy.Options
 }
+
+// The values of --admission.
+const (
+	admissionWebhook = "webhook"
+	admissionPolicy  = "policy"
+)
 
 func (o *serveOptions) validate() error {
 	switch {
@@ -54,6 +66,8 @@ func (o *serveOptions) validate() error {
 		return usageError("--tls-cert-file and --tls-private-key-file are required: the API server only calls webhooks over HTTPS")
 	case o.listen == "" || o.metricsListen == "":
 		return usageError("--listen and --metrics-listen must not be empty")
+	case o.admission != admissionWebhook && o.admission != admissionPolicy:
+		return usageError("--admission %q is not supported: use webhook or policy", o.admission)
 	case o.maxConcurrentAdmissions < 1:
 		return usageError("--max-concurrent-admissions must be at least 1")
 	case o.shutdownGrace <= 0:
@@ -118,6 +132,8 @@ as kubectl loads it.`,
 	fs.DurationVar(&o.resync, "resync", 10*time.Minute, "informer resync period")
 	fs.Float32Var(&o.kubeAPIQPS, "kube-api-qps", 50, "most requests per second to the API server (the admission path makes none; mostly the audit Events, one per placed pod)")
 	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 100, "requests to the API server allowed at once above --kube-api-qps")
+	fs.StringVar(&o.admission, "admission", admissionWebhook, "webhook: the API server calls /mutate and /validate (the webhook configurations); policy: also keep the admission policies `policy render` prints in sync with the config and the discovered pools (Kubernetes 1.36+, the elected replica, RBAC of deploy/components/policy-backend), so the API server places pods itself; /mutate and /validate keep serving for when the policies are refused (docs/operations.md, \"Policy backend\")")
+	fs.BoolVar(&o.policy.AllowSlowerThanWebhook, "allow-slower-than-webhook", false, "with --admission=policy, keep the policies in force even where they cost the API server more per pod than the webhook (as policy render's flag)")
 	o.events.addFlags(fs)
 	o.discovery.addFlags(fs, discovery.DefaultServiceAccount)
 	return cmd

@@ -70,6 +70,13 @@ func serve(ctx context.Context, o serveOptions, restConfig *rest.Config, log *lo
 		return err
 	}
 	store := pools.Store()
+	if o.admission == admissionPolicy {
+		syncer, err := newPolicySyncer(o, client, store, registry, audit.identity, log)
+		if err != nil {
+			return err
+		}
+		audit.alsoLeading = append(audit.alsoLeading, syncer.Run)
+	}
 
 	reloader, err := certs.NewReloader(certs.ReloaderConfig{CertFile: o.certFile, KeyFile: o.keyFile, Logger: log, OnReload: metrics.ObserveServingCertificate})
 	if err != nil {

@@ -10,6 +10,7 @@
 package apicalls
 
 import (
+	"github.com/sysctl-placement/sysctl-placement/scheduling/policy"
 	"github.com/sysctl-placement/sysctl-placement/webhook/auditevents"
 	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
 )
@@ -21,6 +22,9 @@ const (
 	// Serve is `serve` as the ServiceAccount sysctl-placement: the ClusterRole and the
 	// Role of deploy/base/rbac.yaml (the chart's rbac.yaml).
 	Serve Identity = "serve"
+	// ServePolicy is `serve --admission=policy`, the same ServiceAccount: the ClusterRole
+	// and the Role of deploy/components/policy-backend/rbac.yaml.
+	ServePolicy Identity = "serve --admission=policy"
 	// MetricsSecure is `serve --metrics-secure`, the same ServiceAccount: the
 	// ClusterRole sysctl-placement-metrics-auth of deploy/components/metrics-secure.
 	MetricsSecure Identity = "serve --metrics-secure"
@@ -103,6 +107,8 @@ const (
 	auditCmd        = "cmd/sysctl-placement/internal/audit/collect.go"
 	poolsLoad       = "webhook/discovery/load.go"
 	sharedStatus    = "webhook/discovery/status.go"
+	policyStatus    = "webhook/discovery/policystatus.go"
+	policySync      = "webhook/policysync/syncer.go"
 )
 
 // tlsSecret, caSecret and webhookConfigurations are the names `certs` runs with in the
@@ -115,7 +121,7 @@ const (
 )
 
 // Table is every call, by identity.
-var Table = []Call{
+var Table = append([]Call{
 	// serve: the namespace cache (opt-in and policy annotations), metadata only.
 	{Identity: Serve, Verb: "list", Resource: "namespaces", Source: namespaceCache, Call: ".ForResource(namespacesResource)"},
 	{Identity: Serve, Verb: "watch", Resource: "namespaces", Source: namespaceCache, Call: ".ForResource(namespacesResource)"},
@@ -207,7 +213,7 @@ var Table = []Call{
 	{Identity: Audit, Verb: "list", Group: "apps", Resource: "daemonsets", Source: auditCmd, Call: "DaemonSets(ns).List(ctx"},
 	{Identity: Audit, Verb: "list", Group: "batch", Resource: "jobs", Source: auditCmd, Call: "Jobs(ns).List(ctx"},
 	{Identity: Audit, Verb: "list", Group: "batch", Resource: "cronjobs", Source: auditCmd, Call: "CronJobs(ns).List(ctx"},
-}
+}, policyCalls()...)
 
 // Of returns the rows of identity, namespaced ones or the others.
 func Of(identity Identity, namespaced bool) []Call {
@@ -218,4 +224,30 @@ func Of(identity Identity, namespaced bool) []Call {
 		}
 	}
 	return out
+}
+
+// policyCalls are serve --admission=policy's: server-side apply of the admission
+// policies and bindings (patch by name, and create, which RBAC cannot restrict by name,
+// for the first apply), get to check their generation and type-checking, delete when
+// they are refused; and its status beside the discovery result.
+func policyCalls() []Call {
+	const group = "admissionregistration.k8s.io"
+	named := map[string][]string{
+		"mutatingadmissionpolicies":         {policy.Name},
+		"mutatingadmissionpolicybindings":   {policy.Name},
+		"validatingadmissionpolicies":       {policy.Name, policy.NameWarnings},
+		"validatingadmissionpolicybindings": {policy.Name, policy.NameWarnings},
+	}
+	var out []Call
+	for _, resource := range []string{"mutatingadmissionpolicies", "mutatingadmissionpolicybindings", "validatingadmissionpolicies", "validatingadmissionpolicybindings"} {
+		out = append(out, Call{Identity: ServePolicy, Verb: "create", Group: group, Resource: resource, Source: policySync, Call: "c.Patch(ctx"})
+		for _, name := range named[resource] {
+			out = append(out,
+				Call{Identity: ServePolicy, Verb: "patch", Group: group, Resource: resource, Name: name, Source: policySync, Call: "c.Patch(ctx"},
+				Call{Identity: ServePolicy, Verb: "get", Group: group, Resource: resource, Name: name, Source: policySync, Call: "c.Get(ctx"},
+				Call{Identity: ServePolicy, Verb: "delete", Group: group, Resource: resource, Name: name, Source: policySync, Call: "c.Delete(ctx"},
+			)
+		}
+	}
+	return append(out, Call{Identity: ServePolicy, Verb: "patch", Resource: "configmaps", Name: discovery.SharedName, Namespaced: true, Source: policyStatus, Call: ".ConfigMaps(namespace).Patch(ctx"})
 }

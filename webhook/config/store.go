@@ -1,6 +1,7 @@
 package config
 
 import (
+	"sync"
 	"sync/atomic"
 
 	"github.com/sysctl-placement/sysctl-placement/scheduling"
@@ -23,6 +24,10 @@ type Sink interface {
 // sees either the old or the new configuration, never a mix.
 type Store struct {
 	current atomic.Pointer[scheduling.Compiled]
+
+	mu sync.Mutex
+	// changed is closed by the next Set (nil until someone asks for it).
+	changed chan struct{}
 }
 
 // NewStore returns a store holding c (which may be nil until the first load).
@@ -38,4 +43,24 @@ func NewStore(c *scheduling.Compiled) *Store {
 func (s *Store) Current() *scheduling.Compiled { return s.current.Load() }
 
 // Set puts c in force.
-func (s *Store) Set(c *scheduling.Compiled) { s.current.Store(c) }
+func (s *Store) Set(c *scheduling.Compiled) {
+	s.current.Store(c)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
+}
+
+// Changed returns a channel closed by the next Set, for what follows the configuration
+// outside the admission path (the policy backend's sync). Take the channel before
+// reading Current, so that no Set between the two is missed.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
+}

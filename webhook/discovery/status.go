@@ -5,6 +5,7 @@ package discovery
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -31,6 +32,9 @@ type SharedStatus struct {
 	NodesRead   int `json:"nodesRead"`
 	Unreachable int `json:"unreachable"`
 	NotRead     int `json:"notRead"`
+	// Policy is what the policy backend's sync last did (serve --admission=policy);
+	// nil in webhook mode.
+	Policy *PolicyStatus `json:"policy,omitempty"`
 }
 
 // ReadSharedStatus reads the published result in namespace and its Lease's holder,
@@ -49,6 +53,12 @@ func ReadSharedStatus(ctx context.Context, client kubernetes.Interface, namespac
 	res, err := parseShared(cm)
 	if err != nil {
 		return nil, err
+	}
+	if data, ok := cm.Data[PolicyKey]; ok {
+		st.Policy = &PolicyStatus{}
+		if err := json.Unmarshal([]byte(data), st.Policy); err != nil {
+			return nil, fmt.Errorf("ConfigMap %s/%s: %s is not a policy status (%v): delete the key, the elected replica writes it again", namespace, cfg.Name, PolicyKey, err)
+		}
 	}
 	if st.LeaseHolder, err = leaseHolder(ctx, client, cfg); err != nil {
 		return nil, err

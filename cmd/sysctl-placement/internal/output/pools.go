@@ -131,7 +131,30 @@ func WriteSharedStatus(w io.Writer, st *discovery.SharedStatus, err error, now t
 	if !st.Complete {
 		complete = "first pass not finished"
 	}
-	_, err = fmt.Fprintf(w, "\nPublished discovery result %s/%s: written %s ago %s; %s; %d nodes read, %d unreachable, %d not read yet.\n",
-		st.Namespace, st.Name, now.Sub(st.PublishedAt).Round(time.Second), writer, complete, st.NodesRead, st.Unreachable, st.NotRead)
+	if _, err = fmt.Fprintf(w, "\nPublished discovery result %s/%s: written %s ago %s; %s; %d nodes read, %d unreachable, %d not read yet.\n",
+		st.Namespace, st.Name, now.Sub(st.PublishedAt).Round(time.Second), writer, complete, st.NodesRead, st.Unreachable, st.NotRead); err != nil {
+		return err
+	}
+	return WritePolicyStatus(w, st.Policy, now)
+}
+
+// WritePolicyStatus says, in a line, whether the admission policies of serve
+// --admission=policy are in force, and if not why; nothing in webhook mode (p nil).
+func WritePolicyStatus(w io.Writer, p *discovery.PolicyStatus, now time.Time) error {
+	if p == nil {
+		return nil
+	}
+	state := "in force (the API server places pods itself)"
+	if !p.Active {
+		state = "NOT in force (" + p.Reason + "): " + p.Message + "; the webhook must place pods"
+	}
+	line := fmt.Sprintf("\nPolicy backend: %s; written %s ago by %s", state, now.Sub(p.UpdatedAt.Time).Round(time.Second), p.Writer)
+	if p.Cost != "" {
+		line += "; estimated cost: " + p.Cost
+	}
+	for _, warning := range p.Warnings {
+		line += "\n  type-checking warning: " + warning
+	}
+	_, err := fmt.Fprintln(w, line+".")
 	return err
 }

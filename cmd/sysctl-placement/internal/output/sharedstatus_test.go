@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
 )
 
@@ -28,6 +30,32 @@ func TestWriteSharedStatusSaysAgeWriterAndCoverage(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var b bytes.Buffer
 			if err := WriteSharedStatus(&b, tc.st, tc.err, now); err != nil {
+				t.Fatal(err)
+			}
+			if b.String() != tc.want {
+				t.Errorf("got  %q\nwant %q", b.String(), tc.want)
+			}
+		})
+	}
+}
+
+func TestWritePolicyStatus(t *testing.T) {
+	now := time.Date(2026, 12, 3, 4, 0, 42, 0, time.UTC)
+	at := metav1.NewTime(now.Add(-42 * time.Second))
+	for _, tc := range []struct {
+		name string
+		st   *discovery.PolicyStatus
+		want string
+	}{
+		{"webhook mode says nothing", nil, ""},
+		{"in force, with the estimate", &discovery.PolicyStatus{Writer: "replica-a", UpdatedAt: at, Active: true, Cost: "3 pools: typical pod 2520 units"},
+			"\nPolicy backend: in force (the API server places pods itself); written 42s ago by replica-a; estimated cost: 3 pools: typical pod 2520 units.\n"},
+		{"refused, with the reason and what it means", &discovery.PolicyStatus{Writer: "replica-a", UpdatedAt: at, Reason: "ServerVersion", Message: "the API server is v1.35.4: the policy backend needs Kubernetes 1.36 or newer"},
+			"\nPolicy backend: NOT in force (ServerVersion): the API server is v1.35.4: the policy backend needs Kubernetes 1.36 or newer; the webhook must place pods; written 42s ago by replica-a.\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := WritePolicyStatus(&b, tc.st, now); err != nil {
 				t.Fatal(err)
 			}
 			if b.String() != tc.want {

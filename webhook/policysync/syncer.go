@@ -1,0 +1,415 @@
+// Package policysync keeps the webhook-free backend in force: while its replica leads,
+// a Syncer renders the admission policies (package scheduling/policy) from the
+// configuration in force, the config file merged with the discovered pools, and applies
+// them to the API server whenever the rendering changes. When the policies cannot be
+// used (an API server older than 1.36, or a configuration past the cost bounds) it
+// deletes the ones it applied, so the API server never places pods by a stale
+// configuration, and says why: a log line, sysctl_placement_policy_backend_active and
+// sysctl_placement_policy_refused_total, and the status `pools` shows. The webhook's
+// handlers keep serving all along.
+package policysync
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/sysctl-placement/sysctl-placement/scheduling"
+	"github.com/sysctl-placement/sysctl-placement/scheduling/policy"
+	"github.com/sysctl-placement/sysctl-placement/webhook/discovery"
+)
+
+// FieldManager is the server-side apply field manager of the policies: it owns the
+// fields it writes, and only those.
+const FieldManager = "sysctl-placement-policy"
+
+// Reasons the policies are not in force (the reason label of
+// sysctl_placement_policy_refused_total and PolicyStatus.Reason).
+const (
+	// ReasonServerVersion: the API server is older than policy.MinServerVersion.
+	ReasonServerVersion = "ServerVersion"
+	// ReasonCost: the rendering is past the cost bounds (policy.Cost.Check).
+	ReasonCost = "Cost"
+	// ReasonRender: the configuration cannot be rendered at all.
+	ReasonRender = "Render"
+	// ReasonApply: the API server did not take the policies (RBAC, validation).
+	ReasonApply = "Apply"
+)
+
+// Reasons lists every reason, so the metric shows zero for the absent ones.
+var Reasons = []string{ReasonServerVersion, ReasonCost, ReasonRender, ReasonApply}
+
+// Source is the configuration in force and when it changes (a config.Store).
+type Source interface {
+	Current() *scheduling.Compiled
+	Changed() <-chan struct{}
+}
+
+// Config configures a Syncer.
+type Config struct {
+	// Source is the configuration in force (required): serve's pool Store.
+	Source Source
+	// Client applies the policies (required).
+	Client kubernetes.Interface
+	// ServerVersion returns the API server's gitVersion. Default: Client's discovery.
+	ServerVersion func() (string, error)
+	// Options are Render's.
+	Options policy.Options
+	// Identity names this replica in the status.
+	Identity string
+	// Publish writes the status for `pools`; nil publishes nothing.
+	Publish func(context.Context, discovery.PolicyStatus) error
+	// Resync is how often the applied objects are checked for changes made by others
+	// (a kubectl edit, a deletion) and applied again. Default 10m.
+	Resync time.Duration
+	// Retry is how long after a failed apply it is tried again. Default 10s.
+	Retry time.Duration
+	// TypeCheckTimeout bounds the wait for the API server to type-check an applied
+	// ValidatingAdmissionPolicy. Default 30s.
+	TypeCheckTimeout time.Duration
+	// Metrics; nil counts nothing.
+	Metrics *Metrics
+	// Logger; nil logs nothing.
+	Logger logrus.FieldLogger
+}
+
+func (c *Config) defaults() error {
+	switch {
+	case c.Source == nil:
+		return errors.New("policysync: the configuration source is required")
+	case c.Client == nil:
+		return errors.New("policysync: a Kubernetes client is required")
+	}
+	if c.ServerVersion == nil {
+		c.ServerVersion = func() (string, error) {
+			v, err := c.Client.Discovery().ServerVersion()
+			if err != nil {
+				return "", err
+			}
+			return v.GitVersion, nil
+		}
+	}
+	if c.Resync <= 0 {
+		c.Resync = 10 * time.Minute
+	}
+	if c.Retry <= 0 {
+		c.Retry = 10 * time.Second
+	}
+	if c.TypeCheckTimeout <= 0 {
+		c.TypeCheckTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		c.Logger = l
+	}
+	return nil
+}
+
+// Syncer keeps the policies in sync with the configuration; one per process.
+type Syncer struct {
+	cfg Config
+	// applied is what this process last applied, by object: the bytes and the
+	// generation the API server answered with.
+	applied map[string]appliedObject
+	// status is the last one published.
+	status *discovery.PolicyStatus
+}
+
+type appliedObject struct {
+	data       []byte
+	generation int64
+}
+
+// New returns a Syncer.
+func New(cfg Config) (*Syncer, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	cfg.Metrics.init()
+	return &Syncer{cfg: cfg, applied: map[string]appliedObject{}}, nil
+}
+
+// Run syncs at start, at every change of the configuration in force (a reload of the
+// config file, a new discovery result) and every Resync, until ctx ends. Serve runs it
+// while its replica leads.
+func (s *Syncer) Run(ctx context.Context) {
+	s.applied = map[string]appliedObject{} // a new leader trusts nothing it applied before
+	resync := time.NewTicker(s.cfg.Resync)
+	defer resync.Stop()
+	var last *scheduling.Compiled
+	var retry <-chan time.Time
+	checkDrift := true
+	for {
+		changed := s.cfg.Source.Changed()
+		if c := s.cfg.Source.Current(); c != nil && (c != last || checkDrift) {
+			if err := s.Sync(ctx, c, checkDrift); err != nil && ctx.Err() == nil {
+				s.cfg.Logger.WithError(err).Warn("policy backend: could not sync the admission policies; trying again")
+				retry = time.After(s.cfg.Retry)
+			}
+			last, checkDrift = c, false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-resync.C:
+			checkDrift = true
+		case <-retry:
+			retry, checkDrift = nil, true
+		}
+	}
+}
+
+// Sync renders c and applies what changed since the last apply; with checkDrift it
+// also reads each object back and applies it again when its generation is not the
+// one this process wrote. It returns an error only for what is worth trying again.
+func (s *Syncer) Sync(ctx context.Context, c *scheduling.Compiled, checkDrift bool) error {
+	gitVersion, err := s.cfg.ServerVersion()
+	if err != nil {
+		return fmt.Errorf("could not read the API server's version: %w", err)
+	}
+	if err := policy.CheckServerVersion(gitVersion); err != nil {
+		// Nothing to delete: this API server serves no v1 policies.
+		s.refuse(ctx, ReasonServerVersion, err, "")
+		return nil
+	}
+	objs, err := policy.Render(c, s.cfg.Options)
+	if err != nil {
+		reason, cost := ReasonRender, ""
+		if objs != nil {
+			reason, cost = ReasonCost, objs.Cost.String()
+		}
+		if derr := s.deleteAll(ctx); derr != nil {
+			err = fmt.Errorf("%w; and could not delete the policies applied before, which place pods by an older configuration: %w", err, derr)
+		}
+		s.refuse(ctx, reason, err, cost)
+		return nil
+	}
+	var warnings []string
+	for _, obj := range s.objects(objs) {
+		w, err := s.apply(ctx, obj, checkDrift)
+		if err != nil {
+			s.refuse(ctx, ReasonApply, err, objs.Cost.String())
+			return err
+		}
+		warnings = append(warnings, w...)
+	}
+	s.cfg.Metrics.setActive(true)
+	s.publish(ctx, discovery.PolicyStatus{Active: true, Cost: objs.Cost.String(), Warnings: warnings})
+	return nil
+}
+
+// object is one rendered object, as the client applies it.
+type object struct {
+	kind, name string
+	value      any
+	// patch applies data and returns the generation; get returns the generation and,
+	// for a ValidatingAdmissionPolicy, its status; remove deletes it.
+	patch  func(ctx context.Context, data []byte) (int64, error)
+	get    func(ctx context.Context) (int64, *admissionregistrationv1.ValidatingAdmissionPolicyStatus, error)
+	remove func(ctx context.Context) error
+}
+
+func (o *object) key() string { return o.kind + "/" + o.name }
+
+// apply applies obj when its rendering changed (or, with checkDrift, when someone
+// else changed it) and returns the API server's type-checking warnings on it.
+func (s *Syncer) apply(ctx context.Context, obj object, checkDrift bool) ([]string, error) {
+	data, err := json.Marshal(obj.value)
+	if err != nil {
+		return nil, err
+	}
+	last, ok := s.applied[obj.key()]
+	if ok && bytes.Equal(last.data, data) {
+		if !checkDrift {
+			return nil, nil
+		}
+		generation, status, err := obj.get(ctx)
+		switch {
+		case apierrors.IsNotFound(err):
+			s.cfg.Logger.WithField("object", obj.key()).Warn("policy backend: someone deleted the policy; applying it again")
+		case err != nil:
+			return nil, fmt.Errorf("could not read %s: %w", obj.key(), err)
+		case generation == last.generation:
+			return typeWarnings(obj, status), nil
+		default:
+			s.cfg.Logger.WithFields(logrus.Fields{"object": obj.key(), "applied": last.generation, "found": generation}).Warn("policy backend: someone changed the policy; applying it again")
+		}
+	}
+	generation, err := obj.patch(ctx, data)
+	if err != nil {
+		return nil, fmt.Errorf("could not apply %s (serve needs deploy/components/policy-backend's RBAC): %w", obj.key(), err)
+	}
+	s.applied[obj.key()] = appliedObject{data: data, generation: generation}
+	s.cfg.Metrics.observeApply(obj.kind)
+	s.cfg.Logger.WithFields(logrus.Fields{"object": obj.key(), "generation": generation}).Info("policy backend: applied")
+	if obj.kind != "ValidatingAdmissionPolicy" {
+		return nil, nil
+	}
+	return s.waitTypeChecked(ctx, obj, generation)
+}
+
+// waitTypeChecked waits until the API server has type-checked generation of a
+// ValidatingAdmissionPolicy and returns its warnings (a mistyped expression is
+// refused at evaluation, with failurePolicy Fail: the pods it concerns).
+func (s *Syncer) waitTypeChecked(ctx context.Context, obj object, generation int64) ([]string, error) {
+	var status *admissionregistrationv1.ValidatingAdmissionPolicyStatus
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, s.cfg.TypeCheckTimeout, true, func(ctx context.Context) (bool, error) {
+		g, st, err := obj.get(ctx)
+		if err != nil {
+			return false, nil //nolint:nilerr // read again until the timeout
+		}
+		if g != generation {
+			return false, fmt.Errorf("%s is at generation %d, not the %d applied: someone else writes it", obj.key(), g, generation)
+		}
+		status = st
+		return st != nil && st.ObservedGeneration == generation && st.TypeChecking != nil, nil
+	})
+	if err != nil {
+		s.cfg.Logger.WithError(err).WithField("object", obj.key()).Warn("policy backend: the API server has not type-checked the policy")
+		return nil, nil
+	}
+	w := typeWarnings(obj, status)
+	for _, text := range w {
+		s.cfg.Logger.WithField("object", obj.key()).Warn("policy backend: type-checking warning: " + text)
+	}
+	return w, nil
+}
+
+func typeWarnings(obj object, st *admissionregistrationv1.ValidatingAdmissionPolicyStatus) []string {
+	if st == nil || st.TypeChecking == nil {
+		return nil
+	}
+	var out []string
+	for _, w := range st.TypeChecking.ExpressionWarnings {
+		out = append(out, obj.name+": "+w.FieldRef+": "+w.Warning)
+	}
+	return out
+}
+
+// deleteAll deletes the policies this backend applies, bindings first, those already
+// gone aside: by name, so it also removes what an earlier leader applied.
+func (s *Syncer) deleteAll(ctx context.Context) error {
+	names := &policy.Objects{
+		Mutating:          &admissionregistrationv1.MutatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: policy.Name}},
+		MutatingBinding:   &admissionregistrationv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name}},
+		Validating:        &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: policy.Name}},
+		ValidatingBinding: &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name}},
+		Warnings:          &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: policy.NameWarnings}},
+		WarningsBinding:   &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.NameWarnings}},
+	}
+	objs := s.objects(names)
+	slices.Reverse(objs)
+	var errs []error
+	for _, obj := range objs {
+		if err := obj.remove(ctx); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("could not delete %s: %w", obj.key(), err))
+			continue
+		}
+		delete(s.applied, obj.key())
+	}
+	return errors.Join(errs...)
+}
+
+// refuse reports that the policies are not in force, and why.
+func (s *Syncer) refuse(ctx context.Context, reason string, err error, cost string) {
+	st := discovery.PolicyStatus{Reason: reason, Message: err.Error(), Cost: cost}
+	if s.status == nil || s.status.Active || s.status.Reason != reason || s.status.Message != st.Message {
+		s.cfg.Logger.WithError(err).WithField("reason", reason).Error("policy backend: not in force; the webhook's handlers keep serving (keep or re-apply the webhook configurations)")
+		s.cfg.Metrics.observeRefused(reason)
+	}
+	s.cfg.Metrics.setActive(false)
+	s.publish(ctx, st)
+}
+
+// publish writes st when it differs from the last one published.
+func (s *Syncer) publish(ctx context.Context, st discovery.PolicyStatus) {
+	if s.status != nil && s.status.Active == st.Active && s.status.Reason == st.Reason && s.status.Message == st.Message &&
+		s.status.Cost == st.Cost && slices.Equal(s.status.Warnings, st.Warnings) {
+		return
+	}
+	if st.Active && (s.status == nil || !s.status.Active) {
+		s.cfg.Logger.WithField("cost", st.Cost).Info("policy backend: in force; the API server places pods with the admission policies")
+	}
+	s.status = &st
+	if s.cfg.Publish == nil {
+		return
+	}
+	st.Writer, st.UpdatedAt = s.cfg.Identity, metav1.Now()
+	if err := s.cfg.Publish(ctx, st); err != nil && ctx.Err() == nil {
+		s.cfg.Logger.WithError(err).Warn("policy backend: could not publish its status for `pools`")
+		s.status = nil // publish again at the next sync
+	}
+}
+
+func applyOptions() metav1.PatchOptions {
+	// Force: the policies are this backend's; a conflicting manager (a kubectl edit)
+	// loses the fields this one writes, and keeps any other.
+	return metav1.PatchOptions{FieldManager: FieldManager, Force: ptr.To(true)}
+}
+
+// typedClient is what client-go's typed client of each policy kind offers.
+type typedClient[T any] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*T, error)
+	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (*T, error)
+	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
+}
+
+// newObject is o as applied with c; status returns a ValidatingAdmissionPolicy's
+// status (nil for the other kinds).
+func newObject[T any, PT interface {
+	*T
+	metav1.Object
+}](kind string, c typedClient[T], o PT, status func(PT) *admissionregistrationv1.ValidatingAdmissionPolicyStatus) object {
+	name := o.GetName()
+	return object{kind: kind, name: name, value: o,
+		patch: func(ctx context.Context, data []byte) (int64, error) {
+			got, err := c.Patch(ctx, name, types.ApplyPatchType, data, applyOptions())
+			if err != nil {
+				return 0, err
+			}
+			return PT(got).GetGeneration(), nil
+		},
+		get: func(ctx context.Context) (int64, *admissionregistrationv1.ValidatingAdmissionPolicyStatus, error) {
+			got, err := c.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return 0, nil, err
+			}
+			return PT(got).GetGeneration(), status(got), nil
+		},
+		remove: func(ctx context.Context) error { return c.Delete(ctx, name, metav1.DeleteOptions{}) },
+	}
+}
+
+func noStatus[PT any](PT) *admissionregistrationv1.ValidatingAdmissionPolicyStatus { return nil }
+
+// objects are the rendering's objects in apply order (a binding after its policy).
+func (s *Syncer) objects(o *policy.Objects) []object {
+	a := s.cfg.Client.AdmissionregistrationV1()
+	vapStatus := func(p *admissionregistrationv1.ValidatingAdmissionPolicy) *admissionregistrationv1.ValidatingAdmissionPolicyStatus {
+		return &p.Status
+	}
+	return []object{
+		newObject("MutatingAdmissionPolicy", a.MutatingAdmissionPolicies(), o.Mutating, noStatus),
+		newObject("MutatingAdmissionPolicyBinding", a.MutatingAdmissionPolicyBindings(), o.MutatingBinding, noStatus),
+		newObject("ValidatingAdmissionPolicy", a.ValidatingAdmissionPolicies(), o.Validating, vapStatus),
+		newObject("ValidatingAdmissionPolicyBinding", a.ValidatingAdmissionPolicyBindings(), o.ValidatingBinding, noStatus),
+		newObject("ValidatingAdmissionPolicy", a.ValidatingAdmissionPolicies(), o.Warnings, vapStatus),
+		newObject("ValidatingAdmissionPolicyBinding", a.ValidatingAdmissionPolicyBindings(), o.WarningsBinding, noStatus),
+	}
+}
