@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	admissionregistrationv1 "k8s.io/client-go/kubernetes/typed/admissionregistration/v1"
 	appsv1 "k8s.io/client-go/kubernetes/typed/apps/v1"
@@ -31,6 +32,8 @@ type kubeClient struct {
 	admissionregistration *admissionregistrationv1.AdmissionregistrationV1Client
 	apps                  *appsv1.AppsV1Client
 	batch                 *batchv1.BatchV1Client
+	// discovery reads the API server's version (the policy backend's gate).
+	discovery *discovery.DiscoveryClient
 }
 
 // newKubeClient builds the group clients as kubernetes.NewForConfig builds its own:
@@ -45,13 +48,14 @@ func newKubeClient(restConfig *rest.Config) (kubernetes.Interface, error) {
 		return nil, err
 	}
 	c := &kubeClient{}
-	var errs [6]error
+	var errs [7]error
 	c.core, errs[0] = corev1.NewForConfigAndClient(cfg, h)
 	c.coordination, errs[1] = coordinationv1.NewForConfigAndClient(cfg, h)
 	c.events, errs[2] = eventsv1.NewForConfigAndClient(cfg, h)
 	c.admissionregistration, errs[3] = admissionregistrationv1.NewForConfigAndClient(cfg, h)
 	c.apps, errs[4] = appsv1.NewForConfigAndClient(cfg, h)
 	c.batch, errs[5] = batchv1.NewForConfigAndClient(cfg, h)
+	c.discovery, errs[6] = discovery.NewDiscoveryClientForConfigAndClient(cfg, h)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, err
 	}
@@ -66,3 +70,5 @@ func (c *kubeClient) AdmissionregistrationV1() admissionregistrationv1.Admission
 }
 func (c *kubeClient) AppsV1() appsv1.AppsV1Interface    { return c.apps }
 func (c *kubeClient) BatchV1() batchv1.BatchV1Interface { return c.batch }
+
+func (c *kubeClient) Discovery() discovery.DiscoveryInterfaces { return c.discovery }

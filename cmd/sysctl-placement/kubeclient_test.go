@@ -28,6 +28,7 @@ func TestKubeClientServesEveryGroupWeCall(t *testing.T) {
 		"admissionregistration.k8s.io": client.AdmissionregistrationV1().RESTClient(),
 		"apps/v1":                      client.AppsV1().RESTClient(),
 		"batch/v1":                     client.BatchV1().RESTClient(),
+		"discovery (/version)":         client.Discovery().RESTClient(),
 	}
 	limiter := client.CoreV1().RESTClient().GetRateLimiter()
 	if limiter == nil || limiter.QPS() != 50 {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"time"
 
@@ -24,7 +25,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
@@ -128,6 +128,18 @@ type Syncer struct {
 	applied map[string]appliedObject
 	// status is the last one published.
 	status *discovery.PolicyStatus
+	// unchecked are the ValidatingAdmissionPolicies applied and not yet type-checked by
+	// the API server (kube-controller-manager's status controller): read back by
+	// CheckTypes, so that a sync never waits for it.
+	unchecked map[string]uncheckedPolicy
+	// warnings are the type-checking warnings found, by object.
+	warnings map[string][]string
+}
+
+type uncheckedPolicy struct {
+	obj        object
+	generation int64
+	applied    time.Time
 }
 
 type appliedObject struct {
@@ -141,18 +153,19 @@ func New(cfg Config) (*Syncer, error) {
 		return nil, err
 	}
 	cfg.Metrics.init()
-	return &Syncer{cfg: cfg, applied: map[string]appliedObject{}}, nil
+	return &Syncer{cfg: cfg, applied: map[string]appliedObject{}, unchecked: map[string]uncheckedPolicy{}, warnings: map[string][]string{}}, nil
 }
 
 // Run syncs at start, at every change of the configuration in force (a reload of the
 // config file, a new discovery result) and every Resync, until ctx ends. Serve runs it
 // while its replica leads.
 func (s *Syncer) Run(ctx context.Context) {
-	s.applied = map[string]appliedObject{} // a new leader trusts nothing it applied before
+	// A new term trusts nothing it applied or published before.
+	s.applied, s.unchecked, s.warnings, s.status = map[string]appliedObject{}, map[string]uncheckedPolicy{}, map[string][]string{}, nil
 	resync := time.NewTicker(s.cfg.Resync)
 	defer resync.Stop()
 	var last *scheduling.Compiled
-	var retry <-chan time.Time
+	var retry, typeCheck <-chan time.Time
 	checkDrift := true
 	for {
 		changed := s.cfg.Source.Changed()
@@ -163,6 +176,9 @@ func (s *Syncer) Run(ctx context.Context) {
 			}
 			last, checkDrift = c, false
 		}
+		if len(s.unchecked) > 0 && typeCheck == nil {
+			typeCheck = time.After(typeCheckInterval)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -171,6 +187,9 @@ func (s *Syncer) Run(ctx context.Context) {
 			checkDrift = true
 		case <-retry:
 			retry, checkDrift = nil, true
+		case <-typeCheck:
+			typeCheck = nil
+			s.CheckTypes(ctx)
 		}
 	}
 }
@@ -200,17 +219,14 @@ func (s *Syncer) Sync(ctx context.Context, c *scheduling.Compiled, checkDrift bo
 		s.refuse(ctx, reason, err, cost)
 		return nil
 	}
-	var warnings []string
 	for _, obj := range s.objects(objs) {
-		w, err := s.apply(ctx, obj, checkDrift)
-		if err != nil {
+		if err := s.apply(ctx, obj, checkDrift); err != nil {
 			s.refuse(ctx, ReasonApply, err, objs.Cost.String())
 			return err
 		}
-		warnings = append(warnings, w...)
 	}
 	s.cfg.Metrics.setActive(true)
-	s.publish(ctx, discovery.PolicyStatus{Active: true, Cost: objs.Cost.String(), Warnings: warnings})
+	s.publish(ctx, discovery.PolicyStatus{Active: true, Cost: objs.Cost.String(), Warnings: s.allWarnings()})
 	return nil
 }
 
@@ -228,67 +244,84 @@ type object struct {
 func (o *object) key() string { return o.kind + "/" + o.name }
 
 // apply applies obj when its rendering changed (or, with checkDrift, when someone
-// else changed it) and returns the API server's type-checking warnings on it.
-func (s *Syncer) apply(ctx context.Context, obj object, checkDrift bool) ([]string, error) {
+// else changed it).
+func (s *Syncer) apply(ctx context.Context, obj object, checkDrift bool) error {
 	data, err := json.Marshal(obj.value)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	last, ok := s.applied[obj.key()]
 	if ok && bytes.Equal(last.data, data) {
 		if !checkDrift {
-			return nil, nil
+			return nil
 		}
-		generation, status, err := obj.get(ctx)
+		generation, _, err := obj.get(ctx)
 		switch {
 		case apierrors.IsNotFound(err):
 			s.cfg.Logger.WithField("object", obj.key()).Warn("policy backend: someone deleted the policy; applying it again")
 		case err != nil:
-			return nil, fmt.Errorf("could not read %s: %w", obj.key(), err)
+			return fmt.Errorf("could not read %s: %w", obj.key(), err)
 		case generation == last.generation:
-			return typeWarnings(obj, status), nil
+			return nil
 		default:
 			s.cfg.Logger.WithFields(logrus.Fields{"object": obj.key(), "applied": last.generation, "found": generation}).Warn("policy backend: someone changed the policy; applying it again")
 		}
 	}
 	generation, err := obj.patch(ctx, data)
 	if err != nil {
-		return nil, fmt.Errorf("could not apply %s (serve needs deploy/components/policy-backend's RBAC): %w", obj.key(), err)
+		return fmt.Errorf("could not apply %s (serve needs deploy/components/policy-backend's RBAC): %w", obj.key(), err)
 	}
 	s.applied[obj.key()] = appliedObject{data: data, generation: generation}
 	s.cfg.Metrics.observeApply(obj.kind)
 	s.cfg.Logger.WithFields(logrus.Fields{"object": obj.key(), "generation": generation}).Info("policy backend: applied")
-	if obj.kind != "ValidatingAdmissionPolicy" {
-		return nil, nil
+	if obj.kind == "ValidatingAdmissionPolicy" {
+		delete(s.warnings, obj.key())
+		s.unchecked[obj.key()] = uncheckedPolicy{obj: obj, generation: generation, applied: time.Now()}
 	}
-	return s.waitTypeChecked(ctx, obj, generation)
+	return nil
 }
 
-// waitTypeChecked waits until the API server has type-checked generation of a
-// ValidatingAdmissionPolicy and returns its warnings (a mistyped expression is
-// refused at evaluation, with failurePolicy Fail: the pods it concerns).
-func (s *Syncer) waitTypeChecked(ctx context.Context, obj object, generation int64) ([]string, error) {
-	var status *admissionregistrationv1.ValidatingAdmissionPolicyStatus
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, s.cfg.TypeCheckTimeout, true, func(ctx context.Context) (bool, error) {
-		g, st, err := obj.get(ctx)
-		if err != nil {
-			return false, nil //nolint:nilerr // read again until the timeout
+// typeCheckInterval is how often CheckTypes reads back the policies not type-checked yet.
+const typeCheckInterval = time.Second
+
+// CheckTypes reads back each ValidatingAdmissionPolicy applied and not yet
+// type-checked; once the API server has checked the generation applied, its warnings
+// (an expression that would fail at evaluation, refusing the pods it concerns with
+// failurePolicy Fail) are logged and published. Past TypeCheckTimeout it stops waiting
+// and says so.
+func (s *Syncer) CheckTypes(ctx context.Context) {
+	changed := false
+	for key, u := range s.unchecked {
+		generation, status, err := u.obj.get(ctx)
+		switch {
+		case err == nil && generation != u.generation:
+			s.cfg.Logger.WithFields(logrus.Fields{"object": key, "applied": u.generation, "found": generation}).Warn("policy backend: someone else wrote the policy; the next drift check applies it again")
+		case err == nil && status != nil && status.ObservedGeneration == u.generation && status.TypeChecking != nil:
+			w := typeWarnings(u.obj, status)
+			for _, text := range w {
+				s.cfg.Logger.WithField("object", key).Warn("policy backend: type-checking warning: " + text)
+			}
+			s.warnings[key], changed = w, changed || len(w) > 0
+		case time.Since(u.applied) < s.cfg.TypeCheckTimeout:
+			continue
+		default:
+			s.cfg.Logger.WithField("object", key).Warn("policy backend: the API server has not type-checked the policy (kube-controller-manager's ValidatingAdmissionPolicy status controller); its expressions are checked when pods are admitted")
 		}
-		if g != generation {
-			return false, fmt.Errorf("%s is at generation %d, not the %d applied: someone else writes it", obj.key(), g, generation)
-		}
-		status = st
-		return st != nil && st.ObservedGeneration == generation && st.TypeChecking != nil, nil
-	})
-	if err != nil {
-		s.cfg.Logger.WithError(err).WithField("object", obj.key()).Warn("policy backend: the API server has not type-checked the policy")
-		return nil, nil
+		delete(s.unchecked, key)
 	}
-	w := typeWarnings(obj, status)
-	for _, text := range w {
-		s.cfg.Logger.WithField("object", obj.key()).Warn("policy backend: type-checking warning: " + text)
+	if changed && s.status != nil {
+		st := *s.status
+		st.Warnings = s.allWarnings()
+		s.publish(ctx, st)
 	}
-	return w, nil
+}
+
+func (s *Syncer) allWarnings() []string {
+	var out []string
+	for _, key := range slices.Sorted(maps.Keys(s.warnings)) {
+		out = append(out, s.warnings[key]...)
+	}
+	return out
 }
 
 func typeWarnings(obj object, st *admissionregistrationv1.ValidatingAdmissionPolicyStatus) []string {
@@ -322,6 +355,8 @@ func (s *Syncer) deleteAll(ctx context.Context) error {
 			continue
 		}
 		delete(s.applied, obj.key())
+		delete(s.unchecked, obj.key())
+		delete(s.warnings, obj.key())
 	}
 	return errors.Join(errs...)
 }

@@ -3,12 +3,14 @@ package policysync
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -62,7 +64,6 @@ func newHarness(t *testing.T, source Source) *harness {
 			h.statuses = append(h.statuses, st)
 			return nil
 		},
-		TypeCheckTimeout: time.Millisecond, // the fake API server never type-checks
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -205,6 +206,31 @@ func TestSyncer(t *testing.T) {
 		}
 		if got := testutil.ToFloat64(h.metrics.refused.WithLabelValues(ReasonCost)); got != 1 {
 			t.Errorf("sysctl_placement_policy_refused_total{reason=Cost} = %v after the same refusal; want still 1", got)
+		}
+	})
+	t.Run("the API server's type-checking warnings are published once it has checked the generation applied", func(t *testing.T) {
+		h := newHarness(t, config.NewStore(nil))
+		if err := h.syncer.Sync(t.Context(), pools(t, 2), false); err != nil {
+			t.Fatal(err)
+		}
+		vaps := h.client.AdmissionregistrationV1().ValidatingAdmissionPolicies()
+		vap, err := vaps.Get(t.Context(), policy.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vap.Status = admissionregistrationv1.ValidatingAdmissionPolicyStatus{ObservedGeneration: vap.Generation, TypeChecking: &admissionregistrationv1.TypeChecking{
+			ExpressionWarnings: []admissionregistrationv1.ExpressionWarning{{FieldRef: "spec.validations[0].expression", Warning: "no such key: x"}},
+		}}
+		if _, err := vaps.UpdateStatus(t.Context(), vap, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		h.syncer.CheckTypes(t.Context())
+		last := h.statuses[len(h.statuses)-1]
+		if want := []string{"sysctl-placement: spec.validations[0].expression: no such key: x"}; !slices.Equal(last.Warnings, want) {
+			t.Errorf("published warnings %q; want %q", last.Warnings, want)
+		}
+		if !last.Active {
+			t.Error("a type-checking warning took the policies out of force; it is only reported")
 		}
 	})
 	t.Run("Run applies at a config reload and stops with its context", func(t *testing.T) {
