@@ -6,6 +6,7 @@ package cluster
 // syncs, a forbidden Event) instead of passing as an administrator.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -100,6 +101,29 @@ func (c *Cluster) ApplyShippedIdentity(ctx context.Context) (*ShippedIdentity, e
 		return nil, err
 	}
 	return id, nil
+}
+
+// applyRBACFile applies the RBAC objects of a component's manifest (a kustomize
+// Component cannot be rendered alone) as ApplyShippedIdentity applies the base's.
+func (c *Cluster) applyRBACFile(ctx context.Context, path string, id *ShippedIdentity) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for _, doc := range bytes.Split(data, []byte("\n---\n")) {
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal(doc, &tm); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		name, err := c.applyIdentityObject(ctx, tm.Kind, doc, id)
+		if err != nil {
+			return fmt.Errorf("applying %s of %s: %w", tm.Kind, path, err)
+		}
+		if name != "" {
+			id.RBAC = append(id.RBAC, tm.Kind+"/"+name)
+		}
+	}
+	return nil
 }
 
 // discoveryResult is the ConfigMap in which serve's elected replica publishes the

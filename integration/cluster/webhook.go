@@ -50,6 +50,10 @@ type WebhookOptions struct {
 	AsServiceAccount bool
 	// Name tells replicas apart in logs and file names. Default "webhook".
 	Name string
+	// ExtraRBAC are RBAC manifests of components (paths from the repository root, e.g.
+	// deploy/components/policy-backend/rbac.yaml) applied with the shipped identity,
+	// for the flags ExtraArgs turns on. Only with AsServiceAccount.
+	ExtraRBAC []string
 	// ExtraArgs are appended to the serve command line.
 	ExtraArgs []string
 	// Env is added to the process environment.
@@ -91,6 +95,11 @@ func (c *Cluster) StartWebhook(ctx context.Context, opts WebhookOptions) (*Webho
 		id, err := c.ApplyShippedIdentity(ctx)
 		if err != nil {
 			return nil, err
+		}
+		for _, path := range opts.ExtraRBAC {
+			if err := c.applyRBACFile(ctx, filepath.Join(RepoRoot(), path), id); err != nil {
+				return nil, err
+			}
 		}
 		opts.Kubeconfig = id.Kubeconfig
 	}

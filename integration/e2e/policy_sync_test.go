@@ -1,0 +1,159 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
+)
+
+// policyPoolLabel is the label the example config's pools select nodes by.
+const policyPoolLabel = "sysctl-placement.io/pool"
+
+// placedOn reports whether the API server returned pod selecting pool and tolerating
+// the taint value taint (the example config taints each pool dedicated=<pool>).
+func placedOn(pod *corev1.Pod, pool, taint string) bool {
+	if pod.Spec.NodeSelector[policyPoolLabel] != pool {
+		return false
+	}
+	for _, tol := range pod.Spec.Tolerations {
+		if tol.Key == "dedicated" && tol.Value == taint {
+			return true
+		}
+	}
+	return false
+}
+
+// waitPlaced creates pods asking for kernel.shmmax with dryRun=All until the API
+// server returns one placed on the ipc pool with a toleration of taint, and returns
+// how long that took.
+func waitPlaced(ctx context.Context, t *testing.T, c *cluster.Cluster, ns, taint string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var last *corev1.Pod
+	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pod, err := dryRunPod(ctx, c.Client, ns, "kernel.shmmax")
+		if err != nil {
+			return false, nil //nolint:nilerr // refused while the policies change: create again
+		}
+		last = pod
+		return placedOn(pod, "ipc", taint), nil
+	})
+	if err != nil {
+		if last == nil {
+			last = &corev1.Pod{}
+		}
+		t.Fatalf("no pod placed on ipc with toleration dedicated=%s within a minute (last: nodeSelector %v, tolerations %v): %v",
+			taint, last.Spec.NodeSelector, last.Spec.Tolerations, err)
+	}
+	return time.Since(start)
+}
+
+// serve --admission=policy, as the shipped ServiceAccount with the policy-backend
+// component's RBAC and no webhook configuration registered: the API server places
+// pods with the policies serve keeps in sync, also once serve is gone.
+func TestServePolicyModeKeepsThePoliciesInSync(t *testing.T) {
+	c := cluster.StartForTest(t, cluster.Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	createSystemNamespace(ctx, t, c)
+	example, err := os.ReadFile(filepath.Join(cluster.RepoRoot(), "deploy", "examples", "placement-config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	configFile := filepath.Join(t.TempDir(), "placement-config.yaml")
+	if err := os.WriteFile(configFile, example, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.StartWebhook(ctx, cluster.WebhookOptions{
+		ConfigFile: configFile, AsServiceAccount: true, Name: "policy-serve",
+		ExtraRBAC: []string{"deploy/components/policy-backend/rbac.yaml"},
+		ExtraArgs: []string{"--admission=policy"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = w.Terminate(30 * time.Second)
+		if t.Failed() {
+			t.Logf("serve log:\n%s", tailFile(w.LogFile, 40))
+		}
+	})
+	ns := optedInNamespace(ctx, t, c, "policy-sync", nil)
+
+	t.Run("serve applies the policies and the API server places an opted-in pod with them", func(t *testing.T) {
+		took := waitPlaced(ctx, t, c, ns, "ipc")
+		t.Logf("placed by the policies %v after serve was ready", took.Round(time.Millisecond))
+		metricEquals(ctx, t, w, "sysctl_placement_policy_backend_active", "1")
+		for _, name := range []string{"sysctl-placement", "sysctl-placement-warnings"} {
+			vap, err := c.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !managedBy(vap.ManagedFields, "sysctl-placement-policy") {
+				t.Errorf("ValidatingAdmissionPolicy %s is not managed by the field manager sysctl-placement-policy: %v", name, vap.ManagedFields)
+			}
+		}
+		// What `pools` prints: the status beside the discovery result.
+		cm, err := c.Client.CoreV1().ConfigMaps("sysctl-placement").Get(ctx, "sysctl-placement-discovery", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := cm.Data["policy.json"]; !strings.Contains(st, `"active":true`) {
+			t.Errorf("the published policy status is %q; want it active", st)
+		}
+		if _, err := c.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "sysctl-placement", metav1.GetOptions{}); err == nil {
+			t.Fatal("a MutatingWebhookConfiguration is registered; the test must prove the policies alone place pods")
+		}
+	})
+
+	// Drill 2: the config changes (the ipc pool's taint becomes dedicated=ipc-v2); serve
+	// reloads it, renders, applies, and the API server places pods by it.
+	t.Run("a config change is in force in the API server within seconds", func(t *testing.T) {
+		changed := strings.Replace(string(example), "taints: [{key: dedicated, value: ipc, effect: NoSchedule}]", "taints: [{key: dedicated, value: ipc-v2, effect: NoSchedule}]", 1)
+		if changed == string(example) {
+			t.Fatal("the example config no longer taints the ipc pool dedicated=ipc; update this test")
+		}
+		tmp := configFile + ".new"
+		if err := os.WriteFile(tmp, []byte(changed), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, configFile); err != nil {
+			t.Fatal(err)
+		}
+		took := waitPlaced(ctx, t, c, ns, "ipc-v2")
+		t.Logf("drill 2: %.2f s from the config change to the API server placing pods by it", took.Seconds())
+	})
+
+	// Drill 1: serve is killed; nothing runs, and the API server still places pods.
+	t.Run("with serve killed the API server still places pods", func(t *testing.T) {
+		if err := w.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		pod := sysctlPod("after-serve")
+		got, err := c.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("with serve gone the API server refused the pod: %v", err)
+		}
+		if !placedOn(got, "ipc", "ipc-v2") {
+			t.Errorf("with serve gone the pod was not placed by the current config: nodeSelector %v, tolerations %v", got.Spec.NodeSelector, got.Spec.Tolerations)
+		}
+	})
+}
+
+func managedBy(fields []metav1.ManagedFieldsEntry, manager string) bool {
+	for _, f := range fields {
+		if f.Manager == manager && f.Operation == metav1.ManagedFieldsOperationApply {
+			return true
+		}
+	}
+	return false
+}
