@@ -164,6 +164,9 @@ func (s *Syncer) Run(ctx context.Context) {
 	s.applied, s.unchecked, s.warnings, s.status = map[string]appliedObject{}, map[string]uncheckedPolicy{}, map[string][]string{}, nil
 	resync := time.NewTicker(s.cfg.Resync)
 	defer resync.Stop()
+	// A replica that no longer leads does not say the policies are in force: the
+	// leader's value is the one that counts (alert on the max over replicas).
+	defer s.cfg.Metrics.setActive(false)
 	var last *scheduling.Compiled
 	var retry, typeCheck <-chan time.Time
 	checkDrift := true

@@ -233,7 +233,7 @@ func TestSyncer(t *testing.T) {
 			t.Error("a type-checking warning took the policies out of force; it is only reported")
 		}
 	})
-	t.Run("Run applies at a config reload and stops with its context", func(t *testing.T) {
+	t.Run("Run applies at a config reload, and at its end no longer says active", func(t *testing.T) {
 		store := config.NewStore(pools(t, 2))
 		h := newHarness(t, store)
 		ctx, cancel := context.WithCancel(t.Context())
@@ -244,6 +244,9 @@ func TestSyncer(t *testing.T) {
 		waitFor(t, func() bool { return h.applies() > 6 })
 		cancel()
 		<-done
+		if got := testutil.ToFloat64(h.metrics.active); got != 0 {
+			t.Errorf("sysctl_placement_policy_backend_active = %v after Run ended (leadership lost); want 0", got)
+		}
 	})
 }
 
