@@ -2,13 +2,16 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -88,6 +91,10 @@ func TestServePolicyModeKeepsThePoliciesInSync(t *testing.T) {
 		}
 	})
 	ns := optedInNamespace(ctx, t, c, "policy-sync", nil)
+	changedConfig := strings.Replace(string(example), "taints: [{key: dedicated, value: ipc, effect: NoSchedule}]", "taints: [{key: dedicated, value: ipc-v2, effect: NoSchedule}]", 1)
+	if changedConfig == string(example) {
+		t.Fatal("the example config no longer taints the ipc pool dedicated=ipc; update this test")
+	}
 
 	t.Run("serve applies the policies and the API server places an opted-in pod with them", func(t *testing.T) {
 		took := waitPlaced(ctx, t, c, ns, "ipc")
@@ -118,19 +125,39 @@ func TestServePolicyModeKeepsThePoliciesInSync(t *testing.T) {
 	// Drill 2: the config changes (the ipc pool's taint becomes dedicated=ipc-v2); serve
 	// reloads it, renders, applies, and the API server places pods by it.
 	t.Run("a config change is in force in the API server within seconds", func(t *testing.T) {
-		changed := strings.Replace(string(example), "taints: [{key: dedicated, value: ipc, effect: NoSchedule}]", "taints: [{key: dedicated, value: ipc-v2, effect: NoSchedule}]", 1)
-		if changed == string(example) {
-			t.Fatal("the example config no longer taints the ipc pool dedicated=ipc; update this test")
-		}
-		tmp := configFile + ".new"
-		if err := os.WriteFile(tmp, []byte(changed), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, configFile); err != nil {
-			t.Fatal(err)
-		}
+		writeConfig(t, configFile, changedConfig)
 		took := waitPlaced(ctx, t, c, ns, "ipc-v2")
 		t.Logf("drill 2: %.2f s from the config change to the API server placing pods by it", took.Seconds())
+	})
+
+	// A configuration past the cost bound: the policies are deleted, so the API server
+	// no longer places pods by the old one, and serve says why in the metric and in
+	// `pools`; a smaller one puts them back.
+	t.Run("a configuration the cost model refuses takes the policies out of force and pools says why", func(t *testing.T) {
+		writeConfig(t, configFile, manyPoolsConfig(10))
+		metricEquals(ctx, t, w, "sysctl_placement_policy_backend_active", "0")
+		metricEquals(ctx, t, w, `sysctl_placement_policy_refused_total{reason="Cost"}`, "1")
+		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			_, err := c.Client.AdmissionregistrationV1().MutatingAdmissionPolicies().Get(ctx, "sysctl-placement", metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if err != nil {
+			t.Fatalf("the MutatingAdmissionPolicy of the previous config is still there: %v", err)
+		}
+		bin, err := cluster.SysctlPlacement.Path()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.CommandContext(ctx, bin, "pools", "--kubeconfig", c.Kubeconfig, "--config", configFile).CombinedOutput()
+		if err != nil {
+			t.Fatalf("pools: %v\n%s", err, out)
+		}
+		if want := "Policy backend: NOT in force (Cost): the policies would cost the API server"; !strings.Contains(string(out), want) {
+			t.Errorf("pools does not say why the policies are refused (want %q):\n%s", want, out)
+		}
+		writeConfig(t, configFile, changedConfig)
+		waitPlaced(ctx, t, c, ns, "ipc-v2")
+		metricEquals(ctx, t, w, "sysctl_placement_policy_backend_active", "1")
 	})
 
 	// Drill 1: serve is killed; nothing runs, and the API server still places pods.
@@ -156,4 +183,26 @@ func managedBy(fields []metav1.ManagedFieldsEntry, manager string) bool {
 		}
 	}
 	return false
+}
+
+// writeConfig replaces the config file in one rename, as a ConfigMap volume does.
+func writeConfig(t *testing.T, path, text string) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// manyPoolsConfig is a PlacementConfig of n pools shaped like the example's.
+func manyPoolsConfig(n int) string {
+	var b strings.Builder
+	b.WriteString("apiVersion: sysctl-placement.io/v1alpha1\nkind: PlacementConfig\npools:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "  - name: pool-%[1]d\n    nodeSelector: {sysctl-placement.io/pool: pool-%[1]d}\n    taints: [{key: dedicated, value: pool-%[1]d, effect: NoSchedule}]\n    allowedUnsafeSysctls: [\"kernel.shm*\", \"kernel.sem\", \"net.ipv4.conf.eth%[1]d.*\"]\n", i)
+	}
+	return b.String()
 }
