@@ -24,6 +24,9 @@ type PodCreateResults struct {
 	Rates    []float64     `json:"rates"`
 	Duration time.Duration `json:"duration"`
 	Arms     []string      `json:"arms"`
+	// Pools is how many pools the config had: the example's three, or with -pools the
+	// example's followed by pools like them that these pods never land on.
+	Pools int `json:"pools,omitempty"`
 	// NodeSelector and Toleration are what the webhook added to the probe pod, and so
 	// what the policy adds.
 	NodeSelector map[string]string `json:"nodeSelector,omitempty"`

@@ -71,6 +71,9 @@ type options struct {
 	settle   time.Duration
 	keep     bool
 	profile  string
+	// pools, when above the example's three, adds pools like them to the config both
+	// backends place with, so the cost of more pools shows.
+	pools int
 }
 
 func main() {
@@ -86,6 +89,7 @@ func main() {
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "wait before each run, after the previous namespace is gone")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (component and webhook logs)")
 	flag.StringVar(&o.profile, "profile", "", "if set, start serve with --profiling and save CPU profiles of serve and kube-apiserver during the first run of each arm at each rate in this directory (at most the first 50s of a run: the API server ends any request after 60s)")
+	flag.IntVar(&o.pools, "pools", 3, "pools in the config: the example's three, followed by pools like them (their own net.ipv4.conf.ethN.* sysctls, which the probe pods do not ask for) up to this many; the policy arm renders with --allow-slower-than-webhook past three")
 	flag.Parse()
 	var err error
 	if o.rates, err = parseRates(rates); err == nil {
@@ -163,7 +167,11 @@ func run(ctx context.Context, o options) error {
 	}
 	// Production logging (JSON at info level, one line per admission), not the
 	// harness's --development text at debug level.
-	wh, err := c.StartWebhook(ctx, cluster.WebhookOptions{ExtraArgs: []string{"--development=false", fmt.Sprintf("--profiling=%t", o.profile != "")}})
+	configFile, renderArgs, err := poolsConfig(work, o.pools)
+	if err != nil {
+		return err
+	}
+	wh, err := c.StartWebhook(ctx, cluster.WebhookOptions{ConfigFile: configFile, ExtraArgs: []string{"--development=false", fmt.Sprintf("--profiling=%t", o.profile != "")}})
 	if err != nil {
 		return fmt.Errorf("could not start the webhook: %w", err)
 	}
@@ -177,7 +185,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	policies, err := cluster.RenderPolicies(ctx, "--config", filepath.Join(cluster.RepoRoot(), "deploy", "examples", "placement-config.yaml"))
+	policies, err := cluster.RenderPolicies(ctx, renderArgs...)
 	if err != nil {
 		return err
 	}
@@ -186,7 +194,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	observe := observer{c: c, wh: wh}
-	results := &perf.PodCreateResults{Started: time.Now().UTC(), Rates: o.rates, Duration: o.duration, Arms: o.arms,
+	results := &perf.PodCreateResults{Started: time.Now().UTC(), Rates: o.rates, Duration: o.duration, Arms: o.arms, Pools: max(o.pools, 3),
 		NodeSelector: a.nodeSelector, Toleration: fmt.Sprintf("%s=%s:%s (%s)", a.toleration.Key, a.toleration.Value, a.toleration.Effect, a.toleration.Operator)}
 	turn := 0
 	for rep := 1; rep <= o.repeat; rep++ {
@@ -238,6 +246,36 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Println("results written to", o.out)
 	return nil
+}
+
+// poolsConfig is the config both backends place with and render's arguments for it:
+// the example config, or with more than three pools the example's followed by pools
+// like them that the probe pods (kernel.shmmax, kernel.sem: the ipc pool's) never
+// land on, so only the cost of checking them grows.
+func poolsConfig(work string, pools int) (string, []string, error) {
+	example := filepath.Join(cluster.RepoRoot(), "deploy", "examples", "placement-config.yaml")
+	if pools <= 3 {
+		return example, []string{"--config", example}, nil
+	}
+	data, err := os.ReadFile(example)
+	if err != nil {
+		return "", nil, err
+	}
+	head, policy, ok := strings.Cut(string(data), "\npolicy:\n")
+	if !ok {
+		return "", nil, fmt.Errorf("%s has no policy section to add pools before", example)
+	}
+	var b strings.Builder
+	b.WriteString(head + "\n")
+	for i := 3; i < pools; i++ {
+		fmt.Fprintf(&b, "  - name: extra-%[1]d\n    nodeSelector: {sysctl-placement.io/pool: extra-%[1]d}\n    taints: [{key: dedicated, value: extra-%[1]d, effect: NoSchedule}]\n    allowedUnsafeSysctls: [\"net.ipv4.conf.eth%[1]d.*\", \"net.ipv4.neigh.eth%[1]d.gc_stale_time\"]\n    kubeletVersion: \"1.37.2\"\n    kernelVersion: \"6.8.0\"\n", i)
+	}
+	b.WriteString("policy:\n" + policy)
+	path := filepath.Join(work, fmt.Sprintf("placement-config-%d-pools.yaml", pools))
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return "", nil, err
+	}
+	return path, []string{"--config", path, "--allow-slower-than-webhook"}, nil
 }
 
 func writeResults(path string, results *perf.PodCreateResults) error {
