@@ -29,19 +29,22 @@ func TestServeRateLimitsItsAPICallsByFlags(t *testing.T) {
 	}
 }
 
-// The backend is the webhook unless --admission=policy asks for the policies; any
-// other value is refused before anything starts, naming the two.
+// TestServeAdmissionFlag: which backend serve runs.
 func TestServeAdmissionFlag(t *testing.T) {
-	cmd := newServeCommand(&globalOptions{}, streams{out: io.Discard, errOut: io.Discard})
-	if err := cmd.ParseFlags(nil); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := cmd.Flags().GetString("admission"); got != admissionWebhook {
-		t.Errorf("default --admission %q; want %q", got, admissionWebhook)
-	}
-	required := []string{"serve", "--config", "c.yaml", "--tls-cert-file", "tls.crt", "--tls-private-key-file", "tls.key"}
-	code, _, errOut := runCommand(t, "", append(required, "--admission=policies")...)
-	if code == 0 || !strings.Contains(errOut, `--admission "policies" is not supported: use webhook or policy`) {
-		t.Errorf("--admission=policies: exit %d, stderr %q", code, errOut)
-	}
+	t.Run("the backend is the webhook unless --admission=policy asks for the policies", func(t *testing.T) {
+		cmd := newServeCommand(&globalOptions{}, streams{out: io.Discard, errOut: io.Discard})
+		if err := cmd.ParseFlags(nil); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := cmd.Flags().GetString("admission"); got != admissionWebhook {
+			t.Errorf("default --admission %q; want %q", got, admissionWebhook)
+		}
+	})
+	t.Run("any other value is refused before anything starts, naming the two", func(t *testing.T) {
+		required := []string{"serve", "--config", "c.yaml", "--tls-cert-file", "tls.crt", "--tls-private-key-file", "tls.key"}
+		code, _, errOut := runCommand(t, "", append(required, "--admission=policies")...)
+		if code == 0 || !strings.Contains(errOut, `--admission "policies" is not supported: use webhook or policy`) {
+			t.Errorf("--admission=policies: exit %d, stderr %q", code, errOut)
+		}
+	})
 }

@@ -60,10 +60,10 @@ func waitPlaced(ctx context.Context, t *testing.T, c *cluster.Cluster, ns, taint
 	return time.Since(start)
 }
 
-// serve --admission=policy, as the shipped ServiceAccount with the policy-backend
-// component's RBAC and no webhook configuration registered: the API server places
-// pods with the policies serve keeps in sync, also once serve is gone.
-func TestServePolicyModeKeepsThePoliciesInSync(t *testing.T) {
+// TestPolicySync: serve --admission=policy, as the shipped ServiceAccount with the
+// policy-backend component's RBAC and no webhook configuration registered: the API
+// server places pods with the policies serve keeps in sync, also once serve is gone.
+func TestPolicySync(t *testing.T) {
 	c := cluster.StartForTest(t, cluster.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()

@@ -77,27 +77,29 @@ func TestPoolsShowsThePublishedResultsAgeWriterAndCoverage(t *testing.T) {
 }
 
 // The policy backend's status shares the ConfigMap with the discovery result, under a
-// key of its own: writing one leaves the other as it was, and `pools` reads both.
-func TestPolicyStatusBesideTheDiscoveryResult(t *testing.T) {
+// key of its own.
+func TestPolicyStatus(t *testing.T) {
 	published := time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
 	res := &SharedResult{Leader: "replica-a", Complete: true, PublishedAt: metav1.NewTime(published), Pools: map[string]SharedPool{
 		"ipc": {Allowlists: []SharedAllowlist{{Patterns: []string{"kernel.sem"}, Nodes: []string{"ipc-1"}}}},
 	}}
-	client := fake.NewClientset(sharedObjects(t, res, "replica-a")...)
 	want := PolicyStatus{Writer: "replica-a", UpdatedAt: metav1.NewTime(published), Reason: "Cost", Message: "use the webhook", Cost: "10 pools"}
-	if err := PublishPolicyStatus(t.Context(), client, "sysctl-placement", want); err != nil {
-		t.Fatal(err)
-	}
-	st, err := ReadSharedStatus(t.Context(), client, "sysctl-placement", []string{"ipc-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Policy == nil || st.Policy.Reason != want.Reason || st.Policy.Message != want.Message || st.Policy.Active {
-		t.Errorf("policy status %+v; want %+v", st.Policy, want)
-	}
-	if !st.Published || st.Writer != "replica-a" || st.NodesRead != 1 {
-		t.Errorf("the discovery result changed under the policy status: %+v", st)
-	}
+	t.Run("pools reads it, and the discovery result is left as it was", func(t *testing.T) {
+		client := fake.NewClientset(sharedObjects(t, res, "replica-a")...)
+		if err := PublishPolicyStatus(t.Context(), client, "sysctl-placement", want); err != nil {
+			t.Fatal(err)
+		}
+		st, err := ReadSharedStatus(t.Context(), client, "sysctl-placement", []string{"ipc-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Policy == nil || st.Policy.Reason != want.Reason || st.Policy.Message != want.Message || st.Policy.Active {
+			t.Errorf("policy status %+v; want %+v", st.Policy, want)
+		}
+		if !st.Published || st.Writer != "replica-a" || st.NodesRead != 1 {
+			t.Errorf("the discovery result changed under the policy status: %+v", st)
+		}
+	})
 	t.Run("a missing ConfigMap is not created, and the error says how to bring it back", func(t *testing.T) {
 		err := PublishPolicyStatus(t.Context(), fake.NewClientset(), "sysctl-placement", want)
 		if err == nil || !strings.Contains(err.Error(), "re-apply the manifests") {
