@@ -2,11 +2,19 @@ package perf
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,19 +40,26 @@ const (
 )
 
 // KubeletFarm serves /configz for many Nodes from this one process, since thousands of
-// real kubelets do not fit on one machine: one HTTPS listener per node on 127.0.0.1,
-// each answering like that node's kubelet — the bearer token checked with a
-// TokenReview and the caller with a SubjectAccessReview for get nodes/configz, each
-// cached per node for the kubelet's default time — and counting what it was asked
-// and what it asked the API server.
+// real kubelets do not fit on one machine: one HTTPS listener on a shared port, each
+// node at its own address in 127.0.0.0/8 (which Linux routes to loopback), so that a
+// farm needs one socket rather than one per node and is not held to the open-files
+// limit. Each node answers like its kubelet — with a certificate for its address
+// signed by the farm's CA, the bearer token checked with a TokenReview and the caller
+// with a SubjectAccessReview for get nodes/configz, each cached per node for the
+// kubelet's default time — and the farm counts what it was asked and what it asked the
+// API server.
 type KubeletFarm struct {
-	// CAFile verifies every listener's certificate (serve's --kubelet-ca-file).
+	// CAFile verifies every node's certificate (serve's --kubelet-ca-file).
 	CAFile string
 
 	client kubernetes.Interface
+	ca     *x509.Certificate
+	caKey  crypto.Signer
 	srv    *http.Server
+	port   int32
 	nodes  []*farmNode
-	byPort map[int]*farmNode
+	byIP   map[netip.Addr]*farmNode
+	leaves sync.Map // netip.Addr → *tls.Certificate, issued on first use
 	wg     sync.WaitGroup
 
 	probes, tokenReviews, accessReviews atomic.Int64
@@ -52,7 +67,7 @@ type KubeletFarm struct {
 
 type farmNode struct {
 	name string
-	port int32
+	ip   netip.Addr
 
 	mu      sync.Mutex
 	allowed []string
@@ -75,38 +90,138 @@ type FarmCounts struct {
 	SubjectAccessReviews int64 `json:"subjectAccessReviews"`
 }
 
-// StartKubeletFarm listens for each named node; allowed(i) is what node i allows.
+// farmFirstIP is node 0's address; the farm skips addresses ending in .0 and .255.
+var farmFirstIP = netip.AddrFrom4([4]byte{127, 1, 0, 1})
+
+// farmNodeIP is node i's address: the i-th address from farmFirstIP whose last octet
+// is neither 0 nor 255 (254 a /24), so 127.1.0.1 to 127.255.255.254 hold 16 million.
+func farmNodeIP(i int) (netip.Addr, error) {
+	const perBlock = 254
+	base := farmFirstIP.As4()
+	block := int(base[1])<<8 | int(base[2])
+	block += i / perBlock
+	if i < 0 || block > 0xffff {
+		return netip.Addr{}, fmt.Errorf("kubelet farm: node %d has no address left in 127.0.0.0/8; serve fewer nodes", i)
+	}
+	return netip.AddrFrom4([4]byte{127, byte(block >> 8), byte(block), byte(1 + i%perBlock)}), nil
+}
+
+// StartKubeletFarm serves each named node; allowed(i) is what node i allows.
 // client makes the TokenReviews and SubjectAccessReviews; dir receives the CA file.
 func StartKubeletFarm(client kubernetes.Interface, dir string, names []string, allowed func(i int) []string) (*KubeletFarm, error) {
-	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey("127.0.0.1", []net.IP{net.ParseIP("127.0.0.1")}, nil)
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	ca, err := certutil.NewSelfSignedCACert(certutil.Config{CommonName: "kubelet-farm-ca"}, caKey)
 	if err != nil {
 		return nil, err
 	}
-	f := &KubeletFarm{CAFile: filepath.Join(dir, "kubelet-farm-ca.crt"), client: client, byPort: map[int]*farmNode{}}
-	if err := os.WriteFile(f.CAFile, certPEM, 0o600); err != nil {
+	f := &KubeletFarm{CAFile: filepath.Join(dir, "kubelet-farm-ca.crt"), client: client, ca: ca, caKey: caKey, byIP: make(map[netip.Addr]*farmNode, len(names))}
+	caPEM, err := certutil.EncodeCertificates(ca)
+	if err != nil {
 		return nil, err
 	}
-	f.srv = &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
+	if err := os.WriteFile(f.CAFile, caPEM, 0o600); err != nil {
+		return nil, err
+	}
 	for i, name := range names {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ip, err := farmNodeIP(i)
 		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("kubelet farm: could not listen for node %d of %d (raise the open files limit): %w", i, len(names), err)
+			return nil, err
 		}
-		n := &farmNode{name: name, port: int32(ln.Addr().(*net.TCPAddr).Port), allowed: allowed(i), authn: map[string]farmUser{}, authz: map[string]time.Time{}}
+		n := &farmNode{name: name, ip: ip, allowed: allowed(i), authn: map[string]farmUser{}, authz: map[string]time.Time{}}
 		f.nodes = append(f.nodes, n)
-		f.byPort[int(n.port)] = n
-		f.wg.Go(func() { _ = f.srv.ServeTLS(ln, "", "") })
+		f.byIP[ip] = n
 	}
+	// All of 127.0.0.0/8 reaches a socket bound to every address; loopbackOnly turns
+	// away a connection from anywhere else before its handshake.
+	ln, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		return nil, fmt.Errorf("kubelet farm: could not listen: %w", err)
+	}
+	f.port = int32(ln.Addr().(*net.TCPAddr).Port)
+	f.srv = &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second, TLSConfig: &tls.Config{GetCertificate: f.certificate, MinVersion: tls.VersionTLS12}}
+	f.wg.Go(func() { _ = f.srv.ServeTLS(loopbackOnly{ln}, "", "") })
 	return f, nil
 }
 
-// Port is the kubelet port of node i.
-func (f *KubeletFarm) Port(i int) int32 { return f.nodes[i].port }
+// certificate is the serving certificate of the node the connection came in for: one
+// for its address, issued by the farm's CA the first time it is asked for (a client
+// sends no server name for an IP address, so the local address says which node).
+func (f *KubeletFarm) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	n := f.nodeAt(hello.Conn.LocalAddr())
+	if n == nil {
+		return nil, fmt.Errorf("kubelet farm: no node at %s", hello.Conn.LocalAddr())
+	}
+	if c, ok := f.leaves.Load(n.ip); ok {
+		return c.(*tls.Certificate), nil
+	}
+	c, err := f.issue(n.ip)
+	if err != nil {
+		return nil, fmt.Errorf("kubelet farm: could not issue the certificate of %s: %w", n.ip, err)
+	}
+	got, _ := f.leaves.LoadOrStore(n.ip, c)
+	return got.(*tls.Certificate), nil
+}
+
+// issue signs a serving certificate for ip with the farm's CA.
+func (f *KubeletFarm) issue(ip netip.Addr) (*tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: ip.String()},
+		IPAddresses:  []net.IP{ip.AsSlice()},
+		NotBefore:    now.Add(-time.Minute),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, f.ca, key.Public(), f.caKey)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// nodeAt is the node whose address a connection came in on, or nil.
+func (f *KubeletFarm) nodeAt(local net.Addr) *farmNode {
+	addr, ok := local.(*net.TCPAddr)
+	if !ok {
+		return nil
+	}
+	ip, ok := netip.AddrFromSlice(addr.IP)
+	if !ok {
+		return nil
+	}
+	return f.byIP[ip.Unmap()]
+}
+
+// loopbackOnly accepts connections from loopback addresses only.
+type loopbackOnly struct{ net.Listener }
+
+func (l loopbackOnly) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
+			return c, nil
+		}
+		_ = c.Close()
+	}
+}
+
+// Address is node i's InternalIP and kubelet port.
+func (f *KubeletFarm) Address(i int) (string, int32) { return f.nodes[i].ip.String(), f.port }
 
 // SetAllowed changes what node i allows, as a kubelet restarted with a new
 // --allowed-unsafe-sysctls would.
@@ -122,20 +237,20 @@ func (f *KubeletFarm) Counts() FarmCounts {
 	return FarmCounts{Probes: f.probes.Load(), TokenReviews: f.tokenReviews.Load(), SubjectAccessReviews: f.accessReviews.Load()}
 }
 
-// Close stops every listener.
+// Close stops the listener.
 func (f *KubeletFarm) Close() {
 	_ = f.srv.Close()
 	f.wg.Wait()
 }
 
-// ServeHTTP answers as the kubelet whose port the request came in on.
+// ServeHTTP answers as the kubelet whose address the request came in on.
 func (f *KubeletFarm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	addr, _ := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
-	if addr == nil || f.byPort[addr.Port] == nil {
+	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	n := f.nodeAt(local)
+	if n == nil {
 		http.NotFound(w, r)
 		return
 	}
-	n := f.byPort[addr.Port]
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
@@ -209,13 +324,13 @@ func (f *KubeletFarm) authorize(ctx context.Context, n *farmNode, user authentic
 	return nil
 }
 
-// FarmNodeStatus is the status of a Node served by the farm's listener i: its
-// InternalIP and kubelet port, versions, a boot ID and Ready.
+// FarmNodeStatus is the status of the farm's node i: its InternalIP and kubelet
+// port, versions, a boot ID and Ready.
 func (f *KubeletFarm) FarmNodeStatus(i int, kubeletVersion, kernelVersion string) corev1.NodeStatus {
 	now := metav1.Now()
 	return corev1.NodeStatus{
-		Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: f.nodes[i].name}},
-		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: f.nodes[i].port}},
+		Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: f.nodes[i].ip.String()}, {Type: corev1.NodeHostName, Address: f.nodes[i].name}},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: f.port}},
 		NodeInfo:        corev1.NodeSystemInfo{KubeletVersion: kubeletVersion, KernelVersion: kernelVersion, BootID: "boot-1", OperatingSystem: "linux", Architecture: "amd64"},
 		Conditions:      []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: now, LastTransitionTime: now}},
 	}

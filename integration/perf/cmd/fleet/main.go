@@ -1,8 +1,8 @@
 // Command fleet measures pool discovery at fleet scale: on the integration control
 // plane it creates -nodes Nodes in -pools pools, whose /configz one in-process
-// KubeletFarm serves (one HTTPS listener per node on 127.0.0.1, TokenReview and
-// SubjectAccessReview like a kubelet; thousands of real kubelets do not fit on one
-// machine), and -namespaces namespaces, then runs -replicas `serve` replicas as the
+// KubeletFarm serves (one HTTPS listener, each node at its own address in 127.0.0.0/8;
+// TokenReview and SubjectAccessReview like a kubelet; thousands of real kubelets do
+// not fit on one machine), and -namespaces namespaces, then runs -replicas `serve` replicas as the
 // shipped ServiceAccount and records their time to /readyz 200 (first install,
 // joining, restarted), probes and kubelet reviews per second with one and with all
 // replicas, each replica's memory and admission latency while the elected replica
