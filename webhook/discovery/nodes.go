@@ -2,8 +2,12 @@ package discovery
 
 import (
 	"context"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 	coreinformers "k8s.io/client-go/informers/core/v1"
@@ -15,7 +19,9 @@ import (
 // labels, our annotations, taints, the kubelet and kernel versions, the boot ID, the
 // Ready condition, the addresses and the kubelet port — so that the cache of 5,000
 // Nodes stays a few MiB instead of hundreds (images, managed fields, capacity and
-// conditions are dropped).
+// conditions are dropped). What the nodes of a pool repeat is stored once and shared:
+// label keys and values, versions, taints and the allowlist annotation (see
+// intern and nodeShared); the objects are read-only, as every informer's are.
 func TrimNode(obj any) (any, error) {
 	n, ok := obj.(*corev1.Node)
 	if !ok {
@@ -27,16 +33,34 @@ func TrimNode(obj any) (any, error) {
 	t.ResourceVersion = n.ResourceVersion
 	t.Labels = make(map[string]string, len(n.Labels))
 	for k, v := range n.Labels {
-		t.Labels[labelStrings.intern(k)] = labelStrings.intern(v)
+		switch {
+		case k == corev1.LabelHostname && v == n.Name:
+			v = t.Name // the usual case: the name's bytes, not a second copy
+		case k != corev1.LabelHostname:
+			v = intern(v) // a hostname is one node's: interning it would only add an entry
+		}
+		t.Labels[intern(k)] = v
 	}
 	if v, ok := n.Annotations[AnnotationAllowedUnsafeSysctls]; ok {
-		t.Annotations = map[string]string{AnnotationAllowedUnsafeSysctls: v}
+		t.Annotations = sharedAllowlistAnnotations.get(v, func() map[string]string {
+			return map[string]string{AnnotationAllowedUnsafeSysctls: intern(v)}
+		})
 	}
 	t.Spec.Taints = n.Spec.Taints
+	if len(n.Spec.Taints) > 0 && !slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.TimeAdded != nil }) {
+		// A taint with a time (unreachable, not-ready) is one node's: not shared.
+		t.Spec.Taints = sharedTaints.get(taintsKey(n.Spec.Taints), func() []corev1.Taint {
+			taints := slices.Clone(n.Spec.Taints)
+			for i := range taints {
+				taints[i].Key, taints[i].Value = intern(taints[i].Key), intern(taints[i].Value)
+			}
+			return taints
+		})
+	}
 	t.Spec.Unschedulable = n.Spec.Unschedulable
 	t.Status.NodeInfo = corev1.NodeSystemInfo{
-		KubeletVersion: n.Status.NodeInfo.KubeletVersion,
-		KernelVersion:  n.Status.NodeInfo.KernelVersion,
+		KubeletVersion: intern(n.Status.NodeInfo.KubeletVersion),
+		KernelVersion:  intern(n.Status.NodeInfo.KernelVersion),
 		BootID:         n.Status.NodeInfo.BootID,
 	}
 	t.Status.DaemonEndpoints.KubeletEndpoint.Port = n.Status.DaemonEndpoints.KubeletEndpoint.Port
@@ -138,31 +162,54 @@ func equalTaints(a, b []corev1.Taint) bool {
 	return true
 }
 
-// labelStrings interns node label keys and values: thousands of nodes repeat the same
-// few hundred (zone, instance type, pool, OS), and the decoder allocates each anew.
-var labelStrings = &interner{max: 1 << 16}
+// intern returns s stored once for the whole process: thousands of nodes repeat the
+// same few hundred label keys and values (zone, instance type, pool, OS) and versions,
+// and the decoder allocates each anew. unique holds each string only while a node
+// uses it, so values that come and go (pools, versions) do not accumulate.
+func intern(s string) string { return unique.Make(s).Value() }
 
-// interner is a bounded string interner; once full it stops adding, so label values
-// unique to each node (hostnames) cannot grow it without limit.
-type interner struct {
-	mu      sync.Mutex
-	strings map[string]string
-	max     int
+// sharedAllowlistAnnotations and sharedTaints hold the annotations and taints the
+// nodes of a pool have in common, so that each pool has one map or slice rather than
+// one per node (a map, even of one entry, takes a few hundred bytes).
+var (
+	sharedAllowlistAnnotations = &nodeShared[map[string]string]{max: 4096}
+	sharedTaints               = &nodeShared[[]corev1.Taint]{max: 4096}
+)
+
+// nodeShared is a bounded table of values shared between trimmed Nodes, keyed by
+// their content; once full it stops adding, so a cluster with a value per node
+// cannot grow it without limit (those nodes then get their own copy).
+type nodeShared[T any] struct {
+	mu     sync.Mutex
+	values map[string]T
+	max    int
 }
 
-func (i *interner) intern(s string) string {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	if v, ok := i.strings[s]; ok {
+// get returns the value stored for key, or stores and returns build().
+func (s *nodeShared[T]) get(key string, build func() T) T {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := s.values[key]; ok {
 		return v
 	}
-	if i.strings == nil {
-		i.strings = map[string]string{}
+	v := build()
+	if s.values == nil {
+		s.values = map[string]T{}
 	}
-	if len(i.strings) < i.max {
-		i.strings[s] = s
+	if len(s.values) < s.max {
+		s.values[key] = v
 	}
-	return s
+	return v
+}
+
+// taintsKey says which taints (without a time) are equal for sharing: every field,
+// in order.
+func taintsKey(taints []corev1.Taint) string {
+	var b strings.Builder
+	for _, t := range taints {
+		b.WriteString(strconv.Quote(t.Key) + strconv.Quote(t.Value) + strconv.Quote(string(t.Effect)))
+	}
+	return b.String()
 }
 
 // nodeInformer is a Node informer whose objects are trimmed by TrimNode. Informers are
