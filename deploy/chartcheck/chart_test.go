@@ -179,6 +179,14 @@ func TestChartMatchesKustomize(t *testing.T) {
 		}
 		sameObjects(t, renderLessPreInstallHooks(t, values), kustomize(t, "overlays/self-signed", "monitoring", "network-policy", "metrics-secure"))
 	})
+	t.Run("admission.backend policy renders the overlay with the policy-backend component", func(t *testing.T) {
+		values := map[string]any{"namespace": map[string]any{"create": true}, "admission": map[string]any{"backend": "policy"}}
+		sameObjects(t, renderLessPreInstallHooks(t, values), kustomize(t, "overlays/self-signed", "policy-backend"))
+	})
+	t.Run("admission.backend policy with metrics.secure keeps both flags, in the components' order", func(t *testing.T) {
+		values := map[string]any{"namespace": map[string]any{"create": true}, "metrics": map[string]any{"secure": true}, "admission": map[string]any{"backend": "policy"}}
+		sameObjects(t, renderLessPreInstallHooks(t, values), kustomize(t, "overlays/self-signed", "metrics-secure", "policy-backend"))
+	})
 }
 
 // helm lint --strict passes with the default values and every optional part enabled.
@@ -194,7 +202,8 @@ func TestHelmLint(t *testing.T) {
 				"dashboard":      map[string]any{"enabled": true},
 			},
 		},
-		"cert-manager": {"certificates": map[string]any{"mode": "cert-manager"}},
+		"cert-manager":   {"certificates": map[string]any{"mode": "cert-manager"}},
+		"policy backend": {"admission": map[string]any{"backend": "policy"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			msgs, err := Lint(values)
@@ -220,6 +229,7 @@ func TestValuesSchema(t *testing.T) {
 		{"a policy mode that does not exist is refused", map[string]any{"config": map[string]any{"policy": map[string]any{"hostIPC": "remove"}}}, []string{"hostIPC", "strip"}},
 		{"a pool without nodeSelector is refused", map[string]any{"config": map[string]any{"pools": []any{map[string]any{"name": "db"}}}}, []string{"pools", "nodeSelector"}},
 		{"a digest that is not sha256 is refused", map[string]any{"image": map[string]any{"digest": "latest"}}, []string{"image", "digest"}},
+		{"an admission backend that does not exist is refused", map[string]any{"admission": map[string]any{"backend": "cel"}}, []string{"admission", "backend", "webhook", "policy"}},
 		{"a string where a number belongs is refused", map[string]any{"replicas": "two"}, []string{"replicas", "integer"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
