@@ -37,9 +37,10 @@ const (
 	// holds to delete on the two configurations by name (no kustomize overlay has it).
 	UninstallWebhooks Identity = "uninstall-webhooks"
 	// UninstallCleanup is `uninstall-cleanup` as the ServiceAccount
-	// sysctl-placement-cleanup of the chart's post-delete hook: the Role of
-	// deploy/charts/sysctl-placement/templates/uninstall-hook.yaml, which
-	// deploy/chartcheck holds to delete on the two Secrets and two Leases by name.
+	// sysctl-placement-cleanup of the chart's post-delete hook: the Role and the
+	// ClusterRole of deploy/charts/sysctl-placement/templates/uninstall-hook.yaml, which
+	// deploy/chartcheck holds to delete on the two Secrets and two Leases by name, and
+	// get and delete on the six admission policies and bindings by name.
 	UninstallCleanup Identity = "uninstall-cleanup"
 	// Doctor is whoever runs `doctor`, and the ServiceAccount <fullname>-test of the
 	// chart's `helm test` (templates/tests/doctor.yaml, held by deploy/chartcheck to
@@ -184,6 +185,7 @@ var Table = append([]Call{
 	{Identity: UninstallCleanup, Verb: "delete", Resource: "secrets", Name: caSecret, Namespaced: true, Source: cleanupCmd, Call: "secrets.Delete(ctx"},
 	{Identity: UninstallCleanup, Verb: "delete", Group: "coordination.k8s.io", Resource: "leases", Name: discovery.SharedName, Namespaced: true, Source: cleanupCmd, Call: "leases.Delete(ctx"},
 	{Identity: UninstallCleanup, Verb: "delete", Group: "coordination.k8s.io", Resource: "leases", Name: auditevents.LeaseName, Namespaced: true, Source: cleanupCmd, Call: "leases.Delete(ctx"},
+	// uninstall-cleanup --admission-policies: policyCleanupCalls, below.
 
 	// doctor: both configurations by name, a scratch namespace (unless given one), and
 	// the test pod, created with dryRun=All.
@@ -213,7 +215,7 @@ var Table = append([]Call{
 	{Identity: Audit, Verb: "list", Group: "apps", Resource: "daemonsets", Source: auditCmd, Call: "DaemonSets(ns).List(ctx"},
 	{Identity: Audit, Verb: "list", Group: "batch", Resource: "jobs", Source: auditCmd, Call: "Jobs(ns).List(ctx"},
 	{Identity: Audit, Verb: "list", Group: "batch", Resource: "cronjobs", Source: auditCmd, Call: "CronJobs(ns).List(ctx"},
-}, policyCalls()...)
+}, append(policyCalls(), policyCleanupCalls()...)...)
 
 // Of returns the rows of identity, namespaced ones or the others.
 func Of(identity Identity, namespaced bool) []Call {
@@ -250,4 +252,18 @@ func policyCalls() []Call {
 		}
 	}
 	return append(out, Call{Identity: ServePolicy, Verb: "patch", Resource: "configmaps", Name: discovery.SharedName, Namespaced: true, Source: policyStatus, Call: ".ConfigMaps(namespace).Patch(ctx"})
+}
+
+// policyCleanupCalls are uninstall-cleanup --admission-policies': get and delete of
+// each of the policy backend's objects by name (policysync.Remove, through the same
+// typed clients as the sync).
+func policyCleanupCalls() []Call {
+	var out []Call
+	for _, c := range policyCalls() {
+		if c.Verb == "get" || c.Verb == "delete" {
+			c.Identity = UninstallCleanup
+			out = append(out, c)
+		}
+	}
+	return out
 }

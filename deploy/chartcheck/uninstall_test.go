@@ -120,14 +120,28 @@ func TestUninstall(t *testing.T) {
 	})
 
 	// After Helm has deleted the release, a post-delete Job deletes what no manifest holds
-	// (the Secrets certs made, the replicas' Leases), with a ServiceAccount that may delete
-	// exactly those objects by name.
+	// (the Secrets certs made, the replicas' Leases, the policy backend's admission
+	// policies), with a ServiceAccount that may delete exactly those objects by name.
 	t.Run("a post-delete job deletes the secrets and leases the webhook made", func(t *testing.T) {
 		leases := map[string]any{
 			"apiGroups":     []any{"coordination.k8s.io"},
 			"resources":     []any{"leases"},
 			"resourceNames": []any{"sysctl-placement-discovery", "sysctl-placement-audit-events"},
 			"verbs":         []any{"delete"},
+		}
+		policyRules := []any{
+			map[string]any{
+				"apiGroups":     []any{"admissionregistration.k8s.io"},
+				"resources":     []any{"mutatingadmissionpolicies", "mutatingadmissionpolicybindings"},
+				"resourceNames": []any{"sysctl-placement"},
+				"verbs":         []any{"get", "delete"},
+			},
+			map[string]any{
+				"apiGroups":     []any{"admissionregistration.k8s.io"},
+				"resources":     []any{"validatingadmissionpolicies", "validatingadmissionpolicybindings"},
+				"resourceNames": []any{"sysctl-placement", "sysctl-placement-warnings"},
+				"verbs":         []any{"get", "delete"},
+			},
 		}
 		for _, tc := range []struct {
 			name     string
@@ -136,10 +150,10 @@ func TestUninstall(t *testing.T) {
 			rules    []any
 		}{
 			{"self-signed: both Secrets and both Leases", nil,
-				[]string{"uninstall-cleanup", "--namespace", "sysctl-placement", "--secret", "sysctl-placement-tls", "--secret", "sysctl-placement-ca", "--lease", "sysctl-placement-discovery", "--lease", "sysctl-placement-audit-events"},
+				[]string{"uninstall-cleanup", "--namespace", "sysctl-placement", "--secret", "sysctl-placement-tls", "--secret", "sysctl-placement-ca", "--lease", "sysctl-placement-discovery", "--lease", "sysctl-placement-audit-events", "--admission-policies"},
 				[]any{map[string]any{"apiGroups": []any{""}, "resources": []any{"secrets"}, "resourceNames": []any{"sysctl-placement-tls", "sysctl-placement-ca"}, "verbs": []any{"delete"}}, leases}},
 			{"cert-manager keeps its Secret: the Leases only", map[string]any{"certificates": map[string]any{"mode": "cert-manager"}},
-				[]string{"uninstall-cleanup", "--namespace", "sysctl-placement", "--lease", "sysctl-placement-discovery", "--lease", "sysctl-placement-audit-events"},
+				[]string{"uninstall-cleanup", "--namespace", "sysctl-placement", "--lease", "sysctl-placement-discovery", "--lease", "sysctl-placement-audit-events", "--admission-policies"},
 				[]any{leases}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -151,13 +165,25 @@ func TestUninstall(t *testing.T) {
 				if d := cmp.Diff(tc.wantArgs, containerArgs(job.obj)); d != "" {
 					t.Errorf("the Job's args (-want +got):\n%s", d)
 				}
-				for _, k := range []string{"ServiceAccount/sysctl-placement-cleanup", "Role/sysctl-placement-cleanup", "RoleBinding/sysctl-placement-cleanup"} {
+				for _, k := range []string{"ServiceAccount/sysctl-placement-cleanup", "Role/sysctl-placement-cleanup", "RoleBinding/sysctl-placement-cleanup",
+					"ClusterRole/sysctl-placement-cleanup", "ClusterRoleBinding/sysctl-placement-cleanup"} {
 					if h, ok := hooks[k]; !ok || h.Weight >= job.Weight {
 						t.Errorf("%s: want a post-delete hook weighted before the Job", k)
 					}
 				}
 				if d := cmp.Diff(tc.rules, hooks["Role/sysctl-placement-cleanup"].obj.Object["rules"]); d != "" {
 					t.Errorf("the Role's rules (-want +got):\n%s", d)
+				}
+				// The admission policies are cluster-scoped: get (to check the label) and
+				// delete, on the six by name, and nothing else.
+				if d := cmp.Diff(policyRules, hooks["ClusterRole/sysctl-placement-cleanup"].obj.Object["rules"]); d != "" {
+					t.Errorf("the ClusterRole's rules (-want +got):\n%s", d)
+				}
+				if cr, ok := hooks["ClusterRoleBinding/sysctl-placement-cleanup"]; ok {
+					subjects, _, _ := unstructured.NestedSlice(cr.obj.Object, "subjects")
+					if len(subjects) != 1 || subjects[0].(map[string]any)["name"] != "sysctl-placement-cleanup" {
+						t.Errorf("the ClusterRoleBinding binds %v, want the Job's ServiceAccount sysctl-placement-cleanup only", subjects)
+					}
 				}
 			})
 		}

@@ -119,8 +119,15 @@ func Render(c *scheduling.Compiled, opts Options) (*Objects, error) {
 	return o, nil
 }
 
+// Labels are the labels of every object Render returns: what tells them from another
+// tool's objects of the same name (uninstall-cleanup deletes only objects that carry
+// them).
+func Labels() map[string]string {
+	return map[string]string{"app.kubernetes.io/name": "sysctl-placement", "app.kubernetes.io/component": "admission-policy"}
+}
+
 func objectMeta(name string) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/name": "sysctl-placement", "app.kubernetes.io/component": "admission-policy"}}
+	return metav1.ObjectMeta{Name: name, Labels: Labels()}
 }
 
 func validatingPolicy(name string, match *admissionregistrationv1.MatchResources, conditions []admissionregistrationv1.MatchCondition, vars []admissionregistrationv1.Variable, v []admissionregistrationv1.Validation) *admissionregistrationv1.ValidatingAdmissionPolicy {

@@ -237,11 +237,11 @@ func (s *Syncer) Sync(ctx context.Context, c *scheduling.Compiled, checkDrift bo
 type object struct {
 	kind, name string
 	value      any
-	// patch applies data and returns the generation; get returns the generation and,
-	// for a ValidatingAdmissionPolicy, its status; remove deletes it.
+	// patch applies data and returns the generation; get returns the object's metadata
+	// and, for a ValidatingAdmissionPolicy, its status; remove deletes it.
 	patch  func(ctx context.Context, data []byte) (int64, error)
-	get    func(ctx context.Context) (int64, *admissionregistrationv1.ValidatingAdmissionPolicyStatus, error)
-	remove func(ctx context.Context) error
+	get    func(ctx context.Context) (metav1.Object, *admissionregistrationv1.ValidatingAdmissionPolicyStatus, error)
+	remove func(ctx context.Context, opts metav1.DeleteOptions) error
 }
 
 func (o *object) key() string { return o.kind + "/" + o.name }
@@ -258,16 +258,16 @@ func (s *Syncer) apply(ctx context.Context, obj object, checkDrift bool) error {
 		if !checkDrift {
 			return nil
 		}
-		generation, _, err := obj.get(ctx)
+		found, _, err := obj.get(ctx)
 		switch {
 		case apierrors.IsNotFound(err):
 			s.cfg.Logger.WithField("object", obj.key()).Warn("policy backend: someone deleted the policy; applying it again")
 		case err != nil:
 			return fmt.Errorf("could not read %s: %w", obj.key(), err)
-		case generation == last.generation:
+		case found.GetGeneration() == last.generation:
 			return nil
 		default:
-			s.cfg.Logger.WithFields(logrus.Fields{"object": obj.key(), "applied": last.generation, "found": generation}).Warn("policy backend: someone changed the policy; applying it again")
+			s.cfg.Logger.WithFields(logrus.Fields{"object": obj.key(), "applied": last.generation, "found": found.GetGeneration()}).Warn("policy backend: someone changed the policy; applying it again")
 		}
 	}
 	generation, err := obj.patch(ctx, data)
@@ -295,10 +295,10 @@ const typeCheckInterval = time.Second
 func (s *Syncer) CheckTypes(ctx context.Context) {
 	changed := false
 	for key, u := range s.unchecked {
-		generation, status, err := u.obj.get(ctx)
+		found, status, err := u.obj.get(ctx)
 		switch {
-		case err == nil && generation != u.generation:
-			s.cfg.Logger.WithFields(logrus.Fields{"object": key, "applied": u.generation, "found": generation}).Warn("policy backend: someone else wrote the policy; the next drift check applies it again")
+		case err == nil && found.GetGeneration() != u.generation:
+			s.cfg.Logger.WithFields(logrus.Fields{"object": key, "applied": u.generation, "found": found.GetGeneration()}).Warn("policy backend: someone else wrote the policy; the next drift check applies it again")
 		case err == nil && status != nil && status.ObservedGeneration == u.generation && status.TypeChecking != nil:
 			w := typeWarnings(u.obj, status)
 			for _, text := range w {
@@ -341,19 +341,9 @@ func typeWarnings(obj object, st *admissionregistrationv1.ValidatingAdmissionPol
 // deleteAll deletes the policies this backend applies, bindings first, those already
 // gone aside: by name, so it also removes what an earlier leader applied.
 func (s *Syncer) deleteAll(ctx context.Context) error {
-	names := &policy.Objects{
-		Mutating:          &admissionregistrationv1.MutatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: policy.Name}},
-		MutatingBinding:   &admissionregistrationv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name}},
-		Validating:        &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: policy.Name}},
-		ValidatingBinding: &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name}},
-		Warnings:          &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: policy.NameWarnings}},
-		WarningsBinding:   &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.NameWarnings}},
-	}
-	objs := s.objects(names)
-	slices.Reverse(objs)
 	var errs []error
-	for _, obj := range objs {
-		if err := obj.remove(ctx); err != nil && !apierrors.IsNotFound(err) {
+	for _, obj := range deleteOrder(s.cfg.Client) {
+		if err := obj.remove(ctx, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("could not delete %s: %w", obj.key(), err))
 			continue
 		}
@@ -423,22 +413,41 @@ func newObject[T any, PT interface {
 			}
 			return PT(got).GetGeneration(), nil
 		},
-		get: func(ctx context.Context) (int64, *admissionregistrationv1.ValidatingAdmissionPolicyStatus, error) {
+		get: func(ctx context.Context) (metav1.Object, *admissionregistrationv1.ValidatingAdmissionPolicyStatus, error) {
 			got, err := c.Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
-				return 0, nil, err
+				return nil, nil, err
 			}
-			return PT(got).GetGeneration(), status(got), nil
+			return PT(got), status(got), nil
 		},
-		remove: func(ctx context.Context) error { return c.Delete(ctx, name, metav1.DeleteOptions{}) },
+		remove: func(ctx context.Context, opts metav1.DeleteOptions) error { return c.Delete(ctx, name, opts) },
 	}
 }
 
 func noStatus[PT any](PT) *admissionregistrationv1.ValidatingAdmissionPolicyStatus { return nil }
 
 // objects are the rendering's objects in apply order (a binding after its policy).
-func (s *Syncer) objects(o *policy.Objects) []object {
-	a := s.cfg.Client.AdmissionregistrationV1()
+func (s *Syncer) objects(o *policy.Objects) []object { return objectsOf(s.cfg.Client, o) }
+
+// deleteOrder are the objects the backend applies, by name only, in the order to
+// delete them in: each binding before its policy, so no binding is ever left
+// pointing at a policy already gone.
+func deleteOrder(client kubernetes.Interface) []object {
+	objs := objectsOf(client, &policy.Objects{
+		Mutating:          &admissionregistrationv1.MutatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: policy.Name}},
+		MutatingBinding:   &admissionregistrationv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name}},
+		Validating:        &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: policy.Name}},
+		ValidatingBinding: &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name}},
+		Warnings:          &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: policy.NameWarnings}},
+		WarningsBinding:   &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.NameWarnings}},
+	})
+	slices.Reverse(objs)
+	return objs
+}
+
+// objectsOf are o's objects in apply order, as client applies them.
+func objectsOf(client kubernetes.Interface, o *policy.Objects) []object {
+	a := client.AdmissionregistrationV1()
 	vapStatus := func(p *admissionregistrationv1.ValidatingAdmissionPolicy) *admissionregistrationv1.ValidatingAdmissionPolicyStatus {
 		return &p.Status
 	}
