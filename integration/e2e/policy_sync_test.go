@@ -100,6 +100,25 @@ func TestPolicySync(t *testing.T) {
 		took := waitPlaced(ctx, t, c, ns, "ipc")
 		t.Logf("placed by the policies %v after serve was ready", took.Round(time.Millisecond))
 		metricEquals(ctx, t, w, "sysctl_placement_policy_backend_active", "1")
+		// The alerts' policy-mode metrics, which a serve in webhook mode does not export
+		// (TestMonitoringMetrics checks the others).
+		_, exposition, err := w.Get(ctx, "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		exported, used := seriesNames(exposition), 0
+		for _, name := range monitoringMetrics(ctx, t) {
+			if !policyModeOnly(name) {
+				continue
+			}
+			used++
+			if !exported[name] {
+				t.Errorf("the rules or the dashboard use %s, which serve --admission=policy does not export", name)
+			}
+		}
+		if used == 0 {
+			t.Error("no rule uses a policy-mode metric; want SysctlPlacementPolicyBackendInactive's sysctl_placement_policy_backend_active")
+		}
 		for _, name := range []string{"sysctl-placement", "sysctl-placement-warnings"} {
 			vap, err := c.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
