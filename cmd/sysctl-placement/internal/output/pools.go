@@ -119,9 +119,12 @@ func WriteSharedStatus(w io.Writer, st *discovery.SharedStatus, err error, now t
 		holder = "the Lease is held by " + st.LeaseHolder
 	}
 	if !st.Published {
-		_, err := fmt.Fprintf(w, "\nPublished discovery result %s/%s: nothing published yet (a first install reads every kubelet first); %s; %d nodes not read yet.\n",
-			st.Namespace, st.Name, holder, st.NotRead)
-		return err
+		if _, err := fmt.Fprintf(w, "\nPublished discovery result %s/%s: nothing published yet (a first install reads every kubelet first); %s; %d nodes not read yet.\n",
+			st.Namespace, st.Name, holder, st.NotRead); err != nil {
+			return err
+		}
+		// The policy backend writes its status whether or not discovery has published.
+		return WritePolicyStatus(w, st.Policy, now)
 	}
 	writer := "by " + st.Writer + ", which holds the Lease"
 	if st.Writer != st.LeaseHolder {

@@ -17,6 +17,9 @@ func TestWriteSharedStatusSaysAgeWriterAndCoverage(t *testing.T) {
 		PublishedAt: now.Add(-42 * time.Second), Writer: "replica-a", LeaseHolder: "replica-a", Complete: true, NodesRead: 5000, Unreachable: 2, NotRead: 3}
 	stale := base
 	stale.LeaseHolder = ""
+	// The policy backend's status is written whether or not discovery has published.
+	unpublished := discovery.SharedStatus{Namespace: "sysctl-placement", Name: "sysctl-placement-discovery", NotRead: 3,
+		Policy: &discovery.PolicyStatus{Writer: "replica-a", UpdatedAt: metav1.NewTime(now.Add(-42 * time.Second)), Active: true}}
 	for _, tc := range []struct {
 		name string
 		st   *discovery.SharedStatus
@@ -26,6 +29,8 @@ func TestWriteSharedStatusSaysAgeWriterAndCoverage(t *testing.T) {
 		{"published by the leader", &base, nil, "\nPublished discovery result sysctl-placement/sysctl-placement-discovery: written 42s ago by replica-a, which holds the Lease; complete; 5000 nodes read, 2 unreachable, 3 not read yet.\n"},
 		{"its writer no longer leads", &stale, nil, "\nPublished discovery result sysctl-placement/sysctl-placement-discovery: written 42s ago by replica-a, which no longer leads (nobody holds the Lease): replicas ignore it until the holder publishes; complete; 5000 nodes read, 2 unreachable, 3 not read yet.\n"},
 		{"unreadable", nil, errors.New("forbidden"), "\nPublished discovery result: forbidden\n"},
+		{"nothing published yet, the policy backend in force", &unpublished, nil, "\nPublished discovery result sysctl-placement/sysctl-placement-discovery: nothing published yet (a first install reads every kubelet first); nobody holds the Lease; 3 nodes not read yet.\n" +
+			"\nPolicy backend: in force (the API server places pods itself); written 42s ago by replica-a.\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b bytes.Buffer
