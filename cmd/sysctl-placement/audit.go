@@ -8,12 +8,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/sysctl-placement/sysctl-placement/cmd/sysctl-placement/internal/audit"
@@ -23,11 +25,13 @@ import (
 type auditOptions struct {
 	pools     poolsFlags
 	namespace string
-	selector  string
-	output    string
-	failOn    []string
-	pageSize  int64
-	timeout   time.Duration
+	// webhookNamespace is where the policy backend's status is read (as pools does).
+	webhookNamespace string
+	selector         string
+	output           string
+	failOn           []string
+	pageSize         int64
+	timeout          time.Duration
 }
 
 // Values of --fail-on.
@@ -46,8 +50,10 @@ discovery, as serve does) and reports, for every workload and bare pod asking fo
 sysctls: whether its namespace opted in, where its pods run and whether their nodes'
 kubelets allow the sysctls, pods failed with SysctlForbidden and the churn counted from
 Events, and what the webhook would do. For namespaces that have not opted in it says
-what opting in would change. It changes nothing; deploy/audit/clusterrole.yaml is the
-exact ClusterRole it needs.
+what opting in would change. After the table it says, as pools does, whether the policy
+backend (serve --admission=policy) is in force and, with discovery, what the replicas'
+published result covers (--webhook-namespace). It changes nothing;
+deploy/audit/clusterrole.yaml is the exact ClusterRole it needs.
 
 Exit status: 0, or 2 when --fail-on finds what it names, 1 on errors.`,
 		Example: `  sysctl-placement audit --config deploy/base/placement-config.yaml
@@ -72,6 +78,7 @@ Exit status: 0, or 2 when --fail-on finds what it names, 1 on errors.`,
 	}
 	fs := cmd.Flags()
 	o.pools.addFlags(fs)
+	addWebhookNamespaceFlag(fs, &o.webhookNamespace)
 	fs.StringVarP(&o.namespace, "namespace", "n", "", "audit only this namespace (default: all namespaces)")
 	fs.StringVarP(&o.selector, "selector", "l", "", "audit only pods and workloads with these labels (a label selector, as kubectl's -l)")
 	fs.StringVarP(&o.output, "output", "o", "table", "output: table, json or yaml")
@@ -115,7 +122,7 @@ func runAudit(ctx context.Context, o auditOptions, restConfig *rest.Config, log 
 		return exitError{code: 1, err: err}
 	}
 	report.Listed.Seconds = time.Since(start).Seconds()
-	if err := audit.Write(s.out, o.output, *report); err != nil {
+	if err := writeAudit(ctx, s.out, o, *report, client, pools.NodeNames()); err != nil {
 		return err
 	}
 	var failed []string
@@ -129,6 +136,20 @@ func runAudit(ctx context.Context, o auditOptions, restConfig *rest.Config, log 
 		return exitError{code: 2, err: fmt.Errorf("--fail-on: %s", joinWords(failed))}
 	}
 	return nil
+}
+
+// writeAudit prints report in o.output and, after a table, what the webhook's replicas
+// place with as pools says it (writeWebhookStatus): whether the policy backend is in
+// force, and the published discovery result when discovery is on. JSON and YAML stay
+// the report alone, for the programs that parse them.
+func writeAudit(ctx context.Context, w io.Writer, o auditOptions, report audit.Report, client kubernetes.Interface, nodes []string) error {
+	if err := audit.Write(w, o.output, report); err != nil {
+		return err
+	}
+	if o.output != "table" {
+		return nil
+	}
+	return writeWebhookStatus(ctx, w, client, o.webhookNamespace, nodes)
 }
 
 // joinWords joins "a", "a and b", "a, b and c".

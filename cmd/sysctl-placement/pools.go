@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -167,24 +168,34 @@ should match nodes.`,
 			if format != "table" {
 				return nil
 			}
-			nodes := pools.NodeNames()
-			// What the webhook's replicas place with: the elected one's published result,
-			// and in policy mode whether the policies are in force.
-			st, err := discovery.ReadSharedStatus(ctx, client, webhookNamespace, nodes)
-			if nodes != nil {
-				return output.WriteSharedStatus(s.out, st, err, time.Now())
-			}
-			if err != nil {
-				return nil // without discovery the result is optional; the ConfigMap may be absent
-			}
-			return output.WritePolicyStatus(s.out, st.Policy, time.Now())
+			return writeWebhookStatus(ctx, s.out, client, webhookNamespace, pools.NodeNames())
 		},
 	}
 	o.addFlags(cmd.Flags())
-	cmd.Flags().StringVar(&webhookNamespace, "webhook-namespace", "sysctl-placement", "the webhook's namespace, where its replicas publish the discovery result (shown after the table)")
+	addWebhookNamespaceFlag(cmd.Flags(), &webhookNamespace)
 	cmd.Flags().StringVarP(&format, "output", "o", "table", "output: table, yaml or json")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long discovery may take")
 	return cmd
+}
+
+// addWebhookNamespaceFlag adds --webhook-namespace, where writeWebhookStatus reads.
+func addWebhookNamespaceFlag(fs *pflag.FlagSet, namespace *string) {
+	fs.StringVar(namespace, "webhook-namespace", "sysctl-placement", "the webhook's namespace, where its replicas publish the discovery result and the policy backend's status (shown after the table)")
+}
+
+// writeWebhookStatus says, after the table of pools or audit, what the webhook's
+// replicas place with: the elected one's published discovery result (when nodes, the
+// cluster's node names, are known: discovery is on) and, in policy mode, whether the
+// admission policies are in force. pools and audit print it alike.
+func writeWebhookStatus(ctx context.Context, w io.Writer, client kubernetes.Interface, namespace string, nodes []string) error {
+	st, err := discovery.ReadSharedStatus(ctx, client, namespace, nodes)
+	if nodes != nil {
+		return output.WriteSharedStatus(w, st, err, time.Now())
+	}
+	if err != nil {
+		return nil // without discovery the result is optional; the ConfigMap may be absent
+	}
+	return output.WritePolicyStatus(w, st.Policy, time.Now())
 }
 
 // validate checks the flags before anything is read.

@@ -152,7 +152,7 @@ func TestPolicySync(t *testing.T) {
 	// A configuration past the cost bound: the policies are deleted, so the API server
 	// no longer places pods by the old one, and serve says why in the metric and in
 	// `pools`; a smaller one puts them back.
-	t.Run("a configuration the cost model refuses takes the policies out of force and pools says why", func(t *testing.T) {
+	t.Run("a configuration the cost model refuses takes the policies out of force and pools and audit say why", func(t *testing.T) {
 		writeConfig(t, configFile, manyPoolsConfig(10))
 		metricEquals(ctx, t, w, "sysctl_placement_policy_backend_active", "0")
 		metricEquals(ctx, t, w, `sysctl_placement_policy_refused_total{reason="Cost"}`, "1")
@@ -171,8 +171,16 @@ func TestPolicySync(t *testing.T) {
 		if err != nil {
 			t.Fatalf("pools: %v\n%s", err, out)
 		}
-		if want := "Policy backend: NOT in force (Cost): the policies would cost the API server"; !strings.Contains(string(out), want) {
+		want := "Policy backend: NOT in force (Cost): the policies would cost the API server"
+		if !strings.Contains(string(out), want) {
 			t.Errorf("pools does not say why the policies are refused (want %q):\n%s", want, out)
+		}
+		out, err = exec.CommandContext(ctx, bin, "audit", "--kubeconfig", c.Kubeconfig, "--config", configFile, "-n", ns).CombinedOutput()
+		if err != nil {
+			t.Fatalf("audit: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), want) {
+			t.Errorf("audit does not say why the policies are refused (want %q):\n%s", want, out)
 		}
 		writeConfig(t, configFile, changedConfig)
 		waitPlaced(ctx, t, c, ns, "ipc-v2")
