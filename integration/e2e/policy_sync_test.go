@@ -13,6 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
@@ -201,6 +203,63 @@ func TestPolicySync(t *testing.T) {
 			t.Errorf("with serve gone the pod was not placed by the current config: nodeSelector %v, tolerations %v", got.Spec.NodeSelector, got.Spec.Tolerations)
 		}
 	})
+
+	// What helm uninstall does next, serve being gone: the chart's post-delete hook runs
+	// its Job's command as its own ServiceAccount, with the hook's rendered RBAC only.
+	t.Run("the chart's post-delete hook deletes the policies with its own RBAC", func(t *testing.T) {
+		_, objs := helmTemplate(ctx, t, "admission.backend=policy")
+		const hook = "sysctl-placement-cleanup"
+		createRendered(ctx, t, find(t, objs, "ServiceAccount", hook), c.Client.CoreV1().ServiceAccounts(chartNamespace).Create)
+		createRendered(ctx, t, find(t, objs, "Role", hook), c.Client.RbacV1().Roles(chartNamespace).Create)
+		createRendered(ctx, t, find(t, objs, "RoleBinding", hook), c.Client.RbacV1().RoleBindings(chartNamespace).Create)
+		createRendered(ctx, t, find(t, objs, "ClusterRole", hook), c.Client.RbacV1().ClusterRoles().Create)
+		createRendered(ctx, t, find(t, objs, "ClusterRoleBinding", hook), c.Client.RbacV1().ClusterRoleBindings().Create)
+		kubeconfig := serviceAccountKubeconfig(ctx, t, c, chartNamespace, hook)
+		bin, err := cluster.SysctlPlacement.Path()
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := append(containerArgs(t, find(t, objs, "Job", hook)), "--kubeconfig", kubeconfig)
+		out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		a := c.Client.AdmissionregistrationV1()
+		if l, err := a.MutatingAdmissionPolicies().List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=admission-policy"}); err != nil || len(l.Items) != 0 {
+			t.Errorf("after the hook: MutatingAdmissionPolicies %v (%v); want none\n%s", l, err, out)
+		}
+		if l, err := a.ValidatingAdmissionPolicies().List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=admission-policy"}); err != nil || len(l.Items) != 0 {
+			t.Errorf("after the hook: ValidatingAdmissionPolicies %v (%v); want none\n%s", l, err, out)
+		}
+		// Nothing places pods any more, once the API server's policy cache has seen the
+		// deletions: a pod is admitted as it asked.
+		t.Logf("the hook's output:\n%s", out)
+		deleted := time.Now()
+		var got *corev1.Pod
+		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			got, err = c.Client.CoreV1().Pods(ns).Create(ctx, sysctlPod("after-uninstall"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if err != nil {
+				return false, err
+			}
+			return got.Spec.NodeSelector[policyPoolLabel] == "", nil
+		})
+		if err != nil {
+			t.Errorf("after the hook the pod is still placed (%v): nodeSelector %v, tolerations %v", err, got.Spec.NodeSelector, got.Spec.Tolerations)
+		}
+		t.Logf("pods admitted unplaced %v after the hook deleted the policies", time.Since(deleted).Round(time.Millisecond))
+	})
+}
+
+// createRendered creates a rendered object as its type T with create.
+func createRendered[T any](ctx context.Context, t *testing.T, o *unstructured.Unstructured, create func(context.Context, *T, metav1.CreateOptions) (*T, error)) {
+	t.Helper()
+	v := new(T)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, v); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := create(ctx, v, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating the rendered %s %s: %v", o.GetKind(), o.GetName(), err)
+	}
 }
 
 func managedBy(fields []metav1.ManagedFieldsEntry, manager string) bool {
