@@ -210,3 +210,18 @@ func TestNotesSayHowToUninstall(t *testing.T) {
 		}
 	})
 }
+
+func TestNotesSayHowToRunPolicyMode(t *testing.T) {
+	deleteConfigurations := "kubectl delete mutatingwebhookconfiguration,validatingwebhookconfiguration sysctl-placement"
+	t.Run("with admission.backend policy, wait for pools to say in force, then delete the configurations", func(t *testing.T) {
+		notes := install(t, map[string]any{"admission": map[string]any{"backend": "policy"}}).Info.Notes
+		if i, j := strings.Index(notes, "Policy backend: in force"), strings.Index(notes, deleteConfigurations); i < 0 || j < i {
+			t.Errorf("NOTES.txt:\n%s\nwant pools' \"in force\" before %q", notes, deleteConfigurations)
+		}
+	})
+	t.Run("with the webhook backend, the notes never say to delete the configurations", func(t *testing.T) {
+		if notes := install(t, nil).Info.Notes; strings.Contains(notes, deleteConfigurations) || strings.Contains(notes, "Policy backend") {
+			t.Errorf("NOTES.txt:\n%s\nwant no policy-backend steps", notes)
+		}
+	})
+}
