@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // StopAPIServer stops kube-apiserver (SIGTERM, SIGKILL after 30 seconds) and returns
@@ -61,21 +63,21 @@ func (c *Cluster) StartAPIServer(ctx context.Context, timeout time.Duration) err
 		return errors.New("the API server is not stopped; call StopAPIServer first")
 	}
 	comp := newComponent(c, "kube-apiserver", args[1:])
-	comp.path = args[0]
-	if err := comp.start(); err != nil {
+	comp.Path = args[0]
+	if err := comp.Start(); err != nil {
 		c.mu.Unlock()
 		return err
 	}
 	c.stoppedAPIServer = nil
 	// First in the list: Stop stops components last to first, so the API server
 	// outlives the controller manager and the scheduler.
-	c.components = append([]*component{comp}, c.components...)
+	c.components = append([]*process.Process{comp}, c.components...)
 	c.mu.Unlock()
 
 	rc := c.Client.Discovery().RESTClient()
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		if exited, err := comp.exited(); exited {
-			return false, fmt.Errorf("kube-apiserver exited while starting: %v\n%s", err, comp.logTail(20))
+		if exited, err := comp.Exited(); exited {
+			return false, fmt.Errorf("kube-apiserver exited while starting: %v\n%s", err, comp.LogTail(20))
 		}
 		return rc.Get().AbsPath("/readyz").Do(ctx).Error() == nil, nil
 	})

@@ -40,6 +40,8 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // BinDirEnv names the environment variable that overrides where the control-plane
@@ -133,7 +135,7 @@ type Cluster struct {
 
 	env        *envtest.Environment
 	ownWorkDir bool
-	components []*component
+	components []*process.Process
 
 	mu       sync.Mutex
 	stopped  bool
@@ -214,7 +216,7 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 		}, opts.SchedulerFlags...)),
 	)
 	for _, comp := range c.components {
-		if err := comp.start(); err != nil {
+		if err := comp.Start(); err != nil {
 			return err
 		}
 	}
@@ -366,8 +368,8 @@ func (c *Cluster) waitForComponents(ctx context.Context, timeout time.Duration) 
 	defer cancel()
 	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		for _, comp := range c.components {
-			if exited, err := comp.exited(); exited {
-				return false, fmt.Errorf("%s exited during start-up: %v\n%s", comp.name, err, comp.logTail(20))
+			if exited, err := comp.Exited(); exited {
+				return false, fmt.Errorf("%s exited during start-up: %v\n%s", comp.Name, err, comp.LogTail(20))
 			}
 		}
 		_, err := c.Client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
@@ -405,7 +407,9 @@ func (c *Cluster) Stop() error {
 		errs = append(errs, c.stopServiceProxy(serviceProxy))
 	}
 	for i := len(c.components) - 1; i >= 0; i-- {
-		errs = append(errs, c.components[i].stop())
+		// A component ended by SIGTERM may report a non-zero status; that is no
+		// failure of the cluster.
+		_ = c.components[i].Stop(componentGrace)
 	}
 	if c.env != nil {
 		errs = append(errs, c.env.Stop())

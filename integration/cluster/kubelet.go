@@ -39,6 +39,8 @@ import (
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/wait"
 	certutil "k8s.io/client-go/util/cert"
+
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // kubeletBinary is the command every node runs, found in the binary directory.
@@ -48,7 +50,7 @@ const kubeletBinary = "hollow-kubelet"
 type kubelet struct {
 	node string
 	pool *Pool
-	proc *component
+	proc *process.Process
 	// fixed at the first start, so a restarted kubelet keeps its Node's address
 	ip   string
 	port int
@@ -252,8 +254,8 @@ func (c *Cluster) startKubelet(pool *Pool, node string, allowed []string) (*kube
 		"--kubelet-version=" + pool.Spec.KubeletVersion,
 		"--kernel-version=" + pool.Spec.KernelVersion,
 	}
-	k.proc = &component{name: "kubelet " + node, path: filepath.Join(c.BinDir, kubeletBinary),
-		args: args, logPath: filepath.Join(c.WorkDir, "kubelet-"+node+".log")}
+	k.proc = &process.Process{Name: "kubelet " + node, Path: filepath.Join(c.BinDir, kubeletBinary),
+		Args: args, LogPath: filepath.Join(c.WorkDir, "kubelet-"+node+".log")}
 	return k, k.start()
 }
 
@@ -277,11 +279,11 @@ func (k *kubelet) start() error {
 	k.mu.Lock()
 	allowed := k.allowed
 	k.mu.Unlock()
-	return k.proc.startWith("--allowed-unsafe-sysctls=" + strings.Join(allowed, ","))
+	return k.proc.Start("--allowed-unsafe-sysctls=" + strings.Join(allowed, ","))
 }
 
 func (k *kubelet) stop() {
-	_ = k.proc.stop()
+	_ = k.proc.Stop(componentGrace)
 }
 
 // waitForNodes waits until each node is Ready and schedulable (the node lifecycle
@@ -292,8 +294,8 @@ func (c *Cluster) waitForNodes(ctx context.Context, kubelets []*kubelet, oldBoot
 	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		var still []*kubelet
 		for _, k := range pending {
-			if exited, err := k.proc.exited(); exited {
-				return false, fmt.Errorf("the kubelet of node %s exited: %v\n%s", k.node, err, k.proc.logTail(15))
+			if exited, err := k.proc.Exited(); exited {
+				return false, fmt.Errorf("the kubelet of node %s exited: %v\n%s", k.node, err, k.proc.LogTail(15))
 			}
 			node, err := c.Client.CoreV1().Nodes().Get(ctx, k.node, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {

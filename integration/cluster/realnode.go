@@ -41,6 +41,8 @@ import (
 	kubeletconfigv1beta1 "k8s.io/kubelet/config/v1beta1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
+
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // realKubeletBinary is the real kubelet in the binary directory.
@@ -70,7 +72,7 @@ type realNode struct {
 	bridge string
 	// releaseSubnet gives the bridge's /24 back, once the bridge is gone.
 	releaseSubnet func()
-	containerd    *component
+	containerd    *process.Process
 	kubelet       *kubelet
 }
 
@@ -171,9 +173,9 @@ func (c *Cluster) startRealNode(ctx context.Context, pool *Pool, node string) (*
 	if err := writeContainerdConfig(dir, sock, subnet, bridge, []string{c.serviceCIDR, ip + "/32"}); err != nil {
 		return rn, err
 	}
-	rn.containerd = &component{name: "containerd " + node, path: "containerd",
-		args: []string{"--config", filepath.Join(dir, "containerd.toml")}, logPath: filepath.Join(c.WorkDir, "containerd-"+node+".log")}
-	if err := rn.containerd.start(); err != nil {
+	rn.containerd = &process.Process{Name: "containerd " + node, Path: "containerd",
+		Args: []string{"--config", filepath.Join(dir, "containerd.toml")}, LogPath: filepath.Join(c.WorkDir, "containerd-"+node+".log")}
+	if err := rn.containerd.Start(); err != nil {
 		return rn, err
 	}
 	if err := waitForContainerd(ctx, rn.containerd, sock); err != nil {
@@ -210,8 +212,8 @@ func (c *Cluster) startRealNode(ctx context.Context, pool *Pool, node string) (*
 	}
 	labels, taints := registration(pool)
 	rn.kubelet = &kubelet{node: node, pool: pool, ip: ip, port: port, allowed: pool.Spec.AllowedUnsafeSysctls}
-	rn.kubelet.proc = &component{name: "kubelet " + node, path: filepath.Join(c.BinDir, realKubeletBinary),
-		args: []string{
+	rn.kubelet.proc = &process.Process{Name: "kubelet " + node, Path: filepath.Join(c.BinDir, realKubeletBinary),
+		Args: []string{
 			"--config=" + configFile,
 			"--kubeconfig=" + kubeconfig,
 			"--hostname-override=" + node,
@@ -222,8 +224,8 @@ func (c *Cluster) startRealNode(ctx context.Context, pool *Pool, node string) (*
 			"--register-with-taints=" + taints,
 			"--v=2",
 		},
-		logPath: filepath.Join(c.WorkDir, "kubelet-"+node+".log")}
-	return rn, rn.kubelet.proc.start()
+		LogPath: filepath.Join(c.WorkDir, "kubelet-"+node+".log")}
+	return rn, rn.kubelet.proc.Start()
 }
 
 // realNodeKubeletConfig is the real node's KubeletConfiguration. What differs from a
@@ -343,12 +345,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 }
 
 // waitForContainerd waits until containerd's CRI answers Version.
-func waitForContainerd(ctx context.Context, proc *component, sock string) error {
+func waitForContainerd(ctx context.Context, proc *process.Process, sock string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		if exited, err := proc.exited(); exited {
-			return false, fmt.Errorf("containerd exited: %v\n%s", err, proc.logTail(15))
+		if exited, err := proc.Exited(); exited {
+			return false, fmt.Errorf("containerd exited: %v\n%s", err, proc.LogTail(15))
 		}
 		if _, err := os.Stat(sock); err != nil {
 			return false, nil
@@ -361,7 +363,7 @@ func waitForContainerd(ctx context.Context, proc *component, sock string) error 
 		return err == nil, nil
 	})
 	if err != nil {
-		return fmt.Errorf("containerd did not answer on %s (log %s): %w", sock, proc.logPath, err)
+		return fmt.Errorf("containerd did not answer on %s (log %s): %w", sock, proc.LogPath, err)
 	}
 	return nil
 }
@@ -511,7 +513,7 @@ func (rn *realNode) stop() {
 			}
 		}
 		cancel()
-		_ = rn.containerd.stop()
+		_ = rn.containerd.Stop(componentGrace)
 		killShims(rn.dir)
 	}
 	unmountUnder(rn.dir)

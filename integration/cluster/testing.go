@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // StartForTest starts a cluster for one test and stops it when the test ends. When
@@ -29,25 +31,25 @@ func StartForTest(t testing.TB, opts Options) *Cluster {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
-				t.Logf("last lines of %s.log:\n%s", name, tail(filepath.Join(c.WorkDir, name+".log"), 15))
+				t.Logf("last lines of %s.log:\n%s", name, process.Tail(filepath.Join(c.WorkDir, name+".log"), 15))
 			}
 			c.mu.Lock()
 			kubelets := c.kubelets
 			c.mu.Unlock()
 			for _, k := range kubelets {
-				t.Logf("last lines of %s:\n%s", k.proc.logPath, k.proc.logTail(8))
+				t.Logf("last lines of %s:\n%s", k.proc.LogPath, k.proc.LogTail(8))
 			}
 			c.mu.Lock()
 			realNodes := c.realNodes
 			c.mu.Unlock()
 			for _, rn := range realNodes {
-				procs := []*component{rn.containerd}
+				procs := []*process.Process{rn.containerd}
 				if rn.kubelet != nil {
 					procs = append(procs, rn.kubelet.proc)
 				}
 				for _, p := range procs {
 					if p != nil {
-						t.Logf("last lines of %s:\n%s", p.logPath, p.logTail(20))
+						t.Logf("last lines of %s:\n%s", p.LogPath, p.LogTail(20))
 					}
 				}
 			}

@@ -17,7 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
-	"github.com/sysctl-placement/sysctl-placement/integration/perf"
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // Memory must follow the bytes that arrive, not those a client claims: serve once
@@ -47,7 +47,7 @@ func TestAThousandClaimsOf6MBCostServeLittleAndDelayNoAdmission(t *testing.T) {
 	}
 	// Warm: the first admission builds the API server's client and serve's caches.
 	admit("warm")
-	idle, err := perf.ReadProc(pid)
+	idle, err := process.ReadSample(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestAThousandClaimsOf6MBCostServeLittleAndDelayNoAdmission(t *testing.T) {
 	// memory is sampled around each.
 	peak := idle.RSS
 	sample := func() {
-		s, err := perf.ReadProc(pid)
+		s, err := process.ReadSample(pid)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +111,7 @@ func TestAThousandClaimsOf6MBCostServeLittleAndDelayNoAdmission(t *testing.T) {
 		latencies = append(latencies, admit(fmt.Sprintf("real-%02d", i)))
 	}
 	sample()
-	end, err := perf.ReadProc(pid)
+	end, err := process.ReadSample(pid)
 	if err != nil {
 		t.Fatal(err)
 	}

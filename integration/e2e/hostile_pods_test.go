@@ -26,7 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
-	"github.com/sysctl-placement/sysctl-placement/integration/perf"
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // The bounds issue 23 states for this flood.
@@ -121,7 +121,7 @@ func TestSixteenPodsOfMadeUpSysctlsGetSmallDenials(t *testing.T) {
 	cfg.WarningHandler = rest.NoWarnings{}
 	client := kubernetes.NewForConfigOrDie(cfg)
 
-	before, err := perf.ReadProc(w.PID())
+	before, err := process.ReadSample(w.PID())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestSixteenPodsOfMadeUpSysctlsGetSmallDenials(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	after, err := perf.ReadProc(w.PID())
+	after, err := process.ReadSample(w.PID())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
-	"github.com/sysctl-placement/sysctl-placement/integration/perf"
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // metricValue is the value of one sample in serve's /metrics, 0 when it is absent.
@@ -145,7 +145,7 @@ func TestForgedPlacedPodsCostTheAuditLeaderNoMemoryNorEvents(t *testing.T) {
 
 	wh := startRegisteredWebhook(ctx, t, c)
 	ns := optedInNamespace(ctx, t, c, "attacker", nil)
-	before, err := perf.ReadProc(wh.PID())
+	before, err := process.ReadSample(wh.PID())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestForgedPlacedPodsCostTheAuditLeaderNoMemoryNorEvents(t *testing.T) {
 			float64(ourEvents(ctx, t, c, ns))
 		return handled >= forged+wellFormed, nil
 	})
-	after, rerr := perf.ReadProc(wh.PID())
+	after, rerr := process.ReadSample(wh.PID())
 	if rerr != nil {
 		t.Fatal(rerr)
 	}

@@ -8,11 +8,11 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // secretVolume lays files out as the kubelet does for the Deployment's Secret volume:
@@ -99,33 +100,23 @@ func TestTheRunningServerPicksUpARotatedSecretWithoutDroppingRequests(t *testing
 	vol := &secretVolume{dir: t.TempDir()}
 	vol.write(t, pairs[0])
 
-	listen, metricsListen := rotationAddr(t), rotationAddr(t)
-	serve := exec.Command(bin, "serve",
-		"--config", filepath.Join(cluster.RepoRoot(), "deploy", "examples", "placement-config.yaml"),
-		"--tls-cert-file", filepath.Join(vol.dir, "tls.crt"), "--tls-private-key-file", filepath.Join(vol.dir, "tls.key"),
-		"--listen", listen, "--metrics-listen", metricsListen, "--kubeconfig", c.Kubeconfig)
-	var logs bytes.Buffer
-	serve.Stdout, serve.Stderr = &logs, &logs
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = serve.Process.Kill()
-		_ = serve.Wait()
-		if t.Failed() {
-			t.Logf("serve log:\n%s", logs.String())
-		}
+	serve, err := cluster.StartServe(ctx, cluster.ServeOptions{
+		Bin: bin, Name: "serve", LogDir: t.TempDir(), ReadyTimeout: time.Minute,
+		Flags: cluster.ServeFlags{
+			Config:  filepath.Join(cluster.RepoRoot(), "deploy", "examples", "placement-config.yaml"),
+			CertDir: vol.dir, Kubeconfig: c.Kubeconfig,
+		},
 	})
-	if err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		resp, err := http.Get("http://" + metricsListen + "/readyz")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	}); err != nil {
+	if err != nil {
 		t.Fatalf("serve never became ready: %v", err)
 	}
+	t.Cleanup(func() {
+		_ = serve.Kill()
+		if t.Failed() {
+			t.Logf("serve log:\n%s", process.Tail(serve.LogFile, 1000))
+		}
+	})
+	listen := strings.TrimPrefix(serve.URL, "https://")
 
 	// Clients trust both CAs, as API servers do while caBundle carries old and new.
 	roots := x509.NewCertPool()
@@ -204,14 +195,4 @@ func TestTheRunningServerPicksUpARotatedSecretWithoutDroppingRequests(t *testing
 		t.Fatalf("%d of %d requests failed across the rotation; first: %v", failed.Load(), sent.Load(), firstFailure.Load())
 	}
 	t.Logf("%d requests across the rotation, none failed", sent.Load())
-}
-
-func rotationAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // FleetOptions shape a discovery-at-scale run (RunFleet).
@@ -114,7 +114,7 @@ func fleetAllowed(p int) []string {
 
 type fleetReplica struct {
 	name       string
-	proc       *Process
+	proc       *process.Process
 	metricsURL string
 	admitURL   string
 }
@@ -199,8 +199,8 @@ func RunFleet(ctx context.Context, c *cluster.Cluster, o FleetOptions) (*FleetRe
 		return nil, err
 	}
 	tlsDir := filepath.Join(o.Work, "fleet-tls")
-	if out, err := exec.CommandContext(ctx, bin, "certs", "--write-dir", tlsDir, "--host", "127.0.0.1").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("sysctl-placement certs --write-dir: %w\n%s", err, out)
+	if err := cluster.WriteCerts(ctx, bin, tlsDir, "127.0.0.1"); err != nil {
+		return nil, err
 	}
 	caPEM, err := os.ReadFile(filepath.Join(tlsDir, "ca.crt"))
 	if err != nil {
@@ -217,31 +217,19 @@ func RunFleet(ctx context.Context, c *cluster.Cluster, o FleetOptions) (*FleetRe
 	// QPS allows, plus a minute for a slow machine.
 	readyTimeout := time.Duration(float64(o.Nodes)/o.QPS*2)*time.Second + time.Minute
 	start := func(name string) (*fleetReplica, time.Duration, error) {
-		addr, err := FreeLoopbackAddr()
+		wh, err := cluster.StartServe(ctx, cluster.ServeOptions{
+			Bin: bin, Name: name, LogDir: o.Work, ReadyTimeout: readyTimeout,
+			Flags: cluster.ServeFlags{
+				Config: configFile, CertDir: tlsDir, Kubeconfig: id.Kubeconfig,
+				Extra: []string{"--kubelet-ca-file", farm.CAFile,
+					"--discovery-qps", fmt.Sprint(o.QPS), "--discovery-refresh", o.Refresh.String(),
+					"--shutdown-grace", "5s", "--shutdown-delay", "0s", "--profiling"},
+			},
+		})
 		if err != nil {
 			return nil, 0, err
 		}
-		metricsAddr, err := FreeLoopbackAddr()
-		if err != nil {
-			return nil, 0, err
-		}
-		started := time.Now()
-		proc, err := StartProcess(name, filepath.Join(o.Work, name+".log"), []string{bin, "serve",
-			"--config", configFile,
-			"--tls-cert-file", filepath.Join(tlsDir, "tls.crt"), "--tls-private-key-file", filepath.Join(tlsDir, "tls.key"),
-			"--listen", addr, "--metrics-listen", metricsAddr, "--kubeconfig", id.Kubeconfig,
-			"--kubelet-ca-file", farm.CAFile,
-			"--discovery-qps", fmt.Sprint(o.QPS), "--discovery-refresh", o.Refresh.String(),
-			"--shutdown-grace", "5s", "--shutdown-delay", "0s", "--profiling"})
-		if err != nil {
-			return nil, 0, err
-		}
-		r := &fleetReplica{name: name, proc: proc, metricsURL: "http://" + metricsAddr, admitURL: "https://" + addr}
-		if _, err := proc.WaitReady(ctx, readyTimeout, HTTPReady(plain, r.metricsURL+"/readyz")); err != nil {
-			_ = proc.Stop(5 * time.Second)
-			return nil, 0, err
-		}
-		return r, time.Since(started), nil
+		return &fleetReplica{name: name, proc: wh.Process(), metricsURL: wh.MetricsURL, admitURL: wh.URL}, wh.Ready, nil
 	}
 	var replicas []*fleetReplica
 	defer func() {
@@ -287,7 +275,7 @@ func RunFleet(ctx context.Context, c *cluster.Cluster, o FleetOptions) (*FleetRe
 
 	// Memory while the elected replica reads kubelets, before any admission load.
 	for _, r := range replicas {
-		s, err := ReadProc(r.proc.Pid())
+		s, err := process.ReadSample(r.proc.Pid())
 		if err != nil {
 			return nil, err
 		}

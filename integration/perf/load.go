@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // Mode is how a load run paces its requests.
@@ -117,7 +119,7 @@ type LoadResult struct {
 	// ResponseBytes is the size of one successful response body.
 	ResponseBytes int `json:"responseBytes"`
 	// Process is the target process's CPU time and memory during the run.
-	Process ProcessDelta `json:"process"`
+	Process process.Delta `json:"process"`
 	// LoadAverage is the machine's one-minute load average at the end of the run.
 	LoadAverage float64 `json:"loadAverage"`
 }

@@ -3,6 +3,8 @@ package perf
 import (
 	"slices"
 	"time"
+
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // Results is everything one load run measured; perf/cmd/load writes it as JSON and
@@ -20,7 +22,7 @@ type Results struct {
 	// Runs are the measured runs: every scenario, against every target, Repeat times.
 	Runs []Run `json:"runs"`
 	// Idle is each target's memory after it became ready and before any load.
-	Idle map[string]ProcSample `json:"idle"`
+	Idle map[string]process.Sample `json:"idle"`
 	// Namespaces is the run with many namespaces in the API server, if it was made.
 	Namespaces *NamespacesRun `json:"namespaces,omitempty"`
 	// Notes say what was left out and why.
@@ -41,7 +43,7 @@ type NamespacesRun struct {
 	CreateTime time.Duration `json:"createTime"`
 	// LongRunning is the memory of the `serve` that was already running while the
 	// namespaces were created (its informer saw them through its watch).
-	LongRunning ProcSample `json:"longRunning"`
+	LongRunning process.Sample `json:"longRunning"`
 	// Starts are fresh `serve` processes started after the namespaces existed.
 	Starts []NamespacesStart `json:"starts"`
 }
@@ -49,9 +51,9 @@ type NamespacesRun struct {
 // NamespacesStart is one fresh `serve` with many namespaces: how long until its
 // informer synced (readyz), its memory then, and under load.
 type NamespacesStart struct {
-	SyncTime time.Duration `json:"syncTime"`
-	Idle     ProcSample    `json:"idle"`
-	Load     LoadResult    `json:"load"`
+	SyncTime time.Duration  `json:"syncTime"`
+	Idle     process.Sample `json:"idle"`
+	Load     LoadResult     `json:"load"`
 }
 
 // Summary is the minimum, median and maximum of repeated measurements.

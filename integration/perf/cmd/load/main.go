@@ -47,6 +47,7 @@ import (
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
 	"github.com/sysctl-placement/sysctl-placement/integration/perf"
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // perfNamespace is the opted-in namespace the load's pods are created in.
@@ -147,7 +148,7 @@ func defaultRepo() string {
 
 // server is a target process and how to reach it.
 type server struct {
-	proc   *perf.Process
+	proc   *process.Process
 	target perf.Target
 	// pprof is serve's /debug/pprof/profile URL when it runs with --profiling.
 	pprof string
@@ -175,8 +176,8 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	tlsDir := filepath.Join(work, "tls")
-	if out, err := exec.CommandContext(ctx, bin, "certs", "--write-dir", tlsDir, "--host", "127.0.0.1").CombinedOutput(); err != nil {
-		return fmt.Errorf("sysctl-placement certs --write-dir failed: %w\n%s", err, out)
+	if err := cluster.WriteCerts(ctx, bin, tlsDir, "127.0.0.1"); err != nil {
+		return err
 	}
 	caPEM, err := os.ReadFile(filepath.Join(tlsDir, "ca.crt"))
 	if err != nil {
@@ -193,7 +194,7 @@ func run(ctx context.Context, o options) (err error) {
 
 	results := &perf.Results{
 		Started: time.Now().UTC(), GoVersion: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0),
-		Repeat: o.repeat, Scenarios: scenarios, Idle: map[string]perf.ProcSample{},
+		Repeat: o.repeat, Scenarios: scenarios, Idle: map[string]process.Sample{},
 	}
 	tlsClient := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: perf.ClientTLS(roots)}}
 	plainClient := &http.Client{Timeout: 2 * time.Second}
@@ -225,7 +226,7 @@ func run(ctx context.Context, o options) (err error) {
 		}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("could not create the opted-in namespace %s: %w", perfNamespace, err)
 		}
-		serve, _, err = startServe(ctx, o, bin, work, tlsDir, c.Kubeconfig, roots, plainClient, "serve")
+		serve, _, err = startServe(ctx, o, bin, work, tlsDir, c.Kubeconfig, roots, "serve")
 		if err != nil {
 			return err
 		}
@@ -238,7 +239,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	sleep(ctx, o.settle)
 	for _, t := range targets {
-		s, err := perf.ReadProc(t.proc.Pid())
+		s, err := process.ReadSample(t.proc.Pid())
 		if err != nil {
 			return err
 		}
@@ -295,17 +296,17 @@ func goBuild(ctx context.Context, dir, out, pkg string) error {
 
 // startFloor starts perf/cmd/floor with serve's certificate.
 func startFloor(ctx context.Context, bin, work, tlsDir string, roots *x509.CertPool, client *http.Client) (*server, error) {
-	addr, err := perf.FreeLoopbackAddr()
+	addr, err := process.FreeLoopbackAddr()
 	if err != nil {
 		return nil, err
 	}
-	proc, err := perf.StartProcess("floor", filepath.Join(work, "floor.log"), []string{bin,
-		"-listen", addr, "-cert", filepath.Join(tlsDir, "tls.crt"), "-key", filepath.Join(tlsDir, "tls.key")})
-	if err != nil {
+	proc := &process.Process{Name: "floor", Path: bin, LogPath: filepath.Join(work, "floor.log"),
+		Args: []string{"-listen", addr, "-cert", filepath.Join(tlsDir, "tls.crt"), "-key", filepath.Join(tlsDir, "tls.key")}}
+	if err := proc.Start(); err != nil {
 		return nil, err
 	}
-	if _, err := proc.WaitReady(ctx, 10*time.Second, perf.HTTPReady(client, "https://"+addr+"/healthz")); err != nil {
-		proc.Stop(time.Second)
+	if _, err := proc.WaitReady(ctx, 10*time.Second, process.HTTPReady(client, "https://"+addr+"/healthz")); err != nil {
+		_ = proc.Stop(time.Second)
 		return nil, err
 	}
 	return &server{proc: proc, target: perf.Target{Name: "floor", URL: "https://" + addr + "/mutate?timeout=10s", RootCAs: roots, ExpectPatch: true}}, nil
@@ -313,36 +314,25 @@ func startFloor(ctx context.Context, bin, work, tlsDir string, roots *x509.CertP
 
 // startServe starts the real `serve` and waits for /readyz (config loaded, namespace
 // informer synced); it returns how long that took.
-func startServe(ctx context.Context, o options, bin, work, tlsDir, kubeconfig string, roots *x509.CertPool, client *http.Client, name string) (*server, time.Duration, error) {
-	addr, err := perf.FreeLoopbackAddr()
+func startServe(ctx context.Context, o options, bin, work, tlsDir, kubeconfig string, roots *x509.CertPool, name string) (*server, time.Duration, error) {
+	wh, err := cluster.StartServe(ctx, cluster.ServeOptions{
+		Bin: bin, Name: name, LogDir: work, ReadyTimeout: time.Minute,
+		Flags: cluster.ServeFlags{
+			Config:     filepath.Join(o.repo, "deploy", "examples", "placement-config.yaml"),
+			CertDir:    tlsDir,
+			Kubeconfig: kubeconfig,
+			// No drain phase on stop: nothing balances load across these processes.
+			Extra: []string{"--shutdown-grace", "5s", "--shutdown-delay", "0s", fmt.Sprintf("--profiling=%t", o.profileDir != "")},
+		},
+	})
 	if err != nil {
 		return nil, 0, err
 	}
-	metricsAddr, err := perf.FreeLoopbackAddr()
-	if err != nil {
-		return nil, 0, err
-	}
-	proc, err := perf.StartProcess("serve", filepath.Join(work, name+".log"), []string{bin, "serve",
-		"--config", filepath.Join(o.repo, "deploy", "examples", "placement-config.yaml"),
-		"--tls-cert-file", filepath.Join(tlsDir, "tls.crt"),
-		"--tls-private-key-file", filepath.Join(tlsDir, "tls.key"),
-		"--listen", addr, "--metrics-listen", metricsAddr,
-		// No drain phase on stop: nothing balances load across these processes.
-		"--kubeconfig", kubeconfig, "--shutdown-grace", "5s", "--shutdown-delay", "0s",
-		fmt.Sprintf("--profiling=%t", o.profileDir != "")})
-	if err != nil {
-		return nil, 0, err
-	}
-	took, err := proc.WaitReady(ctx, time.Minute, perf.HTTPReady(client, "http://"+metricsAddr+"/readyz"))
-	if err != nil {
-		proc.Stop(5 * time.Second)
-		return nil, 0, err
-	}
-	srv := &server{proc: proc, target: perf.Target{Name: "serve", URL: "https://" + addr + "/mutate?timeout=10s", RootCAs: roots, ExpectPatch: true}}
+	srv := &server{proc: wh.Process(), target: perf.Target{Name: "serve", URL: wh.URL + "/mutate?timeout=10s", RootCAs: roots, ExpectPatch: true}}
 	if o.profileDir != "" {
-		srv.pprof = "http://" + metricsAddr + "/debug/pprof/profile"
+		srv.pprof = wh.MetricsURL + "/debug/pprof/profile"
 	}
-	return srv, took, nil
+	return srv, wh.Ready, nil
 }
 
 // measure runs one scenario against one target: warm-up, then the measured part with
@@ -357,7 +347,7 @@ func measure(ctx context.Context, s perf.Scenario, t *server, reviews []perf.Rev
 	if err := l.Warmup(ctx); err != nil {
 		return perf.LoadResult{}, fmt.Errorf("%s, %s: %w (see %s)", s.Name, t.target.Name, err, t.proc.LogPath)
 	}
-	stop, err := perf.Watch(ctx, t.proc.Pid(), 100*time.Millisecond)
+	stop, err := process.Watch(ctx, t.proc.Pid(), 100*time.Millisecond)
 	if err != nil {
 		return perf.LoadResult{}, err
 	}
@@ -400,7 +390,7 @@ func namespacesRun(ctx context.Context, o options, c *cluster.Cluster, running *
 	run := &perf.NamespacesRun{Count: o.namespaces, CreateTime: time.Since(started)}
 	fmt.Printf("created %d namespaces in %s\n", o.namespaces, run.CreateTime.Round(time.Millisecond))
 	sleep(ctx, 3*time.Second) // let the running informer's watch catch up
-	if run.LongRunning, err = perf.ReadProc(running.proc.Pid()); err != nil {
+	if run.LongRunning, err = process.ReadSample(running.proc.Pid()); err != nil {
 		return nil, err
 	}
 	fmt.Printf("serve (running while they were created): RSS %s, HWM %s\n", mib(run.LongRunning.RSS), mib(run.LongRunning.HWM))
@@ -412,13 +402,13 @@ func namespacesRun(ctx context.Context, o options, c *cluster.Cluster, running *
 		}
 	}
 	for i := 1; i <= o.repeat; i++ {
-		fresh, took, err := startServe(ctx, o, bin, work, tlsDir, c.Kubeconfig, roots, client, fmt.Sprintf("serve-namespaces-%d", i))
+		fresh, took, err := startServe(ctx, o, bin, work, tlsDir, c.Kubeconfig, roots, fmt.Sprintf("serve-namespaces-%d", i))
 		if err != nil {
 			return nil, err
 		}
 		sleep(ctx, o.settle)
 		start := perf.NamespacesStart{SyncTime: took}
-		if start.Idle, err = perf.ReadProc(fresh.proc.Pid()); err != nil {
+		if start.Idle, err = process.ReadSample(fresh.proc.Pid()); err != nil {
 			fresh.proc.Stop(5 * time.Second)
 			return nil, err
 		}

@@ -55,6 +55,7 @@ import (
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
 	"github.com/sysctl-placement/sysctl-placement/integration/perf"
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // labelEnabled opts a namespace in (scheduling.LabelEnabled; the integration module
@@ -562,13 +563,13 @@ func (o observer) sample(ctx context.Context) sample {
 		s.events = perf.MetricSum(text, "sysctl_placement_events_recorded_total")
 	}
 	if pid := perf.FindProcess("sysctl-placement", "serve", strings.TrimPrefix(o.wh.URL, "https://")); pid > 0 {
-		if p, err := perf.ReadProc(pid); err == nil {
+		if p, err := process.ReadSample(pid); err == nil {
 			s.serveCPU = p.CPU
 		}
 	}
 	if u, err := url.Parse(o.c.URL); err == nil {
 		if pid := perf.FindProcess("kube-apiserver", "secure-port="+u.Port()); pid > 0 {
-			if p, err := perf.ReadProc(pid); err == nil {
+			if p, err := process.ReadSample(pid); err == nil {
 				s.apiServerCPU = p.CPU
 			}
 		}

@@ -1,4 +1,4 @@
-package perf
+package process
 
 import (
 	"bufio"
@@ -17,8 +17,8 @@ import (
 // would need cgo for the same answer.
 const userHZ = 100
 
-// ProcSample is a process's memory and CPU time at one moment, from /proc.
-type ProcSample struct {
+// Sample is a process's memory and CPU time at one moment, from /proc.
+type Sample struct {
 	// RSS is VmRSS: resident memory now, in bytes.
 	RSS uint64 `json:"rss"`
 	// HWM is VmHWM: the highest RSS since the process started, in bytes.
@@ -27,30 +27,30 @@ type ProcSample struct {
 	CPU time.Duration `json:"cpu"`
 }
 
-// ReadProc reads pid's VmRSS and VmHWM from /proc/<pid>/status and its utime and
+// ReadSample reads pid's VmRSS and VmHWM from /proc/<pid>/status and its utime and
 // stime from /proc/<pid>/stat.
-func ReadProc(pid int) (ProcSample, error) {
+func ReadSample(pid int) (Sample, error) {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return ProcSample{}, fmt.Errorf("could not read the memory of process %d (has it exited?): %w", pid, err)
+		return Sample{}, fmt.Errorf("could not read the memory of process %d (has it exited?): %w", pid, err)
 	}
 	s, err := parseStatus(status)
 	if err != nil {
-		return ProcSample{}, fmt.Errorf("process %d: %w", pid, err)
+		return Sample{}, fmt.Errorf("process %d: %w", pid, err)
 	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return ProcSample{}, fmt.Errorf("could not read the CPU time of process %d (has it exited?): %w", pid, err)
+		return Sample{}, fmt.Errorf("could not read the CPU time of process %d (has it exited?): %w", pid, err)
 	}
 	if s.CPU, err = parseStatCPU(stat); err != nil {
-		return ProcSample{}, fmt.Errorf("process %d: %w", pid, err)
+		return Sample{}, fmt.Errorf("process %d: %w", pid, err)
 	}
 	return s, nil
 }
 
 // parseStatus reads VmRSS and VmHWM (in kB) from /proc/<pid>/status.
-func parseStatus(status []byte) (ProcSample, error) {
-	var s ProcSample
+func parseStatus(status []byte) (Sample, error) {
+	var s Sample
 	found := 0
 	sc := bufio.NewScanner(bytes.NewReader(status))
 	for sc.Scan() {
@@ -60,11 +60,11 @@ func parseStatus(status []byte) (ProcSample, error) {
 		}
 		fields := strings.Fields(value)
 		if len(fields) != 2 || fields[1] != "kB" {
-			return ProcSample{}, fmt.Errorf("unexpected %s line %q in /proc status", key, sc.Text())
+			return Sample{}, fmt.Errorf("unexpected %s line %q in /proc status", key, sc.Text())
 		}
 		kb, err := strconv.ParseUint(fields[0], 10, 64)
 		if err != nil {
-			return ProcSample{}, fmt.Errorf("unexpected %s line %q in /proc status: %w", key, sc.Text(), err)
+			return Sample{}, fmt.Errorf("unexpected %s line %q in /proc status: %w", key, sc.Text(), err)
 		}
 		if key == "VmRSS" {
 			s.RSS = kb << 10
@@ -74,7 +74,7 @@ func parseStatus(status []byte) (ProcSample, error) {
 		found++
 	}
 	if found != 2 {
-		return ProcSample{}, fmt.Errorf("/proc status has no VmRSS or VmHWM (a kernel thread or a zombie?)")
+		return Sample{}, fmt.Errorf("/proc status has no VmRSS or VmHWM (a kernel thread or a zombie?)")
 	}
 	return s, nil
 }
@@ -103,8 +103,8 @@ func parseStatCPU(stat []byte) (time.Duration, error) {
 	return time.Duration(ticks) * time.Second / userHZ, nil
 }
 
-// ProcessDelta is what a process used during a run.
-type ProcessDelta struct {
+// Delta is what a process used during a run.
+type Delta struct {
 	// CPU is the user plus system time used during the run.
 	CPU time.Duration `json:"cpu"`
 	// CPUPer1000 is CPU seconds per 1,000 successful requests.
@@ -120,8 +120,8 @@ type ProcessDelta struct {
 // Watch samples pid's /proc every interval until stop is called, and returns what it
 // used between the call to Watch and the call to stop, for requests successful
 // requests.
-func Watch(ctx context.Context, pid int, interval time.Duration) (stop func(requests int) (ProcessDelta, error), err error) {
-	before, err := ReadProc(pid)
+func Watch(ctx context.Context, pid int, interval time.Duration) (stop func(requests int) (Delta, error), err error) {
+	before, err := ReadSample(pid)
 	if err != nil {
 		return nil, err
 	}
@@ -140,38 +140,24 @@ func Watch(ctx context.Context, pid int, interval time.Duration) (stop func(requ
 				return
 			case <-t.C:
 			}
-			if s, err := ReadProc(pid); err == nil {
+			if s, err := ReadSample(pid); err == nil {
 				mu.Lock()
 				peak = max(peak, s.RSS)
 				mu.Unlock()
 			}
 		}
 	})
-	return func(requests int) (ProcessDelta, error) {
+	return func(requests int) (Delta, error) {
 		cancel()
 		wg.Wait()
-		after, err := ReadProc(pid)
+		after, err := ReadSample(pid)
 		if err != nil {
-			return ProcessDelta{}, err
+			return Delta{}, err
 		}
-		d := ProcessDelta{CPU: after.CPU - before.CPU, PeakRSS: max(peak, after.RSS), EndRSS: after.RSS, HWM: after.HWM}
+		d := Delta{CPU: after.CPU - before.CPU, PeakRSS: max(peak, after.RSS), EndRSS: after.RSS, HWM: after.HWM}
 		if requests > 0 {
 			d.CPUPer1000 = d.CPU.Seconds() / float64(requests) * 1000
 		}
 		return d, nil
 	}, nil
-}
-
-// LoadAverage is the machine's one-minute load average from /proc/loadavg: on a
-// shared machine it tells how much else ran during a measurement.
-func LoadAverage() (float64, error) {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return 0, err
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0, fmt.Errorf("/proc/loadavg is empty")
-	}
-	return strconv.ParseFloat(f[0], 64)
 }
