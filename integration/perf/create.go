@@ -2,13 +2,18 @@ package perf
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
 )
 
 // AnnotationEnabled opts a namespace in (scheduling.AnnotationEnabled; the integration
@@ -74,4 +79,32 @@ func CreateNamespaces(ctx context.Context, cs kubernetes.Interface, n int) error
 		}
 		return nil
 	})
+}
+
+// CreateOptedInNamespace creates the namespace a load's pods are reviewed in, opted
+// in by AnnotationEnabled; one that already exists is kept.
+func CreateOptedInNamespace(ctx context.Context, cs kubernetes.Interface, name string) error {
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: name, Annotations: map[string]string{AnnotationEnabled: "true"},
+	}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("could not create the opted-in namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// servingCerts writes serve's certificates for 127.0.0.1 into dir
+// (cluster.WriteCerts) and returns a pool of their CA, for the load's clients.
+func servingCerts(ctx context.Context, bin, dir string) (*x509.CertPool, error) {
+	if err := cluster.WriteCerts(ctx, bin, dir, "127.0.0.1"); err != nil {
+		return nil, err
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", filepath.Join(dir, "ca.crt"))
+	}
+	return roots, nil
 }

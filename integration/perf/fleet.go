@@ -2,7 +2,6 @@ package perf
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -186,10 +185,8 @@ func RunFleet(ctx context.Context, c *cluster.Cluster, o FleetOptions) (*FleetRe
 		return nil, err
 	}
 	const loadNamespace = "perf"
-	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		Name: loadNamespace, Annotations: map[string]string{AnnotationEnabled: "true"},
-	}}, metav1.CreateOptions{}); err != nil {
-		return nil, fmt.Errorf("could not create the opted-in namespace %s: %w", loadNamespace, err)
+	if err := CreateOptedInNamespace(ctx, admin, loadNamespace); err != nil {
+		return nil, err
 	}
 	res.SetupTime = time.Since(setup)
 	logf("created %d nodes in %d pools and %d namespaces in %s", o.Nodes, o.Pools, o.Namespaces+1, res.SetupTime.Round(time.Second))
@@ -199,15 +196,10 @@ func RunFleet(ctx context.Context, c *cluster.Cluster, o FleetOptions) (*FleetRe
 		return nil, err
 	}
 	tlsDir := filepath.Join(o.Work, "fleet-tls")
-	if err := cluster.WriteCerts(ctx, bin, tlsDir, "127.0.0.1"); err != nil {
-		return nil, err
-	}
-	caPEM, err := os.ReadFile(filepath.Join(tlsDir, "ca.crt"))
+	roots, err := servingCerts(ctx, bin, tlsDir)
 	if err != nil {
 		return nil, err
 	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(caPEM)
 	configFile := filepath.Join(o.Work, "fleet-config.yaml")
 	if err := os.WriteFile(configFile, []byte(fleetConfig), 0o600); err != nil {
 		return nil, err
