@@ -16,7 +16,7 @@
 // before the next run. Around each run it reads the API server's admission metrics
 // and the CPU time of kube-apiserver and serve.
 //
-// The pods name a scheduler that does not run (unscheduledScheduler): they stay
+// The pods name a scheduler that does not run (perf's unscheduledScheduler): they stay
 // Pending, unbound, so neither kube-scheduler nor the hollow kubelets work during a
 // run, and the arms differ only in what admits the pods. What the webhook and the
 // policy add (nodeSelector, toleration) is the same for any schedulerName; the
@@ -24,7 +24,7 @@
 // minute is 3,000 pods, and the ipc pool holds 110 per node.
 //
 // Run it from integration/ after `go tool task control-plane`; `go tool task bench`
-// runs it and perf/cmd/report reads its JSON:
+// runs it and perf/cmd/report reads its JSON; perf.RunPodCreate does the work:
 //
 //	go run ./perf/cmd/podcreate -out /tmp/podcreate.json -rates 10,25 -duration 30s
 package main
@@ -35,248 +35,64 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-
-	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
 	"github.com/sysctl-placement/sysctl-placement/integration/perf"
-	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
-// labelEnabled opts a namespace in (scheduling.LabelEnabled; the integration module
-// does not import the main module). The shipped webhooks select on it, and so does
-// the policy's binding.
-const labelEnabled = "sysctl-placement.io/enabled"
-
-type options struct {
-	out      string
-	rates    []float64
-	duration time.Duration
-	arms     []string
-	repeat   int
-	settle   time.Duration
-	keep     bool
-	profile  string
-	// pools, when above the example's three, adds pools like them to the config both
-	// backends place with, so the cost of more pools shows.
-	pools int
-}
-
 func main() {
-	var (
-		o           options
-		rates, arms string
-	)
-	flag.StringVar(&o.out, "out", "", "write the results as JSON to this file (required)")
+	var o perf.PodCreateOptions
+	var rates, arms string
+	out := flag.String("out", "", "write the results as JSON to this file (required)")
 	flag.StringVar(&rates, "rates", "10,25,50", "comma-separated arrival rates, pods per second")
-	flag.DurationVar(&o.duration, "duration", time.Minute, "how long pods arrive in each run")
+	flag.DurationVar(&o.Duration, "duration", time.Minute, "how long pods arrive in each run")
 	flag.StringVar(&arms, "arms", strings.Join([]string{perf.ArmNone, perf.ArmWebhook, perf.ArmPolicy}, ","), "comma-separated arms: none, webhook, policy")
-	flag.IntVar(&o.repeat, "repeat", 1, "how many times every (rate, arm) runs")
-	flag.DurationVar(&o.settle, "settle", 3*time.Second, "wait before each run, after the previous namespace is gone")
-	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (component and webhook logs)")
-	flag.StringVar(&o.profile, "profile", "", "if set, start serve with --profiling and save CPU profiles of serve and kube-apiserver during the first run of each arm at each rate in this directory (at most the first 50s of a run: the API server ends any request after 60s)")
-	flag.IntVar(&o.pools, "pools", 3, "pools in the config: the example's three, followed by pools like them (their own net.ipv4.conf.ethN.* sysctls, which the probe pods do not ask for) up to this many; the policy arm renders with --allow-slower-than-webhook past three")
+	flag.IntVar(&o.Repeat, "repeat", 1, "how many times every (rate, arm) runs")
+	flag.DurationVar(&o.Settle, "settle", 3*time.Second, "wait before each run, after the previous namespace is gone")
+	flag.BoolVar(&o.Keep, "keep", false, "keep the work directory (component and webhook logs)")
+	flag.StringVar(&o.Profile, "profile", "", "if set, start serve with --profiling and save CPU profiles of serve and kube-apiserver during the first run of each arm at each rate in this directory (at most the first 50s of a run: the API server ends any request after 60s)")
+	flag.IntVar(&o.Pools, "pools", 3, "pools in the config: the example's three, followed by pools like them (their own net.ipv4.conf.ethN.* sysctls, which the probe pods do not ask for) up to this many; the policy arm renders with --allow-slower-than-webhook past three")
 	flag.Parse()
 	var err error
-	if o.rates, err = parseRates(rates); err == nil {
-		o.arms, err = parseArms(arms)
+	if o.Rates, err = parseRates(rates); err == nil {
+		for a := range strings.SplitSeq(arms, ",") {
+			o.Arms = append(o.Arms, strings.TrimSpace(a))
+		}
+		err = o.Validate()
 	}
-	switch {
-	case o.out == "":
+	if *out == "" {
 		err = errors.New("-out is required: the JSON file perf/cmd/report reads")
-	case err == nil && (o.duration < time.Second || o.duration > 10*time.Minute || o.repeat < 1 || o.repeat > 10):
-		err = errors.New("want 1s ≤ -duration ≤ 10m and 1 ≤ -repeat ≤ 10")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "podcreate:", err)
 		os.Exit(2)
 	}
+	o.Log = os.Stdout
+	o.Save = func(results *perf.PodCreateResults) error { return writeResults(*out, results) }
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, o); err != nil {
+	if _, err := perf.RunPodCreate(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "podcreate:", err)
 		os.Exit(1)
 	}
+	fmt.Println("results written to", *out)
 }
 
 func parseRates(s string) ([]float64, error) {
 	var rates []float64
 	for _, f := range strings.Split(s, ",") {
 		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil || r <= 0 || r > 500 {
+		if err != nil {
 			return nil, fmt.Errorf("-rates: %q is not a rate between 0 and 500 pods/s", f)
 		}
 		rates = append(rates, r)
 	}
 	return rates, nil
-}
-
-func parseArms(s string) ([]string, error) {
-	var arms []string
-	for _, a := range strings.Split(s, ",") {
-		a = strings.TrimSpace(a)
-		if a != perf.ArmNone && a != perf.ArmWebhook && a != perf.ArmPolicy {
-			return nil, fmt.Errorf("-arms: %q is not one of none, webhook, policy", a)
-		}
-		arms = append(arms, a)
-	}
-	return arms, nil
-}
-
-func run(ctx context.Context, o options) error {
-	if o.profile != "" {
-		if err := os.MkdirAll(o.profile, 0o755); err != nil {
-			return fmt.Errorf("-profile: %w", err)
-		}
-	}
-	work, err := os.MkdirTemp("", "sysctl-placement-podcreate-")
-	if err != nil {
-		return err
-	}
-	if o.keep {
-		fmt.Println("work directory (kept):", work)
-	} else {
-		defer os.RemoveAll(work)
-	}
-	fmt.Println("starting the control plane (package cluster) with the default pools")
-	c, err := cluster.Start(ctx, cluster.Options{WorkDir: filepath.Join(work, "cluster")})
-	if err != nil {
-		return err
-	}
-	defer c.Stop()
-	if _, err := c.AddPools(ctx, cluster.DefaultPools()...); err != nil {
-		return err
-	}
-	// The webhook's own namespace, for its audit-events leader election.
-	if err := createNamespace(ctx, c.Client, "sysctl-placement", false); err != nil {
-		return err
-	}
-	// Production logging (JSON at info level, one line per admission), not the
-	// harness's --development text at debug level.
-	configFile, renderArgs, err := poolsConfig(work, o.pools)
-	if err != nil {
-		return err
-	}
-	wh, err := c.StartWebhook(ctx, cluster.WebhookOptions{ConfigFile: configFile, ExtraArgs: []string{"--development=false", fmt.Sprintf("--profiling=%t", o.profile != "")}})
-	if err != nil {
-		return fmt.Errorf("could not start the webhook: %w", err)
-	}
-	defer wh.Terminate(10 * time.Second)
-
-	cfg := rest.CopyConfig(c.Config)
-	// No client-side rate limit: the schedule sets the rate.
-	cfg.QPS, cfg.Burst = -1, 0
-	cfg.WarningHandler = rest.NoWarnings{}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	policies, err := cluster.RenderPolicies(ctx, renderArgs...)
-	if err != nil {
-		return err
-	}
-	a := arms{c: c, wh: wh, policies: policies}
-	if err := a.learnPlacement(ctx); err != nil {
-		return err
-	}
-	observe := observer{c: c, wh: wh}
-	results := &perf.PodCreateResults{Started: time.Now().UTC(), Rates: o.rates, Duration: o.duration, Arms: o.arms, Pools: max(o.pools, 3),
-		NodeSelector: a.nodeSelector, Toleration: fmt.Sprintf("%s=%s:%s (%s)", a.toleration.Key, a.toleration.Value, a.toleration.Effect, a.toleration.Operator)}
-	turn := 0
-	for rep := 1; rep <= o.repeat; rep++ {
-		for _, rate := range o.rates {
-			// Rotate the order so that no arm always runs first (on a cold machine) or
-			// right after the same other arm.
-			order := slices.Clone(o.arms)
-			for range turn % len(order) {
-				order = append(order[1:], order[0])
-			}
-			turn++
-			for _, arm := range order {
-				if err := a.set(ctx, arm); err != nil {
-					return fmt.Errorf("could not set up arm %s: %w", arm, err)
-				}
-				var profile func(process string) string
-				if o.profile != "" && rep == 1 {
-					profile = func(process string) string {
-						return filepath.Join(o.profile, fmt.Sprintf("%s-%s-%g.pprof", process, arm, rate))
-					}
-				}
-				r, err := measure(ctx, client, o, rep, arm, rate, a.probeWants(arm), observe, profile)
-				if err != nil {
-					return err
-				}
-				results.Runs = append(results.Runs, r)
-				// Written after every run: a later failure keeps what was measured.
-				if err := writeResults(o.out, results); err != nil {
-					return err
-				}
-				fmt.Printf("#%d %-7s %3.0f pods/s: %d sent, %d created, %d errors, %d placed in %s (send lag max %s): p50 %s p99 %s max %s  load avg %.1f\n",
-					r.Repeat, r.Arm, r.Rate, r.Sent, r.Created, r.Errors, r.Placed, r.Took.Round(time.Millisecond), r.MaxSendLag.Round(time.Microsecond),
-					r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond), r.LoadAverage)
-				fmt.Printf("    API server: webhook calls %.0f (p99 %s, mean %s), policy %.0f (p99 %s, mean %s); serve reviews %d (mean %s), Events %d; CPU serve %s, kube-apiserver %s\n",
-					r.Webhook.Count, seconds(r.Webhook.Quantile(0.99)), seconds(r.Webhook.Mean()),
-					r.Policy.Count, seconds(r.Policy.Quantile(0.99)), seconds(r.Policy.Mean()),
-					r.ServeReviews, r.ServeReviewMean.Round(time.Microsecond), r.ServeEvents, r.ServeCPU.Round(time.Millisecond), r.APIServerCPU.Round(time.Millisecond))
-				if r.ErrorExample != "" {
-					fmt.Println("    e.g.", r.ErrorExample)
-				}
-			}
-		}
-	}
-	if err := a.set(ctx, perf.ArmNone); err != nil {
-		return err
-	}
-	if err := writeResults(o.out, results); err != nil {
-		return err
-	}
-	fmt.Println("results written to", o.out)
-	return nil
-}
-
-// poolsConfig is the config both backends place with and render's arguments for it:
-// the example config, or with more than three pools the example's followed by pools
-// like them that the probe pods (kernel.shmmax, kernel.sem: the ipc pool's) never
-// land on, so only the cost of checking them grows.
-func poolsConfig(work string, pools int) (string, []string, error) {
-	example := filepath.Join(cluster.RepoRoot(), "deploy", "examples", "placement-config.yaml")
-	if pools <= 3 {
-		return example, []string{"--config", example}, nil
-	}
-	data, err := os.ReadFile(example)
-	if err != nil {
-		return "", nil, err
-	}
-	head, policy, ok := strings.Cut(string(data), "\npolicy:\n")
-	if !ok {
-		return "", nil, fmt.Errorf("%s has no policy section to add pools before", example)
-	}
-	var b strings.Builder
-	b.WriteString(head + "\n")
-	for i := 3; i < pools; i++ {
-		fmt.Fprintf(&b, "  - name: extra-%[1]d\n    nodeSelector: {sysctl-placement.io/pool: extra-%[1]d}\n    taints: [{key: dedicated, value: extra-%[1]d, effect: NoSchedule}]\n    allowedUnsafeSysctls: [\"net.ipv4.conf.eth%[1]d.*\", \"net.ipv4.neigh.eth%[1]d.gc_stale_time\"]\n    kubeletVersion: \"1.37.2\"\n    kernelVersion: \"6.8.0\"\n", i)
-	}
-	b.WriteString("policy:\n" + policy)
-	path := filepath.Join(work, fmt.Sprintf("placement-config-%d-pools.yaml", pools))
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		return "", nil, err
-	}
-	return path, []string{"--config", path, "--allow-slower-than-webhook"}, nil
 }
 
 func writeResults(path string, results *perf.PodCreateResults) error {
@@ -288,315 +104,4 @@ func writeResults(path string, results *perf.PodCreateResults) error {
 		return fmt.Errorf("could not write the results: %w", err)
 	}
 	return nil
-}
-
-func seconds(s float64) time.Duration {
-	return time.Duration(s * float64(time.Second)).Round(time.Microsecond)
-}
-
-// arms switches the cluster between the arms.
-type arms struct {
-	c  *cluster.Cluster
-	wh *cluster.Webhook
-	// What the webhook adds to sysctlPod, learnt from a dry run; the policy adds it too.
-	nodeSelector map[string]string
-	toleration   corev1.Toleration
-	// policies are the rendered policies of the webhook's config.
-	policies *cluster.Policies
-}
-
-const probeNS = "podcreate-probe"
-
-// learnPlacement registers the webhook and keeps the nodeSelector and toleration it
-// gives a dry-run sysctlPod.
-func (a *arms) learnPlacement(ctx context.Context) error {
-	if err := createNamespace(ctx, a.c.Client, probeNS, true); err != nil {
-		return err
-	}
-	if err := a.set(ctx, perf.ArmWebhook); err != nil {
-		return err
-	}
-	got, err := a.c.Client.CoreV1().Pods(probeNS).Create(ctx, sysctlPod("probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-	if err != nil {
-		return fmt.Errorf("the webhook did not admit the probe pod: %w", err)
-	}
-	for _, t := range got.Spec.Tolerations {
-		if t.TolerationSeconds == nil { // not one of DefaultTolerationSeconds'
-			a.toleration = t
-		}
-	}
-	if len(got.Spec.NodeSelector) == 0 || a.toleration.Key == "" {
-		return fmt.Errorf("the webhook did not place the probe pod: nodeSelector %v, tolerations %v", got.Spec.NodeSelector, got.Spec.Tolerations)
-	}
-	a.nodeSelector = got.Spec.NodeSelector
-	return nil
-}
-
-// probeWants says whether a pod created in arm comes back with the nodeSelector.
-func (a *arms) probeWants(arm string) bool { return arm != perf.ArmNone }
-
-// set leaves exactly arm's admission in place and waits until the API server applies
-// it: a dry-run pod comes back placed (webhook, policy) or not (none).
-func (a *arms) set(ctx context.Context, arm string) error {
-	admission := a.c.Client.AdmissionregistrationV1()
-	if arm != perf.ArmWebhook {
-		m, v, err := a.c.ShippedWebhookConfigurations(ctx)
-		if err != nil {
-			return err
-		}
-		if err := admission.MutatingWebhookConfigurations().Delete(ctx, m.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return err
-		}
-		if err := admission.ValidatingWebhookConfigurations().Delete(ctx, v.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return err
-		}
-	}
-	if arm != perf.ArmPolicy {
-		if err := a.c.DeletePolicies(ctx, a.policies); err != nil {
-			return err
-		}
-	}
-	switch arm {
-	case perf.ArmWebhook:
-		// RegisterWebhook waits until the API server calls it.
-		if err := a.c.RegisterWebhook(ctx, a.wh); err != nil {
-			return err
-		}
-	case perf.ArmPolicy:
-		// Already there when the previous run was the policy arm too.
-		if err := a.c.ApplyPolicies(ctx, a.policies); err != nil && !apierrors.IsAlreadyExists(err) {
-			return err
-		}
-	}
-	var last error
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		got, err := a.c.Client.CoreV1().Pods(probeNS).Create(ctx, sysctlPod("probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		if err != nil {
-			// A webhook still registered may be failing closed; try again.
-			last = err
-			return false, nil
-		}
-		placed := len(got.Spec.NodeSelector) > 0
-		last = fmt.Errorf("a dry-run pod came back with nodeSelector %v", got.Spec.NodeSelector)
-		return placed == a.probeWants(arm), nil
-	})
-	if err != nil {
-		return fmt.Errorf("the API server does not apply arm %s yet: %w (last: %v)", arm, err, last)
-	}
-	return nil
-}
-
-func createNamespace(ctx context.Context, client kubernetes.Interface, name string, optIn bool) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	if optIn {
-		ns.Labels = map[string]string{labelEnabled: "true"}
-	}
-	if _, err := client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("could not create namespace %s: %w", name, err)
-	}
-	return nil
-}
-
-// maxProfile bounds a CPU profile: kube-apiserver ends a request after 60s
-// (--request-timeout), pprof's included.
-const maxProfile = 50 * time.Second
-
-// unscheduledScheduler is the schedulerName of every pod podcreate creates: no
-// scheduler runs by that name, so the pods stay Pending (see the package comment).
-const unscheduledScheduler = "podcreate-unscheduled"
-
-// sysctlPod asks for kernel.shmmax and kernel.sem, like a database's pod.
-func sysctlPod(name string) *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "podcreate"}},
-		Spec: corev1.PodSpec{
-			SchedulerName: unscheduledScheduler,
-			SecurityContext: &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{
-				{Name: "kernel.shmmax", Value: "68719476736"},
-				{Name: "kernel.sem", Value: "250 32000 100 128"},
-			}},
-			Containers: []corev1.Container{{Name: "db", Image: "postgres:17"}},
-		},
-	}
-}
-
-// measure creates pods in a fresh namespace at rate pods/s for o.duration, each sent
-// at its scheduled time whatever the earlier ones are doing, then deletes them. When
-// profile is set, it saves CPU profiles of serve and kube-apiserver for the length
-// of the run (at most maxProfile) in the file it names for each process.
-func measure(ctx context.Context, client kubernetes.Interface, o options, rep int, arm string, rate float64, wantPlaced bool, observe observer, profile func(process string) string) (perf.PodCreateRun, error) {
-	r := perf.PodCreateRun{Repeat: rep, Arm: arm, Rate: rate, Namespace: fmt.Sprintf("podcreate-%d-%s-%g", rep, arm, rate)}
-	if err := createNamespace(ctx, client, r.Namespace, true); err != nil {
-		return r, err
-	}
-	if wantPlaced {
-		// The webhook's namespace informer (or the policy's namespace selector) must
-		// have seen the namespace, or the first pods would not be placed.
-		var last error
-		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-			got, err := client.CoreV1().Pods(r.Namespace).Create(ctx, sysctlPod("probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-			last = err
-			return err == nil && len(got.Spec.NodeSelector) > 0, nil
-		})
-		if err != nil {
-			return r, fmt.Errorf("no dry-run pod was placed in %s: %w (last error: %v)", r.Namespace, err, last)
-		}
-	}
-	sleep(ctx, o.settle)
-
-	n := int(rate * o.duration.Seconds())
-	var (
-		mu        sync.Mutex
-		latencies = make([]time.Duration, 0, n)
-		wg        sync.WaitGroup
-	)
-	before := observe.sample(ctx)
-	var profiled sync.WaitGroup
-	if profile != nil {
-		seconds := max(1, int(min(o.duration, maxProfile).Seconds()))
-		profiled.Go(func() {
-			if err := perf.SaveProfile(ctx, observe.wh.MetricsURL+"/debug/pprof/profile", seconds, profile("serve")); err != nil {
-				fmt.Fprintln(os.Stderr, "podcreate: no CPU profile of serve:", err)
-			}
-		})
-		profiled.Go(func() {
-			// The API server serves pprof to an admin (--profiling defaults to true).
-			b, err := client.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", strconv.Itoa(seconds)).DoRaw(ctx)
-			if err == nil {
-				err = os.WriteFile(profile("kube-apiserver"), b, 0o644)
-			}
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "podcreate: no CPU profile of kube-apiserver:", err)
-			}
-		})
-	}
-	start := time.Now()
-	for i := range n {
-		scheduled := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
-		if d := time.Until(scheduled); d > 0 {
-			sleep(ctx, d)
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		r.MaxSendLag = max(r.MaxSendLag, time.Since(scheduled))
-		r.Sent++
-		wg.Go(func() {
-			pod, err := client.CoreV1().Pods(r.Namespace).Create(ctx, sysctlPod(fmt.Sprintf("pod-%05d", i)), metav1.CreateOptions{})
-			took := time.Since(scheduled)
-			mu.Lock()
-			defer mu.Unlock()
-			latencies = append(latencies, took)
-			if err != nil {
-				r.Errors++
-				if r.ErrorExample == "" {
-					r.ErrorExample = err.Error()
-				}
-				return
-			}
-			r.Created++
-			if len(pod.Spec.NodeSelector) > 0 {
-				r.Placed++
-			}
-		})
-	}
-	wg.Wait()
-	r.Took = time.Since(start)
-	profiled.Wait()
-	observe.sample(ctx).since(before, &r)
-	r.Latencies = perf.Percentiles(latencies)
-	r.LoadAverage, _ = perf.LoadAverage()
-	if ctx.Err() != nil {
-		return r, ctx.Err()
-	}
-	return r, deleteNamespace(ctx, client, r.Namespace)
-}
-
-// deleteNamespace deletes the run's pods with no grace period, then the namespace,
-// and waits until both are gone so the next run starts on a quiet API server.
-func deleteNamespace(ctx context.Context, client kubernetes.Interface, name string) error {
-	zero := int64(0)
-	if err := client.CoreV1().Pods(name).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{}); err != nil {
-		return fmt.Errorf("could not delete the pods of %s: %w", name, err)
-	}
-	if err := client.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return err
-	}
-	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-		_, err := client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
-		return apierrors.IsNotFound(err), nil
-	})
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("namespace %s was not deleted within 3 minutes", name)
-	}
-	return err
-}
-
-// observer reads, around each run, the API server's and serve's webhook timings and
-// both processes' CPU time, to tell the webhook's own share from the API server's.
-type observer struct {
-	c  *cluster.Cluster
-	wh *cluster.Webhook
-}
-
-type sample struct {
-	webhook, policy        perf.Histogram
-	reviewSum, reviews     float64
-	events                 float64
-	serveCPU, apiServerCPU time.Duration
-}
-
-// admissionPlugin selects the API server's admission plugin metric of one plugin.
-func admissionPlugin(name string) map[string]string { return map[string]string{"name": name} }
-
-func (o observer) sample(ctx context.Context) sample {
-	var s sample
-	if text, err := o.c.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx); err == nil {
-		s.webhook = perf.ReadHistogram(string(text), "apiserver_admission_webhook_admission_duration_seconds", nil)
-		s.policy = perf.ReadHistogram(string(text), "apiserver_admission_controller_admission_duration_seconds", admissionPlugin("MutatingAdmissionPolicy"))
-	}
-	if code, text, err := o.wh.Get(ctx, "/metrics"); err == nil && code == 200 {
-		for _, kind := range []string{"mutating", "validating"} {
-			sum, n := perf.HistogramTotals(text, "kubewebhook_"+kind+"_webhook_review_duration_seconds")
-			s.reviewSum, s.reviews = s.reviewSum+sum, s.reviews+n
-		}
-		s.events = perf.MetricSum(text, "sysctl_placement_events_recorded_total")
-	}
-	if pid := perf.FindProcess("sysctl-placement", "serve", strings.TrimPrefix(o.wh.URL, "https://")); pid > 0 {
-		if p, err := process.ReadSample(pid); err == nil {
-			s.serveCPU = p.CPU
-		}
-	}
-	if u, err := url.Parse(o.c.URL); err == nil {
-		if pid := perf.FindProcess("kube-apiserver", "secure-port="+u.Port()); pid > 0 {
-			if p, err := process.ReadSample(pid); err == nil {
-				s.apiServerCPU = p.CPU
-			}
-		}
-	}
-	return s
-}
-
-// since fills r with what happened between before and s.
-func (s sample) since(before sample, r *perf.PodCreateRun) {
-	r.Webhook = s.webhook.Since(before.webhook)
-	r.Policy = s.policy.Since(before.policy)
-	if n := s.reviews - before.reviews; n > 0 {
-		r.ServeReviews = int(n)
-		r.ServeReviewMean = time.Duration((s.reviewSum - before.reviewSum) / n * float64(time.Second))
-	}
-	r.ServeEvents = int(s.events - before.events)
-	if before.serveCPU > 0 {
-		r.ServeCPU = s.serveCPU - before.serveCPU
-	}
-	if before.apiServerCPU > 0 {
-		r.APIServerCPU = s.apiServerCPU - before.apiServerCPU
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
 }
