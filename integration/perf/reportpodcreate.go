@@ -1,4 +1,4 @@
-package main
+package perf
 
 import (
 	"encoding/json"
@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/sysctl-placement/sysctl-placement/integration/perf"
 )
 
 // Targets of issue 15 for pod creation at rates below saturation: the webhook's p99
@@ -23,8 +21,8 @@ const (
 var ratioTargetRates = []float64{10, 25}
 
 // readPodCreate reads perf/cmd/podcreate's JSON; no path, no section.
-func readPodCreate(path string) (*perf.PodCreateResults, error) {
-	r, err := readOptional[perf.PodCreateResults](path, "perf/cmd/podcreate")
+func readPodCreate(path string) (*PodCreateResults, error) {
+	r, err := readOptional[PodCreateResults](path, "perf/cmd/podcreate")
 	if err != nil || r == nil {
 		return r, err
 	}
@@ -50,8 +48,8 @@ func readOptional[T any](path, what string) (*T, error) {
 	return &r, nil
 }
 
-func podCreateRuns(pc *perf.PodCreateResults, arm string, rate float64) []perf.PodCreateRun {
-	var runs []perf.PodCreateRun
+func podCreateRuns(pc *PodCreateResults, arm string, rate float64) []PodCreateRun {
+	var runs []PodCreateRun
 	for _, r := range pc.Runs {
 		if r.Arm == arm && r.Rate == rate {
 			runs = append(runs, r)
@@ -60,19 +58,19 @@ func podCreateRuns(pc *perf.PodCreateResults, arm string, rate float64) []perf.P
 	return runs
 }
 
-func podCreateField(runs []perf.PodCreateRun, f func(perf.PodCreateRun) float64) perf.Summary {
+func podCreateField(runs []PodCreateRun, f func(PodCreateRun) float64) Summary {
 	xs := make([]float64, len(runs))
 	for i, r := range runs {
 		xs[i] = f(r)
 	}
-	return perf.Summarize(xs)
+	return Summarize(xs)
 }
 
-func p99Of(r perf.PodCreateRun) float64 { return float64(r.P99) }
+func p99Of(r PodCreateRun) float64 { return float64(r.P99) }
 
 // pairedP99 pairs arm a's runs with arm b's of the same repetition at rate and
 // returns f of each pair's p99s.
-func pairedP99(pc *perf.PodCreateResults, rate float64, a, b string, f func(pa, pb float64) float64) perf.Summary {
+func pairedP99(pc *PodCreateResults, rate float64, a, b string, f func(pa, pb float64) float64) Summary {
 	var xs []float64
 	for _, ra := range podCreateRuns(pc, a, rate) {
 		for _, rb := range podCreateRuns(pc, b, rate) {
@@ -81,10 +79,10 @@ func pairedP99(pc *perf.PodCreateResults, rate float64, a, b string, f func(pa, 
 			}
 		}
 	}
-	return perf.Summarize(xs)
+	return Summarize(xs)
 }
 
-func podCreateTargets(pc *perf.PodCreateResults) []target {
+func podCreateTargets(pc *PodCreateResults) []target {
 	if pc == nil {
 		return []target{{name: "pod create at 10 and 25 pods/s: webhook p99 ≤ 1.10 × no hook, and within 2 ms of a MutatingAdmissionPolicy", measured: "not measured", verdict: "—"}}
 	}
@@ -94,26 +92,26 @@ func podCreateTargets(pc *perf.PodCreateResults) []target {
 	for _, rate := range pc.Rates {
 		if slices.Contains(ratioTargetRates, rate) {
 			t := target{name: fmt.Sprintf("pod create at %g pods/s: webhook p99 ≤ %.2f × no hook", rate, maxWebhookP99Ratio), measured: "not measured", verdict: "—"}
-			if r := pairedP99(pc, rate, perf.ArmWebhook, perf.ArmNone, ratio); r.N > 0 {
+			if r := pairedP99(pc, rate, ArmWebhook, ArmNone, ratio); r.N > 0 {
 				// The policy's own ratio says what admission in process, with no network
 				// call at all, adds on the same machine.
 				policy := ""
-				if rp := pairedP99(pc, rate, perf.ArmPolicy, perf.ArmNone, ratio); rp.N > 0 {
+				if rp := pairedP99(pc, rate, ArmPolicy, ArmNone, ratio); rp.N > 0 {
 					policy = fmt.Sprintf("; the MutatingAdmissionPolicy: %.2f×", rp.Median)
 				}
 				t.measured = fmt.Sprintf("%.2f× (%s with, %s without%s)%s", r.Median,
-					fmtMs(podCreateField(podCreateRuns(pc, perf.ArmWebhook, rate), p99Of).Median),
-					fmtMs(podCreateField(podCreateRuns(pc, perf.ArmNone, rate), p99Of).Median), policy, loadNote(pc, rate))
-				t.verdict = stalled(pc, rate, verdict(r.Median <= maxWebhookP99Ratio), perf.ArmWebhook, perf.ArmNone)
+					fmtMs(podCreateField(podCreateRuns(pc, ArmWebhook, rate), p99Of).Median),
+					fmtMs(podCreateField(podCreateRuns(pc, ArmNone, rate), p99Of).Median), policy, loadNote(pc, rate))
+				t.verdict = stalled(pc, rate, verdict(r.Median <= maxWebhookP99Ratio), ArmWebhook, ArmNone)
 			}
 			ts = append(ts, t)
 		}
 		t := target{name: fmt.Sprintf("pod create at %g pods/s: webhook p99 within %s of the MutatingAdmissionPolicy's", rate, maxWebhookP99OverPolicy), measured: "not measured", verdict: "—"}
-		if d := pairedP99(pc, rate, perf.ArmWebhook, perf.ArmPolicy, diff); d.N > 0 {
+		if d := pairedP99(pc, rate, ArmWebhook, ArmPolicy, diff); d.N > 0 {
 			t.measured = fmt.Sprintf("%+.2f ms (%s webhook, %s policy)%s", d.Median/1e6,
-				fmtMs(podCreateField(podCreateRuns(pc, perf.ArmWebhook, rate), p99Of).Median),
-				fmtMs(podCreateField(podCreateRuns(pc, perf.ArmPolicy, rate), p99Of).Median), loadNote(pc, rate))
-			t.verdict = stalled(pc, rate, verdict(d.Median <= float64(maxWebhookP99OverPolicy)), perf.ArmWebhook, perf.ArmPolicy)
+				fmtMs(podCreateField(podCreateRuns(pc, ArmWebhook, rate), p99Of).Median),
+				fmtMs(podCreateField(podCreateRuns(pc, ArmPolicy, rate), p99Of).Median), loadNote(pc, rate))
+			t.verdict = stalled(pc, rate, verdict(d.Median <= float64(maxWebhookP99OverPolicy)), ArmWebhook, ArmPolicy)
 		}
 		ts = append(ts, t)
 	}
@@ -123,7 +121,7 @@ func podCreateTargets(pc *perf.PodCreateResults) []target {
 // stalled replaces v when a run of the compared arms at rate sent a request later
 // than the next one was due: the client itself did not get a CPU for that long, so a
 // p99 difference of milliseconds says nothing about admission.
-func stalled(pc *perf.PodCreateResults, rate float64, v string, arms ...string) string {
+func stalled(pc *PodCreateResults, rate float64, v string, arms ...string) string {
 	interval := time.Duration(float64(time.Second) / rate)
 	var worst time.Duration
 	for _, arm := range arms {
@@ -139,7 +137,7 @@ func stalled(pc *perf.PodCreateResults, rate float64, v string, arms ...string) 
 
 // loadNote gives the load averages of the runs at rate, which say whether the
 // machine could show a difference of a few milliseconds.
-func loadNote(pc *perf.PodCreateResults, rate float64) string {
+func loadNote(pc *PodCreateResults, rate float64) string {
 	var loads []string
 	for _, r := range pc.Runs {
 		if r.Rate == rate {
@@ -150,20 +148,20 @@ func loadNote(pc *perf.PodCreateResults, rate float64) string {
 }
 
 // summarize summarises a field over the runs of one rate and arm.
-type summarize func(func(perf.PodCreateRun) float64) perf.Summary
+type summarize func(func(PodCreateRun) float64) Summary
 
 // eachCell calls f with the runs of each rate and arm that ran, in table order.
-func eachCell(pc *perf.PodCreateResults, f func(rate float64, arm string, runs []perf.PodCreateRun, d summarize)) {
+func eachCell(pc *PodCreateResults, f func(rate float64, arm string, runs []PodCreateRun, d summarize)) {
 	for _, rate := range pc.Rates {
 		for _, arm := range pc.Arms {
 			if runs := podCreateRuns(pc, arm, rate); len(runs) > 0 {
-				f(rate, arm, runs, func(g func(perf.PodCreateRun) float64) perf.Summary { return podCreateField(runs, g) })
+				f(rate, arm, runs, func(g func(PodCreateRun) float64) Summary { return podCreateField(runs, g) })
 			}
 		}
 	}
 }
 
-func renderPodCreate(w io.Writer, pc *perf.PodCreateResults) {
+func renderPodCreate(w io.Writer, pc *PodCreateResults) {
 	if pc == nil {
 		return
 	}
@@ -185,19 +183,19 @@ func renderPodCreate(w io.Writer, pc *perf.PodCreateResults) {
 	p("nor the hollow kubelets work during a run: the arms differ only in what admits the pods (what the webhook\n")
 	p("and the policy add is the same for any schedulerName). serve's pod informer and its audit Events still run.\n\n")
 	p("| rate | arm | runs | created | p50 | p90 | p99 | max | errors | placed | send lag max | 1-min load average |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-	eachCell(pc, func(rate float64, arm string, runs []perf.PodCreateRun, d summarize) {
+	eachCell(pc, func(rate float64, arm string, runs []PodCreateRun, d summarize) {
 		errs, placed, created := 0, 0, 0
 		for _, r := range runs {
 			errs, placed, created = errs+r.Errors, placed+r.Placed, created+r.Created
 		}
 		p("| %g/s | %s | %d | %d | %s | %s | %s | %s | %d | %d | %s | %s |\n", rate, arm, len(runs), created,
-			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.P50) }), fmtMs),
-			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.P90) }), fmtMs),
+			triple(d(func(r PodCreateRun) float64 { return float64(r.P50) }), fmtMs),
+			triple(d(func(r PodCreateRun) float64 { return float64(r.P90) }), fmtMs),
 			triple(d(p99Of), fmtMs),
-			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.Max) }), fmtMs),
+			triple(d(func(r PodCreateRun) float64 { return float64(r.Max) }), fmtMs),
 			errs, placed,
-			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.MaxSendLag) }), fmtMs),
-			triple(d(func(r perf.PodCreateRun) float64 { return r.LoadAverage }), func(v float64) string { return fmt.Sprintf("%.1f", v) }))
+			triple(d(func(r PodCreateRun) float64 { return float64(r.MaxSendLag) }), fmtMs),
+			triple(d(func(r PodCreateRun) float64 { return r.LoadAverage }), func(v float64) string { return fmt.Sprintf("%.1f", v) }))
 	})
 	p("\nWhere the time goes, per arm and rate: the API server's own timing of the admission it runs — each webhook\n")
 	p("call (`apiserver_admission_webhook_admission_duration_seconds`, both webhooks: connection, TLS, serve) and the\n")
@@ -208,25 +206,25 @@ func renderPodCreate(w io.Writer, pc *perf.PodCreateResults) {
 	p("(`/proc`, around each run) of kube-apiserver and serve per created pod; and the audit Events serve recorded\n")
 	p("during the run per created pod (one `SysctlPlaced` per placed pod when they keep up).\n\n")
 	p("| rate | arm | webhook calls per pod | webhook call | MutatingAdmissionPolicy plugin (every request) | serve review mean | kube-apiserver CPU per pod | serve CPU per pod | Events per pod |\n|---|---|---|---|---|---|---|---|---|\n")
-	eachCell(pc, func(rate float64, arm string, runs []perf.PodCreateRun, d summarize) {
-		perPod := func(cpu func(perf.PodCreateRun) float64) perf.Summary {
-			return d(func(r perf.PodCreateRun) float64 { return cpu(r) / float64(max(1, r.Created)) })
+	eachCell(pc, func(rate float64, arm string, runs []PodCreateRun, d summarize) {
+		perPod := func(cpu func(PodCreateRun) float64) Summary {
+			return d(func(r PodCreateRun) float64 { return cpu(r) / float64(max(1, r.Created)) })
 		}
-		hist := func(h func(perf.PodCreateRun) perf.Histogram) string {
-			if d(func(r perf.PodCreateRun) float64 { return h(r).Count }).Median == 0 {
+		hist := func(h func(PodCreateRun) Histogram) string {
+			if d(func(r PodCreateRun) float64 { return h(r).Count }).Median == 0 {
 				return "—"
 			}
-			return "p99 " + triple(d(func(r perf.PodCreateRun) float64 { return h(r).Quantile(0.99) * 1e9 }), fmtMs) + "; mean " +
-				triple(d(func(r perf.PodCreateRun) float64 { return h(r).Mean() * 1e9 }), fmtMs)
+			return "p99 " + triple(d(func(r PodCreateRun) float64 { return h(r).Quantile(0.99) * 1e9 }), fmtMs) + "; mean " +
+				triple(d(func(r PodCreateRun) float64 { return h(r).Mean() * 1e9 }), fmtMs)
 		}
 		p("| %g/s | %s | %s | %s | %s | %s | %s | %s | %s |\n", rate, arm,
-			triple(d(func(r perf.PodCreateRun) float64 { return r.Webhook.Count / float64(max(1, r.Created)) }), fmt2),
-			hist(func(r perf.PodCreateRun) perf.Histogram { return r.Webhook }),
-			hist(func(r perf.PodCreateRun) perf.Histogram { return r.Policy }),
-			triple(d(func(r perf.PodCreateRun) float64 { return float64(r.ServeReviewMean) }), fmtMs),
-			triple(perPod(func(r perf.PodCreateRun) float64 { return float64(r.APIServerCPU) }), fmtMs),
-			triple(perPod(func(r perf.PodCreateRun) float64 { return float64(r.ServeCPU) }), fmtMs),
-			triple(perPod(func(r perf.PodCreateRun) float64 { return float64(r.ServeEvents) }), fmt2))
+			triple(d(func(r PodCreateRun) float64 { return r.Webhook.Count / float64(max(1, r.Created)) }), fmt2),
+			hist(func(r PodCreateRun) Histogram { return r.Webhook }),
+			hist(func(r PodCreateRun) Histogram { return r.Policy }),
+			triple(d(func(r PodCreateRun) float64 { return float64(r.ServeReviewMean) }), fmtMs),
+			triple(perPod(func(r PodCreateRun) float64 { return float64(r.APIServerCPU) }), fmtMs),
+			triple(perPod(func(r PodCreateRun) float64 { return float64(r.ServeCPU) }), fmtMs),
+			triple(perPod(func(r PodCreateRun) float64 { return float64(r.ServeEvents) }), fmt2))
 	})
 	p("\n")
 	for _, n := range pc.Notes {

@@ -1,11 +1,9 @@
-package main
+package perf
 
 import (
 	"fmt"
 	"io"
 	"time"
-
-	"github.com/sysctl-placement/sysctl-placement/integration/perf"
 )
 
 // Targets of discovery at scale.
@@ -15,19 +13,19 @@ const (
 )
 
 // readFleet reads perf/cmd/fleet's JSON; no path, no section.
-func readFleet(path string) (*perf.FleetResult, error) {
-	return readOptional[perf.FleetResult](path, "perf/cmd/fleet")
+func readFleet(path string) (*FleetResult, error) {
+	return readOptional[FleetResult](path, "perf/cmd/fleet")
 }
 
-func fleetTargets(f *perf.FleetResult) []target {
+func fleetTargets(f *FleetResult) []target {
 	ready := target{name: fmt.Sprintf("discovery at scale: a replica is ready ≤ %s after start", maxFleetReady), measured: "not measured", verdict: "—"}
 	rss := target{name: "discovery at scale: RSS of each replica < 96 MiB", measured: "not measured", verdict: "—"}
 	if f == nil {
 		return []target{ready, rss}
 	}
 	ready.name = fmt.Sprintf("discovery at scale (%d nodes): a joining or restarted replica is ready ≤ %s after start", f.Nodes, maxFleetReady)
-	ready.measured = fmt.Sprintf("%.1f s (slowest of %d)", perf.FleetReady(f).Seconds(), len(f.FollowerReady)+1)
-	ready.verdict = verdict(perf.FleetReady(f) <= maxFleetReady)
+	ready.measured = fmt.Sprintf("%.1f s (slowest of %d)", FleetReady(f).Seconds(), len(f.FollowerReady)+1)
+	ready.verdict = verdict(FleetReady(f) <= maxFleetReady)
 	// Judged on the peak (VmHWM), not only the RSS when sampled: a limit is hit at the peak.
 	var worst, peak uint64
 	for i := range f.RSS {
@@ -39,8 +37,8 @@ func fleetTargets(f *perf.FleetResult) []target {
 	return []target{ready, rss}
 }
 
-func renderFleet(w io.Writer, f *perf.FleetResult) {
+func renderFleet(w io.Writer, f *FleetResult) {
 	if f != nil {
-		perf.WriteFleetSection(w, f)
+		WriteFleetSection(w, f)
 	}
 }
