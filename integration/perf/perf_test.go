@@ -71,35 +71,37 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
-func TestFloorAnswersEveryReviewWithItsUIDAndTheFixedPatch(t *testing.T) {
-	reviews, err := CreateReviews("perf", 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Equal(reviews[0].Body, reviews[1].Body) || reviews[0].UID == reviews[1].UID {
-		t.Fatal("each review must have its own UID")
-	}
-	h := FloorHandler()
-	for _, r := range reviews {
-		req := httptest.NewRequest(http.MethodPost, "/mutate", bytes.NewReader(r.Body))
-		req.Header.Set("Content-Type", "application/json")
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK {
-			t.Fatalf("status %d: %s", rec.Code, rec.Body)
-		}
-		var out admissionv1.AdmissionReview
-		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+func TestFloor(t *testing.T) {
+	t.Run("answers every review with its UID and the fixed patch", func(t *testing.T) {
+		reviews, err := CreateReviews("perf", 2)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if out.Response == nil || out.Response.UID != r.UID || !out.Response.Allowed || !bytes.Equal(out.Response.Patch, FloorPatch) {
-			t.Errorf("response %+v, want uid %s allowed with the fixed patch", out.Response, r.UID)
+		if bytes.Equal(reviews[0].Body, reviews[1].Body) || reviews[0].UID == reviews[1].UID {
+			t.Fatal("each review must have its own UID")
 		}
-		var ops []map[string]any
-		if err := json.Unmarshal(out.Response.Patch, &ops); err != nil || len(ops) != 4 {
-			t.Errorf("the fixed patch is not four JSON patch operations: %v", err)
+		h := FloorHandler()
+		for _, r := range reviews {
+			req := httptest.NewRequest(http.MethodPost, "/mutate", bytes.NewReader(r.Body))
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				t.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+			var out admissionv1.AdmissionReview
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+				t.Fatal(err)
+			}
+			if out.Response == nil || out.Response.UID != r.UID || !out.Response.Allowed || !bytes.Equal(out.Response.Patch, FloorPatch) {
+				t.Errorf("response %+v, want uid %s allowed with the fixed patch", out.Response, r.UID)
+			}
+			var ops []map[string]any
+			if err := json.Unmarshal(out.Response.Patch, &ops); err != nil || len(ops) != 4 {
+				t.Errorf("the fixed patch is not four JSON patch operations: %v", err)
+			}
 		}
-	}
+	})
 }
 
 func TestLoaderRefusesNonLoopbackTargets(t *testing.T) {
@@ -135,8 +137,9 @@ func TestScenarioValidateRejectsUnboundedRuns(t *testing.T) {
 	}
 }
 
-func TestHistogramTotals(t *testing.T) {
-	text := `# TYPE x histogram
+func TestHistogram(t *testing.T) {
+	t.Run("HistogramTotals adds the _sum and _count of every series of the histogram", func(t *testing.T) {
+		text := `# TYPE x histogram
 x_bucket{le="1"} 3
 x_sum{name="a"} 1.5
 x_count{name="a"} 3
@@ -145,14 +148,13 @@ x_count{name="b",other="}"} 1
 x_sum_other 99
 x_count 2
 `
-	sum, count := HistogramTotals(text, "x")
-	if sum != 2 || count != 6 {
-		t.Errorf("HistogramTotals = %v, %v; want 2, 6", sum, count)
-	}
-}
-
-func TestReadHistogramSumsTheSelectedSeriesAndEstimatesQuantiles(t *testing.T) {
-	text := `# HELP d x
+		sum, count := HistogramTotals(text, "x")
+		if sum != 2 || count != 6 {
+			t.Errorf("HistogramTotals = %v, %v; want 2, 6", sum, count)
+		}
+	})
+	t.Run("ReadHistogram sums the selected series and estimates quantiles", func(t *testing.T) {
+		text := `# HELP d x
 d_bucket{name="a",le="0.005"} 90
 d_bucket{name="a",le="0.025"} 99
 d_bucket{name="a",le="+Inf"} 100
@@ -165,31 +167,32 @@ d_sum{name="b"} 0.001
 d_count{name="b"} 1
 dd_bucket{name="a",le="0.005"} 7
 `
-	a := ReadHistogram(text, "d", map[string]string{"name": "a"})
-	if a.Count != 100 || a.Sum != 0.5 || len(a.Bounds) != 2 || a.Counts[1] != 99 {
-		t.Fatalf("series a: %+v", a)
-	}
-	if got := a.Quantile(0.5); math.Abs(got-0.005*50/90) > 1e-9 {
-		t.Errorf("p50 = %v, want interpolation inside the first bucket", got)
-	}
-	if got := a.Quantile(0.99); math.Abs(got-0.025) > 1e-9 {
-		t.Errorf("p99 = %v, want the second bucket's bound", got)
-	}
-	if got := a.Quantile(1); got != 0.025 {
-		t.Errorf("max = %v, want the highest finite bound when it falls in +Inf", got)
-	}
-	all := ReadHistogram(text, "d", nil)
-	if all.Count != 101 || all.Counts[0] != 91 {
-		t.Errorf("all series: %+v", all)
-	}
-	before := ReadHistogram(strings.ReplaceAll(text, "} 90", "} 40"), "d", map[string]string{"name": "a"})
-	if d := a.Since(before); d.Counts[0] != 50 || d.Count != 0 {
-		t.Errorf("since: %+v", d)
-	}
-	if (Histogram{}).Quantile(0.99) != 0 || (Histogram{}).Mean() != 0 {
-		t.Error("an empty histogram must give zeros")
-	}
-	if _, err := json.Marshal(a); err != nil {
-		t.Errorf("the histogram must encode as JSON (podcreate writes it): %v", err)
-	}
+		a := ReadHistogram(text, "d", map[string]string{"name": "a"})
+		if a.Count != 100 || a.Sum != 0.5 || len(a.Bounds) != 2 || a.Counts[1] != 99 {
+			t.Fatalf("series a: %+v", a)
+		}
+		if got := a.Quantile(0.5); math.Abs(got-0.005*50/90) > 1e-9 {
+			t.Errorf("p50 = %v, want interpolation inside the first bucket", got)
+		}
+		if got := a.Quantile(0.99); math.Abs(got-0.025) > 1e-9 {
+			t.Errorf("p99 = %v, want the second bucket's bound", got)
+		}
+		if got := a.Quantile(1); got != 0.025 {
+			t.Errorf("max = %v, want the highest finite bound when it falls in +Inf", got)
+		}
+		all := ReadHistogram(text, "d", nil)
+		if all.Count != 101 || all.Counts[0] != 91 {
+			t.Errorf("all series: %+v", all)
+		}
+		before := ReadHistogram(strings.ReplaceAll(text, "} 90", "} 40"), "d", map[string]string{"name": "a"})
+		if d := a.Since(before); d.Counts[0] != 50 || d.Count != 0 {
+			t.Errorf("since: %+v", d)
+		}
+		if (Histogram{}).Quantile(0.99) != 0 || (Histogram{}).Mean() != 0 {
+			t.Error("an empty histogram must give zeros")
+		}
+		if _, err := json.Marshal(a); err != nil {
+			t.Errorf("the histogram must encode as JSON (podcreate writes it): %v", err)
+		}
+	})
 }

@@ -18,43 +18,44 @@ func fakeBinary(t *testing.T, dir, name, out string) string {
 	return path
 }
 
-func TestBinariesOfThePinnedVersionAreReusedInsteadOfBuilt(t *testing.T) {
-	versions := map[string]string{kubernetes: "v1.37.2", etcdModule: "v3.7.3"}
-	assets, path, bin := t.TempDir(), t.TempDir(), t.TempDir()
-	fakeBinary(t, assets, "etcd", "etcd Version: 3.7.3")
-	fakeBinary(t, assets, "kube-apiserver", "Kubernetes v1.37.2")
-	fakeBinary(t, assets, "kube-scheduler", "Kubernetes v1.36.0") // another version: built
-	fakeBinary(t, path, "kubectl", `{"clientVersion":{"gitVersion":"v1.36.4"}}`)
-	leftOver := fakeBinary(t, bin, "kube-controller-manager", "Kubernetes v1.37.2")
-	t.Setenv("KUBEBUILDER_ASSETS", assets)
-	t.Setenv("PATH", path)
+func TestReuse(t *testing.T) {
+	t.Run("binaries of the pinned version are reused instead of built", func(t *testing.T) {
+		versions := map[string]string{kubernetes: "v1.37.2", etcdModule: "v3.7.3"}
+		assets, path, bin := t.TempDir(), t.TempDir(), t.TempDir()
+		fakeBinary(t, assets, "etcd", "etcd Version: 3.7.3")
+		fakeBinary(t, assets, "kube-apiserver", "Kubernetes v1.37.2")
+		fakeBinary(t, assets, "kube-scheduler", "Kubernetes v1.36.0") // another version: built
+		fakeBinary(t, path, "kubectl", `{"clientVersion":{"gitVersion":"v1.36.4"}}`)
+		leftOver := fakeBinary(t, bin, "kube-controller-manager", "Kubernetes v1.37.2")
+		t.Setenv("KUBEBUILDER_ASSETS", assets)
+		t.Setenv("PATH", path)
 
-	got := findReusable(bin, versions)
-	want := map[string]string{
-		"etcd":                    filepath.Join(assets, "etcd"),
-		"kube-apiserver":          filepath.Join(assets, "kube-apiserver"),
-		"kube-controller-manager": leftOver,
-		"kubectl":                 filepath.Join(path, "kubectl"),
-	}
-	if len(got) != len(want) {
-		t.Errorf("reused %v, want %v", got, want)
-	}
-	for name, p := range want {
-		if got[name] != p {
-			t.Errorf("%s: reused %q, want %q", name, got[name], p)
+		got := findReusable(bin, versions)
+		want := map[string]string{
+			"etcd":                    filepath.Join(assets, "etcd"),
+			"kube-apiserver":          filepath.Join(assets, "kube-apiserver"),
+			"kube-controller-manager": leftOver,
+			"kubectl":                 filepath.Join(path, "kubectl"),
 		}
-	}
-}
-
-func TestAKubectlOnPathIsUsedOnlyWithinOneMinorVersion(t *testing.T) {
-	for v, want := range map[string]bool{
-		"v1.37.0": true, "v1.36.4": true, "v1.38.1": true,
-		"v1.35.9": false, "v1.39.0": false, "v2.37.2": false, "": false, "v1.37.2-dirty": true,
-	} {
-		if got := withinOneMinor(v, "v1.37.2"); got != want {
-			t.Errorf("kubectl %q against v1.37.2: usable %v, want %v", v, got, want)
+		if len(got) != len(want) {
+			t.Errorf("reused %v, want %v", got, want)
 		}
-	}
+		for name, p := range want {
+			if got[name] != p {
+				t.Errorf("%s: reused %q, want %q", name, got[name], p)
+			}
+		}
+	})
+	t.Run("a kubectl on PATH is used only within one minor version", func(t *testing.T) {
+		for v, want := range map[string]bool{
+			"v1.37.0": true, "v1.36.4": true, "v1.38.1": true,
+			"v1.35.9": false, "v1.39.0": false, "v2.37.2": false, "": false, "v1.37.2-dirty": true,
+		} {
+			if got := withinOneMinor(v, "v1.37.2"); got != want {
+				t.Errorf("kubectl %q against v1.37.2: usable %v, want %v", v, got, want)
+			}
+		}
+	})
 }
 
 // A cold build shows how far it is: packages done of about how many, and the time
