@@ -1,14 +1,17 @@
-// Package perf measures the sysctl-placement webhook under load: a keep-alive HTTPS
-// load generator (closed loop at a fixed number of clients, open loop at a fixed
-// rate), a floor server that does the least any webhook must do (decode the
-// AdmissionReview and the pod, answer a fixed patch), and what /proc says about a
-// process's memory and CPU time.
+// Package perf measures the sysctl-placement webhook: a keep-alive HTTPS load
+// generator (closed loop at a fixed number of clients, open loop at a fixed rate), a
+// floor server that does the least any webhook must do (decode the AdmissionReview
+// and the pod, answer a fixed patch), and the measurements built on them — RunLoad
+// (serve against the floor), RunPodCreate (what admission adds to pod creation),
+// RunFleet (discovery at scale) — with WriteReport turning their results into
+// docs/performance.md. Processes are started, stopped and sampled with package
+// process, serve with cluster.StartServe.
 //
-// Nothing here runs from `go test`: the measurements are made by the main packages
-// perf/cmd/load (the load run against the real `serve` and the floor) and
-// perf/cmd/report (docs/performance.md), which `go tool task bench` runs. The tests
-// of this package only check the bookkeeping (percentiles, /proc parsing, the floor's
-// answer) and finish in milliseconds.
+// The perf/cmd commands parse flags and call these functions, and `go tool task
+// bench` runs them; of the measurements only RunFleet also runs from `go test`, in
+// e2e's TestDiscoveryAtScale. The tests of this package check the
+// bookkeeping (options, percentiles, histograms, the floor's answer, the benchmark
+// parser) and finish in milliseconds.
 //
 // Every run is bounded by a duration and a request count and talks to 127.0.0.1 only.
 package perf
