@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // chartNamespace is the release namespace of these tests, the one the docs use.
@@ -135,8 +136,7 @@ func serviceAccountKubeconfig(ctx context.Context, t *testing.T, c *cluster.Clus
 // the rendered ServiceAccount, with the files its volumes would hold: what the kubelet
 // would run, on loopback.
 type chartReplica struct {
-	cmd        *exec.Cmd
-	done       chan struct{}
+	proc       *process.Process
 	listenIP   string
 	listenPort int
 	metricsURL string
@@ -203,28 +203,18 @@ func startChartReplica(ctx context.Context, t *testing.T, c *cluster.Cluster, ob
 	}
 	sa, _, _ := unstructured.NestedString(find(t, objs, "Deployment", "sysctl-placement").Object, "spec", "template", "spec", "serviceAccountName")
 	args = append(args, "--kubeconfig", serviceAccountKubeconfig(ctx, t, c, chartNamespace, sa), "--development")
-	r := &chartReplica{done: make(chan struct{}), metricsURL: "http://" + metrics, logFile: filepath.Join(c.WorkDir, "chart-serve.log")}
+	r := &chartReplica{metricsURL: "http://" + metrics, logFile: filepath.Join(c.WorkDir, "chart-serve.log")}
 	_, port, _ := net.SplitHostPort(listen)
 	r.listenIP = ip
 	r.listenPort, _ = strconv.Atoi(port)
-	log, err := os.Create(r.logFile)
-	if err != nil {
+	// The chart's own arguments, not cluster.ServeFlags: that they work is the point.
+	r.proc = &process.Process{Name: "serve (chart)", Path: bin, Args: args, LogPath: r.logFile, TruncateLog: true,
+		Env: []string{"POD_NAMESPACE=" + chartNamespace, "POD_NAME=sysctl-placement-chart-0"}}
+	if err := r.proc.Start(); err != nil {
 		t.Fatal(err)
 	}
-	r.cmd = exec.Command(bin, args...)
-	r.cmd.Stdout, r.cmd.Stderr = log, log
-	r.cmd.Env = append(os.Environ(), "POD_NAMESPACE="+chartNamespace, "POD_NAME=sysctl-placement-chart-0")
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = r.cmd.Wait()
-		log.Close()
-		close(r.done)
-	}()
 	t.Cleanup(func() {
-		_ = r.cmd.Process.Kill()
-		<-r.done
+		_ = r.proc.Kill()
 		if t.Failed() {
 			t.Logf("serve log:\n%s", tailFile(r.logFile, 40))
 		}
@@ -232,14 +222,11 @@ func startChartReplica(ctx context.Context, t *testing.T, c *cluster.Cluster, ob
 	if slices.Contains(args, "--metrics-secure") {
 		r.metricsURL = "https://" + metrics
 	}
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		select {
-		case <-r.done:
-			return false, errors.New("serve exited")
-		default:
+	_, err = r.proc.WaitReady(ctx, time.Minute, func(ctx context.Context) error {
+		if code, _ := httpGet(ctx, r.metricsURL+"/readyz"); code != 200 {
+			return fmt.Errorf("/readyz answered %d", code)
 		}
-		code, _ := httpGet(ctx, r.metricsURL+"/readyz")
-		return code == 200, nil
+		return nil
 	})
 	if err != nil {
 		t.Fatalf("serve started from the rendered Deployment never became ready: %v\n%s", err, tailFile(r.logFile, 30))
