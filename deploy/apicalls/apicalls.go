@@ -109,7 +109,7 @@ const (
 	poolsLoad       = "webhook/discovery/load.go"
 	sharedStatus    = "webhook/discovery/status.go"
 	policyStatus    = "webhook/discovery/policystatus.go"
-	policySync      = "webhook/policysync/syncer.go"
+	policySync      = "webhook/policysync/objects.go"
 )
 
 // tlsSecret, caSecret and webhookConfigurations are the names `certs` runs with in the
