@@ -187,6 +187,16 @@ func TestChartMatchesKustomize(t *testing.T) {
 		values := map[string]any{"namespace": map[string]any{"create": true}, "metrics": map[string]any{"secure": true}, "admission": map[string]any{"backend": "policy"}}
 		sameObjects(t, renderLessPreInstallHooks(t, values), kustomize(t, "overlays/self-signed", "metrics-secure", "policy-backend"))
 	})
+	for _, overlay := range []string{"self-signed", "cert-manager"} {
+		t.Run("admission.webhookConfigurations false renders the no-webhook-configurations component, "+overlay, func(t *testing.T) {
+			values := map[string]any{
+				"namespace":    map[string]any{"create": true},
+				"certificates": map[string]any{"mode": overlay},
+				"admission":    map[string]any{"backend": "policy", "webhookConfigurations": false},
+			}
+			sameObjects(t, renderLessPreInstallHooks(t, values), kustomize(t, "overlays/"+overlay, "policy-backend", "no-webhook-configurations"))
+		})
+	}
 }
 
 // helm lint --strict passes with the default values and every optional part enabled.

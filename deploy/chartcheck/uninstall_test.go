@@ -213,10 +213,23 @@ func TestNotesSayHowToUninstall(t *testing.T) {
 
 func TestNotesSayHowToRunPolicyMode(t *testing.T) {
 	deleteConfigurations := "kubectl delete mutatingwebhookconfiguration,validatingwebhookconfiguration sysctl-placement"
-	t.Run("with admission.backend policy, wait for pools to say in force, then delete the configurations", func(t *testing.T) {
+	leaveOut := "--set admission.webhookConfigurations=false"
+	// Deleting them by hand lasted until the next helm upgrade re-created them, without
+	// caBundle until its post-upgrade hook patched it: the notes say to leave them out
+	// of the release instead.
+	t.Run("with admission.backend policy, wait for pools to say in force, then leave the configurations out", func(t *testing.T) {
 		notes := install(t, map[string]any{"admission": map[string]any{"backend": "policy"}}).Info.Notes
-		if i, j := strings.Index(notes, "Policy backend: in force"), strings.Index(notes, deleteConfigurations); i < 0 || j < i {
-			t.Errorf("NOTES.txt:\n%s\nwant pools' \"in force\" before %q", notes, deleteConfigurations)
+		if i, j := strings.Index(notes, "Policy backend: in force"), strings.Index(notes, leaveOut); i < 0 || j < i {
+			t.Errorf("NOTES.txt:\n%s\nwant pools' \"in force\" before %q", notes, leaveOut)
+		}
+		if strings.Contains(notes, deleteConfigurations) {
+			t.Errorf("NOTES.txt:\n%s\nsays to delete the configurations by hand, which the next upgrade undoes", notes)
+		}
+	})
+	t.Run("with the configurations left out, how to put them back should the policies be refused", func(t *testing.T) {
+		notes := install(t, policyBackend(false)).Info.Notes
+		if !strings.Contains(notes, "--set admission.webhookConfigurations=true") || strings.Contains(notes, leaveOut) || strings.Contains(notes, deleteConfigurations) {
+			t.Errorf("NOTES.txt:\n%s\nwant how to set admission.webhookConfigurations=true, and no deletion", notes)
 		}
 	})
 	t.Run("with the webhook backend, the notes never say to delete the configurations", func(t *testing.T) {

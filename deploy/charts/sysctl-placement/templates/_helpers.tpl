@@ -111,11 +111,13 @@ containers:
 post-install Job and the CronJob; called with (dict "root" $ "serviceAccount" NAME
 "secretsOnly" BOOL). secretsOnly passes both webhook configuration names empty: certs
 then makes or keeps the two Secrets and neither reads nor patches a webhook
-configuration, which a pre-install hook has neither the objects nor the RBAC for. */}}
+configuration, which a pre-install hook has neither the objects nor the RBAC for. So
+does every run with admission.webhookConfigurations=false: there are none to patch,
+and certs refuses a configuration it cannot find. */}}
 {{- define "sysctl-placement.certsPodSpec" -}}
 {{- $root := .root -}}
 {{- $fullname := include "sysctl-placement.fullname" $root -}}
-{{- $webhooks := ternary "" $fullname .secretsOnly -}}
+{{- $webhooks := ternary "" $fullname (or .secretsOnly (not $root.Values.admission.webhookConfigurations)) -}}
 {{- $args := list
   "certs"
   "--namespace" $root.Release.Namespace
