@@ -5,6 +5,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	release "helm.sh/helm/v4/pkg/release/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // policyBackend is the values of the policy backend, with webhookConfigurations as given.
@@ -65,5 +69,73 @@ func TestWebhookConfigurationsValue(t *testing.T) {
 	})
 	t.Run("a webhookConfigurations that is not a boolean is refused, naming it", func(t *testing.T) {
 		refused(t, policyBackend("no"), "webhookConfigurations")
+	})
+}
+
+// After helm upgrade --set admission.backend=webhook the policies the policy backend
+// applied are in no manifest and stay, placing pods by the last config ahead of the
+// webhook (mutating admission policies run before mutating webhooks). With the webhook
+// backend a hook deletes them after every install, upgrade and rollback.
+func TestStalePoliciesHook(t *testing.T) {
+	const name = "sysctl-placement-stale-policies"
+	events := []release.HookEvent{release.HookPostInstall, release.HookPostUpgrade, release.HookPostRollback}
+	t.Run("with the webhook backend, a hook deletes the policies after install, upgrade and rollback", func(t *testing.T) {
+		for _, event := range events {
+			hooks := hooksAt(t, nil, event)
+			job, ok := hooks["Job/"+name]
+			if !ok {
+				t.Fatalf("no %s Job %s; %s hooks: %v", event, name, event, slices.Sorted(maps.Keys(hooks)))
+			}
+			if d := cmp.Diff([]string{"uninstall-cleanup", "--admission-policies"}, containerArgs(job.obj)); d != "" {
+				t.Errorf("the Job's args (-want +got):\n%s", d)
+			}
+			if sa, _, _ := unstructured.NestedString(job.obj.Object, "spec", "template", "spec", "serviceAccountName"); sa != name {
+				t.Errorf("the Job runs as %q; want its own ServiceAccount %s", sa, name)
+			}
+			for _, k := range []string{"ServiceAccount/" + name, "ClusterRole/" + name, "ClusterRoleBinding/" + name} {
+				if h, ok := hooks[k]; !ok || h.Weight >= job.Weight {
+					t.Errorf("%s: want a %s hook weighted before the Job", k, event)
+				}
+			}
+			for k, h := range hooks {
+				if !strings.HasSuffix(k, "/"+name) {
+					continue
+				}
+				if d := cmp.Diff([]release.HookDeletePolicy{release.HookBeforeHookCreation, release.HookSucceeded}, h.DeletePolicies); d != "" {
+					t.Errorf("%s: delete policies (-want +got):\n%s", k, d)
+				}
+			}
+		}
+	})
+	t.Run("its ServiceAccount may get and delete the six policies by name, the post-delete hook's rules", func(t *testing.T) {
+		hooks := hooksAt(t, nil, release.HookPostUpgrade)
+		postDelete := hooksAt(t, nil, release.HookPostDelete)
+		want := postDelete["ClusterRole/sysctl-placement-cleanup"].obj.Object["rules"]
+		if d := cmp.Diff(want, hooks["ClusterRole/"+name].obj.Object["rules"]); d != "" || want == nil {
+			t.Errorf("the ClusterRole's rules differ from the post-delete hook's %v (-want +got):\n%s", want, d)
+		}
+		subjects, _, _ := unstructured.NestedSlice(hooks["ClusterRoleBinding/"+name].obj.Object, "subjects")
+		if len(subjects) != 1 || subjects[0].(map[string]any)["name"] != name {
+			t.Errorf("the ClusterRoleBinding binds %v; want the Job's ServiceAccount %s only", subjects, name)
+		}
+		if roles := slices.DeleteFunc(slices.Collect(maps.Keys(hooks)), func(k string) bool {
+			return !strings.HasPrefix(k, "Role") || !strings.HasSuffix(k, "/"+name)
+		}); len(roles) != 0 {
+			t.Errorf("namespaced RBAC %v; want none", roles)
+		}
+	})
+	t.Run("with the policy backend there is no such hook", func(t *testing.T) {
+		for _, event := range events {
+			if h, ok := hooksAt(t, policyBackend(true), event)["Job/"+name]; ok {
+				t.Errorf("%s hook %s rendered with the policy backend", event, h.obj.GetName())
+			}
+		}
+	})
+	t.Run("admission.deleteStalePolicies false renders no such hook", func(t *testing.T) {
+		for _, event := range events {
+			if _, ok := hooksAt(t, map[string]any{"admission": map[string]any{"deleteStalePolicies": false}}, event)["Job/"+name]; ok {
+				t.Errorf("%s hook %s rendered", event, name)
+			}
+		}
 	})
 }

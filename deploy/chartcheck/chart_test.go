@@ -125,14 +125,18 @@ func decode(t *testing.T, manifest string) []*unstructured.Unstructured {
 // the webhook configurations before an uninstall: it exists only while Helm
 // uninstalls, and kubectl has no uninstall to run it before; and for the post-delete
 // hook that deletes the Secrets and Leases after it. The test hook (helm test) runs
-// only when asked; with kustomize, `sysctl-placement doctor` is run by hand.
+// only when asked; with kustomize, `sysctl-placement doctor` is run by hand. The hook
+// that deletes stale admission policies with the webhook backend runs after each
+// install, upgrade and rollback (it is the only one that runs at post-rollback): a
+// kustomize install switches backends by removing a component and deleting the
+// policies by hand (docs/operations.md).
 func renderLessPreInstallHooks(t *testing.T, values map[string]any) []*unstructured.Unstructured {
 	t.Helper()
 	rel := install(t, values)
 	objs := decode(t, rel.Manifest)
 	for _, h := range rel.Hooks {
 		if !slices.ContainsFunc(h.Events, func(e release.HookEvent) bool {
-			return e == release.HookPreInstall || e == release.HookPreDelete || e == release.HookPostDelete || e == release.HookTest
+			return e == release.HookPreInstall || e == release.HookPreDelete || e == release.HookPostDelete || e == release.HookTest || e == release.HookPostRollback
 		}) {
 			objs = append(objs, decode(t, h.Manifest)...)
 		}
@@ -303,8 +307,8 @@ func TestChartValues(t *testing.T) {
 				}
 			}
 		}
-		if n != 7 {
-			t.Errorf("found %d containers, want 7 (webhook, the two certs Jobs, certs CronJob, the pre- and post-delete Jobs, the helm test Pod)", n)
+		if n != 8 {
+			t.Errorf("found %d containers, want 8 (webhook, the two certs Jobs, certs CronJob, the pre- and post-delete Jobs, the stale-policies Job, the helm test Pod)", n)
 		}
 	})
 	t.Run("replicas raise the critical-pods quota with them", func(t *testing.T) {

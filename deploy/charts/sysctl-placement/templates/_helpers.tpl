@@ -162,3 +162,20 @@ annotations:
   cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include "sysctl-placement.fullname" . }}-serving
 {{- end -}}
 {{- end -}}
+
+{{/* What `uninstall-cleanup --admission-policies` needs: get and delete on the six
+admission policies and bindings serve --admission=policy applies, by name. They are
+cluster-scoped; each is read by name (its label checked) and deleted by name, since a
+delete by label (deletecollection) cannot be restricted to them. Their names are fixed
+in serve, whatever the release's. Shared by the post-delete hook's ClusterRole and the
+stale-policies hook's. */}}
+{{- define "sysctl-placement.admissionPolicyCleanupRules" -}}
+- apiGroups: [admissionregistration.k8s.io]
+  resources: [mutatingadmissionpolicies, mutatingadmissionpolicybindings]
+  resourceNames: [sysctl-placement]
+  verbs: [get, delete]
+- apiGroups: [admissionregistration.k8s.io]
+  resources: [validatingadmissionpolicies, validatingadmissionpolicybindings]
+  resourceNames: [sysctl-placement, sysctl-placement-warnings]
+  verbs: [get, delete]
+{{- end -}}
