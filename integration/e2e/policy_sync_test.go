@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -204,50 +206,161 @@ func TestPolicySync(t *testing.T) {
 		}
 	})
 
+	// A helm upgrade back to the webhook backend, serve being gone (the policy backend's
+	// RBAC went with the upgrade): the chart's stale-policies hook runs its Job's command
+	// as its own ServiceAccount, with the hook's rendered RBAC only. The policies are put
+	// back afterwards, as serve left them, for the uninstall below.
+	t.Run("after a switch back to the webhook the chart's hook deletes the stale policies", func(t *testing.T) {
+		saved := admissionPolicies(ctx, t, c)
+		_, objs := helmTemplate(ctx, t, "admission.backend=webhook")
+		out := runRenderedHook(ctx, t, c, objs, "sysctl-placement-stale-policies")
+		policiesGoneAndPodsUnplaced(ctx, t, c, ns, out)
+		restoreAdmissionPolicies(ctx, t, c, saved)
+		t.Logf("placed by the restored policies %v after their creation", waitPlaced(ctx, t, c, ns, "ipc-v2").Round(time.Millisecond))
+	})
+
 	// What helm uninstall does next, serve being gone: the chart's post-delete hook runs
 	// its Job's command as its own ServiceAccount, with the hook's rendered RBAC only.
 	t.Run("the chart's post-delete hook deletes the policies with its own RBAC", func(t *testing.T) {
 		_, objs := helmTemplate(ctx, t, "admission.backend=policy")
-		const hook = "sysctl-placement-cleanup"
-		createRendered(ctx, t, find(t, objs, "ServiceAccount", hook), c.Client.CoreV1().ServiceAccounts(chartNamespace).Create)
-		createRendered(ctx, t, find(t, objs, "Role", hook), c.Client.RbacV1().Roles(chartNamespace).Create)
-		createRendered(ctx, t, find(t, objs, "RoleBinding", hook), c.Client.RbacV1().RoleBindings(chartNamespace).Create)
-		createRendered(ctx, t, find(t, objs, "ClusterRole", hook), c.Client.RbacV1().ClusterRoles().Create)
-		createRendered(ctx, t, find(t, objs, "ClusterRoleBinding", hook), c.Client.RbacV1().ClusterRoleBindings().Create)
-		kubeconfig := serviceAccountKubeconfig(ctx, t, c, chartNamespace, hook)
-		bin, err := cluster.SysctlPlacement.Path()
-		if err != nil {
-			t.Fatal(err)
-		}
-		args := append(containerArgs(t, find(t, objs, "Job", hook)), "--kubeconfig", kubeconfig)
-		out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
-		a := c.Client.AdmissionregistrationV1()
-		if l, err := a.MutatingAdmissionPolicies().List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=admission-policy"}); err != nil || len(l.Items) != 0 {
-			t.Errorf("after the hook: MutatingAdmissionPolicies %v (%v); want none\n%s", l, err, out)
-		}
-		if l, err := a.ValidatingAdmissionPolicies().List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=admission-policy"}); err != nil || len(l.Items) != 0 {
-			t.Errorf("after the hook: ValidatingAdmissionPolicies %v (%v); want none\n%s", l, err, out)
-		}
-		// Nothing places pods any more, once the API server's policy cache has seen the
-		// deletions: a pod is admitted as it asked.
-		t.Logf("the hook's output:\n%s", out)
-		deleted := time.Now()
-		var got *corev1.Pod
-		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-			got, err = c.Client.CoreV1().Pods(ns).Create(ctx, sysctlPod("after-uninstall"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-			if err != nil {
-				return false, err
-			}
-			return got.Spec.NodeSelector[policyPoolLabel] == "", nil
-		})
-		if err != nil {
-			t.Errorf("after the hook the pod is still placed (%v): nodeSelector %v, tolerations %v", err, got.Spec.NodeSelector, got.Spec.Tolerations)
-		}
-		t.Logf("pods admitted unplaced %v after the hook deleted the policies", time.Since(deleted).Round(time.Millisecond))
+		out := runRenderedHook(ctx, t, c, objs, "sysctl-placement-cleanup")
+		policiesGoneAndPodsUnplaced(ctx, t, c, ns, out)
 	})
+}
+
+// runRenderedHook creates the rendered hook's ServiceAccount and RBAC (those named
+// hook) and runs its Job's command as that ServiceAccount, returning the output.
+func runRenderedHook(ctx context.Context, t *testing.T, c *cluster.Cluster, objs []*unstructured.Unstructured, hook string) []byte {
+	t.Helper()
+	createRendered(ctx, t, find(t, objs, "ServiceAccount", hook), c.Client.CoreV1().ServiceAccounts(chartNamespace).Create)
+	for _, o := range objs {
+		if o.GetName() != hook {
+			continue
+		}
+		switch o.GetKind() {
+		case "Role":
+			createRendered(ctx, t, o, c.Client.RbacV1().Roles(chartNamespace).Create)
+		case "RoleBinding":
+			createRendered(ctx, t, o, c.Client.RbacV1().RoleBindings(chartNamespace).Create)
+		case "ClusterRole":
+			createRendered(ctx, t, o, c.Client.RbacV1().ClusterRoles().Create)
+		case "ClusterRoleBinding":
+			createRendered(ctx, t, o, c.Client.RbacV1().ClusterRoleBindings().Create)
+		}
+	}
+	kubeconfig := serviceAccountKubeconfig(ctx, t, c, chartNamespace, hook)
+	bin, err := cluster.SysctlPlacement.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append(containerArgs(t, find(t, objs, "Job", hook)), "--kubeconfig", kubeconfig)
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %v\n%s", args, err, out)
+	}
+	t.Logf("the hook's output:\n%s", out)
+	return out
+}
+
+// policiesGoneAndPodsUnplaced fails unless no admission policy of the sync is left and,
+// once the API server's policy cache has seen the deletions, a pod is admitted as it
+// asked.
+func policiesGoneAndPodsUnplaced(ctx context.Context, t *testing.T, c *cluster.Cluster, ns string, out []byte) {
+	t.Helper()
+	a := c.Client.AdmissionregistrationV1()
+	if l, err := a.MutatingAdmissionPolicies().List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=admission-policy"}); err != nil || len(l.Items) != 0 {
+		t.Errorf("after the hook: MutatingAdmissionPolicies %v (%v); want none\n%s", l, err, out)
+	}
+	if l, err := a.ValidatingAdmissionPolicies().List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=admission-policy"}); err != nil || len(l.Items) != 0 {
+		t.Errorf("after the hook: ValidatingAdmissionPolicies %v (%v); want none\n%s", l, err, out)
+	}
+	deleted := time.Now()
+	var got *corev1.Pod
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		var err error
+		got, err = c.Client.CoreV1().Pods(ns).Create(ctx, sysctlPod("after-hook"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return false, err
+		}
+		return got.Spec.NodeSelector[policyPoolLabel] == "", nil
+	})
+	if err != nil {
+		t.Errorf("after the hook the pod is still placed (%v): nodeSelector %v, tolerations %v", err, got.Spec.NodeSelector, got.Spec.Tolerations)
+	}
+	t.Logf("pods admitted unplaced %v after the hook deleted the policies", time.Since(deleted).Round(time.Millisecond))
+}
+
+// savedPolicies are the sync's admission policies and bindings as read.
+type savedPolicies struct {
+	maps  []admissionregistrationv1.MutatingAdmissionPolicy
+	mapbs []admissionregistrationv1.MutatingAdmissionPolicyBinding
+	vaps  []admissionregistrationv1.ValidatingAdmissionPolicy
+	vapbs []admissionregistrationv1.ValidatingAdmissionPolicyBinding
+}
+
+// admissionPolicies reads the sync's admission policies and bindings (by its label).
+func admissionPolicies(ctx context.Context, t *testing.T, c *cluster.Cluster) savedPolicies {
+	t.Helper()
+	a := c.Client.AdmissionregistrationV1()
+	opts := metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=admission-policy"}
+	var s savedPolicies
+	m, err := a.MutatingAdmissionPolicies().List(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := a.MutatingAdmissionPolicyBindings().List(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := a.ValidatingAdmissionPolicies().List(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb, err := a.ValidatingAdmissionPolicyBindings().List(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.maps, s.mapbs, s.vaps, s.vapbs = m.Items, mb.Items, v.Items, vb.Items
+	if n := len(s.maps) + len(s.mapbs) + len(s.vaps) + len(s.vapbs); n != 6 {
+		t.Fatalf("found %d of the sync's admission policies and bindings; want the six serve applied", n)
+	}
+	return s
+}
+
+// restoreAdmissionPolicies creates the saved objects again, as new objects.
+func restoreAdmissionPolicies(ctx context.Context, t *testing.T, c *cluster.Cluster, s savedPolicies) {
+	t.Helper()
+	a := c.Client.AdmissionregistrationV1()
+	err := errors.Join(
+		recreate(ctx, s.maps, a.MutatingAdmissionPolicies().Create),
+		recreate(ctx, s.mapbs, a.MutatingAdmissionPolicyBindings().Create),
+		recreate(ctx, s.vaps, a.ValidatingAdmissionPolicies().Create),
+		recreate(ctx, s.vapbs, a.ValidatingAdmissionPolicyBindings().Create),
+	)
+	if err != nil {
+		t.Fatalf("putting the policies back: %v", err)
+	}
+}
+
+// recreate creates each of objs again as a new object: what the API server set in its
+// metadata (UID, resourceVersion, generation, timestamps, managed fields) is dropped.
+func recreate[T any, PT interface {
+	*T
+	metav1.Object
+}](ctx context.Context, objs []T, create func(context.Context, PT, metav1.CreateOptions) (PT, error)) error {
+	var errs []error
+	for i := range objs {
+		o := PT(&objs[i])
+		o.SetUID("")
+		o.SetResourceVersion("")
+		o.SetGeneration(0)
+		o.SetCreationTimestamp(metav1.Time{})
+		o.SetManagedFields(nil)
+		if _, err := create(ctx, o, metav1.CreateOptions{}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // createRendered creates a rendered object as its type T with create.
