@@ -44,54 +44,56 @@ func (ti *tokenIssuer) install(client *fake.Clientset) {
 	})
 }
 
-func TestKubeletsGetTheDiscoveryServiceAccountsToken(t *testing.T) {
-	var mu sync.Mutex
-	var seen []string
-	kubelet := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		seen = append(seen, r.Header.Get("Authorization"))
-		mu.Unlock()
-		_, _ = w.Write([]byte(`{"kubeletconfig": {"allowedUnsafeSysctls": ["kernel.sem"]}}`))
-	}))
-	defer kubelet.Close()
-	k := &fakeKubelet{srv: kubelet}
-	client := fake.NewClientset()
-	issuer := &tokenIssuer{}
-	issuer.install(client)
-	prober, err := NewConfigzProber(ProberConfig{
-		Rest:         &rest.Config{BearerToken: "serve-own-token", Username: "u", Password: "p"},
-		CAFile:       k.caFile(t),
-		TokenRequest: &TokenRequestConfig{Client: client, Namespace: "sysctl-placement", ServiceAccount: DefaultServiceAccount},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		allowed, err := prober.Probe(t.Context(), node("ipc-1", "ipc", servedBy(k)))
-		if err != nil || !slices.Equal(allowed, []string{"kernel.sem"}) {
-			t.Fatalf("Probe = %v, %v; want [kernel.sem]", allowed, err)
+func TestDiscoveryToken(t *testing.T) {
+	t.Run("kubelets get the discovery service accounts token", func(t *testing.T) {
+		var mu sync.Mutex
+		var seen []string
+		kubelet := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen = append(seen, r.Header.Get("Authorization"))
+			mu.Unlock()
+			_, _ = w.Write([]byte(`{"kubeletconfig": {"allowedUnsafeSysctls": ["kernel.sem"]}}`))
+		}))
+		defer kubelet.Close()
+		k := &fakeKubelet{srv: kubelet}
+		client := fake.NewClientset()
+		issuer := &tokenIssuer{}
+		issuer.install(client)
+		prober, err := NewConfigzProber(ProberConfig{
+			Rest:         &rest.Config{BearerToken: "serve-own-token", Username: "u", Password: "p"},
+			CAFile:       k.caFile(t),
+			TokenRequest: &TokenRequestConfig{Client: client, Namespace: "sysctl-placement", ServiceAccount: DefaultServiceAccount},
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-
-	t.Run("every read carries the discovery token and never the process's own credentials", func(t *testing.T) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, auth := range seen {
-			if auth != "Bearer discovery-token-1" {
-				t.Errorf("a kubelet got Authorization %q; want Bearer discovery-token-1", auth)
+		for range 3 {
+			allowed, err := prober.Probe(t.Context(), node("ipc-1", "ipc", servedBy(k)))
+			if err != nil || !slices.Equal(allowed, []string{"kernel.sem"}) {
+				t.Fatalf("Probe = %v, %v; want [kernel.sem]", allowed, err)
 			}
 		}
-	})
 
-	t.Run("one token of ten minutes with the API server's own audiences serves many reads", func(t *testing.T) {
-		issuer.mu.Lock()
-		defer issuer.mu.Unlock()
-		if len(issuer.requests) != 1 || issuer.names[0] != "sysctl-placement/"+DefaultServiceAccount {
-			t.Fatalf("token requests = %v; want one, for sysctl-placement/%s", issuer.names, DefaultServiceAccount)
-		}
-		spec := issuer.requests[0].Spec
-		if *spec.ExpirationSeconds != 600 || len(spec.Audiences) != 0 {
-			t.Errorf("token request = %+v; want 600 seconds and no audience (a kubelet's TokenReview checks the API server's own)", spec)
-		}
+		t.Run("every read carries the discovery token and never the process's own credentials", func(t *testing.T) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, auth := range seen {
+				if auth != "Bearer discovery-token-1" {
+					t.Errorf("a kubelet got Authorization %q; want Bearer discovery-token-1", auth)
+				}
+			}
+		})
+
+		t.Run("one token of ten minutes with the API server's own audiences serves many reads", func(t *testing.T) {
+			issuer.mu.Lock()
+			defer issuer.mu.Unlock()
+			if len(issuer.requests) != 1 || issuer.names[0] != "sysctl-placement/"+DefaultServiceAccount {
+				t.Fatalf("token requests = %v; want one, for sysctl-placement/%s", issuer.names, DefaultServiceAccount)
+			}
+			spec := issuer.requests[0].Spec
+			if *spec.ExpirationSeconds != 600 || len(spec.Audiences) != 0 {
+				t.Errorf("token request = %+v; want 600 seconds and no audience (a kubelet's TokenReview checks the API server's own)", spec)
+			}
+		})
 	})
 }
