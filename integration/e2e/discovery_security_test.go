@@ -110,66 +110,68 @@ func TestADiscoveredPoolOpensOnlyToItsNamespaces(t *testing.T) {
 	})
 }
 
-// TestACompromisedNodeGetsATokenThatCannotListPods runs serve with discovery as
-// installed, next to a Node whose kubelet API is the test's own server with a
-// certificate from the kubelet CA: what an attacker who controls one node sees.
-func TestACompromisedNodeGetsATokenThatCannotListPods(t *testing.T) {
-	c := cluster.StartForTest(t, cluster.Options{})
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
-	defer cancel()
-	if _, err := c.AddPools(ctx, cluster.DefaultPools()...); err != nil {
-		t.Fatal(err)
-	}
-	rogue, err := c.StartCompromisedNode(ctx, "rogue-1", "rogue", "kernel.shmmax")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rogue.Close()
-	startDiscoveryWebhook(ctx, t, c, "hostile-node")
-	ns := optedInNamespace(ctx, t, c, "tenant", nil)
-
-	t.Run("discovery through the hollow kubelets works with the discovery token", func(t *testing.T) {
-		if pool, err := dryRunPool(ctx, c.Client, ns, "net.core.somaxconn"); err != nil || pool != "net" {
-			t.Errorf("a pod asking for net.core.somaxconn went to %q (%v); want net, read from its kubelets' /configz", pool, err)
+func TestDiscoveryCredentials(t *testing.T) {
+	// TestDiscoveryCredentials ("a compromised node gets a token that cannot list pods") runs serve with discovery as
+	// installed, next to a Node whose kubelet API is the test's own server with a
+	// certificate from the kubelet CA: what an attacker who controls one node sees.
+	t.Run("a compromised node gets a token that cannot list pods", func(t *testing.T) {
+		c := cluster.StartForTest(t, cluster.Options{})
+		ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+		defer cancel()
+		if _, err := c.AddPools(ctx, cluster.DefaultPools()...); err != nil {
+			t.Fatal(err)
 		}
-	})
-
-	var token string
-	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-		tokens := rogue.Tokens()
-		if len(tokens) > 0 {
-			token = tokens[0]
-		}
-		return token != "", nil
-	}); err != nil {
-		t.Fatalf("the compromised node was never read with a token: %v", err)
-	}
-
-	t.Run("the token it receives is the discovery account's", func(t *testing.T) {
-		tr, err := c.Client.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
+		rogue, err := c.StartCompromisedNode(ctx, "rogue-1", "rogue", "kernel.shmmax")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := "system:serviceaccount:sysctl-placement:sysctl-placement-discovery"; !tr.Status.Authenticated || tr.Status.User.Username != want {
-			t.Errorf("the node got a token of %q (authenticated %v); want %s", tr.Status.User.Username, tr.Status.Authenticated, want)
-		}
-	})
+		defer rogue.Close()
+		startDiscoveryWebhook(ctx, t, c, "hostile-node")
+		ns := optedInNamespace(ctx, t, c, "tenant", nil)
 
-	t.Run("the token discovery sends to a kubelet cannot list pods", func(t *testing.T) {
-		for _, attrs := range []authorizationv1.ResourceAttributes{
-			{Verb: "list", Resource: "pods"},
-			{Verb: "get", Resource: "nodes", Subresource: "proxy", Name: "ipc-1"},
-			{Verb: "update", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
-		} {
-			if serviceAccountMay(ctx, t, c, "sysctl-placement", "sysctl-placement-discovery", attrs) {
-				t.Errorf("the discovery account may %s %s/%s; want denied", attrs.Verb, attrs.Resource, attrs.Subresource)
+		t.Run("discovery through the hollow kubelets works with the discovery token", func(t *testing.T) {
+			if pool, err := dryRunPool(ctx, c.Client, ns, "net.core.somaxconn"); err != nil || pool != "net" {
+				t.Errorf("a pod asking for net.core.somaxconn went to %q (%v); want net, read from its kubelets' /configz", pool, err)
 			}
+		})
+
+		var token string
+		if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+			tokens := rogue.Tokens()
+			if len(tokens) > 0 {
+				token = tokens[0]
+			}
+			return token != "", nil
+		}); err != nil {
+			t.Fatalf("the compromised node was never read with a token: %v", err)
 		}
-		cfg := rest.AnonymousClientConfig(c.Config)
-		cfg.BearerToken = token
-		_, err := kubernetes.NewForConfigOrDie(cfg).CoreV1().Pods("").List(ctx, metav1.ListOptions{Limit: 1})
-		if !apierrors.IsForbidden(err) {
-			t.Errorf("listing pods with the token the node got: %v; want Forbidden", err)
-		}
+
+		t.Run("the token it receives is the discovery account's", func(t *testing.T) {
+			tr, err := c.Client.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "system:serviceaccount:sysctl-placement:sysctl-placement-discovery"; !tr.Status.Authenticated || tr.Status.User.Username != want {
+				t.Errorf("the node got a token of %q (authenticated %v); want %s", tr.Status.User.Username, tr.Status.Authenticated, want)
+			}
+		})
+
+		t.Run("the token discovery sends to a kubelet cannot list pods", func(t *testing.T) {
+			for _, attrs := range []authorizationv1.ResourceAttributes{
+				{Verb: "list", Resource: "pods"},
+				{Verb: "get", Resource: "nodes", Subresource: "proxy", Name: "ipc-1"},
+				{Verb: "update", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
+			} {
+				if serviceAccountMay(ctx, t, c, "sysctl-placement", "sysctl-placement-discovery", attrs) {
+					t.Errorf("the discovery account may %s %s/%s; want denied", attrs.Verb, attrs.Resource, attrs.Subresource)
+				}
+			}
+			cfg := rest.AnonymousClientConfig(c.Config)
+			cfg.BearerToken = token
+			_, err := kubernetes.NewForConfigOrDie(cfg).CoreV1().Pods("").List(ctx, metav1.ListOptions{Limit: 1})
+			if !apierrors.IsForbidden(err) {
+				t.Errorf("listing pods with the token the node got: %v; want Forbidden", err)
+			}
+		})
 	})
 }

@@ -48,135 +48,137 @@ type discoveredPool struct {
 	} `json:"problems"`
 }
 
-// TestDiscoveryFindsThePoolsFromTheKubeletsAndPlacementFollowsThem runs serve with
-// discovery and no static pool, as the shipped ServiceAccount with exactly the shipped
-// RBAC, against real (hollow) kubelets: /configz over HTTPS from each kubelet's own
-// server, which checks the token with a TokenReview and the permission with a
-// SubjectAccessReview for nodes/configz. A stopped kubelet is an unreachable one.
-func TestDiscoveryFindsThePoolsFromTheKubeletsAndPlacementFollowsThem(t *testing.T) {
-	c := cluster.StartForTest(t, cluster.Options{})
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
-	defer cancel()
-	// A pool whose second node's kubelet allows less than the first's.
-	specs := append(cluster.DefaultPools(), cluster.PoolSpec{
-		Name: "mixed", Nodes: 2,
-		Taints:                   []corev1.Taint{{Key: "dedicated", Value: "mixed", Effect: corev1.TaintEffectNoSchedule}},
-		AllowedUnsafeSysctls:     []string{"kernel.shm*", "kernel.sem"},
-		NodeAllowedUnsafeSysctls: map[string][]string{"mixed-2": {"kernel.sem"}},
-	})
-	pools, err := c.AddPools(ctx, specs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const refresh = 2 * time.Second
-	dw := startDiscoveryWebhook(ctx, t, c, "discovery", "--discovery-refresh", refresh.String())
-	wh, kubeconfig, configFile, caFile := dw.Webhook, dw.kubeconfig, dw.configFile, dw.caFile
-	env := &placementEnv{Cluster: c, webhook: wh, pools: map[string]*cluster.Pool{}, warnings: &warningRecorder{}}
-	for _, p := range pools {
-		env.pools[p.Spec.Name] = p
-	}
-	cfg := rest.CopyConfig(c.Config)
-	cfg.WarningHandler = env.warnings
-	env.client = kubernetes.NewForConfigOrDie(cfg)
-	ns := optedInNamespace(ctx, t, c, "discovered", nil)
-
-	poolsCommand := func(t *testing.T) map[string]discoveredPool {
-		t.Helper()
-		bin, err := cluster.SysctlPlacement.Path()
-		if err != nil {
-			t.Fatal(err)
-		}
-		// As the webhook's ServiceAccount, which may not read /configz itself: like serve,
-		// pools sends kubelets a token of the discovery account.
-		cmd := exec.CommandContext(ctx, bin, "pools", "--kubeconfig", kubeconfig, "--config", configFile, "--kubelet-ca-file", caFile,
-			"--discovery-service-account", "sysctl-placement/sysctl-placement-discovery", "-o", "json")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("sysctl-placement pools: %v\n%s", err, stderr.String())
-		}
-		var list []discoveredPool
-		if err := json.Unmarshal(out, &list); err != nil {
-			t.Fatalf("pools -o json: %v\n%s", err, out)
-		}
-		got := map[string]discoveredPool{}
-		for _, p := range list {
-			got[p.Name] = p
-		}
-		return got
-	}
-
-	t.Run("the pools command finds the pools, their taints and what their kubelets allow", func(t *testing.T) {
-		got := poolsCommand(t)
-		for name, want := range map[string][]string{
-			"ipc": {"kernel.msg*", "kernel.sem", "kernel.shm*"}, "net": {"net.core.somaxconn", "net.ipv4.tcp_*"}, "general": {},
-		} {
-			p := got[name]
-			if p.Source != "configz" || p.Nodes != 2 || !p.Used || !reflect.DeepEqual(p.AllowedUnsafeSysctls, want) || len(p.Problems) != 0 {
-				t.Errorf("pool %s = %+v; want 2 nodes from configz allowing %v, no problems", name, p, want)
-			}
-		}
-		if ipc := got["ipc"]; len(ipc.Taints) != 1 || ipc.Taints[0].Value != "ipc" {
-			t.Errorf("ipc taints = %v, want dedicated=ipc:NoSchedule", ipc.Taints)
-		}
-	})
-
-	t.Run("a pool with one disagreeing node allows only the intersection and reports it", func(t *testing.T) {
-		mixed := poolsCommand(t)["mixed"]
-		if !reflect.DeepEqual(mixed.AllowedUnsafeSysctls, []string{"kernel.sem"}) || len(mixed.Problems) != 1 ||
-			mixed.Problems[0].Kind != "NodesDisagree" || !strings.Contains(mixed.Problems[0].Detail, "mixed-2") {
-			t.Errorf("mixed = %+v; want [kernel.sem] and NodesDisagree naming mixed-2", mixed)
-		}
-		metricEquals(ctx, t, wh, `sysctl_placement_discovery_problems{kind="NodesDisagree"}`, "1")
-	})
-
-	t.Run("an unchanged Deployment runs on the discovered ipc pool", func(t *testing.T) {
-		if _, err := env.client.AppsV1().Deployments(ns).Create(ctx, postgres(2), metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range env.waitForRunningPods(ctx, t, ns, labels.SelectorFromSet(labels.Set{"app": "postgres"}), 2) {
-			if pool := env.poolOf(ctx, t, &p); pool != "ipc" {
-				t.Errorf("pod %s runs in pool %q, want ipc", p.Name, pool)
-			}
-		}
-	})
-
-	const newSysctl = "net.ipv4.route.min_pmtu"
-	t.Run("changing a pool's allowlist and restarting its kubelets changes placement within the refresh", func(t *testing.T) {
-		if pool, err := dryRunPool(ctx, env.client, ns, newSysctl); err == nil {
-			t.Fatalf("before the change a pod asking for %s was placed on %q; want it refused", newSysctl, pool)
-		}
-		if err := c.RestartPoolKubelets(ctx, "net", []string{"net.core.somaxconn", "net.ipv4.tcp_*", newSysctl}); err != nil {
-			t.Fatal(err)
-		}
-		var pool string
-		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 3*refresh, true, func(ctx context.Context) (bool, error) {
-			pool, err = dryRunPool(ctx, env.client, ns, newSysctl)
-			return err == nil, nil
+func TestDiscovery(t *testing.T) {
+	// TestDiscovery ("discovery finds the pools from the kubelets and placement follows them") runs serve with
+	// discovery and no static pool, as the shipped ServiceAccount with exactly the shipped
+	// RBAC, against real (hollow) kubelets: /configz over HTTPS from each kubelet's own
+	// server, which checks the token with a TokenReview and the permission with a
+	// SubjectAccessReview for nodes/configz. A stopped kubelet is an unreachable one.
+	t.Run("discovery finds the pools from the kubelets and placement follows them", func(t *testing.T) {
+		c := cluster.StartForTest(t, cluster.Options{})
+		ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+		defer cancel()
+		// A pool whose second node's kubelet allows less than the first's.
+		specs := append(cluster.DefaultPools(), cluster.PoolSpec{
+			Name: "mixed", Nodes: 2,
+			Taints:                   []corev1.Taint{{Key: "dedicated", Value: "mixed", Effect: corev1.TaintEffectNoSchedule}},
+			AllowedUnsafeSysctls:     []string{"kernel.shm*", "kernel.sem"},
+			NodeAllowedUnsafeSysctls: map[string][]string{"mixed-2": {"kernel.sem"}},
 		})
-		if err != nil || pool != "net" {
-			t.Fatalf("a pod asking for %s was not placed on net within %s of the restart (pool %q, last error %v)", newSysctl, 3*refresh, pool, err)
-		}
-	})
-
-	t.Run("an unreachable kubelet keeps its last known allowlist and is reported", func(t *testing.T) {
-		if err := c.StopKubelet("net-1"); err != nil {
+		pools, err := c.AddPools(ctx, specs...)
+		if err != nil {
 			t.Fatal(err)
 		}
-		metricEquals(ctx, t, wh, `sysctl_placement_discovery_problems{kind="KubeletUnreachable"}`, "1")
-		if pool, err := dryRunPool(ctx, env.client, ns, newSysctl); err != nil || pool != "net" {
-			t.Errorf("with net-1 unreachable a pod asking for %s went to %q (%v); want net, from the last known allowlist", newSysctl, pool, err)
+		const refresh = 2 * time.Second
+		dw := startDiscoveryWebhook(ctx, t, c, "discovery", "--discovery-refresh", refresh.String())
+		wh, kubeconfig, configFile, caFile := dw.Webhook, dw.kubeconfig, dw.configFile, dw.caFile
+		env := &placementEnv{Cluster: c, webhook: wh, pools: map[string]*cluster.Pool{}, warnings: &warningRecorder{}}
+		for _, p := range pools {
+			env.pools[p.Spec.Name] = p
 		}
-	})
+		cfg := rest.CopyConfig(c.Config)
+		cfg.WarningHandler = env.warnings
+		env.client = kubernetes.NewForConfigOrDie(cfg)
+		ns := optedInNamespace(ctx, t, c, "discovered", nil)
 
-	t.Run("the shipped discovery account may get nodes/configz and not nodes/proxy", func(t *testing.T) {
-		for sub, want := range map[string]bool{"configz": true, "proxy": false} {
-			attrs := authorizationv1.ResourceAttributes{Verb: "get", Resource: "nodes", Subresource: sub, Name: "ipc-1"}
-			if got := serviceAccountMay(ctx, t, c, "sysctl-placement", "sysctl-placement-discovery", attrs); got != want {
-				t.Errorf("get nodes/%s allowed = %v, want %v", sub, got, want)
+		poolsCommand := func(t *testing.T) map[string]discoveredPool {
+			t.Helper()
+			bin, err := cluster.SysctlPlacement.Path()
+			if err != nil {
+				t.Fatal(err)
 			}
+			// As the webhook's ServiceAccount, which may not read /configz itself: like serve,
+			// pools sends kubelets a token of the discovery account.
+			cmd := exec.CommandContext(ctx, bin, "pools", "--kubeconfig", kubeconfig, "--config", configFile, "--kubelet-ca-file", caFile,
+				"--discovery-service-account", "sysctl-placement/sysctl-placement-discovery", "-o", "json")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("sysctl-placement pools: %v\n%s", err, stderr.String())
+			}
+			var list []discoveredPool
+			if err := json.Unmarshal(out, &list); err != nil {
+				t.Fatalf("pools -o json: %v\n%s", err, out)
+			}
+			got := map[string]discoveredPool{}
+			for _, p := range list {
+				got[p.Name] = p
+			}
+			return got
 		}
+
+		t.Run("the pools command finds the pools, their taints and what their kubelets allow", func(t *testing.T) {
+			got := poolsCommand(t)
+			for name, want := range map[string][]string{
+				"ipc": {"kernel.msg*", "kernel.sem", "kernel.shm*"}, "net": {"net.core.somaxconn", "net.ipv4.tcp_*"}, "general": {},
+			} {
+				p := got[name]
+				if p.Source != "configz" || p.Nodes != 2 || !p.Used || !reflect.DeepEqual(p.AllowedUnsafeSysctls, want) || len(p.Problems) != 0 {
+					t.Errorf("pool %s = %+v; want 2 nodes from configz allowing %v, no problems", name, p, want)
+				}
+			}
+			if ipc := got["ipc"]; len(ipc.Taints) != 1 || ipc.Taints[0].Value != "ipc" {
+				t.Errorf("ipc taints = %v, want dedicated=ipc:NoSchedule", ipc.Taints)
+			}
+		})
+
+		t.Run("a pool with one disagreeing node allows only the intersection and reports it", func(t *testing.T) {
+			mixed := poolsCommand(t)["mixed"]
+			if !reflect.DeepEqual(mixed.AllowedUnsafeSysctls, []string{"kernel.sem"}) || len(mixed.Problems) != 1 ||
+				mixed.Problems[0].Kind != "NodesDisagree" || !strings.Contains(mixed.Problems[0].Detail, "mixed-2") {
+				t.Errorf("mixed = %+v; want [kernel.sem] and NodesDisagree naming mixed-2", mixed)
+			}
+			metricEquals(ctx, t, wh, `sysctl_placement_discovery_problems{kind="NodesDisagree"}`, "1")
+		})
+
+		t.Run("an unchanged Deployment runs on the discovered ipc pool", func(t *testing.T) {
+			if _, err := env.client.AppsV1().Deployments(ns).Create(ctx, postgres(2), metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range env.waitForRunningPods(ctx, t, ns, labels.SelectorFromSet(labels.Set{"app": "postgres"}), 2) {
+				if pool := env.poolOf(ctx, t, &p); pool != "ipc" {
+					t.Errorf("pod %s runs in pool %q, want ipc", p.Name, pool)
+				}
+			}
+		})
+
+		const newSysctl = "net.ipv4.route.min_pmtu"
+		t.Run("changing a pool's allowlist and restarting its kubelets changes placement within the refresh", func(t *testing.T) {
+			if pool, err := dryRunPool(ctx, env.client, ns, newSysctl); err == nil {
+				t.Fatalf("before the change a pod asking for %s was placed on %q; want it refused", newSysctl, pool)
+			}
+			if err := c.RestartPoolKubelets(ctx, "net", []string{"net.core.somaxconn", "net.ipv4.tcp_*", newSysctl}); err != nil {
+				t.Fatal(err)
+			}
+			var pool string
+			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 3*refresh, true, func(ctx context.Context) (bool, error) {
+				pool, err = dryRunPool(ctx, env.client, ns, newSysctl)
+				return err == nil, nil
+			})
+			if err != nil || pool != "net" {
+				t.Fatalf("a pod asking for %s was not placed on net within %s of the restart (pool %q, last error %v)", newSysctl, 3*refresh, pool, err)
+			}
+		})
+
+		t.Run("an unreachable kubelet keeps its last known allowlist and is reported", func(t *testing.T) {
+			if err := c.StopKubelet("net-1"); err != nil {
+				t.Fatal(err)
+			}
+			metricEquals(ctx, t, wh, `sysctl_placement_discovery_problems{kind="KubeletUnreachable"}`, "1")
+			if pool, err := dryRunPool(ctx, env.client, ns, newSysctl); err != nil || pool != "net" {
+				t.Errorf("with net-1 unreachable a pod asking for %s went to %q (%v); want net, from the last known allowlist", newSysctl, pool, err)
+			}
+		})
+
+		t.Run("the shipped discovery account may get nodes/configz and not nodes/proxy", func(t *testing.T) {
+			for sub, want := range map[string]bool{"configz": true, "proxy": false} {
+				attrs := authorizationv1.ResourceAttributes{Verb: "get", Resource: "nodes", Subresource: sub, Name: "ipc-1"}
+				if got := serviceAccountMay(ctx, t, c, "sysctl-placement", "sysctl-placement-discovery", attrs); got != want {
+					t.Errorf("get nodes/%s allowed = %v, want %v", sub, got, want)
+				}
+			}
+		})
 	})
 }
 

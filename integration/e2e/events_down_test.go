@@ -117,45 +117,47 @@ func summary(ds []time.Duration) string {
 	return fmt.Sprintf("p50 %s max %s", s[len(s)/2].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond))
 }
 
-func TestWhenTheEventsAPIIsDownAdmissionGoesOnAndTheEventsFollowOnceItIsBack(t *testing.T) {
-	env := startPlacementEnv(t, cluster.WebhookOptions{})
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	ns := optedInNamespace(ctx, t, env.Cluster, "events-down", nil)
+func TestEventsAPIDown(t *testing.T) {
+	t.Run("when the events API is down admission goes on and the events follow once it is back", func(t *testing.T) {
+		env := startPlacementEnv(t, cluster.WebhookOptions{})
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+		defer cancel()
+		ns := optedInNamespace(ctx, t, env.Cluster, "events-down", nil)
 
-	before, beforeNames := createPods(ctx, t, env, ns, "before", 20)
-	repair := breakEvents(ctx, t, env.Cluster)
-	failedBefore := failedEventCreates(ctx, env.Cluster)
-	during, names := createPods(ctx, t, env, ns, "during", 20)
-	// Every admission succeeded and placed its pod while no Event could be written.
-	t.Logf("pod create latency with the Events API up: %s; down: %s", summary(before), summary(during))
-	// Wait until the audit controller has run into the broken API for these pods.
-	if err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		return failedEventCreates(ctx, env.Cluster) >= failedBefore+len(names), nil
-	}); err != nil {
-		t.Fatalf("the audit controller never tried to write the Events: %v", err)
-	}
-	for _, name := range names {
-		if got := placedEvents(ctx, t, env.Cluster, ns, name, "SysctlPlaced"); len(got) != 0 {
-			t.Fatalf("an Event for %s was written although the Events API was down", name)
+		before, beforeNames := createPods(ctx, t, env, ns, "before", 20)
+		repair := breakEvents(ctx, t, env.Cluster)
+		failedBefore := failedEventCreates(ctx, env.Cluster)
+		during, names := createPods(ctx, t, env, ns, "during", 20)
+		// Every admission succeeded and placed its pod while no Event could be written.
+		t.Logf("pod create latency with the Events API up: %s; down: %s", summary(before), summary(during))
+		// Wait until the audit controller has run into the broken API for these pods.
+		if err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			return failedEventCreates(ctx, env.Cluster) >= failedBefore+len(names), nil
+		}); err != nil {
+			t.Fatalf("the audit controller never tried to write the Events: %v", err)
 		}
-	}
-	repair()
-	// Once the API is back the controller's retries record what was missed, once,
-	// for the pods created during the outage and for those whose Events were still
-	// being written when it began.
-	for _, name := range append(beforeNames, names...) {
-		pod, err := env.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitForOneEvent(ctx, t, env.Cluster, ns, *pod, "SysctlPlaced")
-	}
-	if _, metrics, err := env.webhook.Get(ctx, "/metrics"); err == nil {
-		for _, line := range strings.Split(metrics, "\n") {
-			if strings.HasPrefix(line, "sysctl_placement_events_") {
-				t.Log(line)
+		for _, name := range names {
+			if got := placedEvents(ctx, t, env.Cluster, ns, name, "SysctlPlaced"); len(got) != 0 {
+				t.Fatalf("an Event for %s was written although the Events API was down", name)
 			}
 		}
-	}
+		repair()
+		// Once the API is back the controller's retries record what was missed, once,
+		// for the pods created during the outage and for those whose Events were still
+		// being written when it began.
+		for _, name := range append(beforeNames, names...) {
+			pod, err := env.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitForOneEvent(ctx, t, env.Cluster, ns, *pod, "SysctlPlaced")
+		}
+		if _, metrics, err := env.webhook.Get(ctx, "/metrics"); err == nil {
+			for _, line := range strings.Split(metrics, "\n") {
+				if strings.HasPrefix(line, "sysctl_placement_events_") {
+					t.Log(line)
+				}
+			}
+		}
+	})
 }

@@ -71,75 +71,77 @@ func (e *placementEnv) leaderOf(ctx context.Context, t *testing.T) string {
 	return *lease.Spec.HolderIdentity
 }
 
-func TestPlacedPodsGetExactlyOneSysctlPlacedEventAcrossTwoReplicasAndALeaderChange(t *testing.T) {
-	env := startPlacementEnv(t, cluster.WebhookOptions{})
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	second, err := env.StartWebhook(ctx, cluster.WebhookOptions{Name: "webhook-b"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = second.Kill() })
-
-	ns := optedInNamespace(ctx, t, env.Cluster, "audited", nil)
-	if _, err := env.client.AppsV1().Deployments(ns).Create(ctx, postgres(2), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	pods := env.waitForRunningPods(ctx, t, ns, labels.SelectorFromSet(labels.Set{"app": "postgres"}), 2)
-	for _, p := range pods {
-		ev := waitForOneEvent(ctx, t, env.Cluster, ns, p, "SysctlPlaced")
-		for _, want := range []string{"ipc", "dedicated"} {
-			if !strings.Contains(ev.Note, want) {
-				t.Errorf("the note %q does not mention %q", ev.Note, want)
-			}
-		}
-	}
-
-	// What users run: kubectl events --for pod/<name>.
-	out, err := exec.CommandContext(ctx, filepath.Join(env.BinDir, "kubectl"), "--kubeconfig", env.Kubeconfig,
-		"events", "-n", ns, "--for", "pod/"+pods[0].Name).CombinedOutput()
-	if err != nil {
-		t.Fatalf("kubectl events: %v\n%s", err, out)
-	}
-	if strings.Count(string(out), "SysctlPlaced") != 1 {
-		t.Errorf("kubectl events --for pod/%s should show one SysctlPlaced Event:\n%s", pods[0].Name, out)
-	}
-
-	// Stop the leader; the other replica takes the Lease over, records nothing twice,
-	// and records the Event of a pod created meanwhile.
-	leader := env.leaderOf(ctx, t)
-	var leading, other *cluster.Webhook
-	if err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		for _, pair := range [][2]*cluster.Webhook{{env.webhook, second}, {second, env.webhook}} {
-			if _, metrics, err := pair[0].Get(ctx, "/metrics"); err == nil && strings.Contains(metrics, "sysctl_placement_events_leader 1") {
-				leading, other = pair[0], pair[1]
-				return true, nil
-			}
-		}
-		return false, nil
-	}); err != nil || leader == "" {
-		t.Fatalf("no replica says it leads the audit controller (lease holder %q): %v", leader, err)
-	}
-	if err := leading.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if leading == env.webhook {
-		if err := env.RegisterWebhook(ctx, other); err != nil {
+func TestAuditEvents(t *testing.T) {
+	t.Run("placed pods get exactly one sysctl placed event across two replicas and a leader change", func(t *testing.T) {
+		env := startPlacementEnv(t, cluster.WebhookOptions{})
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+		defer cancel()
+		second, err := env.StartWebhook(ctx, cluster.WebhookOptions{Name: "webhook-b"})
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		now := env.leaderOf(ctx, t)
-		return now != "" && now != leader, nil
-	}); err != nil {
-		t.Fatalf("no replica took the audit Lease over from %s: %v", leader, err)
-	}
-	scale := postgres(3)
-	if _, err := env.client.AppsV1().Deployments(ns).Update(ctx, scale, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	pods = env.waitForRunningPods(ctx, t, ns, labels.SelectorFromSet(labels.Set{"app": "postgres"}), 3)
-	for _, p := range pods {
-		waitForOneEvent(ctx, t, env.Cluster, ns, p, "SysctlPlaced")
-	}
+		t.Cleanup(func() { _ = second.Kill() })
+
+		ns := optedInNamespace(ctx, t, env.Cluster, "audited", nil)
+		if _, err := env.client.AppsV1().Deployments(ns).Create(ctx, postgres(2), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pods := env.waitForRunningPods(ctx, t, ns, labels.SelectorFromSet(labels.Set{"app": "postgres"}), 2)
+		for _, p := range pods {
+			ev := waitForOneEvent(ctx, t, env.Cluster, ns, p, "SysctlPlaced")
+			for _, want := range []string{"ipc", "dedicated"} {
+				if !strings.Contains(ev.Note, want) {
+					t.Errorf("the note %q does not mention %q", ev.Note, want)
+				}
+			}
+		}
+
+		// What users run: kubectl events --for pod/<name>.
+		out, err := exec.CommandContext(ctx, filepath.Join(env.BinDir, "kubectl"), "--kubeconfig", env.Kubeconfig,
+			"events", "-n", ns, "--for", "pod/"+pods[0].Name).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl events: %v\n%s", err, out)
+		}
+		if strings.Count(string(out), "SysctlPlaced") != 1 {
+			t.Errorf("kubectl events --for pod/%s should show one SysctlPlaced Event:\n%s", pods[0].Name, out)
+		}
+
+		// Stop the leader; the other replica takes the Lease over, records nothing twice,
+		// and records the Event of a pod created meanwhile.
+		leader := env.leaderOf(ctx, t)
+		var leading, other *cluster.Webhook
+		if err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			for _, pair := range [][2]*cluster.Webhook{{env.webhook, second}, {second, env.webhook}} {
+				if _, metrics, err := pair[0].Get(ctx, "/metrics"); err == nil && strings.Contains(metrics, "sysctl_placement_events_leader 1") {
+					leading, other = pair[0], pair[1]
+					return true, nil
+				}
+			}
+			return false, nil
+		}); err != nil || leader == "" {
+			t.Fatalf("no replica says it leads the audit controller (lease holder %q): %v", leader, err)
+		}
+		if err := leading.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		if leading == env.webhook {
+			if err := env.RegisterWebhook(ctx, other); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			now := env.leaderOf(ctx, t)
+			return now != "" && now != leader, nil
+		}); err != nil {
+			t.Fatalf("no replica took the audit Lease over from %s: %v", leader, err)
+		}
+		scale := postgres(3)
+		if _, err := env.client.AppsV1().Deployments(ns).Update(ctx, scale, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pods = env.waitForRunningPods(ctx, t, ns, labels.SelectorFromSet(labels.Set{"app": "postgres"}), 3)
+		for _, p := range pods {
+			waitForOneEvent(ctx, t, env.Cluster, ns, p, "SysctlPlaced")
+		}
+	})
 }

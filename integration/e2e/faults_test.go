@@ -233,56 +233,232 @@ func createBurst(ctx context.Context, client kubernetes.Interface, ns string, n,
 	return res
 }
 
-func TestSIGTERMOfOneOfTwoReplicasDuringA500PodBurstFailsNoAdmission(t *testing.T) {
-	// The drain (readiness 503, Connection: close) must outlast the load balancer's
-	// probe period (100ms here; a Service's endpoints take seconds) before the
-	// listener closes.
-	rs := startReplicaSet(t, 2, "--shutdown-delay", "2s", "--shutdown-grace", "10s")
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	ns := optedInNamespace(ctx, t, rs.Cluster, "burst-sigterm", nil)
+func TestFaults(t *testing.T) {
+	t.Run("SIGTERM of one of two replicas during a 500 pod burst fails no admission", func(t *testing.T) {
+		// The drain (readiness 503, Connection: close) must outlast the load balancer's
+		// probe period (100ms here; a Service's endpoints take seconds) before the
+		// listener closes.
+		rs := startReplicaSet(t, 2, "--shutdown-delay", "2s", "--shutdown-grace", "10s")
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+		defer cancel()
+		ns := optedInNamespace(ctx, t, rs.Cluster, "burst-sigterm", nil)
 
-	terminated := make(chan error, 1)
-	var signalled sync.Once
-	victimIndex := -1
-	res := createBurst(ctx, rs.fast, ns, 500, 16, func(done int) {
-		if done >= 100 {
-			signalled.Do(func() {
-				// The replica serving the burst: the API server talks HTTP/2 to a
-				// loopback webhook, one connection for every request.
-				victimIndex = busiest(rs.lb.Accepted())
-				victim := rs.replicas[victimIndex]
-				go func() { terminated <- victim.Terminate(30 * time.Second) }()
-			})
+		terminated := make(chan error, 1)
+		var signalled sync.Once
+		victimIndex := -1
+		res := createBurst(ctx, rs.fast, ns, 500, 16, func(done int) {
+			if done >= 100 {
+				signalled.Do(func() {
+					// The replica serving the burst: the API server talks HTTP/2 to a
+					// loopback webhook, one connection for every request.
+					victimIndex = busiest(rs.lb.Accepted())
+					victim := rs.replicas[victimIndex]
+					go func() { terminated <- victim.Terminate(30 * time.Second) }()
+				})
+			}
+		})
+		var exitErr error
+		select {
+		case exitErr = <-terminated:
+		case <-ctx.Done():
+			t.Fatal("the terminated replica did not exit")
+		}
+		t.Logf("drill: SIGTERM to replica %d after 100 of 500 pods: %s; connections per replica %v; replica exit: %v", victimIndex, res.summary(), rs.lb.Accepted(), exitErr)
+		if exitErr != nil {
+			t.Errorf("the terminated replica did not exit cleanly: %v", exitErr)
+		}
+		for i, err := range res.failures {
+			if i == 5 {
+				break
+			}
+			t.Errorf("failed admission: %v", err)
+		}
+		if len(res.failures) > 0 {
+			t.Fatalf("%d of 500 admissions failed during a graceful SIGTERM; want 0", len(res.failures))
+		}
+		for _, p := range res.created {
+			if p.Spec.NodeSelector[cluster.PoolLabel] != "ipc" {
+				t.Fatalf("pod %s was admitted without its placement: %v", p.Name, p.Spec.NodeSelector)
+			}
+		}
+		if accepted := rs.lb.Accepted(); accepted[1-victimIndex] == 0 {
+			t.Errorf("the surviving replica took no connections: %v", accepted)
 		}
 	})
-	var exitErr error
-	select {
-	case exitErr = <-terminated:
-	case <-ctx.Done():
-		t.Fatal("the terminated replica did not exit")
-	}
-	t.Logf("drill: SIGTERM to replica %d after 100 of 500 pods: %s; connections per replica %v; replica exit: %v", victimIndex, res.summary(), rs.lb.Accepted(), exitErr)
-	if exitErr != nil {
-		t.Errorf("the terminated replica did not exit cleanly: %v", exitErr)
-	}
-	for i, err := range res.failures {
-		if i == 5 {
-			break
+
+	t.Run("SIGKILL of one of two replicas during a deployment burst fails only in flight admissions which controllers retry", func(t *testing.T) {
+		rs := startReplicaSet(t, 2)
+		ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
+		defer cancel()
+		ns := optedInNamespace(ctx, t, rs.Cluster, "burst-sigkill", nil)
+
+		const deployments, replicas = 10, 50
+		began := time.Now()
+		for i := range deployments {
+			d := postgres(replicas)
+			d.Name = fmt.Sprintf("db-%02d", i)
+			if _, err := rs.fast.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
 		}
-		t.Errorf("failed admission: %v", err)
-	}
-	if len(res.failures) > 0 {
-		t.Fatalf("%d of 500 admissions failed during a graceful SIGTERM; want 0", len(res.failures))
-	}
-	for _, p := range res.created {
-		if p.Spec.NodeSelector[cluster.PoolLabel] != "ipc" {
-			t.Fatalf("pod %s was admitted without its placement: %v", p.Name, p.Spec.NodeSelector)
+		countPods := func(ctx context.Context) ([]corev1.Pod, error) {
+			list, err := rs.fast.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+			if err != nil {
+				return nil, err
+			}
+			return list.Items, nil
 		}
-	}
-	if accepted := rs.lb.Accepted(); accepted[1-victimIndex] == 0 {
-		t.Errorf("the surviving replica took no connections: %v", accepted)
-	}
+		// Kill one replica once about a fifth of the pods exist: the controllers are then
+		// creating pods as fast as they can.
+		err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			pods, err := countPods(ctx)
+			return err == nil && len(pods) >= deployments*replicas/5, nil
+		})
+		if err != nil {
+			t.Fatalf("the burst did not start: %v", err)
+		}
+		killedAt := time.Now()
+		victimIndex := busiest(rs.lb.Accepted())
+		if err := rs.replicas[victimIndex].Kill(); err != nil {
+			t.Fatal(err)
+		}
+		var pods []corev1.Pod
+		err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 4*time.Minute, true, func(ctx context.Context) (bool, error) {
+			pods, err = countPods(ctx)
+			return err == nil && len(pods) >= deployments*replicas, nil
+		})
+		if err != nil {
+			t.Fatalf("the controllers did not create every pod after the kill: %d of %d: %v", len(pods), deployments*replicas, err)
+		}
+		allCreated := time.Since(began)
+		recovered := time.Since(killedAt)
+		for _, p := range pods {
+			if p.Spec.NodeSelector[cluster.PoolLabel] != "ipc" {
+				t.Errorf("pod %s was admitted without its placement: %v", p.Name, p.Spec.NodeSelector)
+			}
+		}
+		if len(pods) != deployments*replicas {
+			t.Errorf("%d pods exist, want exactly %d", len(pods), deployments*replicas)
+		}
+		// Failed admissions show up as the ReplicaSets' FailedCreate events; each was
+		// retried, since every pod exists.
+		events, err := rs.fast.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: fields.Set{"reason": "FailedCreate"}.String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		failed := 0
+		for _, e := range events.Items {
+			if strings.Contains(e.Message, "failed calling webhook") {
+				failed += int(max(e.Count, 1))
+			}
+		}
+		t.Logf("drill: SIGKILL to replica %d after %d of %d pods: %d admissions failed (FailedCreate, all retried by the ReplicaSets); all pods created %s after the first Deployment, %s after the kill; connections per replica %v, refused connects %v",
+			victimIndex, deployments*replicas/5, deployments*replicas, failed, allCreated.Round(time.Millisecond), recovered.Round(time.Millisecond), rs.lb.Accepted(), rs.lb.Refused())
+		// In flight at the kill: at most one request per open connection to the killed
+		// replica; the API server's webhook client keeps a bounded pool per host.
+		if failed > 100 {
+			t.Errorf("%d admissions failed after one replica was killed; only in-flight ones should", failed)
+		}
+	})
+
+	t.Run("a thousand idle or half sent connections do not delay a real admission", func(t *testing.T) {
+		env := startPlacementEnv(t, cluster.WebhookOptions{})
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+		defer cancel()
+		ns := optedInNamespace(ctx, t, env.Cluster, "slowloris", nil)
+		addr := strings.TrimPrefix(env.webhook.URL, "https://")
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(env.webhook.CABundle)
+
+		// 400 connections that never start the TLS handshake, 300 that finish it and send
+		// nothing, 300 that send half a request (headers, then a partial body).
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		opened := time.Now()
+		for i := range 1000 {
+			raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatalf("connection %d: %v (file descriptors: ulimit -n must allow 1000+ per process)", i, err)
+			}
+			if i < 400 {
+				conns = append(conns, raw)
+				continue
+			}
+			tc := tls.Client(raw, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
+			if err := tc.HandshakeContext(ctx); err != nil {
+				t.Fatalf("handshake %d: %v", i, err)
+			}
+			conns = append(conns, tc)
+			if i >= 700 {
+				fmt.Fprintf(tc, "POST /mutate HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"kind\":", addr)
+			}
+		}
+		t.Logf("opened 1000 hostile connections in %s", time.Since(opened).Round(time.Millisecond))
+
+		// Real admissions through the API server while they are held open.
+		var latencies []time.Duration
+		for i := range 20 {
+			began := time.Now()
+			pod, err := env.Client.CoreV1().Pods(ns).Create(ctx, sysctlPod(fmt.Sprintf("real-%02d", i)), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			latencies = append(latencies, time.Since(began))
+			if err != nil {
+				t.Fatalf("a real admission failed with 1000 hostile connections open: %v", err)
+			}
+			if pod.Spec.NodeSelector[cluster.PoolLabel] != "ipc" {
+				t.Fatalf("a real admission was not placed: %v", pod.Spec.NodeSelector)
+			}
+		}
+		slices.Sort(latencies)
+		if worst := latencies[len(latencies)-1]; worst > 3*time.Second {
+			t.Errorf("a real admission took %s, beyond the webhook's 3s timeout", worst)
+		}
+
+		// The server's timeouts reclaim every hostile connection: the TLS handshake and
+		// the request headers within ReadHeaderTimeout (5s), the body within ReadTimeout
+		// (15s). Each read below returns once the server has closed the connection.
+		closedBy := make([]time.Duration, len(conns))
+		var wg sync.WaitGroup
+		for i, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = c.SetReadDeadline(time.Now().Add(40 * time.Second))
+				buf := make([]byte, 512)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						closedBy[i] = time.Since(opened)
+						if ne, ok := err.(net.Error); ok && ne.Timeout() {
+							closedBy[i] = -1 // still open at the deadline
+						}
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		stillOpen := 0
+		var slowest time.Duration
+		for _, d := range closedBy {
+			if d < 0 {
+				stillOpen++
+			}
+			slowest = max(slowest, d)
+		}
+		t.Logf("drill: 1000 idle/half-sent connections: real admission latency p50 %s max %s; server closed them all within %s of opening (%d still open after 40s)",
+			latencies[len(latencies)/2].Round(time.Millisecond), latencies[len(latencies)-1].Round(time.Millisecond), slowest.Round(time.Millisecond), stillOpen)
+		if stillOpen > 0 {
+			t.Errorf("%d hostile connections were never closed by the server", stillOpen)
+		}
+		select {
+		case <-env.webhook.Exited():
+			t.Fatalf("serve exited: %v", env.webhook.ExitErr())
+		default:
+		}
+	})
 }
 
 // busiest returns the index of the largest count.
@@ -294,180 +470,6 @@ func busiest(counts []int64) int {
 		}
 	}
 	return best
-}
-
-func TestSIGKILLOfOneOfTwoReplicasDuringADeploymentBurstFailsOnlyInFlightAdmissionsWhichControllersRetry(t *testing.T) {
-	rs := startReplicaSet(t, 2)
-	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
-	defer cancel()
-	ns := optedInNamespace(ctx, t, rs.Cluster, "burst-sigkill", nil)
-
-	const deployments, replicas = 10, 50
-	began := time.Now()
-	for i := range deployments {
-		d := postgres(replicas)
-		d.Name = fmt.Sprintf("db-%02d", i)
-		if _, err := rs.fast.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	countPods := func(ctx context.Context) ([]corev1.Pod, error) {
-		list, err := rs.fast.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
-		if err != nil {
-			return nil, err
-		}
-		return list.Items, nil
-	}
-	// Kill one replica once about a fifth of the pods exist: the controllers are then
-	// creating pods as fast as they can.
-	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		pods, err := countPods(ctx)
-		return err == nil && len(pods) >= deployments*replicas/5, nil
-	})
-	if err != nil {
-		t.Fatalf("the burst did not start: %v", err)
-	}
-	killedAt := time.Now()
-	victimIndex := busiest(rs.lb.Accepted())
-	if err := rs.replicas[victimIndex].Kill(); err != nil {
-		t.Fatal(err)
-	}
-	var pods []corev1.Pod
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 4*time.Minute, true, func(ctx context.Context) (bool, error) {
-		pods, err = countPods(ctx)
-		return err == nil && len(pods) >= deployments*replicas, nil
-	})
-	if err != nil {
-		t.Fatalf("the controllers did not create every pod after the kill: %d of %d: %v", len(pods), deployments*replicas, err)
-	}
-	allCreated := time.Since(began)
-	recovered := time.Since(killedAt)
-	for _, p := range pods {
-		if p.Spec.NodeSelector[cluster.PoolLabel] != "ipc" {
-			t.Errorf("pod %s was admitted without its placement: %v", p.Name, p.Spec.NodeSelector)
-		}
-	}
-	if len(pods) != deployments*replicas {
-		t.Errorf("%d pods exist, want exactly %d", len(pods), deployments*replicas)
-	}
-	// Failed admissions show up as the ReplicaSets' FailedCreate events; each was
-	// retried, since every pod exists.
-	events, err := rs.fast.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: fields.Set{"reason": "FailedCreate"}.String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	failed := 0
-	for _, e := range events.Items {
-		if strings.Contains(e.Message, "failed calling webhook") {
-			failed += int(max(e.Count, 1))
-		}
-	}
-	t.Logf("drill: SIGKILL to replica %d after %d of %d pods: %d admissions failed (FailedCreate, all retried by the ReplicaSets); all pods created %s after the first Deployment, %s after the kill; connections per replica %v, refused connects %v",
-		victimIndex, deployments*replicas/5, deployments*replicas, failed, allCreated.Round(time.Millisecond), recovered.Round(time.Millisecond), rs.lb.Accepted(), rs.lb.Refused())
-	// In flight at the kill: at most one request per open connection to the killed
-	// replica; the API server's webhook client keeps a bounded pool per host.
-	if failed > 100 {
-		t.Errorf("%d admissions failed after one replica was killed; only in-flight ones should", failed)
-	}
-}
-
-func TestAThousandIdleOrHalfSentConnectionsDoNotDelayARealAdmission(t *testing.T) {
-	env := startPlacementEnv(t, cluster.WebhookOptions{})
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	ns := optedInNamespace(ctx, t, env.Cluster, "slowloris", nil)
-	addr := strings.TrimPrefix(env.webhook.URL, "https://")
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(env.webhook.CABundle)
-
-	// 400 connections that never start the TLS handshake, 300 that finish it and send
-	// nothing, 300 that send half a request (headers, then a partial body).
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	opened := time.Now()
-	for i := range 1000 {
-		raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			t.Fatalf("connection %d: %v (file descriptors: ulimit -n must allow 1000+ per process)", i, err)
-		}
-		if i < 400 {
-			conns = append(conns, raw)
-			continue
-		}
-		tc := tls.Client(raw, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
-		if err := tc.HandshakeContext(ctx); err != nil {
-			t.Fatalf("handshake %d: %v", i, err)
-		}
-		conns = append(conns, tc)
-		if i >= 700 {
-			fmt.Fprintf(tc, "POST /mutate HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"kind\":", addr)
-		}
-	}
-	t.Logf("opened 1000 hostile connections in %s", time.Since(opened).Round(time.Millisecond))
-
-	// Real admissions through the API server while they are held open.
-	var latencies []time.Duration
-	for i := range 20 {
-		began := time.Now()
-		pod, err := env.Client.CoreV1().Pods(ns).Create(ctx, sysctlPod(fmt.Sprintf("real-%02d", i)), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		latencies = append(latencies, time.Since(began))
-		if err != nil {
-			t.Fatalf("a real admission failed with 1000 hostile connections open: %v", err)
-		}
-		if pod.Spec.NodeSelector[cluster.PoolLabel] != "ipc" {
-			t.Fatalf("a real admission was not placed: %v", pod.Spec.NodeSelector)
-		}
-	}
-	slices.Sort(latencies)
-	if worst := latencies[len(latencies)-1]; worst > 3*time.Second {
-		t.Errorf("a real admission took %s, beyond the webhook's 3s timeout", worst)
-	}
-
-	// The server's timeouts reclaim every hostile connection: the TLS handshake and
-	// the request headers within ReadHeaderTimeout (5s), the body within ReadTimeout
-	// (15s). Each read below returns once the server has closed the connection.
-	closedBy := make([]time.Duration, len(conns))
-	var wg sync.WaitGroup
-	for i, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = c.SetReadDeadline(time.Now().Add(40 * time.Second))
-			buf := make([]byte, 512)
-			for {
-				if _, err := c.Read(buf); err != nil {
-					closedBy[i] = time.Since(opened)
-					if ne, ok := err.(net.Error); ok && ne.Timeout() {
-						closedBy[i] = -1 // still open at the deadline
-					}
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	stillOpen := 0
-	var slowest time.Duration
-	for _, d := range closedBy {
-		if d < 0 {
-			stillOpen++
-		}
-		slowest = max(slowest, d)
-	}
-	t.Logf("drill: 1000 idle/half-sent connections: real admission latency p50 %s max %s; server closed them all within %s of opening (%d still open after 40s)",
-		latencies[len(latencies)/2].Round(time.Millisecond), latencies[len(latencies)-1].Round(time.Millisecond), slowest.Round(time.Millisecond), stillOpen)
-	if stillOpen > 0 {
-		t.Errorf("%d hostile connections were never closed by the server", stillOpen)
-	}
-	select {
-	case <-env.webhook.Exited():
-		t.Fatalf("serve exited: %v", env.webhook.ExitErr())
-	default:
-	}
 }
 
 // postAdmissionReview sends the webhook an AdmissionReview for a pod asking for

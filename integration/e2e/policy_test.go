@@ -67,67 +67,118 @@ type goldenPolicyCase struct {
 	Pod       corev1.Pod      `json:"pod"`
 }
 
-// The webhook-free backend: the rendered policies, applied to a real API server, make
-// the decision scheduling.Plan makes for every golden pod and a fuzzed corpus, each
-// created with dryRun=All in its own namespace.
-func TestRenderedPoliciesPlaceEveryGoldenPodAsPlanDoes(t *testing.T) {
-	bin, err := cluster.SysctlPlacement.Path()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The golden config's six pools cost more than the webhook: the test is about
-	// decisions, not speed.
-	policies, err := cluster.RenderPolicies(t.Context(), "--config", goldenConfig, "--allow-slower-than-webhook")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cluster.StartForTest(t, cluster.Options{})
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	applyPolicies(ctx, t, c, policies)
-	warned := newWarningClient(t, c)
-
-	paths, err := filepath.Glob(filepath.Join(cluster.RepoRoot(), "scheduling", "testdata", "golden", "*.input.yaml"))
-	if err != nil || len(paths) < 20 {
-		t.Fatalf("golden inputs: %d, %v", len(paths), err)
-	}
-	var cases []policyCase
-	for _, path := range paths {
-		data, err := os.ReadFile(path)
+func TestPolicyRender(t *testing.T) {
+	// The webhook-free backend: the rendered policies, applied to a real API server, make
+	// the decision scheduling.Plan makes for every golden pod and a fuzzed corpus, each
+	// created with dryRun=All in its own namespace.
+	t.Run("rendered policies place every golden pod as plan does", func(t *testing.T) {
+		bin, err := cluster.SysctlPlacement.Path()
 		if err != nil {
 			t.Fatal(err)
 		}
-		var g goldenPolicyCase
-		if err := yaml.UnmarshalStrict(data, &g); err != nil {
-			t.Fatalf("%s: %v", path, err)
+		// The golden config's six pools cost more than the webhook: the test is about
+		// decisions, not speed.
+		policies, err := cluster.RenderPolicies(t.Context(), "--config", goldenConfig, "--allow-slower-than-webhook")
+		if err != nil {
+			t.Fatal(err)
 		}
-		if g.Template {
-			continue // the policies handle Pods; docs/design.md says so
-		}
-		cases = append(cases, policyCase{name: strings.TrimSuffix(filepath.Base(path), ".input.yaml"), ns: g.Namespace, pod: g.Pod})
-	}
-	golden := len(cases)
-	cases = append(cases, fuzzedPolicyCases(200)...)
+		c := cluster.StartForTest(t, cluster.Options{})
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+		defer cancel()
+		applyPolicies(ctx, t, c, policies)
+		warned := newWarningClient(t, c)
 
-	var agreed, limits int
-	for i, pc := range cases {
-		t.Run(pc.name, func(t *testing.T) {
-			diff := pc.compare(ctx, t, c, warned, bin, fmt.Sprintf("policy-%d", i))
-			why, limit := policyLimits[pc.name]
-			switch {
-			case diff == "" && limit:
-				t.Errorf("agrees with Plan now; remove it from policyLimits (%s) and from docs/design.md", why)
-			case diff == "":
-				agreed++
-			case limit:
-				limits++
-				t.Logf("documented limit (%s): %s", why, diff)
-			default:
-				t.Errorf("the policies and Plan differ: %s", diff)
+		paths, err := filepath.Glob(filepath.Join(cluster.RepoRoot(), "scheduling", "testdata", "golden", "*.input.yaml"))
+		if err != nil || len(paths) < 20 {
+			t.Fatalf("golden inputs: %d, %v", len(paths), err)
+		}
+		var cases []policyCase
+		for _, path := range paths {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
 			}
-		})
-	}
-	t.Logf("%d of %d pods (%d golden, %d fuzzed) agree with Plan; %d documented limits", agreed, len(cases), golden, len(cases)-golden, limits)
+			var g goldenPolicyCase
+			if err := yaml.UnmarshalStrict(data, &g); err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			if g.Template {
+				continue // the policies handle Pods; docs/design.md says so
+			}
+			cases = append(cases, policyCase{name: strings.TrimSuffix(filepath.Base(path), ".input.yaml"), ns: g.Namespace, pod: g.Pod})
+		}
+		golden := len(cases)
+		cases = append(cases, fuzzedPolicyCases(200)...)
+
+		var agreed, limits int
+		for i, pc := range cases {
+			t.Run(pc.name, func(t *testing.T) {
+				diff := pc.compare(ctx, t, c, warned, bin, fmt.Sprintf("policy-%d", i))
+				why, limit := policyLimits[pc.name]
+				switch {
+				case diff == "" && limit:
+					t.Errorf("agrees with Plan now; remove it from policyLimits (%s) and from docs/design.md", why)
+				case diff == "":
+					agreed++
+				case limit:
+					limits++
+					t.Logf("documented limit (%s): %s", why, diff)
+				default:
+					t.Errorf("the policies and Plan differ: %s", diff)
+				}
+			})
+		}
+		t.Logf("%d of %d pods (%d golden, %d fuzzed) agree with Plan; %d documented limits", agreed, len(cases), golden, len(cases)-golden, limits)
+	})
+
+	// With --discover, render takes the pools from the live cluster as `pools` does (here
+	// the allowlists from each kubelet's /configz) and the API server places by them.
+	t.Run("policy render discover compiles the live cluster pools", func(t *testing.T) {
+		c := cluster.StartForTest(t, cluster.Options{})
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+		defer cancel()
+		if _, err := c.AddPools(ctx, cluster.DefaultPools()...); err != nil {
+			t.Fatal(err)
+		}
+		caFile, err := c.KubeletCAFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		configFile := filepath.Join(t.TempDir(), "config.yaml")
+		if err := os.WriteFile(configFile, []byte(discoveryConfig), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// As the shipped ServiceAccount, sending kubelets the discovery account's tokens,
+		// as TestDiscovery ("discovery finds the pools from the kubelets and placement follows them") runs `pools`.
+		createSystemNamespace(ctx, t, c)
+		id, err := c.ApplyShippedIdentity(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		policies, err := cluster.RenderPolicies(ctx, "--discover", "--kubeconfig", id.Kubeconfig, "--config", configFile, "--kubelet-ca-file", caFile,
+			"--discovery-service-account", "sysctl-placement/sysctl-placement-discovery")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mutation strings.Builder
+		for _, v := range policies.Mutating.Spec.Variables {
+			mutation.WriteString(v.Expression)
+		}
+		for _, want := range []string{`startsWith("kernel.shm")`, `startsWith("net.ipv4.tcp_")`, `"sysctl-placement.io/pool"`} {
+			if !strings.Contains(mutation.String(), want) {
+				t.Errorf("the rendered mutation lacks %s: the discovered pools are not compiled", want)
+			}
+		}
+		applyPolicies(ctx, t, c, policies)
+		ns := optedInNamespace(ctx, t, c, "discovered-policy", nil)
+		got, err := c.Client.CoreV1().Pods(ns).Create(ctx, sysctlPod("pg"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pool := got.Spec.NodeSelector[cluster.PoolLabel]; pool != "ipc" {
+			t.Errorf("a pod asking for kernel.shmmax and kernel.sem got nodeSelector %v, want the discovered ipc pool", got.Spec.NodeSelector)
+		}
+	})
 }
 
 // policyCase is one pod in one namespace.
@@ -407,54 +458,5 @@ func applyPolicies(ctx context.Context, t testing.TB, c *cluster.Cluster, p *clu
 	})
 	if err != nil {
 		t.Fatalf("the API server does not run the policies yet: %v (last: %v)", err, last)
-	}
-}
-
-// With --discover, render takes the pools from the live cluster as `pools` does (here
-// the allowlists from each kubelet's /configz) and the API server places by them.
-func TestPolicyRenderDiscoverCompilesTheLiveClusterPools(t *testing.T) {
-	c := cluster.StartForTest(t, cluster.Options{})
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	if _, err := c.AddPools(ctx, cluster.DefaultPools()...); err != nil {
-		t.Fatal(err)
-	}
-	caFile, err := c.KubeletCAFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	configFile := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(configFile, []byte(discoveryConfig), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// As the shipped ServiceAccount, sending kubelets the discovery account's tokens,
-	// as TestDiscoveryFindsThePoolsFromTheKubeletsAndPlacementFollowsThem runs `pools`.
-	createSystemNamespace(ctx, t, c)
-	id, err := c.ApplyShippedIdentity(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	policies, err := cluster.RenderPolicies(ctx, "--discover", "--kubeconfig", id.Kubeconfig, "--config", configFile, "--kubelet-ca-file", caFile,
-		"--discovery-service-account", "sysctl-placement/sysctl-placement-discovery")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mutation strings.Builder
-	for _, v := range policies.Mutating.Spec.Variables {
-		mutation.WriteString(v.Expression)
-	}
-	for _, want := range []string{`startsWith("kernel.shm")`, `startsWith("net.ipv4.tcp_")`, `"sysctl-placement.io/pool"`} {
-		if !strings.Contains(mutation.String(), want) {
-			t.Errorf("the rendered mutation lacks %s: the discovered pools are not compiled", want)
-		}
-	}
-	applyPolicies(ctx, t, c, policies)
-	ns := optedInNamespace(ctx, t, c, "discovered-policy", nil)
-	got, err := c.Client.CoreV1().Pods(ns).Create(ctx, sysctlPod("pg"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if pool := got.Spec.NodeSelector[cluster.PoolLabel]; pool != "ipc" {
-		t.Errorf("a pod asking for kernel.shmmax and kernel.sem got nodeSelector %v, want the discovered ipc pool", got.Spec.NodeSelector)
 	}
 }

@@ -27,135 +27,137 @@ import (
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
 )
 
-// The chart installed as most teams install it: Helm v4's own CLI, `helm install
-// --wait --rollback-on-failure`, on real nodes that are the chart's default pools, with
-// the image `go tool task image` built. --wait holds the install until every webhook
-// pod is Ready, which it can only be once the TLS Secret exists: the chart makes it in
-// a pre-install hook (a post-install hook would run only after the wait, and the
-// install would hang until its timeout). Installed, the webhook places a Deployment
-// on db-ipc; uninstalled, no webhook configuration is left to refuse pods.
-func TestHelmInstallWithWaitSucceedsOnRealNodesAndUninstallLeavesNoWebhook(t *testing.T) {
-	helmBin, err := cluster.Helm.Path()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cluster.StartForTest(t, cluster.Options{InClusterPods: true})
-	// Longer than the helm commands' own timeouts added up, so that a slow step is
-	// reported by helm.
-	ctx, cancel := context.WithTimeout(t.Context(), 13*time.Minute)
-	defer cancel()
-	image := addShippedPoolsAsRealNodes(ctx, t, c)
-
-	home := t.TempDir()
-	// helmRun runs a helm command and returns its output and error.
-	helmRun := func(args ...string) ([]byte, error) {
-		started := time.Now()
-		cmd := exec.CommandContext(ctx, helmBin, append(args, "--kubeconfig", c.Kubeconfig)...)
-		cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(home, "cache"),
-			"HELM_CONFIG_HOME="+filepath.Join(home, "config"), "HELM_DATA_HOME="+filepath.Join(home, "data"))
-		out, err := cmd.CombinedOutput()
-		t.Logf("helm %s took %s", args[0], time.Since(started).Round(time.Millisecond))
-		return out, err
-	}
-	helm := func(args ...string) []byte {
-		t.Helper()
-		out, err := helmRun(args...)
+func TestHelmInstall(t *testing.T) {
+	// The chart installed as most teams install it: Helm v4's own CLI, `helm install
+	// --wait --rollback-on-failure`, on real nodes that are the chart's default pools, with
+	// the image `go tool task image` built. --wait holds the install until every webhook
+	// pod is Ready, which it can only be once the TLS Secret exists: the chart makes it in
+	// a pre-install hook (a post-install hook would run only after the wait, and the
+	// install would hang until its timeout). Installed, the webhook places a Deployment
+	// on db-ipc; uninstalled, no webhook configuration is left to refuse pods.
+	t.Run("helm install with wait succeeds on real nodes and uninstall leaves no webhook", func(t *testing.T) {
+		helmBin, err := cluster.Helm.Path()
 		if err != nil {
-			t.Fatalf("helm %s: %v\n%s\nthe webhook's namespace:\n%s", strings.Join(args, " "), err, out, describePods(ctx, c, "sysctl-placement"))
+			t.Fatal(err)
 		}
-		return out
-	}
-	// The chart as `go tool task release` publishes it: a .tgz whose values pin the
-	// image by digest, so the install sets no image value.
-	chart := packagedChart(ctx, t, image)
-	helm("install", "sysctl-placement", chart, "-n", "sysctl-placement", "--create-namespace",
-		"--wait", "--rollback-on-failure", "--timeout", "3m")
-	_, digest, _ := strings.Cut(image.Ref, "@")
-	if got, want := deploymentImage(ctx, t, c), image.Name+"@"+digest; got != want {
-		t.Errorf("the packaged chart runs the image %q; want %q, the one `task image` built, by digest", got, want)
-	}
-	placedOnARealNodeWithItsSysctls(ctx, t, c)
+		c := cluster.StartForTest(t, cluster.Options{InClusterPods: true})
+		// Longer than the helm commands' own timeouts added up, so that a slow step is
+		// reported by helm.
+		ctx, cancel := context.WithTimeout(t.Context(), 13*time.Minute)
+		defer cancel()
+		image := addShippedPoolsAsRealNodes(ctx, t, c)
 
-	// helm test runs `sysctl-placement doctor` in a pod: a good install passes, and
-	// with a caBundle of another CA it fails and says so.
-	if out := helm("test", "sysctl-placement", "-n", "sysctl-placement", "--logs", "--timeout", "2m"); !strings.Contains(string(out), "placed: a pod asking for kernel.msgmax=65536") {
-		t.Errorf("helm test passed, but its log does not say where the pod went:\n%s", out)
-	}
-	_, goodCA := servingCertificates(ctx, t, c)
-	setCABundles(ctx, t, c, otherCA(t))
-	out, err := helmRun("test", "sysctl-placement", "-n", "sysctl-placement", "--logs", "--timeout", "2m")
-	if err == nil || !strings.Contains(string(out), "caBundle: the API server does not trust the webhook's serving certificate") {
-		t.Errorf("helm test with the caBundle of another CA: %v; want a failure naming the caBundle, output:\n%s", err, out)
-	}
-	setCABundles(ctx, t, c, goodCA)
-
-	// An upgrade that rolls the webhook's pods, under a steady stream of pods to
-	// admit: not one may be refused or left unplaced, and the certificates stay.
-	tlsBefore, caBefore := servingCertificates(ctx, t, c)
-	stream := startAdmissionStream(ctx, c, "shop")
-	helm("upgrade", "sysctl-placement", chart, "-n", "sysctl-placement",
-		"--wait", "--rollback-on-failure", "--timeout", "3m", "--set", "resources.requests.cpu=60m")
-	admitted, failures := stream.stop()
-	t.Logf("during the upgrade %d pods were admitted, %d failed", admitted, len(failures))
-	if admitted == 0 || len(failures) > 0 {
-		t.Errorf("during helm upgrade %d pods were admitted and %d refused or unplaced; want none refused, e.g. %v", admitted, len(failures), failures[:min(3, len(failures))])
-	}
-	if tlsAfter, caAfter := servingCertificates(ctx, t, c); !bytes.Equal(tlsAfter, tlsBefore) || !bytes.Equal(caAfter, caBefore) {
-		t.Error("helm upgrade replaced the serving certificate or the webhooks' caBundle; want both kept while valid")
-	}
-	helm("rollback", "sysctl-placement", "1", "-n", "sysctl-placement", "--wait", "--timeout", "3m")
-	if pool, err := dryRunPoolLabel(ctx, c, "shop"); err != nil || pool != "db-ipc" {
-		t.Errorf("after helm rollback a pod asking kernel.shmmax went to %q (%v); want db-ipc", pool, err)
-	}
-
-	// What uninstall deletes, in the order the API server saw it: the webhook
-	// configurations must go before the webhook's pods can, or pods with sysctls in
-	// opted-in namespaces are refused in between.
-	deletions := watchDeletions(ctx, t, c)
-	helm("uninstall", "sysctl-placement", "-n", "sysctl-placement", "--wait", "--timeout", "2m")
-	order := deletions.stop()
-	t.Logf("deleted, in order: %v", order)
-	webhooksGone, podsGoing := slices.Index(order, "MutatingWebhookConfiguration"), slices.Index(order, "Deployment")
-	if vwc := slices.Index(order, "ValidatingWebhookConfiguration"); vwc > webhooksGone {
-		webhooksGone = vwc
-	}
-	if webhooksGone < 0 || podsGoing < 0 || webhooksGone > podsGoing {
-		t.Errorf("helm uninstall deleted %v; want both webhook configurations deleted before the Deployment", order)
-	}
-	adm := c.Client.AdmissionregistrationV1()
-	if _, err := adm.MutatingWebhookConfigurations().Get(ctx, "sysctl-placement", metav1.GetOptions{}); err == nil {
-		t.Error("after helm uninstall the MutatingWebhookConfiguration sysctl-placement is still there")
-	}
-	if _, err := adm.ValidatingWebhookConfigurations().Get(ctx, "sysctl-placement", metav1.GetOptions{}); err == nil {
-		t.Error("after helm uninstall the ValidatingWebhookConfiguration sysctl-placement is still there")
-	}
-	// What no manifest held is gone too: the Secrets certs made, the Leases, and
-	// everything helm test made.
-	for _, name := range []string{"sysctl-placement-tls", "sysctl-placement-ca"} {
-		if _, err := c.Client.CoreV1().Secrets("sysctl-placement").Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			t.Errorf("after helm uninstall the Secret %s: %v; want it deleted", name, err)
+		home := t.TempDir()
+		// helmRun runs a helm command and returns its output and error.
+		helmRun := func(args ...string) ([]byte, error) {
+			started := time.Now()
+			cmd := exec.CommandContext(ctx, helmBin, append(args, "--kubeconfig", c.Kubeconfig)...)
+			cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+				"HELM_CONFIG_HOME="+filepath.Join(home, "config"), "HELM_DATA_HOME="+filepath.Join(home, "data"))
+			out, err := cmd.CombinedOutput()
+			t.Logf("helm %s took %s", args[0], time.Since(started).Round(time.Millisecond))
+			return out, err
 		}
-	}
-	for _, name := range []string{"sysctl-placement-discovery", "sysctl-placement-audit-events"} {
-		if _, err := c.Client.CoordinationV1().Leases("sysctl-placement").Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			t.Errorf("after helm uninstall the Lease %s: %v; want it deleted", name, err)
+		helm := func(args ...string) []byte {
+			t.Helper()
+			out, err := helmRun(args...)
+			if err != nil {
+				t.Fatalf("helm %s: %v\n%s\nthe webhook's namespace:\n%s", strings.Join(args, " "), err, out, describePods(ctx, c, "sysctl-placement"))
+			}
+			return out
 		}
-	}
-	if _, err := c.Client.CoreV1().Namespaces().Get(ctx, "sysctl-placement-doctor", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("after helm test and uninstall the test namespace sysctl-placement-doctor: %v; want it deleted", err)
-	}
-	// The namespace is still labelled as opted in; with the webhook gone its pods are
-	// admitted as they would be without it.
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "after-uninstall-"},
-		Spec: corev1.PodSpec{
-			SecurityContext: &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: "kernel.shmmax", Value: "68719476736"}}},
-			Containers:      []corev1.Container{{Name: "c", Image: cluster.ProbeImage}},
-		},
-	}
-	if _, err := c.Client.CoreV1().Pods("shop").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
-		t.Errorf("after helm uninstall a pod in the formerly opted-in namespace is refused: %v", err)
-	}
+		// The chart as `go tool task release` publishes it: a .tgz whose values pin the
+		// image by digest, so the install sets no image value.
+		chart := packagedChart(ctx, t, image)
+		helm("install", "sysctl-placement", chart, "-n", "sysctl-placement", "--create-namespace",
+			"--wait", "--rollback-on-failure", "--timeout", "3m")
+		_, digest, _ := strings.Cut(image.Ref, "@")
+		if got, want := deploymentImage(ctx, t, c), image.Name+"@"+digest; got != want {
+			t.Errorf("the packaged chart runs the image %q; want %q, the one `task image` built, by digest", got, want)
+		}
+		placedOnARealNodeWithItsSysctls(ctx, t, c)
+
+		// helm test runs `sysctl-placement doctor` in a pod: a good install passes, and
+		// with a caBundle of another CA it fails and says so.
+		if out := helm("test", "sysctl-placement", "-n", "sysctl-placement", "--logs", "--timeout", "2m"); !strings.Contains(string(out), "placed: a pod asking for kernel.msgmax=65536") {
+			t.Errorf("helm test passed, but its log does not say where the pod went:\n%s", out)
+		}
+		_, goodCA := servingCertificates(ctx, t, c)
+		setCABundles(ctx, t, c, otherCA(t))
+		out, err := helmRun("test", "sysctl-placement", "-n", "sysctl-placement", "--logs", "--timeout", "2m")
+		if err == nil || !strings.Contains(string(out), "caBundle: the API server does not trust the webhook's serving certificate") {
+			t.Errorf("helm test with the caBundle of another CA: %v; want a failure naming the caBundle, output:\n%s", err, out)
+		}
+		setCABundles(ctx, t, c, goodCA)
+
+		// An upgrade that rolls the webhook's pods, under a steady stream of pods to
+		// admit: not one may be refused or left unplaced, and the certificates stay.
+		tlsBefore, caBefore := servingCertificates(ctx, t, c)
+		stream := startAdmissionStream(ctx, c, "shop")
+		helm("upgrade", "sysctl-placement", chart, "-n", "sysctl-placement",
+			"--wait", "--rollback-on-failure", "--timeout", "3m", "--set", "resources.requests.cpu=60m")
+		admitted, failures := stream.stop()
+		t.Logf("during the upgrade %d pods were admitted, %d failed", admitted, len(failures))
+		if admitted == 0 || len(failures) > 0 {
+			t.Errorf("during helm upgrade %d pods were admitted and %d refused or unplaced; want none refused, e.g. %v", admitted, len(failures), failures[:min(3, len(failures))])
+		}
+		if tlsAfter, caAfter := servingCertificates(ctx, t, c); !bytes.Equal(tlsAfter, tlsBefore) || !bytes.Equal(caAfter, caBefore) {
+			t.Error("helm upgrade replaced the serving certificate or the webhooks' caBundle; want both kept while valid")
+		}
+		helm("rollback", "sysctl-placement", "1", "-n", "sysctl-placement", "--wait", "--timeout", "3m")
+		if pool, err := dryRunPoolLabel(ctx, c, "shop"); err != nil || pool != "db-ipc" {
+			t.Errorf("after helm rollback a pod asking kernel.shmmax went to %q (%v); want db-ipc", pool, err)
+		}
+
+		// What uninstall deletes, in the order the API server saw it: the webhook
+		// configurations must go before the webhook's pods can, or pods with sysctls in
+		// opted-in namespaces are refused in between.
+		deletions := watchDeletions(ctx, t, c)
+		helm("uninstall", "sysctl-placement", "-n", "sysctl-placement", "--wait", "--timeout", "2m")
+		order := deletions.stop()
+		t.Logf("deleted, in order: %v", order)
+		webhooksGone, podsGoing := slices.Index(order, "MutatingWebhookConfiguration"), slices.Index(order, "Deployment")
+		if vwc := slices.Index(order, "ValidatingWebhookConfiguration"); vwc > webhooksGone {
+			webhooksGone = vwc
+		}
+		if webhooksGone < 0 || podsGoing < 0 || webhooksGone > podsGoing {
+			t.Errorf("helm uninstall deleted %v; want both webhook configurations deleted before the Deployment", order)
+		}
+		adm := c.Client.AdmissionregistrationV1()
+		if _, err := adm.MutatingWebhookConfigurations().Get(ctx, "sysctl-placement", metav1.GetOptions{}); err == nil {
+			t.Error("after helm uninstall the MutatingWebhookConfiguration sysctl-placement is still there")
+		}
+		if _, err := adm.ValidatingWebhookConfigurations().Get(ctx, "sysctl-placement", metav1.GetOptions{}); err == nil {
+			t.Error("after helm uninstall the ValidatingWebhookConfiguration sysctl-placement is still there")
+		}
+		// What no manifest held is gone too: the Secrets certs made, the Leases, and
+		// everything helm test made.
+		for _, name := range []string{"sysctl-placement-tls", "sysctl-placement-ca"} {
+			if _, err := c.Client.CoreV1().Secrets("sysctl-placement").Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				t.Errorf("after helm uninstall the Secret %s: %v; want it deleted", name, err)
+			}
+		}
+		for _, name := range []string{"sysctl-placement-discovery", "sysctl-placement-audit-events"} {
+			if _, err := c.Client.CoordinationV1().Leases("sysctl-placement").Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				t.Errorf("after helm uninstall the Lease %s: %v; want it deleted", name, err)
+			}
+		}
+		if _, err := c.Client.CoreV1().Namespaces().Get(ctx, "sysctl-placement-doctor", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("after helm test and uninstall the test namespace sysctl-placement-doctor: %v; want it deleted", err)
+		}
+		// The namespace is still labelled as opted in; with the webhook gone its pods are
+		// admitted as they would be without it.
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "after-uninstall-"},
+			Spec: corev1.PodSpec{
+				SecurityContext: &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: "kernel.shmmax", Value: "68719476736"}}},
+				Containers:      []corev1.Container{{Name: "c", Image: cluster.ProbeImage}},
+			},
+		}
+		if _, err := c.Client.CoreV1().Pods("shop").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+			t.Errorf("after helm uninstall a pod in the formerly opted-in namespace is refused: %v", err)
+		}
+	})
 }
 
 // packagedChart packages the chart as the release does, pinned to image, and returns

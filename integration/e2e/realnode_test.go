@@ -128,37 +128,84 @@ func TestRealNodeSetsAllowedSysctls(t *testing.T) {
 	}
 }
 
-// The user flow end to end on a real node: a Deployment that asks for the IPC
-// sysctls and net.core.somaxconn and knows nothing of pools, in an opted-in namespace,
-// is placed by the webhook on the only pool whose kubelet allows them — the real
-// node's — and inside its container the kernel shows the values it asked for.
-func TestAnOptedInDeploymentRunsOnTheRealNodeWithItsSysctls(t *testing.T) {
-	env := startPlacementEnvWithPools(t, cluster.WebhookOptions{}, func(ctx context.Context, c *cluster.Cluster) ([]*cluster.Pool, error) {
-		realPool := addRealNode(ctx, t, c, realIPCPool)
-		general, err := c.AddPool(ctx, cluster.PoolSpec{Name: "general", Nodes: 1})
-		return []*cluster.Pool{realPool, general}, err
-	})
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	ns := optedInNamespace(ctx, t, env.Cluster, "shop", nil)
+func TestRealNode(t *testing.T) {
+	// The user flow end to end on a real node: a Deployment that asks for the IPC
+	// sysctls and net.core.somaxconn and knows nothing of pools, in an opted-in namespace,
+	// is placed by the webhook on the only pool whose kubelet allows them — the real
+	// node's — and inside its container the kernel shows the values it asked for.
+	t.Run("an opted in deployment runs on the real node with its sysctls", func(t *testing.T) {
+		env := startPlacementEnvWithPools(t, cluster.WebhookOptions{}, func(ctx context.Context, c *cluster.Cluster) ([]*cluster.Pool, error) {
+			realPool := addRealNode(ctx, t, c, realIPCPool)
+			general, err := c.AddPool(ctx, cluster.PoolSpec{Name: "general", Nodes: 1})
+			return []*cluster.Pool{realPool, general}, err
+		})
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+		defer cancel()
+		ns := optedInNamespace(ctx, t, env.Cluster, "shop", nil)
 
-	want := map[string]string{"kernel.shmmax": "68719476736", "kernel.sem": "250 32000 100 128", "net.core.somaxconn": "1024"}
-	names := []string{"kernel.shmmax", "kernel.sem", "net.core.somaxconn"}
-	podLabels := map[string]string{"app": "db"}
-	deployment := probeDeployment("db", podLabels, names, want)
-	if _, err := env.client.AppsV1().Deployments(ns).Create(ctx, deployment, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	pods := env.waitForRunningPods(ctx, t, ns, labels.SelectorFromSet(podLabels), 1)
-	if pool := env.poolOf(ctx, t, &pods[0]); pool != realIPCPool.Name {
-		t.Fatalf("pod %s runs in pool %q, want the real node's pool %q", pods[0].Name, pool, realIPCPool.Name)
-	}
-	got := readSysctls(ctx, t, env.Cluster, ns, pods[0].Name, names)
-	for name, value := range want {
-		if got[name] != value {
-			t.Errorf("inside the container %s = %q, want %q as the Deployment asked", name, got[name], value)
+		want := map[string]string{"kernel.shmmax": "68719476736", "kernel.sem": "250 32000 100 128", "net.core.somaxconn": "1024"}
+		names := []string{"kernel.shmmax", "kernel.sem", "net.core.somaxconn"}
+		podLabels := map[string]string{"app": "db"}
+		deployment := probeDeployment("db", podLabels, names, want)
+		if _, err := env.client.AppsV1().Deployments(ns).Create(ctx, deployment, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
 		}
-	}
+		pods := env.waitForRunningPods(ctx, t, ns, labels.SelectorFromSet(podLabels), 1)
+		if pool := env.poolOf(ctx, t, &pods[0]); pool != realIPCPool.Name {
+			t.Fatalf("pod %s runs in pool %q, want the real node's pool %q", pods[0].Name, pool, realIPCPool.Name)
+		}
+		got := readSysctls(ctx, t, env.Cluster, ns, pods[0].Name, names)
+		for name, value := range want {
+			if got[name] != value {
+				t.Errorf("inside the container %s = %q, want %q as the Deployment asked", name, got[name], value)
+			}
+		}
+	})
+
+	// What users live with today, on a real kubelet: the same Deployment in a namespace
+	// that is not opted in is scheduled on the only untainted node, whose real kubelet
+	// refuses it with SysctlForbidden; opted in, the webhook sends it to the tainted pool
+	// whose kubelets allow its sysctls.
+	t.Run("a not opted in deployment is refused by the real kubelet", func(t *testing.T) {
+		ipc := cluster.PoolSpec{Name: "ipc", Nodes: 1, Taints: realIPCPool.Taints, AllowedUnsafeSysctls: realIPCPool.AllowedUnsafeSysctls}
+		env := startPlacementEnvWithPools(t, cluster.WebhookOptions{}, func(ctx context.Context, c *cluster.Cluster) ([]*cluster.Pool, error) {
+			narrow := addRealNode(ctx, t, c, realNarrowPool)
+			ipcPool, err := c.AddPool(ctx, ipc)
+			return []*cluster.Pool{narrow, ipcPool}, err
+		})
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+		defer cancel()
+		names := []string{"kernel.shmmax", "kernel.sem"}
+		want := map[string]string{"kernel.shmmax": "68719476736", "kernel.sem": "250 32000 100 128"}
+		podLabels := map[string]string{"app": "db"}
+
+		plain := "plain"
+		if _, err := env.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: plain}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.client.AppsV1().Deployments(plain).Create(ctx, probeDeployment("db", podLabels, names, want), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		rejected, err := env.WaitForPod(ctx, plain, "rejected by a kubelet", func(p *corev1.Pod) bool {
+			return p.Status.Phase == corev1.PodFailed
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rejected.Spec.NodeName != realNarrowPool.Name+"-1" || rejected.Status.Reason != "SysctlForbidden" {
+			t.Errorf("not opted in, pod %s failed on %q with reason %q (%s); want SysctlForbidden from the real kubelet of %s-1",
+				rejected.Name, rejected.Spec.NodeName, rejected.Status.Reason, rejected.Status.Message, realNarrowPool.Name)
+		}
+
+		ns := optedInNamespace(ctx, t, env.Cluster, "shop", nil)
+		if _, err := env.client.AppsV1().Deployments(ns).Create(ctx, probeDeployment("db", podLabels, names, want), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pods := env.waitForRunningPods(ctx, t, ns, labels.SelectorFromSet(podLabels), 1)
+		if pool := env.poolOf(ctx, t, &pods[0]); pool != ipc.Name {
+			t.Errorf("opted in, pod %s runs in pool %q, want %q, whose kubelets allow its sysctls", pods[0].Name, pool, ipc.Name)
+		}
+	})
 }
 
 // probeDeployment is a Deployment of one sysctl-probe replica asking for the sysctls
@@ -193,48 +240,3 @@ func probeDeployment(name string, podLabels map[string]string, names []string, w
 // realNarrowPool is a pool of one real node, untainted, whose kubelet allows only
 // net.core.somaxconn: where the scheduler sends a pod that no one placed.
 var realNarrowPool = cluster.PoolSpec{Name: "narrow", AllowedUnsafeSysctls: []string{"net.core.somaxconn"}}
-
-// What users live with today, on a real kubelet: the same Deployment in a namespace
-// that is not opted in is scheduled on the only untainted node, whose real kubelet
-// refuses it with SysctlForbidden; opted in, the webhook sends it to the tainted pool
-// whose kubelets allow its sysctls.
-func TestANotOptedInDeploymentIsRefusedByTheRealKubelet(t *testing.T) {
-	ipc := cluster.PoolSpec{Name: "ipc", Nodes: 1, Taints: realIPCPool.Taints, AllowedUnsafeSysctls: realIPCPool.AllowedUnsafeSysctls}
-	env := startPlacementEnvWithPools(t, cluster.WebhookOptions{}, func(ctx context.Context, c *cluster.Cluster) ([]*cluster.Pool, error) {
-		narrow := addRealNode(ctx, t, c, realNarrowPool)
-		ipcPool, err := c.AddPool(ctx, ipc)
-		return []*cluster.Pool{narrow, ipcPool}, err
-	})
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	names := []string{"kernel.shmmax", "kernel.sem"}
-	want := map[string]string{"kernel.shmmax": "68719476736", "kernel.sem": "250 32000 100 128"}
-	podLabels := map[string]string{"app": "db"}
-
-	plain := "plain"
-	if _, err := env.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: plain}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.client.AppsV1().Deployments(plain).Create(ctx, probeDeployment("db", podLabels, names, want), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	rejected, err := env.WaitForPod(ctx, plain, "rejected by a kubelet", func(p *corev1.Pod) bool {
-		return p.Status.Phase == corev1.PodFailed
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rejected.Spec.NodeName != realNarrowPool.Name+"-1" || rejected.Status.Reason != "SysctlForbidden" {
-		t.Errorf("not opted in, pod %s failed on %q with reason %q (%s); want SysctlForbidden from the real kubelet of %s-1",
-			rejected.Name, rejected.Spec.NodeName, rejected.Status.Reason, rejected.Status.Message, realNarrowPool.Name)
-	}
-
-	ns := optedInNamespace(ctx, t, env.Cluster, "shop", nil)
-	if _, err := env.client.AppsV1().Deployments(ns).Create(ctx, probeDeployment("db", podLabels, names, want), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	pods := env.waitForRunningPods(ctx, t, ns, labels.SelectorFromSet(podLabels), 1)
-	if pool := env.poolOf(ctx, t, &pods[0]); pool != ipc.Name {
-		t.Errorf("opted in, pod %s runs in pool %q, want %q, whose kubelets allow its sysctls", pods[0].Name, pool, ipc.Name)
-	}
-}

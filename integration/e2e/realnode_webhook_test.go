@@ -18,53 +18,55 @@ import (
 // shippedImage is the image name the overlays name; the release pins it by digest.
 const shippedImage = "ghcr.io/sysctl-placement/sysctl-placement:v0.1.0"
 
-// The webhook as a cluster runs it: the self-signed overlay applied unchanged but for
-// the image, which is the one `go tool task image` built, imported into real nodes'
-// runtime. Two real nodes are the shipped example config's pools: default-pool, where
-// the webhook's pods run and become Ready by their own probes, and db-ipc, tainted,
-// whose kubelet allows the IPC sysctls. The certs Job makes the TLS Secret and the
-// caBundle in the cluster; the API server sends admissions through the Service to the
-// pods; a Deployment that knows nothing of pools is placed on db-ipc, and inside its
-// container the kernel shows what it asked for.
-func TestTheWebhookRunsAsItsDeploymentsPodsOnARealNode(t *testing.T) {
-	c := cluster.StartForTest(t, cluster.Options{InClusterPods: true})
-	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
-	defer cancel()
-	image := addShippedPoolsAsRealNodes(ctx, t, c)
+func TestRealNodeWebhook(t *testing.T) {
+	// The webhook as a cluster runs it: the self-signed overlay applied unchanged but for
+	// the image, which is the one `go tool task image` built, imported into real nodes'
+	// runtime. Two real nodes are the shipped example config's pools: default-pool, where
+	// the webhook's pods run and become Ready by their own probes, and db-ipc, tainted,
+	// whose kubelet allows the IPC sysctls. The certs Job makes the TLS Secret and the
+	// caBundle in the cluster; the API server sends admissions through the Service to the
+	// pods; a Deployment that knows nothing of pools is placed on db-ipc, and inside its
+	// container the kernel shows what it asked for.
+	t.Run("the webhook runs as its deployments pods on a real node", func(t *testing.T) {
+		c := cluster.StartForTest(t, cluster.Options{InClusterPods: true})
+		ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
+		defer cancel()
+		image := addShippedPoolsAsRealNodes(ctx, t, c)
 
-	kubectl := kubectlAsAdmin(ctx, t, c)
-	rendered := kubectl(nil, "kustomize", filepath.Join(cluster.RepoRoot(), "deploy", "overlays", "self-signed"))
-	if !strings.Contains(rendered, "image: "+shippedImage) {
-		t.Fatalf("the self-signed overlay does not name %s; this test swaps it for the built image", shippedImage)
-	}
-	rendered = strings.ReplaceAll(rendered, "image: "+shippedImage, "image: "+image.Ref)
-	installed := time.Now()
-	kubectl([]byte(rendered), "apply", "--server-side", "--field-manager=e2e", "-f", "-")
+		kubectl := kubectlAsAdmin(ctx, t, c)
+		rendered := kubectl(nil, "kustomize", filepath.Join(cluster.RepoRoot(), "deploy", "overlays", "self-signed"))
+		if !strings.Contains(rendered, "image: "+shippedImage) {
+			t.Fatalf("the self-signed overlay does not name %s; this test swaps it for the built image", shippedImage)
+		}
+		rendered = strings.ReplaceAll(rendered, "image: "+shippedImage, "image: "+image.Ref)
+		installed := time.Now()
+		kubectl([]byte(rendered), "apply", "--server-side", "--field-manager=e2e", "-f", "-")
 
-	var last string
-	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
-		d, err := c.Client.AppsV1().Deployments("sysctl-placement").Get(ctx, "sysctl-placement", metav1.GetOptions{})
+		var last string
+		err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+			d, err := c.Client.AppsV1().Deployments("sysctl-placement").Get(ctx, "sysctl-placement", metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			last = describePods(ctx, c, "sysctl-placement")
+			return d.Status.ReadyReplicas == *d.Spec.Replicas && d.Status.UpdatedReplicas == *d.Spec.Replicas, nil
+		})
 		if err != nil {
-			return false, err
+			t.Fatalf("the webhook's Deployment never had every replica Ready: %v\n%s", err, last)
 		}
-		last = describePods(ctx, c, "sysctl-placement")
-		return d.Status.ReadyReplicas == *d.Spec.Replicas && d.Status.UpdatedReplicas == *d.Spec.Replicas, nil
-	})
-	if err != nil {
-		t.Fatalf("the webhook's Deployment never had every replica Ready: %v\n%s", err, last)
-	}
-	t.Logf("installed and Ready in %s", time.Since(installed).Round(time.Millisecond))
-	pods, err := c.Client.CoreV1().Pods("sysctl-placement").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=webhook"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range pods.Items {
-		if p.Spec.NodeName != "default-pool-1" || p.Spec.Containers[0].Image != image.Ref {
-			t.Errorf("webhook pod %s runs %s on %q; want the built image on the real node default-pool-1", p.Name, p.Spec.Containers[0].Image, p.Spec.NodeName)
+		t.Logf("installed and Ready in %s", time.Since(installed).Round(time.Millisecond))
+		pods, err := c.Client.CoreV1().Pods("sysctl-placement").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=webhook"})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		for _, p := range pods.Items {
+			if p.Spec.NodeName != "default-pool-1" || p.Spec.Containers[0].Image != image.Ref {
+				t.Errorf("webhook pod %s runs %s on %q; want the built image on the real node default-pool-1", p.Name, p.Spec.Containers[0].Image, p.Spec.NodeName)
+			}
+		}
 
-	placedOnARealNodeWithItsSysctls(ctx, t, c)
+		placedOnARealNodeWithItsSysctls(ctx, t, c)
+	})
 }
 
 // addShippedPoolsAsRealNodes adds two real nodes that are the shipped example

@@ -29,96 +29,185 @@ import (
 // webhookUser is how the API server authenticates the shipped ServiceAccount.
 const webhookUser = "system:serviceaccount:sysctl-placement:sysctl-placement"
 
-func TestServeAsTheShippedServiceAccountWithExactlyTheShippedRBACPlacesADeployment(t *testing.T) {
-	env := startPlacementEnv(t, cluster.WebhookOptions{AsServiceAccount: true})
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	ns := optedInNamespace(ctx, t, env.Cluster, "least-privilege", nil)
+func TestSecurity(t *testing.T) {
+	t.Run("serve as the shipped service account with exactly the shipped RBAC places a deployment", func(t *testing.T) {
+		env := startPlacementEnv(t, cluster.WebhookOptions{AsServiceAccount: true})
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		defer cancel()
+		ns := optedInNamespace(ctx, t, env.Cluster, "least-privilege", nil)
 
-	if _, err := env.client.AppsV1().Deployments(ns).Create(ctx, postgres(2), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range env.waitForRunningPods(ctx, t, ns, labels.SelectorFromSet(labels.Set{"app": "postgres"}), 2) {
-		if pool := env.poolOf(ctx, t, &p); pool != "ipc" {
-			t.Errorf("pod %s runs in pool %q, want ipc", p.Name, pool)
+		if _, err := env.client.AppsV1().Deployments(ns).Create(ctx, postgres(2), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
 		}
-	}
+		for _, p := range env.waitForRunningPods(ctx, t, ns, labels.SelectorFromSet(labels.Set{"app": "postgres"}), 2) {
+			if pool := env.poolOf(ctx, t, &p); pool != "ipc" {
+				t.Errorf("pod %s runs in pool %q, want ipc", p.Name, pool)
+			}
+		}
 
-	// What the account may do is exactly what the code calls; everything a compromised
-	// webhook could abuse is refused. The source of these calls is deploy/apicalls,
-	// which the main module's tests hold to the code and to the manifests; this module
-	// does not import the main module (its dependency versions would enter the control
-	// plane's build), so the calls are spelled here again.
-	allowed := []authorizationv1.ResourceAttributes{
-		{Verb: "list", Resource: "namespaces"},
-		{Verb: "watch", Resource: "namespaces"},
-		{Verb: "list", Resource: "pods"},
-		{Verb: "watch", Resource: "pods"},
-		{Verb: "create", Group: "events.k8s.io", Resource: "events", Namespace: ns},
-		{Verb: "list", Resource: "nodes"},
-		{Verb: "watch", Resource: "nodes"},
-		{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
-		{Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "sysctl-placement-audit-events"},
-		{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "sysctl-placement-audit-events"},
-		{Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
-		{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
-		{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement"},
-		{Verb: "list", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
-		{Verb: "watch", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
-		{Verb: "update", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
-	}
-	denied := []authorizationv1.ResourceAttributes{
-		// The discovery result is shipped; serve only updates it.
-		{Verb: "create", Resource: "configmaps", Namespace: "sysctl-placement"},
-		{Verb: "get", Resource: "secrets", Namespace: "sysctl-placement"},
-		{Verb: "list", Resource: "secrets"},
-		{Verb: "create", Resource: "pods", Namespace: ns},
-		{Verb: "patch", Resource: "pods", Namespace: ns},
-		{Verb: "update", Resource: "namespaces", Name: ns},
-		{Verb: "patch", Resource: "nodes", Name: "any"},
-		{Verb: "get", Resource: "nodes", Subresource: "proxy", Name: "any"},
-		{Verb: "create", Resource: "pods", Subresource: "exec", Namespace: ns},
-		{Verb: "list", Resource: "configmaps"},
-		{Verb: "update", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-config"},
-		{Verb: "watch", Resource: "configmaps", Namespace: "sysctl-placement"},
-		{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations"},
-		{Verb: "escalate", Group: "rbac.authorization.k8s.io", Resource: "clusterroles"},
-		{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system"},
-		// Only its own Leases and ConfigMap, by name.
-		{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "another-controller"},
-		{Verb: "get", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-config"},
-		{Verb: "get", Resource: "nodes", Name: "any"},
-		{Verb: "impersonate", Resource: "users"},
-		// Its own token never goes to a kubelet: the discovery account reads /configz.
-		{Verb: "get", Resource: "nodes", Subresource: "configz", Name: "any"},
-		{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: "sysctl-placement", Name: "sysctl-placement"},
-	}
-	check := func(attrs authorizationv1.ResourceAttributes, want bool) {
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User: webhookUser, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:sysctl-placement", "system:authenticated"},
-			ResourceAttributes: &attrs,
-		}}
-		got, err := env.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+		// What the account may do is exactly what the code calls; everything a compromised
+		// webhook could abuse is refused. The source of these calls is deploy/apicalls,
+		// which the main module's tests hold to the code and to the manifests; this module
+		// does not import the main module (its dependency versions would enter the control
+		// plane's build), so the calls are spelled here again.
+		allowed := []authorizationv1.ResourceAttributes{
+			{Verb: "list", Resource: "namespaces"},
+			{Verb: "watch", Resource: "namespaces"},
+			{Verb: "list", Resource: "pods"},
+			{Verb: "watch", Resource: "pods"},
+			{Verb: "create", Group: "events.k8s.io", Resource: "events", Namespace: ns},
+			{Verb: "list", Resource: "nodes"},
+			{Verb: "watch", Resource: "nodes"},
+			{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
+			{Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "sysctl-placement-audit-events"},
+			{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "sysctl-placement-audit-events"},
+			{Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
+			{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
+			{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement"},
+			{Verb: "list", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
+			{Verb: "watch", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
+			{Verb: "update", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-discovery"},
+		}
+		denied := []authorizationv1.ResourceAttributes{
+			// The discovery result is shipped; serve only updates it.
+			{Verb: "create", Resource: "configmaps", Namespace: "sysctl-placement"},
+			{Verb: "get", Resource: "secrets", Namespace: "sysctl-placement"},
+			{Verb: "list", Resource: "secrets"},
+			{Verb: "create", Resource: "pods", Namespace: ns},
+			{Verb: "patch", Resource: "pods", Namespace: ns},
+			{Verb: "update", Resource: "namespaces", Name: ns},
+			{Verb: "patch", Resource: "nodes", Name: "any"},
+			{Verb: "get", Resource: "nodes", Subresource: "proxy", Name: "any"},
+			{Verb: "create", Resource: "pods", Subresource: "exec", Namespace: ns},
+			{Verb: "list", Resource: "configmaps"},
+			{Verb: "update", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-config"},
+			{Verb: "watch", Resource: "configmaps", Namespace: "sysctl-placement"},
+			{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations"},
+			{Verb: "escalate", Group: "rbac.authorization.k8s.io", Resource: "clusterroles"},
+			{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system"},
+			// Only its own Leases and ConfigMap, by name.
+			{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "sysctl-placement", Name: "another-controller"},
+			{Verb: "get", Resource: "configmaps", Namespace: "sysctl-placement", Name: "sysctl-placement-config"},
+			{Verb: "get", Resource: "nodes", Name: "any"},
+			{Verb: "impersonate", Resource: "users"},
+			// Its own token never goes to a kubelet: the discovery account reads /configz.
+			{Verb: "get", Resource: "nodes", Subresource: "configz", Name: "any"},
+			{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: "sysctl-placement", Name: "sysctl-placement"},
+		}
+		check := func(attrs authorizationv1.ResourceAttributes, want bool) {
+			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User: webhookUser, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:sysctl-placement", "system:authenticated"},
+				ResourceAttributes: &attrs,
+			}}
+			got, err := env.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status.Allowed != want {
+				t.Errorf("%s %s/%s (group %q, namespace %q, name %q): allowed = %v, want %v", attrs.Verb, attrs.Resource, attrs.Subresource, attrs.Group, attrs.Namespace, attrs.Name, got.Status.Allowed, want)
+			}
+		}
+		for _, a := range allowed {
+			check(a, true)
+		}
+		for _, a := range denied {
+			check(a, false)
+		}
+		logData, err := os.ReadFile(env.webhook.LogFile)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Status.Allowed != want {
-			t.Errorf("%s %s/%s (group %q, namespace %q, name %q): allowed = %v, want %v", attrs.Verb, attrs.Resource, attrs.Subresource, attrs.Group, attrs.Namespace, attrs.Name, got.Status.Allowed, want)
+		if strings.Contains(strings.ToLower(string(logData)), "forbidden") {
+			t.Errorf("serve hit a missing permission:\n%s", tailFile(env.webhook.LogFile, 20))
 		}
-	}
-	for _, a := range allowed {
-		check(a, true)
-	}
-	for _, a := range denied {
-		check(a, false)
-	}
-	logData, err := os.ReadFile(env.webhook.LogFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(strings.ToLower(string(logData)), "forbidden") {
-		t.Errorf("serve hit a missing permission:\n%s", tailFile(env.webhook.LogFile, 20))
-	}
+	})
+
+	t.Run("client CA file admits the API servers client certificate and rejects an API server without", func(t *testing.T) {
+		certs := newClientCertFixture(t)
+		// The API server reads its AdmissionConfiguration at start, so the address that
+		// gets the client certificate is fixed first: a loopback forwarder in front of the
+		// webhook. Registering the webhook at its own address instead is an API server
+		// that was not configured with a client certificate for it.
+		configured, err := freeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := cluster.StartForTest(t, cluster.Options{APIServerFlags: map[string][]string{
+			"admission-control-config-file": {certs.admissionConfig(t, configured)},
+		}})
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+		defer cancel()
+		if _, err := c.AddPools(ctx, cluster.DefaultPools()...); err != nil {
+			t.Fatal(err)
+		}
+		createSystemNamespace(ctx, t, c)
+		w, err := c.StartWebhook(ctx, cluster.WebhookOptions{AsServiceAccount: true, ExtraArgs: []string{"--client-ca-file", certs.caFile}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.Terminate(30 * time.Second) })
+		lb, err := cluster.StartLoadBalancer(cluster.LoadBalancerOptions{Listen: configured},
+			cluster.Backend{Addr: strings.TrimPrefix(w.URL, "https://"), ReadyURL: w.MetricsURL + "/readyz"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = lb.Close() })
+		if err := lb.WaitReady(ctx, 1, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+
+		// With the client certificate: the normal flow.
+		if err := c.RegisterWebhookAt(ctx, "https://"+configured, w.CABundle); err != nil {
+			t.Fatalf("the API server with a client certificate could not use the webhook: %v\n%s", err, tailFile(w.LogFile, 20))
+		}
+		ns := optedInNamespace(ctx, t, c, "mtls", nil)
+		placed, err := c.Client.CoreV1().Pods(ns).Create(ctx, sysctlPod("with-client-cert"), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("pod creation failed with the client certificate configured: %v", err)
+		}
+		if placed.Spec.NodeSelector[cluster.PoolLabel] != "ipc" {
+			t.Errorf("the pod was not placed: nodeSelector %v", placed.Spec.NodeSelector)
+		}
+
+		// Without one: the webhook refuses the handshake and, with failurePolicy Fail, the
+		// pod is not created. A plain HTTPS client without a certificate is refused too.
+		if _, err := w.HTTPSClient().Post(w.URL+"/mutate", "application/json", strings.NewReader("{}")); err == nil {
+			t.Error("the webhook answered a client without a certificate")
+		}
+		if err := registerWithoutWaiting(ctx, c, w.URL, w.CABundle); err != nil {
+			t.Fatal(err)
+		}
+		// The API server picks the new configuration up asynchronously: poll until the
+		// refusal shows, and require it to stay a refusal (never an unplaced pod).
+		var lastErr error
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			pod := sysctlPod("")
+			pod.GenerateName = "without-client-cert-"
+			created, err := c.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if err != nil {
+				lastErr = err
+				break
+			}
+			if created.Spec.NodeSelector[cluster.PoolLabel] != "ipc" {
+				t.Fatalf("a pod was admitted unplaced: %v", created.Spec.NodeSelector)
+			}
+			if err := pollPause(ctx, 200*time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if lastErr == nil {
+			t.Fatal("the API server without a client certificate could still use the webhook")
+		}
+		if !strings.Contains(lastErr.Error(), "failed calling webhook") {
+			t.Errorf("the refusal is not the failed webhook call: %v", lastErr)
+		}
+		t.Logf("without a client certificate: %v", lastErr)
+		logData, _ := os.ReadFile(w.LogFile)
+		if n := strings.Count(string(logData), "\n"); n > 500 {
+			t.Errorf("the webhook wrote %d log lines; refused handshakes must not flood the log", n)
+		}
+	})
 }
 
 // clientCertFixture is a client CA and a client certificate for the API server.
@@ -203,93 +292,6 @@ func (f clientCertFixture) admissionConfig(t *testing.T, hostPort string) string
 		t.Fatal(err)
 	}
 	return path
-}
-
-func TestClientCAFileAdmitsTheAPIServersClientCertificateAndRejectsAnAPIServerWithout(t *testing.T) {
-	certs := newClientCertFixture(t)
-	// The API server reads its AdmissionConfiguration at start, so the address that
-	// gets the client certificate is fixed first: a loopback forwarder in front of the
-	// webhook. Registering the webhook at its own address instead is an API server
-	// that was not configured with a client certificate for it.
-	configured, err := freeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cluster.StartForTest(t, cluster.Options{APIServerFlags: map[string][]string{
-		"admission-control-config-file": {certs.admissionConfig(t, configured)},
-	}})
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	if _, err := c.AddPools(ctx, cluster.DefaultPools()...); err != nil {
-		t.Fatal(err)
-	}
-	createSystemNamespace(ctx, t, c)
-	w, err := c.StartWebhook(ctx, cluster.WebhookOptions{AsServiceAccount: true, ExtraArgs: []string{"--client-ca-file", certs.caFile}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = w.Terminate(30 * time.Second) })
-	lb, err := cluster.StartLoadBalancer(cluster.LoadBalancerOptions{Listen: configured},
-		cluster.Backend{Addr: strings.TrimPrefix(w.URL, "https://"), ReadyURL: w.MetricsURL + "/readyz"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lb.Close() })
-	if err := lb.WaitReady(ctx, 1, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-
-	// With the client certificate: the normal flow.
-	if err := c.RegisterWebhookAt(ctx, "https://"+configured, w.CABundle); err != nil {
-		t.Fatalf("the API server with a client certificate could not use the webhook: %v\n%s", err, tailFile(w.LogFile, 20))
-	}
-	ns := optedInNamespace(ctx, t, c, "mtls", nil)
-	placed, err := c.Client.CoreV1().Pods(ns).Create(ctx, sysctlPod("with-client-cert"), metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("pod creation failed with the client certificate configured: %v", err)
-	}
-	if placed.Spec.NodeSelector[cluster.PoolLabel] != "ipc" {
-		t.Errorf("the pod was not placed: nodeSelector %v", placed.Spec.NodeSelector)
-	}
-
-	// Without one: the webhook refuses the handshake and, with failurePolicy Fail, the
-	// pod is not created. A plain HTTPS client without a certificate is refused too.
-	if _, err := w.HTTPSClient().Post(w.URL+"/mutate", "application/json", strings.NewReader("{}")); err == nil {
-		t.Error("the webhook answered a client without a certificate")
-	}
-	if err := registerWithoutWaiting(ctx, c, w.URL, w.CABundle); err != nil {
-		t.Fatal(err)
-	}
-	// The API server picks the new configuration up asynchronously: poll until the
-	// refusal shows, and require it to stay a refusal (never an unplaced pod).
-	var lastErr error
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		pod := sysctlPod("")
-		pod.GenerateName = "without-client-cert-"
-		created, err := c.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		if err != nil {
-			lastErr = err
-			break
-		}
-		if created.Spec.NodeSelector[cluster.PoolLabel] != "ipc" {
-			t.Fatalf("a pod was admitted unplaced: %v", created.Spec.NodeSelector)
-		}
-		if err := pollPause(ctx, 200*time.Millisecond); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if lastErr == nil {
-		t.Fatal("the API server without a client certificate could still use the webhook")
-	}
-	if !strings.Contains(lastErr.Error(), "failed calling webhook") {
-		t.Errorf("the refusal is not the failed webhook call: %v", lastErr)
-	}
-	t.Logf("without a client certificate: %v", lastErr)
-	logData, _ := os.ReadFile(w.LogFile)
-	if n := strings.Count(string(logData), "\n"); n > 500 {
-		t.Errorf("the webhook wrote %d log lines; refused handshakes must not flood the log", n)
-	}
 }
 
 // sysctlPod is a bare pod asking for kernel.shmmax, which only the ipc pool allows.
