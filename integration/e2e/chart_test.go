@@ -216,7 +216,7 @@ func startChartReplica(ctx context.Context, t *testing.T, c *cluster.Cluster, ob
 	t.Cleanup(func() {
 		_ = r.proc.Kill()
 		if t.Failed() {
-			t.Logf("serve log:\n%s", tailFile(r.logFile, 40))
+			t.Logf("serve log:\n%s", process.Tail(r.logFile, 40))
 		}
 	})
 	if slices.Contains(args, "--metrics-secure") {
@@ -229,7 +229,7 @@ func startChartReplica(ctx context.Context, t *testing.T, c *cluster.Cluster, ob
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("serve started from the rendered Deployment never became ready: %v\n%s", err, tailFile(r.logFile, 30))
+		t.Fatalf("serve started from the rendered Deployment never became ready: %v\n%s", err, process.Tail(r.logFile, 30))
 	}
 	return r
 }

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // discoveryConfig has no static pool: every pool comes from the Nodes.
@@ -248,7 +249,7 @@ func startDiscoveryWebhookWith(ctx context.Context, t *testing.T, c *cluster.Clu
 	t.Cleanup(func() {
 		_ = dw.Terminate(30 * time.Second)
 		if t.Failed() {
-			t.Logf("webhook log:\n%s", tailFile(dw.LogFile, 40))
+			t.Logf("webhook log:\n%s", process.Tail(dw.LogFile, 40))
 		}
 	})
 	if err := c.RegisterWebhook(ctx, dw.Webhook); err != nil {

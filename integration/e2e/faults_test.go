@@ -33,6 +33,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 func TestAPIServerStopsAndComesBack(t *testing.T) {
@@ -100,7 +101,7 @@ func TestAPIServerStopsAndComesBack(t *testing.T) {
 		return err == nil && pod.Spec.NodeSelector[cluster.PoolLabel] == "ipc", nil
 	})
 	if err != nil {
-		t.Fatalf("a namespace opted in after the API server came back is not honoured (informers did not resume): %v\n%s", err, tailFile(env.webhook.LogFile, 20))
+		t.Fatalf("a namespace opted in after the API server came back is not honoured (informers did not resume): %v\n%s", err, process.Tail(env.webhook.LogFile, 20))
 	}
 	honoured := time.Since(labelled)
 	if code, body, err := env.webhook.Get(ctx, "/readyz"); err != nil || code != http.StatusOK {
@@ -112,7 +113,7 @@ func TestAPIServerStopsAndComesBack(t *testing.T) {
 	// Informers back off (up to 30s between tries), so a 10-second outage costs a few
 	// lines per informer, never one per admission or per retry at full speed.
 	if linesDuring > 30 || linesTotal > 60 {
-		t.Errorf("the outage produced %d log lines (%d until recovery); the webhook must not spam the log:\n%s", linesDuring, linesTotal, tailFile(env.webhook.LogFile, 30))
+		t.Errorf("the outage produced %d log lines (%d until recovery); the webhook must not spam the log:\n%s", linesDuring, linesTotal, process.Tail(env.webhook.LogFile, 30))
 	}
 }
 
@@ -145,7 +146,7 @@ func startReplicaSet(t *testing.T, n int, extraArgs ...string) *replicaSet {
 		t.Cleanup(func() {
 			_ = w.Terminate(30 * time.Second)
 			if t.Failed() {
-				t.Logf("%s:\n%s", w.LogFile, tailFile(w.LogFile, 20))
+				t.Logf("%s:\n%s", w.LogFile, process.Tail(w.LogFile, 20))
 			}
 		})
 		rs.replicas = append(rs.replicas, w)

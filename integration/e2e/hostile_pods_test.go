@@ -104,7 +104,7 @@ func TestSixteenPodsOfMadeUpSysctlsGetSmallDenials(t *testing.T) {
 	t.Cleanup(func() {
 		_ = w.Terminate(30 * time.Second)
 		if t.Failed() {
-			t.Logf("webhook log:\n%s", tailFile(w.LogFile, 30))
+			t.Logf("webhook log:\n%s", process.Tail(w.LogFile, 30))
 		}
 	})
 	if err := c.RegisterWebhook(ctx, w); err != nil {

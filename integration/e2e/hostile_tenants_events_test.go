@@ -66,7 +66,7 @@ func startRegisteredWebhook(ctx context.Context, t *testing.T, c *cluster.Cluste
 	t.Cleanup(func() {
 		_ = wh.Terminate(30 * time.Second)
 		if t.Failed() {
-			t.Logf("webhook log:\n%s", tailFile(wh.LogFile, 30))
+			t.Logf("webhook log:\n%s", process.Tail(wh.LogFile, 30))
 		}
 	})
 	if err := c.RegisterWebhook(ctx, wh); err != nil {

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // policyPoolLabel is the label the example config's pools select nodes by.
@@ -91,7 +92,7 @@ func TestPolicySync(t *testing.T) {
 	t.Cleanup(func() {
 		_ = w.Terminate(30 * time.Second)
 		if t.Failed() {
-			t.Logf("serve log:\n%s", tailFile(w.LogFile, 40))
+			t.Logf("serve log:\n%s", process.Tail(w.LogFile, 40))
 		}
 	})
 	ns := optedInNamespace(ctx, t, c, "policy-sync", nil)

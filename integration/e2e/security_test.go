@@ -24,6 +24,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // webhookUser is how the API server authenticates the shipped ServiceAccount.
@@ -118,7 +119,7 @@ func TestSecurity(t *testing.T) {
 			t.Fatal(err)
 		}
 		if strings.Contains(strings.ToLower(string(logData)), "forbidden") {
-			t.Errorf("serve hit a missing permission:\n%s", tailFile(env.webhook.LogFile, 20))
+			t.Errorf("serve hit a missing permission:\n%s", process.Tail(env.webhook.LogFile, 20))
 		}
 	})
 
@@ -158,7 +159,7 @@ func TestSecurity(t *testing.T) {
 
 		// With the client certificate: the normal flow.
 		if err := c.RegisterWebhookAt(ctx, "https://"+configured, w.CABundle); err != nil {
-			t.Fatalf("the API server with a client certificate could not use the webhook: %v\n%s", err, tailFile(w.LogFile, 20))
+			t.Fatalf("the API server with a client certificate could not use the webhook: %v\n%s", err, process.Tail(w.LogFile, 20))
 		}
 		ns := optedInNamespace(ctx, t, c, "mtls", nil)
 		placed, err := c.Client.CoreV1().Pods(ns).Create(ctx, sysctlPod("with-client-cert"), metav1.CreateOptions{})

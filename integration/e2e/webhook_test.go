@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sysctl-placement/sysctl-placement/integration/cluster"
+	"github.com/sysctl-placement/sysctl-placement/integration/process"
 )
 
 // placementEnv is a control plane with the three default pools and the real
@@ -84,7 +85,7 @@ func startPlacementEnvWithPools(t *testing.T, opts cluster.WebhookOptions, addPo
 	t.Cleanup(func() {
 		_ = env.webhook.Terminate(30 * time.Second)
 		if t.Failed() {
-			t.Logf("webhook log:\n%s", tailFile(env.webhook.LogFile, 30))
+			t.Logf("webhook log:\n%s", process.Tail(env.webhook.LogFile, 30))
 		}
 	})
 	if err := c.RegisterWebhook(ctx, env.webhook); err != nil {
@@ -418,16 +419,4 @@ func shmWithHostIPC() *appsv1.Deployment {
 	d.Spec.Template.Spec.HostIPC = true
 	d.Spec.Template.Spec.SecurityContext.Sysctls = []corev1.Sysctl{{Name: "kernel.shmmax", Value: "17179869184"}}
 	return d
-}
-
-func tailFile(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -182,11 +182,12 @@ func (p *Process) signal(sig os.Signal) error {
 // LogTail returns the last n lines of the process's log, for error messages.
 func (p *Process) LogTail(n int) string { return Tail(p.LogPath, n) }
 
-// Tail returns the last n lines of a file, or "" when it cannot be read.
+// Tail returns the last n lines of a file, or why it cannot be read: it goes into
+// error messages, where a missing log is worth saying.
 func Tail(path string, n int) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return ""
+		return err.Error()
 	}
 	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
 	if len(lines) > n {
